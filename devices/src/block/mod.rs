@@ -1,0 +1,1 @@
+//! Block image formats (raw, qcow2) behind one trait.

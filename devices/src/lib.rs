@@ -1,0 +1,2 @@
+//! Device models and block formats for godwit.
+pub mod block;

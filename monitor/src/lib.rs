@@ -1,0 +1,1 @@
+//! The QEMU human monitor (HMP) language for godwit.
