@@ -1,0 +1,18 @@
+//! PCI: type-0 configuration spaces, the host bridge, and the 0xCF8/0xCFC access mechanism.
+pub mod config_space;
+pub mod host_bridge;
+pub mod root;
+
+pub use config_space::ConfigSpace;
+pub use host_bridge::HostBridge;
+pub use root::{PciConfigIo, PciRoot};
+
+/// A function on the PCI bus, seen through its configuration space.
+pub trait PciDevice: Send {
+    /// Reads the dword at configuration register `reg` (byte offset `reg * 4`).
+    fn read_config(&self, reg: usize) -> u32;
+    /// Writes `data` (1, 2 or 4 bytes) at byte `offset` within dword register `reg`.
+    fn write_config(&mut self, reg: usize, offset: usize, data: &[u8]);
+    /// A short human-readable name for `info pci`.
+    fn name(&self) -> &str;
+}

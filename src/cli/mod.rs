@@ -1,0 +1,145 @@
+//! The command line, in QEMU's spelling.
+//!
+//! Options take one dash or two (`-m`, `--m`), and a value as the next argument. Errors
+//! read like QEMU's: `-foo: invalid option`, `-m: requires an argument`.
+
+mod help;
+mod options;
+mod size;
+
+pub use size::parse_size;
+
+use crate::config::Config;
+use thiserror::Error;
+
+/// A command-line error; `Display` is the whole line after `godwit: `.
+#[derive(Debug, Error, PartialEq, Eq)]
+#[error("{0}")]
+pub struct CliError(pub String);
+
+/// What the command line asks for.
+#[derive(Debug, PartialEq)]
+pub enum Action {
+    Run(Box<Config>),
+    /// Print this text on stdout and exit 0 (`-version`, `-h`, `-cpu help`, ...).
+    Print(String),
+}
+
+/// Parses `args` (without the program name).
+pub fn parse<I: IntoIterator<Item = String>>(args: I) -> Result<Action, CliError> {
+    let mut cfg = Config::default();
+    let mut serial: Option<crate::config::SerialBackend> = None;
+    let mut nodefaults = false;
+    let mut args = args.into_iter();
+    while let Some(arg) = args.next() {
+        let Some(name) = arg.strip_prefix("--").or_else(|| arg.strip_prefix('-')) else {
+            return Err(CliError(format!("{arg}: disk images are not supported yet (no -drive support)")));
+        };
+        let opt = options::lookup(name).ok_or_else(|| CliError(format!("-{name}: invalid option")))?;
+        let value = if opt.takes_value {
+            Some(args.next().ok_or_else(|| CliError(format!("-{name}: requires an argument")))?)
+        } else {
+            None
+        };
+        let ctx = options::Ctx { name, value: value.as_deref().unwrap_or("") };
+        match (opt.apply)(&ctx, &mut cfg)? {
+            options::Effect::None => {}
+            options::Effect::Print(text) => return Ok(Action::Print(text)),
+            options::Effect::Serial(s) => {
+                if serial.is_some() {
+                    return Err(CliError(format!("-serial {}: godwit has one serial port (COM1)", ctx.value)));
+                }
+                serial = Some(s);
+            }
+            options::Effect::NoDefaults => nodefaults = true,
+        }
+    }
+    cfg.serial = match serial {
+        Some(s) => s,
+        None if cfg.nographic && !nodefaults => crate::config::SerialBackend::Stdio,
+        None => crate::config::SerialBackend::Null,
+    };
+    if cfg.daemonize && cfg.serial == crate::config::SerialBackend::Stdio {
+        let what = if cfg.nographic { "-nographic" } else { "-serial stdio" };
+        return Err(CliError(format!("{what} cannot be used with -daemonize")));
+    }
+    if cfg.kernel.is_none() && cfg.bios.is_none() {
+        return Err(CliError("no -kernel or -bios given: godwit boots a kernel directly or runs the firmware you name".into()));
+    }
+    if cfg.kernel.is_some() && cfg.bios.is_some() {
+        return Err(CliError("-kernel and -bios together are not supported: godwit loads kernels itself".into()));
+    }
+    if cfg.kernel.is_none() && (cfg.initrd.is_some() || !cfg.append.is_empty()) {
+        return Err(CliError("-initrd and -append only work with -kernel".into()));
+    }
+    Ok(Action::Run(Box::new(cfg)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::SerialBackend;
+
+    fn run(line: &str) -> Result<Config, String> {
+        match parse(line.split_whitespace().map(String::from)) {
+            Ok(Action::Run(c)) => Ok(*c),
+            Ok(Action::Print(t)) => Err(format!("printed: {t}")),
+            Err(e) => Err(e.0),
+        }
+    }
+
+    #[test]
+    fn qemu_style_line() {
+        let c = run("-enable-kvm -machine pc,accel=kvm -m 2G -smp 2 -cpu host -kernel k -initrd i -append console=ttyS0 -nographic -name vm1 -S -no-reboot").unwrap();
+        assert_eq!(c.mem_size, 2 << 30);
+        assert_eq!(c.vcpus, 2);
+        assert_eq!(c.kernel.as_deref(), Some(std::path::Path::new("k")));
+        assert_eq!(c.append, "console=ttyS0");
+        assert_eq!(c.serial, SerialBackend::Stdio);
+        assert!(c.start_paused && c.no_reboot);
+        assert_eq!(c.name.as_deref(), Some("vm1"));
+    }
+
+    #[test]
+    fn memory_forms() {
+        assert_eq!(run("-m 256 -kernel k").unwrap().mem_size, 256 << 20);
+        assert_eq!(run("-m size=1024 -kernel k").unwrap().mem_size, 1 << 30);
+        assert_eq!(run("--m 1G -kernel k").unwrap().mem_size, 1 << 30);
+        assert_eq!(run("-m 0 -kernel k").unwrap_err(), "-m 0: memory size must be at least 2 MiB");
+        assert_eq!(run("-m abc -kernel k").unwrap_err(), "-m abc: Parameter 'size' expects a non-negative number below 2^64");
+        assert_eq!(run("-m size=1G,maxmem=4G -kernel k").unwrap_err(), "-m size=1G,maxmem=4G: memory hotplug (slots, maxmem) is not supported");
+    }
+
+    #[test]
+    fn errors_read_like_qemu() {
+        assert_eq!(run("-foo").unwrap_err(), "-foo: invalid option");
+        assert_eq!(run("-kernel k -m").unwrap_err(), "-m: requires an argument");
+        assert_eq!(run("-kernel k -smp abc").unwrap_err(), "Parameter 'smp.cpus' expects integer");
+        assert_eq!(run("-kernel k -smp 0").unwrap_err(), "Invalid SMP CPUs 0. The min CPUs supported by machine 'pc' is 1");
+        assert_eq!(run("-kernel k -serial bogus").unwrap_err(), "-serial bogus: 'bogus' is not a valid char driver");
+        assert_eq!(run("-kernel k -accel tcg").unwrap_err(), "-accel tcg: invalid accelerator tcg (godwit runs on KVM only)");
+        assert_eq!(run("-kernel k -cpu bogus").unwrap_err(), "unable to find CPU model 'bogus'");
+        assert!(run("-kernel k -machine bogus").unwrap_err().starts_with("unsupported machine type"));
+        assert_eq!(run("-nographic -daemonize -kernel k").unwrap_err(), "-nographic cannot be used with -daemonize");
+        assert!(run("-m 64").unwrap_err().starts_with("no -kernel or -bios given"));
+        assert!(run("-kernel k -monitor stdio").unwrap_err().contains("not supported yet"));
+    }
+
+    #[test]
+    fn smp_forms_and_serial() {
+        assert_eq!(run("-kernel k -smp cpus=4,sockets=1,cores=4,threads=1").unwrap().vcpus, 4);
+        assert_eq!(run("-kernel k -smp sockets=2,cores=2").unwrap().vcpus, 4);
+        assert_eq!(run("-kernel k -serial pty").unwrap().serial, SerialBackend::Pty);
+        assert_eq!(run("-kernel k -serial file:/tmp/x").unwrap().serial, SerialBackend::File("/tmp/x".into()));
+        assert_eq!(run("-kernel k -nographic -nodefaults").unwrap().serial, SerialBackend::Null);
+        assert_eq!(run("-kernel k -display none").unwrap().serial, SerialBackend::Null);
+    }
+
+    #[test]
+    fn print_actions() {
+        for opt in ["-version", "-h", "-help", "--help", "-cpu help", "-machine help"] {
+            let r = parse(opt.split_whitespace().map(String::from)).unwrap();
+            assert!(matches!(r, Action::Print(t) if !t.is_empty()), "{opt}");
+        }
+    }
+}

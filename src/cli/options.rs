@@ -1,0 +1,251 @@
+//! The table of accepted options and what each does to the configuration.
+
+use super::{CliError, help, parse_size};
+use crate::config::{Config, SerialBackend};
+
+pub struct Ctx<'a> {
+    pub name: &'a str,
+    pub value: &'a str,
+}
+
+pub enum Effect {
+    None,
+    Print(String),
+    Serial(SerialBackend),
+    NoDefaults,
+}
+
+type Apply = fn(&Ctx<'_>, &mut Config) -> Result<Effect, CliError>;
+
+pub struct Opt {
+    pub name: &'static str,
+    pub takes_value: bool,
+    pub apply: Apply,
+}
+
+const fn flag(name: &'static str, apply: Apply) -> Opt {
+    Opt { name, takes_value: false, apply }
+}
+const fn arg(name: &'static str, apply: Apply) -> Opt {
+    Opt { name, takes_value: true, apply }
+}
+
+fn err<T>(msg: impl Into<String>) -> Result<T, CliError> {
+    Err(CliError(msg.into()))
+}
+
+/// Options that later parts of godwit will own: parsed, then refused clearly.
+fn not_yet(c: &Ctx<'_>, _: &mut Config) -> Result<Effect, CliError> {
+    err(format!("-{} {}: not supported yet in this godwit build", c.name, c.value))
+}
+
+static OPTIONS: &[Opt] = &[
+    flag("enable-kvm", |_, _| Ok(Effect::None)),
+    arg("accel", |c, _| accel(c.name, c.value)),
+    arg("machine", machine),
+    arg("M", machine),
+    arg("m", memory),
+    arg("smp", smp),
+    arg("cpu", cpu),
+    arg("kernel", |c, cfg| {
+        cfg.kernel = Some(c.value.into());
+        Ok(Effect::None)
+    }),
+    arg("initrd", |c, cfg| {
+        cfg.initrd = Some(c.value.into());
+        Ok(Effect::None)
+    }),
+    arg("append", |c, cfg| {
+        cfg.append = c.value.to_string();
+        Ok(Effect::None)
+    }),
+    arg("bios", |c, cfg| {
+        cfg.bios = Some(c.value.into());
+        Ok(Effect::None)
+    }),
+    flag("nographic", |_, cfg| {
+        cfg.nographic = true;
+        Ok(Effect::None)
+    }),
+    arg("display", display),
+    flag("nodefaults", |_, _| Ok(Effect::NoDefaults)),
+    arg("serial", serial),
+    arg("name", |c, cfg| {
+        // `-name guest=NAME,process=...` or a bare name.
+        let name = c.value.split(',').find_map(|p| p.strip_prefix("guest=")).unwrap_or(c.value.split(',').next().unwrap_or(""));
+        cfg.name = Some(name.to_string());
+        Ok(Effect::None)
+    }),
+    flag("S", |_, cfg| {
+        cfg.start_paused = true;
+        Ok(Effect::None)
+    }),
+    arg("pidfile", |c, cfg| {
+        cfg.pidfile = Some(c.value.into());
+        Ok(Effect::None)
+    }),
+    flag("daemonize", |_, cfg| {
+        cfg.daemonize = true;
+        Ok(Effect::None)
+    }),
+    flag("no-reboot", |_, cfg| {
+        cfg.no_reboot = true;
+        Ok(Effect::None)
+    }),
+    flag("version", |_, _| Ok(Effect::Print(help::version()))),
+    flag("h", |_, _| Ok(Effect::Print(help::usage()))),
+    flag("help", |_, _| Ok(Effect::Print(help::usage()))),
+    arg("monitor", not_yet),
+    arg("qmp", not_yet),
+    arg("drive", not_yet),
+    arg("hda", not_yet),
+    arg("hdb", not_yet),
+    arg("incoming", not_yet),
+    arg("loadvm", not_yet),
+];
+
+pub fn lookup(name: &str) -> Option<&'static Opt> {
+    OPTIONS.iter().find(|o| o.name == name)
+}
+
+fn accel(opt: &str, value: &str) -> Result<Effect, CliError> {
+    let kind = value.split(',').next().unwrap_or("");
+    match kind {
+        "kvm" => Ok(Effect::None),
+        "help" => Ok(Effect::Print("Accelerators supported in godwit:\nkvm\n".into())),
+        _ => err(format!("-{opt} {value}: invalid accelerator {kind} (godwit runs on KVM only)")),
+    }
+}
+
+/// Machine names godwit answers to. It has one machine: a legacy PC (8259 PIC, IOAPIC, PIT,
+/// 8250, i8042, CMOS RTC) with a PCI host bridge on configuration mechanism #1.
+const MACHINE_ALIASES: &[&str] = &["pc", "q35", "godwit"];
+
+fn machine(c: &Ctx<'_>, cfg: &mut Config) -> Result<Effect, CliError> {
+    let mut kind = None;
+    for (i, part) in c.value.split(',').enumerate() {
+        let (k, v) = part.split_once('=').unwrap_or(if i == 0 { ("type", part) } else { (part, "on") });
+        match k {
+            "type" => kind = Some(v),
+            "accel" => {
+                accel(c.name, v)?;
+            }
+            // Accepted QEMU machine properties that change nothing in godwit.
+            "usb" | "vmport" | "dump-guest-core" | "mem-merge" | "kernel-irqchip" | "hpet" | "smm" => {}
+            _ => return err(format!("-{} {}: Property '{k}' not found (godwit's machine has no such option)", c.name, c.value)),
+        }
+    }
+    let Some(kind) = kind else { return Ok(Effect::None) };
+    if kind == "help" || kind == "?" {
+        return Ok(Effect::Print(help::machines()));
+    }
+    let known = MACHINE_ALIASES.contains(&kind) || kind.starts_with("pc-i440fx-") || kind.starts_with("pc-q35-") || kind.starts_with("pc-");
+    if !known {
+        return err(format!("unsupported machine type '{kind}': use -machine help to list supported machines"));
+    }
+    cfg.machine = kind.to_string();
+    Ok(Effect::None)
+}
+
+fn memory(c: &Ctx<'_>, cfg: &mut Config) -> Result<Effect, CliError> {
+    let mut size = None;
+    for (i, part) in c.value.split(',').enumerate() {
+        match part.split_once('=') {
+            Some(("size", v)) => size = Some(v),
+            None if i == 0 => size = Some(part),
+            Some(("slots" | "maxmem", _)) => {
+                return err(format!("-m {}: memory hotplug (slots, maxmem) is not supported", c.value));
+            }
+            _ => return err(format!("-m {}: Invalid parameter '{}'", c.value, part.split('=').next().unwrap_or(part))),
+        }
+    }
+    let Some(text) = size else { return err(format!("-m {}: missing 'size'", c.value)) };
+    let bytes = parse_size(text, 1 << 20)
+        .ok_or_else(|| CliError(format!("-m {}: Parameter 'size' expects a non-negative number below 2^64", c.value)))?;
+    if bytes < 2 << 20 {
+        return err(format!("-m {}: memory size must be at least 2 MiB", c.value));
+    }
+    // Page-align like QEMU does, so memory slots are whole pages.
+    cfg.mem_size = bytes.div_ceil(4096) * 4096;
+    Ok(Effect::None)
+}
+
+/// Most vCPUs godwit's MP table and xAPIC ids can describe.
+pub const MAX_VCPUS: u64 = 254;
+
+fn smp(c: &Ctx<'_>, cfg: &mut Config) -> Result<Effect, CliError> {
+    let mut cpus = None;
+    let mut topo = 1u64;
+    let mut topo_given = false;
+    for (i, part) in c.value.split(',').enumerate() {
+        let (k, v) = part.split_once('=').unwrap_or(if i == 0 { ("cpus", part) } else { (part, "") });
+        let n: u64 = v.parse().map_err(|_| CliError(format!("Parameter 'smp.{k}' expects integer")))?;
+        match k {
+            "cpus" => cpus = Some(n),
+            "sockets" | "dies" | "clusters" | "cores" | "threads" => {
+                topo = topo.saturating_mul(n);
+                topo_given = true;
+            }
+            "maxcpus" => {}
+            _ => return err(format!("-smp {}: Invalid parameter '{k}'", c.value)),
+        }
+    }
+    let n = cpus.unwrap_or(if topo_given { topo } else { 1 });
+    if n == 0 {
+        return err(format!("Invalid SMP CPUs 0. The min CPUs supported by machine '{}' is 1", cfg.machine));
+    }
+    if n > MAX_VCPUS {
+        return err(format!("Invalid SMP CPUs {n}. The max CPUs supported by machine '{}' is {MAX_VCPUS}", cfg.machine));
+    }
+    cfg.vcpus = n as u8;
+    Ok(Effect::None)
+}
+
+/// CPU model names accepted by `-cpu`. Whatever the name, the guest sees the CPUID features
+/// KVM supports on this host (as `-cpu host` would), which keeps migration between like hosts
+/// simple; see `-cpu help`.
+pub const CPU_MODELS: &[&str] = &[
+    "host", "max", "base", "qemu64", "qemu32", "kvm64", "kvm32", "pentium", "pentium2", "pentium3", "coreduo", "core2duo",
+    "n270", "athlon", "phenom", "Conroe", "Penryn", "Nehalem", "Westmere", "SandyBridge", "IvyBridge", "Haswell",
+    "Broadwell", "Skylake-Client", "Skylake-Server", "Cascadelake-Server", "Cooperlake", "Icelake-Server",
+    "SapphireRapids", "Opteron_G1", "Opteron_G2", "Opteron_G3", "Opteron_G4", "Opteron_G5", "EPYC", "EPYC-Rome",
+    "EPYC-Milan", "EPYC-Genoa",
+];
+
+fn cpu(c: &Ctx<'_>, cfg: &mut Config) -> Result<Effect, CliError> {
+    let model = c.value.split(',').next().unwrap_or("");
+    if model == "help" || model == "?" {
+        return Ok(Effect::Print(help::cpu_models()));
+    }
+    // Versioned names such as `Skylake-Client-v4` or `EPYC-IBPB` map to their base model.
+    let known = CPU_MODELS.iter().any(|m| model == *m || model.strip_prefix(m).is_some_and(|rest| rest.starts_with('-')));
+    if !known {
+        return err(format!("unable to find CPU model '{model}'"));
+    }
+    cfg.cpu_model = model.to_string();
+    Ok(Effect::None)
+}
+
+fn display(c: &Ctx<'_>, _: &mut Config) -> Result<Effect, CliError> {
+    match c.value.split(',').next().unwrap_or("") {
+        "none" => Ok(Effect::None),
+        "gtk" | "sdl" | "vnc" | "curses" | "egl-headless" | "spice-app" | "dbus" | "cocoa" => {
+            err(format!("-display {}: godwit has no graphical display (use -display none or -nographic)", c.value))
+        }
+        other => err(format!("-display {}: Parameter 'type' does not accept value '{other}'", c.value)),
+    }
+}
+
+fn serial(c: &Ctx<'_>, _: &mut Config) -> Result<Effect, CliError> {
+    let v = c.value;
+    let backend = match v {
+        "stdio" | "mon:stdio" => SerialBackend::Stdio,
+        "pty" => SerialBackend::Pty,
+        "none" | "null" => SerialBackend::Null,
+        _ => match v.strip_prefix("file:") {
+            Some(path) if !path.is_empty() => SerialBackend::File(path.into()),
+            _ => return err(format!("-serial {v}: '{v}' is not a valid char driver")),
+        },
+    };
+    Ok(Effect::Serial(backend))
+}

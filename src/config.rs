@@ -1,0 +1,65 @@
+//! The VM configuration the command line produces.
+
+use std::path::PathBuf;
+
+/// Where a serial port's bytes go.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SerialBackend {
+    /// The terminal godwit runs in (shared with the monitor under `-nographic`).
+    Stdio,
+    /// A fresh pseudo-terminal whose path is printed at start-up.
+    Pty,
+    /// Output appended to a file; no input.
+    File(PathBuf),
+    /// Nowhere.
+    Null,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Config {
+    /// Guest RAM in bytes.
+    pub mem_size: u64,
+    pub vcpus: u8,
+    pub kernel: Option<PathBuf>,
+    pub initrd: Option<PathBuf>,
+    pub append: String,
+    pub bios: Option<PathBuf>,
+    pub serial: SerialBackend,
+    pub name: Option<String>,
+    /// `-S`: do not start the vCPUs until told to.
+    pub start_paused: bool,
+    pub pidfile: Option<PathBuf>,
+    pub daemonize: bool,
+    pub no_reboot: bool,
+    /// `-nographic`: the serial console (and later the monitor) use this terminal.
+    pub nographic: bool,
+    /// The CPU model named with `-cpu` (godwit always exposes what KVM supports).
+    pub cpu_model: String,
+    /// The machine type named with `-machine` (godwit has one machine; see `-machine help`).
+    pub machine: String,
+}
+
+/// QEMU's default RAM size for x86 machines.
+pub const DEFAULT_MEM: u64 = 128 << 20;
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            mem_size: DEFAULT_MEM,
+            vcpus: 1,
+            kernel: None,
+            initrd: None,
+            append: String::new(),
+            bios: None,
+            serial: SerialBackend::Null,
+            name: None,
+            start_paused: false,
+            pidfile: None,
+            daemonize: false,
+            no_reboot: false,
+            nographic: false,
+            cpu_model: "host".into(),
+            machine: "pc".into(),
+        }
+    }
+}

@@ -1,0 +1,152 @@
+//! A virtual machine: KVM objects, guest RAM, devices and vCPU threads, built from a
+//! [`Config`] and torn down whole (a reboot builds a fresh one).
+
+pub mod kvm;
+pub mod platform;
+
+use crate::boot::{self, BootError, Entry};
+use crate::config::Config;
+use crate::cpu::control::RunControl;
+use crate::cpu::thread::{self, Vcpu};
+use crate::cpu::{CpuError, cpuid, setup};
+use crate::layout;
+use crate::memory::{self, GuestRam, MemoryError};
+use crossbeam_channel::Sender;
+use devices::legacy::serial::SerialOutput;
+use kvm_ioctls::{Cap, Kvm, VcpuFd, VmFd};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use thiserror::Error;
+use vm_memory::MmapRegion;
+
+/// Machine-level events, from vCPUs, devices, the console and signal handling.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum VmEvent {
+    /// The guest asked for a reset (i8042, triple fault, KVM reset event).
+    Reset,
+    /// The guest powered off.
+    Shutdown,
+    /// The user asked godwit to quit (Ctrl-A x).
+    Quit,
+    /// A termination signal arrived.
+    Signal { signo: i32, pid: i32 },
+    /// Something fatal happened to the VM.
+    Error(String),
+}
+
+#[derive(Debug, Error)]
+pub enum VmError {
+    #[error(transparent)]
+    Kvm(#[from] kvm::KvmError),
+    #[error(transparent)]
+    Memory(#[from] MemoryError),
+    #[error(transparent)]
+    Boot(#[from] BootError),
+    #[error(transparent)]
+    Cpu(#[from] CpuError),
+    #[error(transparent)]
+    Platform(#[from] platform::PlatformError),
+    #[error("cannot map firmware: {0}")]
+    Firmware(String),
+}
+
+pub struct Vm {
+    _fd: VmFd,
+    _ram: GuestRam,
+    /// The firmware image's read-only mapping under 4 GiB, kept alive with the VM.
+    _bios: Option<MmapRegion<()>>,
+    platform: platform::Platform,
+    control: Arc<RunControl>,
+    pending: Vec<VcpuFd>,
+    threads: Vec<JoinHandle<()>>,
+    events: Sender<VmEvent>,
+}
+
+impl Vm {
+    pub fn build(kvm: &Kvm, cfg: &Config, serial_out: SerialOutput, events: Sender<VmEvent>) -> Result<Vm, VmError> {
+        let base_cpuid = cpuid::supported(kvm).map_err(CpuError::SupportedCpuid)?;
+        let fd = kvm::create_vm(kvm)?;
+        let ram = memory::create(cfg.mem_size, kvm::phys_bits(&base_cpuid))?;
+        memory::register(&fd, &ram, false)?;
+
+        let (entry, bios) = match &cfg.bios {
+            Some(path) => {
+                let img = boot::bios::read(path)?;
+                boot::bios::copy_legacy(&ram, &img)?;
+                let region = map_firmware(kvm, &fd, &img, ram_slots(&ram))?;
+                (Entry::ResetVector, Some(region))
+            }
+            None => {
+                let kernel = cfg.kernel.as_deref().ok_or(BootError::BadKernel)?;
+                boot::paging::write(&ram)?;
+                boot::mptable::write(&ram, cfg.vcpus)?;
+                let lb = boot::linux::LinuxBoot { kernel, initrd: cfg.initrd.as_deref(), cmdline: &cfg.append, mem_size: cfg.mem_size };
+                (boot::linux::load(&ram, &lb)?, None)
+            }
+        };
+
+        let ranges = layout::ram_ranges(cfg.mem_size);
+        let below = ranges[0].1;
+        let above = ranges.get(1).map_or(0, |r| r.1);
+        let platform = platform::build(&fd, serial_out, events.clone(), below, above)?;
+
+        let mut pending = Vec::with_capacity(cfg.vcpus as usize);
+        for id in 0..cfg.vcpus {
+            let vcpu = fd.create_vcpu(u64::from(id)).map_err(|e| CpuError::Create(id, e))?;
+            setup::configure(&vcpu, id, cfg.vcpus, &base_cpuid)?;
+            if id == 0 {
+                setup::set_entry(&vcpu, entry)?;
+            }
+            pending.push(vcpu);
+        }
+        let control = Arc::new(RunControl::new(pending.len(), cfg.start_paused));
+        Ok(Vm { _fd: fd, _ram: ram, _bios: bios, platform, control, pending, threads: Vec::new(), events })
+    }
+
+    /// The UART, for routing console input to it.
+    pub fn serial(&self) -> Arc<std::sync::Mutex<devices::legacy::serial::SerialDevice>> {
+        self.platform.serial.clone()
+    }
+
+    /// Starts one thread per vCPU (they stay parked if the VM was built paused).
+    pub fn start(&mut self) -> Result<(), VmError> {
+        let pio = Arc::new(std::mem::take(&mut self.platform.pio));
+        let mmio = Arc::new(std::mem::take(&mut self.platform.mmio));
+        for (id, fd) in self.pending.drain(..).enumerate() {
+            let v = Vcpu { id: id as u8, fd, pio: pio.clone(), mmio: mmio.clone(), control: self.control.clone(), events: self.events.clone() };
+            self.threads.push(thread::spawn(v)?);
+        }
+        Ok(())
+    }
+
+    /// Stops every vCPU thread and waits for them.
+    pub fn teardown(mut self) {
+        self.control.stop();
+        for t in self.threads.drain(..) {
+            let _ = t.join();
+        }
+    }
+}
+
+fn ram_slots(ram: &GuestRam) -> u32 {
+    use vm_memory::GuestMemoryBackend;
+    ram.num_regions() as u32
+}
+
+/// Maps the firmware image just below 4 GiB as its own (read-only where KVM allows) slot.
+fn map_firmware(kvm: &Kvm, vm: &VmFd, img: &boot::bios::BiosImage, slot: u32) -> Result<MmapRegion<()>, VmError> {
+    let region = MmapRegion::<()>::new(img.data.len()).map_err(|e| VmError::Firmware(e.to_string()))?;
+    // SAFETY: the region is a fresh private mapping of exactly data.len() bytes.
+    unsafe { std::ptr::copy_nonoverlapping(img.data.as_ptr(), region.as_ptr(), img.data.len()) };
+    let flags = if kvm.check_extension(Cap::ReadonlyMem) { kvm_bindings::KVM_MEM_READONLY } else { 0 };
+    let r = kvm_bindings::kvm_userspace_memory_region {
+        slot,
+        flags,
+        guest_phys_addr: img.base,
+        memory_size: img.data.len() as u64,
+        userspace_addr: region.as_ptr() as u64,
+    };
+    // SAFETY: the mapping outlives the slot: the Vm keeps `region` until the VM fd is closed.
+    unsafe { vm.set_user_memory_region(r) }.map_err(|e| VmError::Firmware(e.to_string()))?;
+    Ok(region)
+}
