@@ -26,6 +26,8 @@ pub enum BusError {
 
 struct Entry {
     len: u64,
+    /// Added to the offset the device sees (for devices split over several ranges).
+    dev_offset: u64,
     dev: Arc<Mutex<dyn BusDevice>>,
 }
 
@@ -41,6 +43,12 @@ impl Bus {
     }
 
     pub fn insert(&mut self, base: u64, len: u64, dev: Arc<Mutex<dyn BusDevice>>) -> Result<(), BusError> {
+        self.insert_with_offset(base, len, dev, 0)
+    }
+
+    /// Like `insert`, but the device sees offsets starting at `dev_offset`, so one device
+    /// can answer at ports that are not contiguous (the i8042 at 0x60 and 0x64).
+    pub fn insert_with_offset(&mut self, base: u64, len: u64, dev: Arc<Mutex<dyn BusDevice>>, dev_offset: u64) -> Result<(), BusError> {
         if len == 0 {
             return Err(BusError::Empty(base));
         }
@@ -50,13 +58,13 @@ impl Bus {
                 return Err(BusError::Overlap { base, len });
             }
         }
-        self.ranges.insert(base, Entry { len, dev });
+        self.ranges.insert(base, Entry { len, dev_offset, dev });
         Ok(())
     }
 
     fn find(&self, addr: u64) -> Option<(u64, &Arc<Mutex<dyn BusDevice>>)> {
         let (base, e) = self.ranges.range(..=addr).next_back()?;
-        (addr - base < e.len).then_some((addr - base, &e.dev))
+        (addr - base < e.len).then_some((addr - base + e.dev_offset, &e.dev))
     }
 
     /// Dispatches a read; returns false (and fills all ones) if nothing is mapped there.
@@ -121,5 +129,10 @@ mod tests {
         assert!(!bus.read(0x400, &mut b));
         assert_eq!(b[0], 0xff);
         assert!(!bus.write(0x3f7, &[1]));
+        let split = Arc::new(Mutex::new(Reg(0x10)));
+        bus.insert(0x60, 1, split.clone()).unwrap();
+        bus.insert_with_offset(0x64, 1, split, 4).unwrap();
+        bus.read(0x64, &mut b);
+        assert_eq!(b[0], 0x14);
     }
 }

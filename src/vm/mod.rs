@@ -51,7 +51,7 @@ pub enum VmError {
 }
 
 pub struct Vm {
-    _fd: VmFd,
+    _fd: Arc<VmFd>,
     _ram: GuestRam,
     /// The firmware image's read-only mapping under 4 GiB, kept alive with the VM.
     _bios: Option<MmapRegion<()>>,
@@ -65,7 +65,7 @@ pub struct Vm {
 impl Vm {
     pub fn build(kvm: &Kvm, cfg: &Config, serial_out: SerialOutput, events: Sender<VmEvent>) -> Result<Vm, VmError> {
         let base_cpuid = cpuid::supported(kvm).map_err(CpuError::SupportedCpuid)?;
-        let fd = kvm::create_vm(kvm)?;
+        let fd = Arc::new(kvm::create_vm(kvm)?);
         let ram = memory::create(cfg.mem_size, kvm::phys_bits(&base_cpuid))?;
         memory::register(&fd, &ram, false)?;
 

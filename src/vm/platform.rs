@@ -5,8 +5,9 @@ use crossbeam_channel::Sender;
 use devices::bus::{Bus, BusError};
 use devices::irq::IrqEvent;
 use devices::legacy::cmos::{CMOS_PORT, CMOS_PORTS, Cmos};
-use devices::legacy::i8042::{I8042, I8042_DATA_PORT, I8042_PORTS, KBD_IRQ};
+use devices::legacy::i8042::{I8042, I8042_COMMAND_PORT, I8042_DATA_PORT, KBD_IRQ};
 use devices::legacy::port80::{POST_PORT, PostCode};
+use devices::legacy::speaker::{SPEAKER_PORT, Speaker};
 use devices::legacy::serial::{COM1_IRQ, COM1_PORT, SerialDevice, SerialOutput, UART_PORTS};
 use devices::pci::root::{PCI_CONFIG_PORT, PCI_CONFIG_PORTS};
 use devices::pci::{HostBridge, PciConfigIo, PciRoot};
@@ -32,6 +33,7 @@ pub struct Platform {
     pub serial: Arc<Mutex<SerialDevice>>,
     pub i8042: Arc<Mutex<I8042>>,
     pub cmos: Arc<Mutex<Cmos>>,
+    pub speaker: Arc<Mutex<Speaker>>,
     pub pci: Arc<Mutex<PciRoot>>,
     pub pci_io: Arc<Mutex<PciConfigIo>>,
 }
@@ -44,7 +46,7 @@ fn irq(vm: &VmFd, gsi: u32) -> Result<IrqEvent, PlatformError> {
 
 /// Creates the legacy devices and the PCI host bridge. `below_4g`/`above_4g` are the RAM
 /// sizes the CMOS reports.
-pub fn build(vm: &VmFd, serial_out: SerialOutput, events: Sender<VmEvent>, below_4g: u64, above_4g: u64) -> Result<Platform, PlatformError> {
+pub fn build(vm: &Arc<VmFd>, serial_out: SerialOutput, events: Sender<VmEvent>, below_4g: u64, above_4g: u64) -> Result<Platform, PlatformError> {
     let mut pio = Bus::new();
     let serial = Arc::new(Mutex::new(SerialDevice::new(irq(vm, COM1_IRQ)?, serial_out)));
     pio.insert(COM1_PORT, UART_PORTS, serial.clone())?;
@@ -56,11 +58,14 @@ pub fn build(vm: &VmFd, serial_out: SerialOutput, events: Sender<VmEvent>, below
             let _ = reset_events.send(VmEvent::Reset);
         }),
     )));
-    pio.insert(I8042_DATA_PORT, I8042_PORTS, i8042.clone())?;
+    pio.insert(I8042_DATA_PORT, 1, i8042.clone())?;
+    pio.insert_with_offset(I8042_COMMAND_PORT, 1, i8042.clone(), I8042_COMMAND_PORT - I8042_DATA_PORT)?;
 
     let cmos = Arc::new(Mutex::new(Cmos::new(below_4g, above_4g)));
     pio.insert(CMOS_PORT, CMOS_PORTS, cmos.clone())?;
     pio.insert(POST_PORT, 1, Arc::new(Mutex::new(PostCode::default())))?;
+    let speaker = Arc::new(Mutex::new(Speaker::new(Box::new(super::kvm::KvmPit2(vm.clone())))));
+    pio.insert(SPEAKER_PORT, 1, speaker.clone())?;
 
     let mut root = PciRoot::new();
     root.add_at(0, Arc::new(Mutex::new(HostBridge::default())))?;
@@ -68,5 +73,5 @@ pub fn build(vm: &VmFd, serial_out: SerialOutput, events: Sender<VmEvent>, below
     let pci_io = Arc::new(Mutex::new(PciConfigIo::new(pci.clone())));
     pio.insert(PCI_CONFIG_PORT, PCI_CONFIG_PORTS, pci_io.clone())?;
 
-    Ok(Platform { pio, mmio: Bus::new(), serial, i8042, cmos, pci, pci_io })
+    Ok(Platform { pio, mmio: Bus::new(), serial, i8042, cmos, speaker, pci, pci_io })
 }

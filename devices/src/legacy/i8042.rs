@@ -10,8 +10,8 @@ use crate::state::{Persist, StateError, StateReader, StateWriter, VersionedState
 use std::collections::VecDeque;
 
 pub const I8042_DATA_PORT: u64 = 0x60;
-/// The controller decodes 0x60..=0x64; the bus range covers all five ports.
-pub const I8042_PORTS: u64 = 5;
+/// The status/command port; the device sees it as offset 4 from the data port.
+pub const I8042_COMMAND_PORT: u64 = 0x64;
 pub const KBD_IRQ: u32 = 1;
 
 const STATUS_OUT_FULL: u8 = 0x01;

@@ -3,3 +3,4 @@ pub mod cmos;
 pub mod i8042;
 pub mod port80;
 pub mod serial;
+pub mod speaker;

@@ -1,0 +1,14 @@
+#!/usr/bin/env bash
+# Runs the whole test suite: unit tests of every crate, integration tests that boot real
+# guests on /dev/kvm, and the expect scripts that drive the monitor as a person would.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+bash scripts/setup.sh --no-release
+# Guests boot one at a time inside each test binary; binaries run one after another.
+cargo test --workspace -- --test-threads=2
+for t in tests/expect/*.exp; do
+    [ -e "$t" ] || continue
+    echo "expect: $t"
+    expect "$t" "$(pwd)/target/debug/godwit" "$(pwd)/firmware/build/probe.bin"
+done
