@@ -7,8 +7,15 @@ cd "$(dirname "$0")/.."
 bash scripts/setup.sh --no-release
 # Guests boot one at a time inside each test binary; binaries run one after another.
 cargo test --workspace -- --test-threads=2
+passed=0; failed=0
 for t in tests/expect/*.exp; do
     [ -e "$t" ] || continue
     echo "expect: $t"
-    expect "$t" "$(pwd)/target/debug/godwit" "$(pwd)/firmware/build/probe.bin"
+    if expect "$t" "$(pwd)/target/debug/godwit" "$(pwd)/firmware/build/probe.bin"; then
+        passed=$((passed + 1))
+    else
+        failed=$((failed + 1))
+    fi
 done
+echo "expect: $passed passed, $failed failed"
+[ "$failed" -eq 0 ]
