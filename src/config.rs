@@ -37,6 +37,8 @@ pub struct Config {
     pub cpu_model: String,
     /// The machine type named with `-machine` (godwit has one machine; see `-machine help`).
     pub machine: String,
+    /// Notes for the user about options godwit accepted but treats differently from QEMU.
+    pub warnings: Vec<String>,
 }
 
 /// QEMU's default RAM size for x86 machines.
@@ -60,6 +62,7 @@ impl Default for Config {
             nographic: false,
             cpu_model: "host".into(),
             machine: "pc".into(),
+            warnings: Vec::new(),
         }
     }
 }

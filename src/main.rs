@@ -22,7 +22,12 @@ fn main() {
             print!("{text}");
             return;
         }
-        Ok(cli::Action::Run(cfg)) => cfg,
+        Ok(cli::Action::Run(cfg)) => {
+            for w in &cfg.warnings {
+                eprintln!("godwit: warning: {w}");
+            }
+            cfg
+        }
         Err(e) => fail(&e.to_string()),
     };
     let code = match run(&cfg) {

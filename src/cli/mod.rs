@@ -98,6 +98,10 @@ mod tests {
         assert_eq!(c.serial, SerialBackend::Stdio);
         assert!(c.start_paused && c.no_reboot);
         assert_eq!(c.name.as_deref(), Some("vm1"));
+        assert!(c.warnings.is_empty());
+        let q = run("-machine q35 -kernel k").unwrap();
+        assert_eq!(q.warnings.len(), 1);
+        assert!(q.warnings[0].contains("without a Q35 chipset"), "{:?}", q.warnings);
     }
 
     #[test]

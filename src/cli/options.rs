@@ -143,6 +143,9 @@ fn machine(c: &Ctx<'_>, cfg: &mut Config) -> Result<Effect, CliError> {
     if !known {
         return err(format!("unsupported machine type '{kind}': use -machine help to list supported machines"));
     }
+    if kind == "q35" || kind.starts_with("pc-q35-") {
+        cfg.warnings.push(format!("-machine {kind}: godwit runs its one PC machine (8259/IOAPIC, PCI on 0xCF8), without a Q35 chipset or PCI Express"));
+    }
     cfg.machine = kind.to_string();
     Ok(Effect::None)
 }
