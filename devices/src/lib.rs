@@ -2,8 +2,6 @@
 //!
 //! Nothing here knows about KVM: devices see port/MMIO accesses through [`bus::BusDevice`],
 //! raise interrupts through [`irq::IrqEvent`], and save/restore through [`state`].
-// Temporary: lets the VMM build while the block layer is being written in parallel.
-#[cfg(not(godwit_no_block))]
 pub mod block;
 pub mod bus;
 pub mod irq;

@@ -7,7 +7,7 @@ use crate::vm::VmEvent;
 use crossbeam_channel::Sender;
 use devices::bus::Bus;
 use kvm_ioctls::{VcpuExit, VcpuFd};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 
 const KVM_SYSTEM_EVENT_SHUTDOWN: u32 = 1;
@@ -15,7 +15,9 @@ const KVM_SYSTEM_EVENT_RESET: u32 = 2;
 
 pub struct Vcpu {
     pub id: u8,
-    pub fd: VcpuFd,
+    /// Locked by this thread only around `KVM_RUN`, so while the vCPU is parked the VM can
+    /// read and write its state.
+    pub fd: Arc<Mutex<VcpuFd>>,
     pub pio: Arc<Bus>,
     pub mmio: Arc<Bus>,
     pub control: Arc<RunControl>,
@@ -33,15 +35,16 @@ pub fn spawn(v: Vcpu) -> Result<JoinHandle<()>, CpuError> {
     std::thread::Builder::new().name(format!("vcpu{}", v.id)).spawn(move || run(v)).map_err(CpuError::Thread)
 }
 
-fn run(mut v: Vcpu) {
+fn run(v: Vcpu) {
     v.control.register_current_thread();
     let control = v.control.clone();
     loop {
-        let (fd, pio, mmio, events, id) = (&mut v.fd, &v.pio, &v.mmio, &v.events, v.id);
-        if !control.checkpoint(&mut || finish_pending_io(fd, pio, mmio, events, id)) {
+        let (fd, pio, mmio, events, id) = (&v.fd, &v.pio, &v.mmio, &v.events, v.id);
+        if !control.checkpoint(&mut || finish_pending_io(&mut devices::bus::lock(fd), pio, mmio, events, id)) {
             break;
         }
-        let flow = match v.fd.run() {
+        let mut fd = devices::bus::lock(&v.fd);
+        let flow = match fd.run() {
             Ok(exit) => handle_exit(exit, &v.pio, &v.mmio, &v.events, v.id),
             Err(e) if e.errno() == libc::EINTR || e.errno() == libc::EAGAIN => Flow::Continue,
             Err(e) => {
@@ -49,6 +52,7 @@ fn run(mut v: Vcpu) {
                 Flow::Leave
             }
         };
+        drop(fd);
         if let Flow::Leave = flow {
             break;
         }

@@ -14,7 +14,7 @@ use crate::memory::{self, GuestRam, MemoryError};
 use crossbeam_channel::Sender;
 use devices::legacy::serial::SerialOutput;
 use kvm_ioctls::{Cap, Kvm, VcpuFd, VmFd};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use thiserror::Error;
 use vm_memory::MmapRegion;
@@ -57,7 +57,7 @@ pub struct Vm {
     _bios: Option<MmapRegion<()>>,
     platform: platform::Platform,
     control: Arc<RunControl>,
-    pending: Vec<VcpuFd>,
+    vcpus: Vec<Arc<Mutex<VcpuFd>>>,
     threads: Vec<JoinHandle<()>>,
     events: Sender<VmEvent>,
 }
@@ -97,10 +97,10 @@ impl Vm {
             if id == 0 {
                 setup::set_entry(&vcpu, entry)?;
             }
-            pending.push(vcpu);
+            pending.push(Arc::new(Mutex::new(vcpu)));
         }
         let control = Arc::new(RunControl::new(pending.len(), cfg.start_paused));
-        Ok(Vm { _fd: fd, _ram: ram, _bios: bios, platform, control, pending, threads: Vec::new(), events })
+        Ok(Vm { _fd: fd, _ram: ram, _bios: bios, platform, control, vcpus: pending, threads: Vec::new(), events })
     }
 
     /// The UART, for routing console input to it.
@@ -112,8 +112,8 @@ impl Vm {
     pub fn start(&mut self) -> Result<(), VmError> {
         let pio = Arc::new(std::mem::take(&mut self.platform.pio));
         let mmio = Arc::new(std::mem::take(&mut self.platform.mmio));
-        for (id, fd) in self.pending.drain(..).enumerate() {
-            let v = Vcpu { id: id as u8, fd, pio: pio.clone(), mmio: mmio.clone(), control: self.control.clone(), events: self.events.clone() };
+        for (id, fd) in self.vcpus.iter().enumerate() {
+            let v = Vcpu { id: id as u8, fd: fd.clone(), pio: pio.clone(), mmio: mmio.clone(), control: self.control.clone(), events: self.events.clone() };
             self.threads.push(thread::spawn(v)?);
         }
         Ok(())
