@@ -4,6 +4,7 @@ pub mod control;
 pub mod cpuid;
 pub mod msrs;
 pub mod setup;
+pub mod state;
 pub mod thread;
 
 use thiserror::Error;

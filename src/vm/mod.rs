@@ -3,6 +3,9 @@
 
 pub mod kvm;
 pub mod platform;
+pub mod state;
+#[cfg(test)]
+mod tests;
 
 use crate::boot::{self, BootError, Entry};
 use crate::config::Config;
@@ -48,11 +51,16 @@ pub enum VmError {
     Platform(#[from] platform::PlatformError),
     #[error("cannot map firmware: {0}")]
     Firmware(String),
+    #[error("{0}")]
+    State(String),
 }
 
 pub struct Vm {
-    _fd: Arc<VmFd>,
-    _ram: GuestRam,
+    fd: Arc<VmFd>,
+    ram: GuestRam,
+    mem_size: u64,
+    /// The MSRs this host lets us save and restore (same for every vCPU).
+    msr_list: Vec<u32>,
     /// The firmware image's read-only mapping under 4 GiB, kept alive with the VM.
     _bios: Option<MmapRegion<()>>,
     platform: platform::Platform,
@@ -99,8 +107,9 @@ impl Vm {
             }
             pending.push(Arc::new(Mutex::new(vcpu)));
         }
+        let msr_list = crate::cpu::state::saveable_msrs(kvm, &devices::bus::lock(&pending[0]))?;
         let control = Arc::new(RunControl::new(pending.len(), cfg.start_paused));
-        Ok(Vm { _fd: fd, _ram: ram, _bios: bios, platform, control, vcpus: pending, threads: Vec::new(), events })
+        Ok(Vm { fd, ram, mem_size: cfg.mem_size, msr_list, _bios: bios, platform, control, vcpus: pending, threads: Vec::new(), events })
     }
 
     /// The UART, for routing console input to it.
@@ -117,6 +126,55 @@ impl Vm {
             self.threads.push(thread::spawn(v)?);
         }
         Ok(())
+    }
+
+    /// Guest RAM.
+    #[allow(dead_code)]
+    pub fn ram(&self) -> &GuestRam {
+        &self.ram
+    }
+
+    /// Stops all vCPUs (they finish any half-done I/O first); returns once all are parked.
+    pub fn pause(&self) {
+        self.control.pause();
+    }
+
+    pub fn resume(&self) {
+        self.control.resume();
+    }
+
+    /// Reads the machine's state: devices first (a device may still raise an interrupt),
+    /// then vCPUs, then KVM's VM-wide objects. The VM must be paused.
+    pub fn save_state(&self) -> Result<state::MachineState, VmError> {
+        if !self.threads.is_empty() && !self.control.is_paused() {
+            return Err(VmError::State("the VM must be paused to save its state".into()));
+        }
+        let devices = state::save_devices(&self.platform);
+        let mut vcpus = Vec::with_capacity(self.vcpus.len());
+        for (id, fd) in self.vcpus.iter().enumerate() {
+            vcpus.push(crate::cpu::state::VcpuState::save(&devices::bus::lock(fd), id as u8, &self.msr_list)?);
+        }
+        let vm = state::KvmVmState::save(&self.fd).map_err(|e| VmError::State(format!("cannot read KVM VM state: {e}")))?;
+        Ok(state::MachineState { mem_size: self.mem_size, vm, vcpus, devices })
+    }
+
+    /// Loads a saved state into this (paused or not yet started) machine: KVM's VM-wide
+    /// objects first, then vCPUs, then devices. Checks the configuration matches first.
+    pub fn restore_state(&self, st: &state::MachineState) -> Result<(), VmError> {
+        if st.mem_size != self.mem_size {
+            return Err(VmError::State(format!("RAM size mismatch: the state has {} MiB, this VM {} MiB", st.mem_size >> 20, self.mem_size >> 20)));
+        }
+        if st.vcpus.len() != self.vcpus.len() {
+            return Err(VmError::State(format!("vCPU count mismatch: the state has {}, this VM {}", st.vcpus.len(), self.vcpus.len())));
+        }
+        if !self.threads.is_empty() && !self.control.is_paused() {
+            return Err(VmError::State("the VM must be paused to load a state".into()));
+        }
+        st.vm.restore(&self.fd).map_err(|e| VmError::State(format!("cannot load KVM VM state: {e}")))?;
+        for (id, (fd, v)) in self.vcpus.iter().zip(&st.vcpus).enumerate() {
+            v.restore(&devices::bus::lock(fd), id as u8)?;
+        }
+        state::restore_devices(&self.platform, &st.devices).map_err(|e| VmError::State(e.to_string()))
     }
 
     /// Stops every vCPU thread and waits for them.

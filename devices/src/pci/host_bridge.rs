@@ -2,7 +2,7 @@
 //! before it trusts configuration mechanism #1.
 
 use super::{ConfigSpace, PciDevice};
-use crate::state::{Persist, StateError};
+use crate::state::{Persist, StateError, VersionedState};
 
 const VENDOR_INTEL: u16 = 0x8086;
 /// A device id with no chipset quirks attached to it in Linux (used by other KVM VMMs too).
@@ -28,6 +28,12 @@ impl PciDevice for HostBridge {
     }
     fn name(&self) -> &str {
         "Host bridge"
+    }
+    fn state(&self) -> Vec<u8> {
+        self.save().to_bytes()
+    }
+    fn set_state(&mut self, bytes: &[u8]) -> Result<(), StateError> {
+        self.restore(&ConfigSpace::from_bytes(bytes)?)
     }
 }
 

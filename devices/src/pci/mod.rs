@@ -15,4 +15,8 @@ pub trait PciDevice: Send {
     fn write_config(&mut self, reg: usize, offset: usize, data: &[u8]);
     /// A short human-readable name for `info pci`.
     fn name(&self) -> &str;
+    /// The function's complete state as a versioned value.
+    fn state(&self) -> Vec<u8>;
+    /// Restores a value from [`PciDevice::state`].
+    fn set_state(&mut self, bytes: &[u8]) -> Result<(), crate::state::StateError>;
 }

@@ -52,6 +52,11 @@ impl PciRoot {
         self.slots.iter().enumerate().filter_map(|(i, d)| d.as_ref().map(|d| (i, d)))
     }
 
+    /// The device in `slot`, if any.
+    pub fn slot(&self, slot: usize) -> Option<&Arc<Mutex<dyn PciDevice>>> {
+        self.slots.get(slot)?.as_ref()
+    }
+
     fn device(&self, bus: u32, slot: u32, func: u32) -> Option<&Arc<Mutex<dyn PciDevice>>> {
         if bus != 0 || func != 0 {
             return None;

@@ -1,0 +1,110 @@
+//! Save a running probe guest's complete state and RAM, load them into a freshly built VM,
+//! and check the guest carries on where it was: heartbeats continue from the next number,
+//! nothing reboots, and its working set still verifies.
+
+use super::{Vm, VmEvent};
+use crate::config::Config;
+use std::io::Write;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+use vm_memory::{Bytes, GuestMemoryBackend, GuestMemoryRegion};
+
+#[derive(Clone, Default)]
+struct Capture(Arc<Mutex<Vec<u8>>>);
+
+impl Write for Capture {
+    fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(b);
+        Ok(b.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl Capture {
+    fn text(&self) -> String {
+        String::from_utf8_lossy(&self.0.lock().unwrap()).into_owned()
+    }
+    fn wait_for(&self, needle: &str, timeout: Duration) -> String {
+        let end = Instant::now() + timeout;
+        loop {
+            let t = self.text();
+            if t.contains(needle) {
+                return t;
+            }
+            assert!(Instant::now() < end, "no {needle:?} in guest output: {t}");
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+}
+
+fn last_heartbeat(text: &str) -> u64 {
+    text.lines().filter_map(|l| l.trim().strip_prefix("HB ")?.parse().ok()).next_back().expect("no heartbeat")
+}
+
+fn probe() -> std::path::PathBuf {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let out = std::process::Command::new("bash").arg(root.join("scripts/build-probe.sh")).output().expect("build probe");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    root.join("firmware/build/probe.bin")
+}
+
+fn config(paused: bool) -> Config {
+    Config { mem_size: 256 << 20, vcpus: 2, kernel: Some(probe()), append: "probe.ws=8 probe.rate=20".into(), start_paused: paused, ..Config::default() }
+}
+
+#[test]
+fn state_and_ram_move_to_a_fresh_vm() {
+    let kvm = super::kvm::open().expect("/dev/kvm");
+    let (tx, _rx) = crossbeam_channel::unbounded::<VmEvent>();
+
+    let out1 = Capture::default();
+    let mut src = Vm::build(&kvm, &config(false), Box::new(out1.clone()), tx.clone()).unwrap();
+    src.start().unwrap();
+    out1.wait_for("VERIFY 2 ok", Duration::from_secs(20));
+    src.pause();
+    let state = src.save_state().unwrap();
+    // Through the versioned encoding, as migration and savevm will carry it.
+    let bytes = devices::state::VersionedState::to_bytes(&state);
+    let state = <super::state::MachineState as devices::state::VersionedState>::from_bytes(&bytes).unwrap();
+    let mut ram = Vec::new();
+    for r in src.ram().iter() {
+        let mut buf = vec![0u8; r.len() as usize];
+        src.ram().read_slice(&mut buf, r.start_addr()).unwrap();
+        ram.push((r.start_addr(), buf));
+    }
+    let before = last_heartbeat(&out1.text());
+    src.teardown();
+
+    let out2 = Capture::default();
+    let mut dst = Vm::build(&kvm, &config(true), Box::new(out2.clone()), tx).unwrap();
+    for (addr, buf) in &ram {
+        dst.ram().write_slice(buf, *addr).unwrap();
+    }
+    dst.restore_state(&state).unwrap();
+    dst.start().unwrap();
+    dst.resume();
+    out2.wait_for("VERIFY", Duration::from_secs(20));
+    let text = out2.wait_for(&format!("HB {}", before + 20), Duration::from_secs(20));
+    let first = text.lines().find_map(|l| l.trim().strip_prefix("HB ")?.parse::<u64>().ok()).unwrap();
+    assert_eq!(first, before + 1, "heartbeats must continue, not restart: {text}");
+    assert!(!text.contains("PROBE READY") && !text.contains("MISMATCH") && !text.contains("bad="), "{text}");
+    dst.teardown();
+}
+
+#[test]
+fn mismatched_state_is_refused_before_changing_anything() {
+    let kvm = super::kvm::open().expect("/dev/kvm");
+    let (tx, _rx) = crossbeam_channel::unbounded::<VmEvent>();
+    let a = Vm::build(&kvm, &config(true), Box::new(std::io::sink()), tx.clone()).unwrap();
+    let mut st = a.save_state().unwrap();
+    let other = Config { vcpus: 1, ..config(true) };
+    let b = Vm::build(&kvm, &other, Box::new(std::io::sink()), tx.clone()).unwrap();
+    assert!(b.restore_state(&st).unwrap_err().to_string().contains("vCPU count mismatch"));
+    st.mem_size = 512 << 20;
+    assert!(a.restore_state(&st).unwrap_err().to_string().contains("RAM size mismatch"));
+    st.mem_size = 256 << 20;
+    st.devices.push(("bogus".into(), vec![]));
+    assert!(a.restore_state(&st).unwrap_err().to_string().contains("unknown device"));
+}
