@@ -5,6 +5,7 @@ mod cli;
 mod config;
 mod console;
 mod errtext;
+mod hmp;
 mod cpu;
 mod layout;
 mod memory;
