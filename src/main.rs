@@ -9,6 +9,7 @@ mod hmp;
 mod cpu;
 mod layout;
 mod memory;
+mod migration;
 mod process;
 mod vm;
 
@@ -66,7 +67,7 @@ fn run_machine(
     daemon: &mut Option<process::Daemon>,
 ) -> Result<i32, String> {
     loop {
-        let mut vm = Vm::build(kvm, cfg, Box::new(console.output()), tx.clone()).map_err(|e| e.to_string())?;
+        let vm = Vm::build(kvm, cfg, Box::new(console.output()), tx.clone()).map_err(|e| e.to_string())?;
         console.attach(vm.serial());
         vm.start().map_err(|e| e.to_string())?;
         if let Some(d) = daemon.take() {

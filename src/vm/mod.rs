@@ -66,7 +66,9 @@ pub struct Vm {
     platform: platform::Platform,
     control: Arc<RunControl>,
     vcpus: Vec<Arc<Mutex<VcpuFd>>>,
-    threads: Vec<JoinHandle<()>>,
+    pio: Arc<devices::bus::Bus>,
+    mmio: Arc<devices::bus::Bus>,
+    threads: Mutex<Vec<JoinHandle<()>>>,
     events: Sender<VmEvent>,
 }
 
@@ -96,7 +98,9 @@ impl Vm {
         let ranges = layout::ram_ranges(cfg.mem_size);
         let below = ranges[0].1;
         let above = ranges.get(1).map_or(0, |r| r.1);
-        let platform = platform::build(&fd, serial_out, events.clone(), below, above)?;
+        let mut platform = platform::build(&fd, serial_out, events.clone(), below, above)?;
+        let pio = Arc::new(std::mem::take(&mut platform.pio));
+        let mmio = Arc::new(std::mem::take(&mut platform.mmio));
 
         let mut pending = Vec::with_capacity(cfg.vcpus as usize);
         for id in 0..cfg.vcpus {
@@ -109,7 +113,7 @@ impl Vm {
         }
         let msr_list = crate::cpu::state::saveable_msrs(kvm, &devices::bus::lock(&pending[0]))?;
         let control = Arc::new(RunControl::new(pending.len(), cfg.start_paused));
-        Ok(Vm { fd, ram, mem_size: cfg.mem_size, msr_list, _bios: bios, platform, control, vcpus: pending, threads: Vec::new(), events })
+        Ok(Vm { fd, ram, mem_size: cfg.mem_size, msr_list, _bios: bios, platform, control, vcpus: pending, pio, mmio, threads: Mutex::new(Vec::new()), events })
     }
 
     /// The UART, for routing console input to it.
@@ -118,14 +122,20 @@ impl Vm {
     }
 
     /// Starts one thread per vCPU (they stay parked if the VM was built paused).
-    pub fn start(&mut self) -> Result<(), VmError> {
-        let pio = Arc::new(std::mem::take(&mut self.platform.pio));
-        let mmio = Arc::new(std::mem::take(&mut self.platform.mmio));
+    pub fn start(&self) -> Result<(), VmError> {
+        let mut threads = devices::bus::lock(&self.threads);
+        if !threads.is_empty() {
+            return Ok(());
+        }
         for (id, fd) in self.vcpus.iter().enumerate() {
-            let v = Vcpu { id: id as u8, fd: fd.clone(), pio: pio.clone(), mmio: mmio.clone(), control: self.control.clone(), events: self.events.clone() };
-            self.threads.push(thread::spawn(v)?);
+            let v = Vcpu { id: id as u8, fd: fd.clone(), pio: self.pio.clone(), mmio: self.mmio.clone(), control: self.control.clone(), events: self.events.clone() };
+            threads.push(thread::spawn(v)?);
         }
         Ok(())
+    }
+
+    fn started(&self) -> bool {
+        !devices::bus::lock(&self.threads).is_empty()
     }
 
     /// Guest RAM.
@@ -146,7 +156,7 @@ impl Vm {
     /// Reads the machine's state: devices first (a device may still raise an interrupt),
     /// then vCPUs, then KVM's VM-wide objects. The VM must be paused.
     pub fn save_state(&self) -> Result<state::MachineState, VmError> {
-        if !self.threads.is_empty() && !self.control.is_paused() {
+        if self.started() && !self.control.is_paused() {
             return Err(VmError::State("the VM must be paused to save its state".into()));
         }
         let devices = state::save_devices(&self.platform);
@@ -167,7 +177,7 @@ impl Vm {
         if st.vcpus.len() != self.vcpus.len() {
             return Err(VmError::State(format!("vCPU count mismatch: the state has {}, this VM {}", st.vcpus.len(), self.vcpus.len())));
         }
-        if !self.threads.is_empty() && !self.control.is_paused() {
+        if self.started() && !self.control.is_paused() {
             return Err(VmError::State("the VM must be paused to load a state".into()));
         }
         st.vm.restore(&self.fd).map_err(|e| VmError::State(format!("cannot load KVM VM state: {e}")))?;
@@ -178,11 +188,29 @@ impl Vm {
     }
 
     /// Stops every vCPU thread and waits for them.
-    pub fn teardown(mut self) {
+    pub fn teardown(&self) {
         self.control.stop();
-        for t in self.threads.drain(..) {
+        let threads: Vec<_> = devices::bus::lock(&self.threads).drain(..).collect();
+        for t in threads {
             let _ = t.join();
         }
+    }
+
+    /// The KVM VM object (for dirty logging).
+    pub fn fd(&self) -> &VmFd {
+        &self.fd
+    }
+
+    pub fn mem_size(&self) -> u64 {
+        self.mem_size
+    }
+
+    pub fn vcpu_count(&self) -> usize {
+        self.vcpus.len()
+    }
+
+    pub fn is_paused(&self) -> bool {
+        self.control.is_paused() || self.control.want() != crate::cpu::control::Want::Run
     }
 }
 

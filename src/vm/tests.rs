@@ -60,7 +60,7 @@ fn state_and_ram_move_to_a_fresh_vm() {
     let (tx, _rx) = crossbeam_channel::unbounded::<VmEvent>();
 
     let out1 = Capture::default();
-    let mut src = Vm::build(&kvm, &config(false), Box::new(out1.clone()), tx.clone()).unwrap();
+    let src = Vm::build(&kvm, &config(false), Box::new(out1.clone()), tx.clone()).unwrap();
     src.start().unwrap();
     out1.wait_for("VERIFY 2 ok", Duration::from_secs(20));
     src.pause();
@@ -78,7 +78,7 @@ fn state_and_ram_move_to_a_fresh_vm() {
     src.teardown();
 
     let out2 = Capture::default();
-    let mut dst = Vm::build(&kvm, &config(true), Box::new(out2.clone()), tx).unwrap();
+    let dst = Vm::build(&kvm, &config(true), Box::new(out2.clone()), tx).unwrap();
     for (addr, buf) in &ram {
         dst.ram().write_slice(buf, *addr).unwrap();
     }

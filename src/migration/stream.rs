@@ -1,0 +1,332 @@
+//! godwit's migration stream: a header, then checksummed records (see docs/migration.md).
+//!
+//! Every length is bounded before anything is allocated, every record's CRC-32C is checked
+//! before its payload is used, and a stream that ends without an END record is truncated.
+
+use super::crc::crc32c;
+use std::io::{self, Read, Write};
+use thiserror::Error;
+
+pub const MAGIC: &[u8; 8] = b"GODWITMG";
+pub const VERSION: u32 = 1;
+pub const PAGE_SIZE: usize = 4096;
+/// Pages in one PAGES record (1 MiB of data).
+pub const PAGES_PER_RECORD: usize = 256;
+/// Largest payload accepted for any record.
+const MAX_PAYLOAD: u32 = 64 << 20;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(u8)]
+pub enum Tag {
+    Config = 1,
+    Pages = 2,
+    Zero = 3,
+    Sync = 4,
+    State = 5,
+    End = 6,
+}
+
+impl Tag {
+    fn from_u8(v: u8) -> Option<Tag> {
+        Some(match v {
+            1 => Tag::Config,
+            2 => Tag::Pages,
+            3 => Tag::Zero,
+            4 => Tag::Sync,
+            5 => Tag::State,
+            6 => Tag::End,
+            _ => return None,
+        })
+    }
+}
+
+#[derive(Debug, Error)]
+pub enum StreamError {
+    #[error("not a godwit migration stream (bad magic)")]
+    BadMagic,
+    #[error("migration stream version {0} is not supported (this godwit reads version {VERSION})")]
+    Version(u32),
+    #[error("stream truncated at byte {0}")]
+    Truncated(u64),
+    #[error("checksum mismatch in record at byte {0}")]
+    Checksum(u64),
+    #[error("unknown record type {tag} at byte {at}")]
+    UnknownTag { tag: u8, at: u64 },
+    #[error("bad {what} record at byte {at}: {why}")]
+    Bad { what: &'static str, at: u64, why: String },
+    #[error("{0}")]
+    Io(io::Error),
+}
+
+/// A decoded record; page data borrows the reader's buffer.
+#[derive(Debug)]
+pub enum Record<'a> {
+    Config { mem_size: u64, vcpus: u32, machine: String },
+    Pages { gpa: u64, data: &'a [u8] },
+    Zero { gpa: u64, pages: u64 },
+    Sync { round: u32 },
+    State(&'a [u8]),
+    End { pages: u64 },
+}
+
+pub struct Writer<W: Write> {
+    out: W,
+    bytes: u64,
+    scratch: Vec<u8>,
+}
+
+impl<W: Write> Writer<W> {
+    pub fn new(mut out: W) -> io::Result<Self> {
+        let mut h = Vec::with_capacity(16);
+        h.extend_from_slice(MAGIC);
+        h.extend_from_slice(&VERSION.to_le_bytes());
+        h.extend_from_slice(&0u32.to_le_bytes());
+        out.write_all(&h)?;
+        Ok(Writer { out, bytes: 16, scratch: Vec::new() })
+    }
+
+    /// Bytes written so far, header included.
+    pub fn bytes(&self) -> u64 {
+        self.bytes
+    }
+
+    fn record(&mut self, tag: Tag, parts: &[&[u8]]) -> io::Result<()> {
+        let len: usize = parts.iter().map(|p| p.len()).sum();
+        let mut head = [0u8; 8];
+        head[0] = tag as u8;
+        head[4..8].copy_from_slice(&(len as u32).to_le_bytes());
+        let mut crc = crc32c(0, &head);
+        for p in parts {
+            crc = crc32c(crc, p);
+        }
+        self.out.write_all(&head)?;
+        for p in parts {
+            self.out.write_all(p)?;
+        }
+        self.out.write_all(&crc.to_le_bytes())?;
+        self.bytes += 12 + len as u64;
+        Ok(())
+    }
+
+    pub fn config(&mut self, mem_size: u64, vcpus: u32, machine: &str) -> io::Result<()> {
+        self.scratch.clear();
+        self.scratch.extend_from_slice(&mem_size.to_le_bytes());
+        self.scratch.extend_from_slice(&vcpus.to_le_bytes());
+        self.scratch.extend_from_slice(machine.as_bytes());
+        let s = std::mem::take(&mut self.scratch);
+        let r = self.record(Tag::Config, &[&s]);
+        self.scratch = s;
+        r
+    }
+
+    /// Whole pages starting at `gpa` (at most PAGES_PER_RECORD).
+    pub fn pages(&mut self, gpa: u64, data: &[u8]) -> io::Result<()> {
+        debug_assert!(data.len() % PAGE_SIZE == 0 && data.len() <= PAGES_PER_RECORD * PAGE_SIZE);
+        self.record(Tag::Pages, &[&gpa.to_le_bytes(), data])
+    }
+
+    /// `pages` zero pages from `gpa`: sent as a range, no data.
+    pub fn zero(&mut self, gpa: u64, pages: u64) -> io::Result<()> {
+        self.record(Tag::Zero, &[&gpa.to_le_bytes(), &pages.to_le_bytes()])
+    }
+
+    pub fn sync(&mut self, round: u32) -> io::Result<()> {
+        self.record(Tag::Sync, &[&round.to_le_bytes()])
+    }
+
+    pub fn state(&mut self, bytes: &[u8]) -> io::Result<()> {
+        self.record(Tag::State, &[bytes])
+    }
+
+    pub fn end(&mut self, pages: u64) -> io::Result<()> {
+        self.record(Tag::End, &[&pages.to_le_bytes()])?;
+        self.out.flush()
+    }
+
+    pub fn flush(&mut self) -> io::Result<()> {
+        self.out.flush()
+    }
+}
+
+pub struct Reader<R: Read> {
+    input: R,
+    pos: u64,
+    buf: Vec<u8>,
+    ended: bool,
+}
+
+fn u64_at(b: &[u8], off: usize) -> u64 {
+    u64::from_le_bytes(b[off..off + 8].try_into().expect("8 bytes"))
+}
+
+impl<R: Read> Reader<R> {
+    /// Reads and checks the stream header.
+    pub fn new(mut input: R) -> Result<Self, StreamError> {
+        let mut h = [0u8; 16];
+        read_exact(&mut input, &mut h, 0)?;
+        if &h[..8] != MAGIC {
+            return Err(StreamError::BadMagic);
+        }
+        let v = u32::from_le_bytes(h[8..12].try_into().expect("4 bytes"));
+        if v != VERSION {
+            return Err(StreamError::Version(v));
+        }
+        if h[12..16] != [0, 0, 0, 0] {
+            return Err(StreamError::Bad { what: "header", at: 12, why: "reserved flags are set".into() });
+        }
+        Ok(Reader { input, pos: 16, buf: Vec::new(), ended: false })
+    }
+
+    /// Bytes consumed so far.
+    pub fn position(&self) -> u64 {
+        self.pos
+    }
+
+    /// The next record. After END, always an error: nothing may follow it.
+    pub fn next(&mut self) -> Result<Record<'_>, StreamError> {
+        let at = self.pos;
+        if self.ended {
+            return Err(StreamError::Bad { what: "END", at, why: "records after the end of the stream".into() });
+        }
+        let mut head = [0u8; 8];
+        read_exact(&mut self.input, &mut head, at)?;
+        let tag = Tag::from_u8(head[0]).ok_or(StreamError::UnknownTag { tag: head[0], at })?;
+        let len = u32::from_le_bytes(head[4..8].try_into().expect("4 bytes"));
+        let (min, max) = match tag {
+            Tag::Config => (12, 12 + 4096),
+            Tag::Pages => (8 + PAGE_SIZE as u32, 8 + (PAGES_PER_RECORD * PAGE_SIZE) as u32),
+            Tag::Zero => (16, 16),
+            Tag::Sync => (4, 4),
+            Tag::State => (1, MAX_PAYLOAD),
+            Tag::End => (8, 8),
+        };
+        if len < min || len > max || head[1..4] != [0, 0, 0] {
+            return Err(StreamError::Bad { what: tag_name(tag), at, why: format!("length {len}") });
+        }
+        self.buf.resize(len as usize + 4, 0);
+        read_exact(&mut self.input, &mut self.buf, at + 8)?;
+        let (payload, crc) = self.buf.split_at(len as usize);
+        let want = u32::from_le_bytes(crc.try_into().expect("4 bytes"));
+        if crc32c(crc32c(0, &head), payload) != want {
+            return Err(StreamError::Checksum(at));
+        }
+        self.pos += 12 + u64::from(len);
+        let p = &self.buf[..len as usize];
+        Ok(match tag {
+            Tag::Config => Record::Config {
+                mem_size: u64_at(p, 0),
+                vcpus: u32::from_le_bytes(p[8..12].try_into().expect("4 bytes")),
+                machine: String::from_utf8_lossy(&p[12..]).into_owned(),
+            },
+            Tag::Pages => {
+                if (p.len() - 8) % PAGE_SIZE != 0 {
+                    return Err(StreamError::Bad { what: "PAGES", at, why: format!("{} bytes is not whole pages", p.len() - 8) });
+                }
+                Record::Pages { gpa: u64_at(p, 0), data: &p[8..] }
+            }
+            Tag::Zero => Record::Zero { gpa: u64_at(p, 0), pages: u64_at(p, 8) },
+            Tag::Sync => Record::Sync { round: u32::from_le_bytes(p[..4].try_into().expect("4 bytes")) },
+            Tag::State => Record::State(p),
+            Tag::End => {
+                self.ended = true;
+                Record::End { pages: u64_at(p, 0) }
+            }
+        })
+    }
+}
+
+fn tag_name(t: Tag) -> &'static str {
+    match t {
+        Tag::Config => "CONFIG",
+        Tag::Pages => "PAGES",
+        Tag::Zero => "ZERO",
+        Tag::Sync => "SYNC",
+        Tag::State => "STATE",
+        Tag::End => "END",
+    }
+}
+
+fn read_exact<R: Read>(r: &mut R, buf: &mut [u8], at: u64) -> Result<(), StreamError> {
+    match r.read_exact(buf) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => Err(StreamError::Truncated(at)),
+        Err(e) => Err(StreamError::Io(e)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sample() -> Vec<u8> {
+        let mut w = Writer::new(Vec::new()).unwrap();
+        w.config(1 << 30, 2, "pc").unwrap();
+        w.zero(0, 10).unwrap();
+        w.pages(0x1000, &vec![7u8; 2 * PAGE_SIZE]).unwrap();
+        w.sync(1).unwrap();
+        w.state(b"machine state").unwrap();
+        w.end(12).unwrap();
+        let n = w.bytes();
+        let v = w.out;
+        assert_eq!(n as usize, v.len());
+        v
+    }
+
+    fn read_all(bytes: &[u8]) -> Result<usize, StreamError> {
+        let mut r = Reader::new(bytes)?;
+        let mut n = 0;
+        loop {
+            let rec = r.next()?;
+            n += 1;
+            if let Record::End { .. } = rec {
+                return Ok(n);
+            }
+        }
+    }
+
+    #[test]
+    fn round_trip() {
+        let s = sample();
+        let mut r = Reader::new(&s[..]).unwrap();
+        assert!(matches!(r.next().unwrap(), Record::Config { mem_size: 0x4000_0000, vcpus: 2, ref machine } if machine == "pc"));
+        assert!(matches!(r.next().unwrap(), Record::Zero { gpa: 0, pages: 10 }));
+        match r.next().unwrap() {
+            Record::Pages { gpa, data } => assert_eq!((gpa, data.len(), data[5]), (0x1000, 2 * PAGE_SIZE, 7)),
+            other => panic!("{other:?}"),
+        }
+        assert!(matches!(r.next().unwrap(), Record::Sync { round: 1 }));
+        assert!(matches!(r.next().unwrap(), Record::State(b"machine state")));
+        assert!(matches!(r.next().unwrap(), Record::End { pages: 12 }));
+        assert!(r.next().is_err(), "nothing may follow END");
+    }
+
+    #[test]
+    fn every_truncation_is_an_error() {
+        let s = sample();
+        for cut in 0..s.len() {
+            assert!(read_all(&s[..cut]).is_err(), "cut at {cut}");
+        }
+        assert_eq!(read_all(&s).unwrap(), 6);
+    }
+
+    #[test]
+    fn every_flipped_byte_is_caught() {
+        let s = sample();
+        for i in 0..s.len() {
+            let mut b = s.clone();
+            b[i] ^= 0x20;
+            assert!(read_all(&b).is_err(), "flip at {i} went unnoticed");
+        }
+    }
+
+    #[test]
+    fn huge_lengths_and_bad_headers() {
+        let mut s = sample();
+        s[16 + 4..16 + 8].copy_from_slice(&u32::MAX.to_le_bytes());
+        assert!(matches!(read_all(&s), Err(StreamError::Bad { .. })));
+        let mut v = sample();
+        v[8] = 9;
+        assert!(matches!(read_all(&v), Err(StreamError::Version(9))));
+        assert!(matches!(read_all(b"QEVM\0\0\0\x03xxxxxxxx"), Err(StreamError::BadMagic)));
+    }
+}
