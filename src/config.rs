@@ -39,6 +39,8 @@ pub struct Config {
     pub machine: String,
     /// Notes for the user about options godwit accepted but treats differently from QEMU.
     pub warnings: Vec<String>,
+    /// `-incoming URI`: wait for a migration stream instead of booting.
+    pub incoming: Option<String>,
 }
 
 /// QEMU's default RAM size for x86 machines.
@@ -63,6 +65,7 @@ impl Default for Config {
             cpu_model: "host".into(),
             machine: "pc".into(),
             warnings: Vec::new(),
+            incoming: None,
         }
     }
 }

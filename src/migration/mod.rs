@@ -3,4 +3,9 @@ pub mod crc;
 pub mod dirty;
 pub mod info;
 pub mod params;
+pub mod recv;
+pub mod send;
+pub mod uri;
 pub mod stream;
+#[cfg(test)]
+mod tests;

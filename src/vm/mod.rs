@@ -86,6 +86,8 @@ impl Vm {
                 let region = map_firmware(kvm, &fd, &img, ram_slots(&ram))?;
                 (Entry::ResetVector, Some(region))
             }
+            // An incoming VM gets all of its RAM and state from the stream: load nothing.
+            None if cfg.incoming.is_some() => (Entry::ResetVector, None),
             None => {
                 let kernel = cfg.kernel.as_deref().ok_or(BootError::BadKernel)?;
                 boot::paging::write(&ram)?;

@@ -1,0 +1,101 @@
+//! The destination side: reads a stream into a fresh, paused VM. Nothing read from the
+//! stream is trusted: the configuration must match this VM, every page range must lie
+//! inside guest RAM, and the machine state is decoded in full before any of it is loaded.
+
+use super::dirty::PAGE;
+use super::stream::{Reader, Record};
+use crate::vm::Vm;
+use crate::vm::state::MachineState;
+use devices::state::VersionedState;
+use std::io::Read;
+use vm_memory::{Bytes, GuestAddress, GuestMemoryBackend, GuestMemoryRegion};
+
+/// Per-region bitmap of the pages this stream has written (only those may need zeroing;
+/// the rest of a fresh VM's RAM is already zero).
+struct Written {
+    regions: Vec<(u64, u64, Vec<u64>)>,
+}
+
+impl Written {
+    fn new(vm: &Vm) -> Self {
+        Written { regions: vm.ram().iter().map(|r| (r.start_addr().0, r.len(), vec![0u64; (r.len() / PAGE).div_ceil(64) as usize])).collect() }
+    }
+
+    /// The region holding [gpa, gpa+len), if the whole range is inside one region.
+    fn find(&mut self, gpa: u64, len: u64) -> Option<(u64, &mut Vec<u64>)> {
+        let end = gpa.checked_add(len)?;
+        self.regions.iter_mut().find(|(base, size, _)| gpa >= *base && end <= base + *size).map(|(base, _, bm)| (*base, bm))
+    }
+}
+
+fn bad(what: &str, gpa: u64, len: u64) -> String {
+    format!("{what} at guest address {gpa:#x}+{len:#x} lies outside guest RAM")
+}
+
+/// Loads one whole stream; on success the VM holds the source's RAM and state, paused.
+pub fn run(vm: &Vm, input: Box<dyn Read + Send>) -> Result<(), String> {
+    let mut r = Reader::new(input).map_err(|e| e.to_string())?;
+    let mut written = Written::new(vm);
+    let mut state = None;
+    let mut first = true;
+    let zero_page = vec![0u8; PAGE as usize];
+    loop {
+        let rec = r.next().map_err(|e| e.to_string())?;
+        if first {
+            let Record::Config { mem_size, vcpus, machine } = &rec else { return Err("stream does not start with the configuration".into()) };
+            if *mem_size != vm.mem_size() {
+                return Err(format!("RAM size mismatch: the source has {} MiB, this VM {} MiB", mem_size >> 20, vm.mem_size() >> 20));
+            }
+            if *vcpus as usize != vm.vcpu_count() {
+                return Err(format!("vCPU count mismatch: the source has {vcpus}, this VM {}", vm.vcpu_count()));
+            }
+            if machine != "pc" {
+                return Err(format!("machine type mismatch: the source runs '{machine}'"));
+            }
+            first = false;
+            continue;
+        }
+        match rec {
+            Record::Config { .. } => return Err("a second configuration record".into()),
+            Record::Pages { gpa, data } => {
+                let len = data.len() as u64;
+                if gpa % PAGE != 0 {
+                    return Err(format!("unaligned page address {gpa:#x}"));
+                }
+                let (base, bm) = written.find(gpa, len).ok_or_else(|| bad("page data", gpa, len))?;
+                for p in (gpa - base) / PAGE..(gpa - base + len) / PAGE {
+                    bm[(p / 64) as usize] |= 1 << (p % 64);
+                }
+                vm.ram().write_slice(data, GuestAddress(gpa)).map_err(|e| e.to_string())?;
+            }
+            Record::Zero { gpa, pages } => {
+                let len = pages.checked_mul(PAGE).ok_or_else(|| bad("zero range", gpa, u64::MAX))?;
+                if gpa % PAGE != 0 {
+                    return Err(format!("unaligned page address {gpa:#x}"));
+                }
+                let (base, bm) = written.find(gpa, len).ok_or_else(|| bad("zero range", gpa, len))?;
+                let mut to_clear = Vec::new();
+                for p in (gpa - base) / PAGE..(gpa - base + len) / PAGE {
+                    if bm[(p / 64) as usize] & (1 << (p % 64)) != 0 {
+                        bm[(p / 64) as usize] &= !(1 << (p % 64));
+                        to_clear.push(base + p * PAGE);
+                    }
+                }
+                for a in to_clear {
+                    vm.ram().write_slice(&zero_page, GuestAddress(a)).map_err(|e| e.to_string())?;
+                }
+            }
+            Record::Sync { .. } => {}
+            Record::State(bytes) => {
+                if state.is_some() {
+                    return Err("a second machine state record".into());
+                }
+                state = Some(MachineState::from_bytes(bytes).map_err(|e| e.to_string())?);
+            }
+            Record::End { .. } => {
+                let st = state.ok_or("the stream ended without the machine state")?;
+                return vm.restore_state(&st).map_err(|e| e.to_string());
+            }
+        }
+    }
+}

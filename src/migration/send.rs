@@ -1,0 +1,261 @@
+//! The source side: pre-copy of RAM while the guest runs, then a short stop to send the
+//! last dirty pages and the machine state.
+//!
+//! Pass 0 sends every page the guest ever touched (untouched pages are known zero and cost
+//! nothing); later passes send what the dirty log reports. Every 100 ms window measures the
+//! bandwidth; once the dirty data left fits in `downtime-limit` at that bandwidth, the VM is
+//! stopped and the rest goes unlimited. QEMU 7.2's rules, godwit's stream.
+
+use super::dirty::{self, Bitmap, PAGE};
+use super::info::{Stats, Status};
+use super::params::Params;
+use super::stream::{PAGES_PER_RECORD, Writer};
+use crate::vm::Vm;
+use devices::bus::lock;
+use std::io::Write;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+use vm_memory::{Bytes, GuestAddress, GuestMemoryBackend, GuestMemoryRegion};
+
+const WINDOW: Duration = Duration::from_millis(100);
+
+/// State shared between the migration thread and the monitor.
+#[derive(Default)]
+pub struct Shared {
+    pub stats: Mutex<Stats>,
+    pub params: Mutex<Params>,
+    pub cancel: AtomicBool,
+}
+
+/// Why a migration stopped early.
+pub enum Stop {
+    Cancelled,
+    Failed(String),
+}
+
+/// Counts what goes out, enforces the bandwidth limit per 100 ms window, and measures the
+/// bandwidth the way QEMU's `migration_update_counters` does.
+struct Pacer<'a> {
+    shared: &'a Shared,
+    window_start: Instant,
+    window_bytes: u64,
+    window_pages: u64,
+    /// Bytes per millisecond, from the last complete window (0 until one is measured).
+    bandwidth: f64,
+    limited: bool,
+}
+
+impl Pacer<'_> {
+    fn account(&mut self, bytes: u64, pages: u64) {
+        self.window_bytes += bytes;
+        self.window_pages += pages;
+        let elapsed = self.window_start.elapsed();
+        if self.limited {
+            let limit = lock(&self.shared.params).max_bandwidth;
+            if limit > 0 && self.window_bytes >= limit / 10 && elapsed < WINDOW {
+                std::thread::sleep(WINDOW - elapsed);
+            }
+        }
+        let elapsed = self.window_start.elapsed();
+        if elapsed >= WINDOW {
+            let ms = elapsed.as_secs_f64() * 1000.0;
+            self.bandwidth = self.window_bytes as f64 / ms;
+            let mut s = lock(&self.shared.stats);
+            s.mbps = self.window_bytes as f64 * 8.0 / (ms / 1000.0) / 1e6;
+            s.pages_per_second = (self.window_pages as f64 / (ms / 1000.0)) as u64;
+            if self.window_bytes > 10_000 && self.bandwidth > 0.0 {
+                s.expected_downtime_ms = (s.remaining as f64 / self.bandwidth) as u64;
+            }
+            drop(s);
+            self.window_start = Instant::now();
+            self.window_bytes = 0;
+            self.window_pages = 0;
+        }
+    }
+}
+
+fn io_err(e: std::io::Error) -> Stop {
+    Stop::Failed(format!("Unable to write to socket: {}", crate::errtext::io(&e)))
+}
+
+fn is_zero(page: &[u8]) -> bool {
+    let (pre, words, post) = {
+        // SAFETY: u64 has no invalid bit patterns; align_to only reinterprets.
+        unsafe { page.align_to::<u64>() }
+    };
+    pre.iter().all(|b| *b == 0) && words.iter().all(|w| *w == 0) && post.iter().all(|b| *b == 0)
+}
+
+struct Sender<'a, W: Write> {
+    vm: &'a Vm,
+    w: Writer<W>,
+    pacer: Pacer<'a>,
+    shared: &'a Shared,
+    buf: Vec<u8>,
+    pages_sent: u64,
+}
+
+impl<W: Write> Sender<'_, W> {
+    fn check_cancel(&self) -> Result<(), Stop> {
+        if self.shared.cancel.load(Ordering::SeqCst) { Err(Stop::Cancelled) } else { Ok(()) }
+    }
+
+    /// Sends `count` pages from `gpa`: zero pages as ranges, the rest as data.
+    fn send_run(&mut self, gpa: u64, count: u64) -> Result<(), Stop> {
+        let len = (count * PAGE) as usize;
+        self.buf.resize(len, 0);
+        self.vm.ram().read_slice(&mut self.buf, GuestAddress(gpa)).map_err(|e| Stop::Failed(e.to_string()))?;
+        let before = self.w.bytes();
+        let (mut zero, mut normal) = (0u64, 0u64);
+        let mut i = 0usize;
+        let n = count as usize;
+        while i < n {
+            let page_zero = is_zero(&self.buf[i * PAGE as usize..(i + 1) * PAGE as usize]);
+            let mut j = i + 1;
+            while j < n && is_zero(&self.buf[j * PAGE as usize..(j + 1) * PAGE as usize]) == page_zero {
+                j += 1;
+            }
+            let at = gpa + i as u64 * PAGE;
+            if page_zero {
+                self.w.zero(at, (j - i) as u64).map_err(io_err)?;
+                zero += (j - i) as u64;
+            } else {
+                self.w.pages(at, &self.buf[i * PAGE as usize..j * PAGE as usize]).map_err(io_err)?;
+                normal += (j - i) as u64;
+            }
+            i = j;
+        }
+        let bytes = self.w.bytes() - before;
+        {
+            let mut s = lock(&self.shared.stats);
+            s.duplicate += zero;
+            s.normal += normal;
+            s.transferred = self.w.bytes();
+            s.remaining = s.remaining.saturating_sub(count * PAGE);
+        }
+        self.pages_sent += count;
+        self.pacer.account(bytes, count);
+        Ok(())
+    }
+
+    /// Sends every page set in `bitmaps` (one per RAM region).
+    fn send_bitmaps(&mut self, bitmaps: &[Bitmap]) -> Result<(), Stop> {
+        let regions: Vec<(u64, u64)> = self.vm.ram().iter().map(|r| (r.start_addr().0, r.len() / PAGE)).collect();
+        for ((base, pages), bm) in regions.into_iter().zip(bitmaps) {
+            let runs: Vec<(u64, u64)> = dirty::runs(bm, pages, PAGES_PER_RECORD as u64).collect();
+            for (first, count) in runs {
+                self.check_cancel()?;
+                self.send_run(base + first * PAGE, count)?;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Runs one outgoing migration to completion. On success the VM is left paused (the
+/// caller puts it in `postmigrate`); on failure or cancel it runs again if it was running.
+pub fn run(vm: &Vm, out: Box<dyn Write + Send>, shared: &Arc<Shared>) -> Result<(), Stop> {
+    let start = Instant::now();
+    let total_pages = vm.mem_size() / PAGE;
+    {
+        let mut s = lock(&shared.stats);
+        *s = Stats { status: Status::Setup, total_ram: vm.mem_size(), remaining: vm.mem_size(), ..Stats::default() };
+        s.expected_downtime_ms = lock(&shared.params).downtime_limit_ms;
+    }
+    let was_running = !vm.is_paused();
+    let mut paused_here = false;
+    let result = (|| -> Result<(), Stop> {
+        let w = Writer::new(std::io::BufWriter::with_capacity(1 << 20, out)).map_err(io_err)?;
+        let mut sx = Sender {
+            vm,
+            w,
+            pacer: Pacer { shared, window_start: Instant::now(), window_bytes: 0, window_pages: 0, bandwidth: 0.0, limited: true },
+            shared,
+            buf: Vec::new(),
+            pages_sent: 0,
+        };
+        sx.w.config(vm.mem_size(), vm.vcpu_count() as u32, "pc").map_err(io_err)?;
+        dirty::start(vm.fd(), vm.ram()).map_err(Stop::Failed)?;
+        let touched = dirty::touched(vm.ram()).map_err(Stop::Failed)?;
+        {
+            let mut s = lock(&shared.stats);
+            s.setup_ms = start.elapsed().as_millis() as u64;
+            s.status = Status::Active;
+            s.dirty_sync_count = 1;
+            s.transferred = sx.w.bytes();
+            // Untouched pages are zero pages that need no sending.
+            let untouched = total_pages - dirty::count(&touched);
+            s.duplicate += untouched;
+            s.remaining -= untouched * PAGE;
+        }
+        sx.send_bitmaps(&touched)?;
+        let mut last_sync = Instant::now();
+        let mut round = 0u32;
+        loop {
+            sx.check_cancel()?;
+            let bitmaps = dirty::collect(vm.fd(), vm.ram()).map_err(Stop::Failed)?;
+            let dirty_pages = dirty::count(&bitmaps);
+            round += 1;
+            sx.w.sync(round).map_err(io_err)?;
+            let limit_ms = lock(&shared.params).downtime_limit_ms;
+            let threshold = sx.pacer.bandwidth * limit_ms as f64;
+            {
+                let mut s = lock(&shared.stats);
+                s.dirty_sync_count += 1;
+                s.remaining = dirty_pages * PAGE;
+                let secs = last_sync.elapsed().as_secs_f64();
+                if secs >= 1.0 || s.dirty_pages_rate == 0 {
+                    s.dirty_pages_rate = (dirty_pages as f64 / secs.max(0.001)) as u64;
+                }
+            }
+            last_sync = Instant::now();
+            if dirty_pages == 0 || (dirty_pages * PAGE) as f64 <= threshold {
+                // Stop and copy: pause, last dirty pages at full speed, then the state.
+                let downtime_start = Instant::now();
+                vm.pause();
+                paused_here = true;
+                lock(&shared.stats).precopy_bytes = sx.w.bytes();
+                sx.pacer.limited = false;
+                sx.send_bitmaps(&bitmaps)?;
+                let last = dirty::collect(vm.fd(), vm.ram()).map_err(Stop::Failed)?;
+                sx.send_bitmaps(&last)?;
+                let state = vm.save_state().map_err(|e| Stop::Failed(e.to_string()))?;
+                sx.w.state(&devices::state::VersionedState::to_bytes(&state)).map_err(io_err)?;
+                let pages = sx.pages_sent;
+                sx.w.end(pages).map_err(io_err)?;
+                let mut s = lock(&shared.stats);
+                s.downtime_bytes = sx.w.bytes() - s.precopy_bytes;
+                s.transferred = sx.w.bytes();
+                s.downtime_ms = downtime_start.elapsed().as_millis() as u64;
+                s.dirty_sync_count += 1;
+                return Ok(());
+            }
+            sx.send_bitmaps(&bitmaps)?;
+        }
+    })();
+    dirty::stop(vm.fd(), vm.ram());
+    let mut s = lock(&shared.stats);
+    s.total_time_ms = start.elapsed().as_millis() as u64;
+    match &result {
+        Ok(()) => {
+            s.status = Status::Completed;
+            s.remaining = 0;
+            let secs = s.total_time_ms.saturating_sub(s.setup_ms).max(1) as f64 / 1000.0;
+            s.mbps = s.transferred as f64 * 8.0 / secs / 1e6;
+        }
+        Err(stop) => {
+            if paused_here && was_running {
+                vm.resume();
+            }
+            match stop {
+                Stop::Cancelled => s.status = Status::Cancelled,
+                Stop::Failed(e) => {
+                    s.status = Status::Failed;
+                    s.error = Some(e.clone());
+                }
+            }
+        }
+    }
+    result
+}

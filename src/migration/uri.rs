@@ -1,0 +1,196 @@
+//! Migration URIs (`tcp:HOST:PORT`, `tcp:[V6]:PORT`, `unix:PATH`, `exec:CMD`, `defer`):
+//! parsing, connecting (source) and listening (destination).
+
+use crate::errtext;
+use std::io::{Read, Write};
+use std::net::{Shutdown, TcpListener, TcpStream, ToSocketAddrs};
+use std::os::unix::net::{UnixListener, UnixStream};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+/// A destination that stops reading makes the source fail after this long, instead of
+/// hanging forever with the guest's dirty log running.
+pub const STALL_TIMEOUT: Duration = Duration::from_secs(10);
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Uri {
+    Tcp { host: String, port: u16 },
+    Unix(PathBuf),
+    Exec(String),
+    Defer,
+}
+
+pub fn parse(s: &str) -> Option<Uri> {
+    if s == "defer" {
+        return Some(Uri::Defer);
+    }
+    if let Some(rest) = s.strip_prefix("tcp:") {
+        let (host, port) = if let Some(v6) = rest.strip_prefix('[') {
+            let (h, p) = v6.split_once("]:")?;
+            (h.to_string(), p)
+        } else {
+            let (h, p) = rest.rsplit_once(':')?;
+            (h.to_string(), p)
+        };
+        // Options after a comma (",keep-alive=on", ...) are accepted and ignored.
+        let port = port.split(',').next()?.parse().ok()?;
+        return Some(Uri::Tcp { host, port });
+    }
+    if let Some(p) = s.strip_prefix("unix:") {
+        return (!p.is_empty()).then(|| Uri::Unix(p.into()));
+    }
+    if let Some(c) = s.strip_prefix("exec:") {
+        return (!c.trim().is_empty()).then(|| Uri::Exec(c.to_string()));
+    }
+    None
+}
+
+fn bind_host(h: &str) -> &str {
+    if h.is_empty() || h == "0" { "0.0.0.0" } else { h }
+}
+
+/// A way to break a blocked transfer (cancel): shut the socket down or kill the command.
+pub type Aborter = Box<dyn Fn() + Send + Sync>;
+
+pub struct Outgoing {
+    pub writer: Box<dyn Write + Send>,
+    pub abort: Aborter,
+    /// An `exec:` command to wait for once the stream is written.
+    pub child: Option<Child>,
+}
+
+pub fn connect(uri: &Uri) -> Result<Outgoing, String> {
+    match uri {
+        Uri::Tcp { host, port } => {
+            let target = format!("{host}:{port}");
+            let shown = if host.contains(':') { format!("[{host}]:{port}") } else { target.clone() };
+            let addrs: Vec<_> = (host.as_str(), *port)
+                .to_socket_addrs()
+                .map_err(|e| format!("address resolution failed for {shown}: {}", errtext::io(&e)))?
+                .collect();
+            let mut last = None;
+            for a in addrs {
+                match TcpStream::connect_timeout(&a, STALL_TIMEOUT) {
+                    Ok(s) => {
+                        s.set_write_timeout(Some(STALL_TIMEOUT)).map_err(|e| e.to_string())?;
+                        let _ = s.set_nodelay(true);
+                        let k = s.try_clone().map_err(|e| e.to_string())?;
+                        return Ok(Outgoing { writer: Box::new(s), abort: Box::new(move || { let _ = k.shutdown(Shutdown::Both); }), child: None });
+                    }
+                    Err(e) => last = Some(e),
+                }
+            }
+            Err(format!("Failed to connect to '{shown}': {}", last.map_or("no address".into(), |e| errtext::io(&e))))
+        }
+        Uri::Unix(p) => {
+            let s = UnixStream::connect(p).map_err(|e| format!("Failed to connect to '{}': {}", p.display(), errtext::io(&e)))?;
+            s.set_write_timeout(Some(STALL_TIMEOUT)).map_err(|e| e.to_string())?;
+            let k = s.try_clone().map_err(|e| e.to_string())?;
+            Ok(Outgoing { writer: Box::new(s), abort: Box::new(move || { let _ = k.shutdown(Shutdown::Both); }), child: None })
+        }
+        Uri::Exec(cmd) => {
+            let mut child = Command::new("/bin/sh").arg("-c").arg(cmd).stdin(Stdio::piped()).spawn().map_err(|e| format!("cannot run '{cmd}': {}", errtext::io(&e)))?;
+            let stdin = child.stdin.take().ok_or("no stdin for the exec command")?;
+            let pid = child.id() as i32;
+            Ok(Outgoing {
+                writer: Box::new(stdin),
+                // SAFETY: kill(2) on the command we started; it is reaped by `child.wait`.
+                abort: Box::new(move || unsafe {
+                    libc::kill(pid, libc::SIGTERM);
+                }),
+                child: Some(child),
+            })
+        }
+        Uri::Defer => Err("Parameter 'uri' expects a valid migration protocol".into()),
+    }
+}
+
+/// The destination's end, listening (or its command started) before the stream arrives.
+pub enum Incoming {
+    Tcp(TcpListener, String),
+    Unix(UnixListener, PathBuf),
+    Exec(Child),
+}
+
+impl Incoming {
+    pub fn listen(uri: &Uri) -> Result<Incoming, String> {
+        match uri {
+            Uri::Tcp { host, port } => {
+                let h = bind_host(host);
+                let l = TcpListener::bind((h, *port)).map_err(|e| format!("Failed to bind socket: {}", errtext::io(&e)))?;
+                let a = l.local_addr().map_err(|e| e.to_string())?;
+                // QEMU shows [::]:P as tcp::::P, i.e. the address without brackets.
+                Ok(Incoming::Tcp(l, format!("tcp:{}:{}", a.ip(), a.port())))
+            }
+            Uri::Unix(p) => {
+                let _ = std::fs::remove_file(p);
+                let l = UnixListener::bind(p).map_err(|e| format!("Failed to bind socket to {}: {}", p.display(), errtext::io(&e)))?;
+                Ok(Incoming::Unix(l, p.clone()))
+            }
+            Uri::Exec(cmd) => {
+                let child = Command::new("/bin/sh").arg("-c").arg(cmd).stdout(Stdio::piped()).spawn().map_err(|e| format!("cannot run '{cmd}': {}", errtext::io(&e)))?;
+                Ok(Incoming::Exec(child))
+            }
+            Uri::Defer => Err("unknown migration protocol: defer".into()),
+        }
+    }
+
+    /// What `info migrate` lists under `socket address:`.
+    pub fn addresses(&self) -> Vec<String> {
+        match self {
+            Incoming::Tcp(_, a) => vec![a.clone()],
+            Incoming::Unix(_, p) => vec![format!("unix:{}", p.display())],
+            Incoming::Exec(_) => vec![],
+        }
+    }
+
+    /// Waits for the source and returns the stream to read.
+    pub fn accept(self) -> Result<Box<dyn Read + Send>, String> {
+        match self {
+            Incoming::Tcp(l, _) => {
+                let (s, _) = l.accept().map_err(|e| format!("accept: {}", errtext::io(&e)))?;
+                Ok(Box::new(std::io::BufReader::with_capacity(1 << 20, s)))
+            }
+            Incoming::Unix(l, p) => {
+                let (s, _) = l.accept().map_err(|e| format!("accept: {}", errtext::io(&e)))?;
+                let _ = std::fs::remove_file(p);
+                Ok(Box::new(std::io::BufReader::with_capacity(1 << 20, s)))
+            }
+            Incoming::Exec(mut c) => {
+                let out = c.stdout.take().ok_or("no stdout from the exec command")?;
+                // The command is reaped when godwit exits; its output is all we need.
+                std::mem::forget(c);
+                Ok(Box::new(std::io::BufReader::with_capacity(1 << 20, out)))
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn forms() {
+        assert_eq!(parse("tcp:0:6666"), Some(Uri::Tcp { host: "0".into(), port: 6666 }));
+        assert_eq!(parse("tcp:127.0.0.1:4444"), Some(Uri::Tcp { host: "127.0.0.1".into(), port: 4444 }));
+        assert_eq!(parse("tcp:[::1]:4444"), Some(Uri::Tcp { host: "::1".into(), port: 4444 }));
+        assert_eq!(parse("tcp::4444"), Some(Uri::Tcp { host: "".into(), port: 4444 }));
+        assert_eq!(parse("unix:/tmp/m.sock"), Some(Uri::Unix("/tmp/m.sock".into())));
+        assert_eq!(parse("exec:cat > /tmp/x"), Some(Uri::Exec("cat > /tmp/x".into())));
+        assert_eq!(parse("defer"), Some(Uri::Defer));
+        for bad in ["", "tcp:1", "tcp:h:notaport", "tcp:h:99999", "rdma:1:2", "unix:", "exec:", "file:/x"] {
+            assert_eq!(parse(bad), None, "{bad}");
+        }
+    }
+
+    #[test]
+    fn refused_connection_reads_like_qemu() {
+        let l = TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = l.local_addr().unwrap().port();
+        drop(l);
+        let e = connect(&Uri::Tcp { host: "127.0.0.1".into(), port }).err().unwrap();
+        assert_eq!(e, format!("Failed to connect to '127.0.0.1:{port}': Connection refused"));
+    }
+}
