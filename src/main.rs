@@ -6,6 +6,7 @@ mod config;
 mod console;
 mod errtext;
 mod hmp;
+mod incoming;
 mod cpu;
 mod layout;
 mod memory;
@@ -15,6 +16,7 @@ mod vm;
 
 use config::Config;
 use console::Console;
+use std::sync::Arc;
 use vm::{Vm, VmEvent};
 
 fn main() {
@@ -66,30 +68,46 @@ fn run_machine(
     rx: &crossbeam_channel::Receiver<VmEvent>,
     daemon: &mut Option<process::Daemon>,
 ) -> Result<i32, String> {
+    let mut cfg = cfg.clone();
     loop {
-        let vm = Vm::build(kvm, cfg, Box::new(console.output()), tx.clone()).map_err(|e| e.to_string())?;
+        let vm = Arc::new(Vm::build(kvm, &cfg, Box::new(console.output()), tx.clone()).map_err(|e| e.to_string())?);
         console.attach(vm.serial());
         vm.start().map_err(|e| e.to_string())?;
+        if let Some(uri) = &cfg.incoming {
+            incoming::start(uri, vm.clone(), tx.clone())?;
+        }
         if let Some(d) = daemon.take() {
             d.ready();
         }
-        let event = rx.recv().map_err(|_| "event channel closed".to_string())?;
-        match event {
-            VmEvent::Reset if !cfg.no_reboot => {
-                vm.teardown();
-                // Events queued by the old machine (a second reset request) are stale.
-                while rx.try_recv().is_ok() {}
+        loop {
+            let event = rx.recv().map_err(|_| "event channel closed".to_string())?;
+            match event {
+                VmEvent::Incoming(Ok(())) => {
+                    if !cfg.start_paused {
+                        vm.resume();
+                    }
+                    continue;
+                }
+                VmEvent::Incoming(Err(e)) => return Err(format!("load of migration failed: {e}")),
+                VmEvent::Reset if !cfg.no_reboot => {
+                    vm.teardown();
+                    // Events queued by the old machine (a second reset request) are stale.
+                    while rx.try_recv().is_ok() {}
+                    // A reboot after an incoming migration boots the kernel afresh.
+                    cfg.incoming = None;
+                    break;
+                }
+                VmEvent::Reset | VmEvent::Shutdown => return Ok(0),
+                VmEvent::Quit => {
+                    eprint!("{}", console::TERMINATED);
+                    return Ok(0);
+                }
+                VmEvent::Signal { signo, pid } => {
+                    eprintln!("godwit: terminating on signal {signo} from pid {pid}");
+                    return Ok(0);
+                }
+                VmEvent::Error(msg) => return Err(msg),
             }
-            VmEvent::Reset | VmEvent::Shutdown => return Ok(0),
-            VmEvent::Quit => {
-                eprint!("{}", console::TERMINATED);
-                return Ok(0);
-            }
-            VmEvent::Signal { signo, pid } => {
-                eprintln!("godwit: terminating on signal {signo} from pid {pid}");
-                return Ok(0);
-            }
-            VmEvent::Error(msg) => return Err(msg),
         }
     }
 }

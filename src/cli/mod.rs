@@ -127,6 +127,8 @@ mod tests {
         assert_eq!(run("-nographic -daemonize -kernel k").unwrap_err(), "-nographic cannot be used with -daemonize");
         assert!(run("-m 64").unwrap_err().starts_with("no -kernel or -bios given"));
         assert!(run("-kernel k -monitor stdio").unwrap_err().contains("not supported yet"));
+        assert_eq!(run("-kernel k -incoming bogus:1").unwrap_err(), "-incoming bogus:1: unknown migration protocol: bogus:1");
+        assert_eq!(run("-kernel k -incoming tcp:0:6666").unwrap().incoming.as_deref(), Some("tcp:0:6666"));
     }
 
     #[test]

@@ -100,7 +100,13 @@ static OPTIONS: &[Opt] = &[
     arg("drive", not_yet),
     arg("hda", not_yet),
     arg("hdb", not_yet),
-    arg("incoming", not_yet),
+    arg("incoming", |c, cfg| {
+        if crate::migration::uri::parse(c.value).is_none() {
+            return err(format!("-incoming {}: unknown migration protocol: {}", c.value, c.value));
+        }
+        cfg.incoming = Some(c.value.to_string());
+        Ok(Effect::None)
+    }),
     arg("loadvm", not_yet),
 ];
 

@@ -118,7 +118,7 @@ impl Incoming {
         match uri {
             Uri::Tcp { host, port } => {
                 let h = bind_host(host);
-                let l = TcpListener::bind((h, *port)).map_err(|e| format!("Failed to bind socket: {}", errtext::io(&e)))?;
+                let l = TcpListener::bind((h, *port)).map_err(|e| format!("Failed to find an available port: {}", errtext::io(&e)))?;
                 let a = l.local_addr().map_err(|e| e.to_string())?;
                 // QEMU shows [::]:P as tcp::::P, i.e. the address without brackets.
                 Ok(Incoming::Tcp(l, format!("tcp:{}:{}", a.ip(), a.port())))

@@ -33,6 +33,8 @@ pub enum VmEvent {
     Quit,
     /// A termination signal arrived.
     Signal { signo: i32, pid: i32 },
+    /// An incoming migration finished loading (or failed, with the reason).
+    Incoming(Result<(), String>),
     /// Something fatal happened to the VM.
     Error(String),
 }
@@ -114,7 +116,8 @@ impl Vm {
             pending.push(Arc::new(Mutex::new(vcpu)));
         }
         let msr_list = crate::cpu::state::saveable_msrs(kvm, &devices::bus::lock(&pending[0]))?;
-        let control = Arc::new(RunControl::new(pending.len(), cfg.start_paused));
+        // An incoming VM waits, paused, for its state.
+        let control = Arc::new(RunControl::new(pending.len(), cfg.start_paused || cfg.incoming.is_some()));
         Ok(Vm { fd, ram, mem_size: cfg.mem_size, msr_list, _bios: bios, platform, control, vcpus: pending, pio, mmio, threads: Mutex::new(Vec::new()), events })
     }
 
