@@ -8,3 +8,4 @@ pub mod irq;
 pub mod legacy;
 pub mod pci;
 pub mod state;
+pub mod virtio;

@@ -1,10 +1,13 @@
-//! PCI: type-0 configuration spaces, the host bridge, and the 0xCF8/0xCFC access mechanism.
+//! PCI: type-0 configuration spaces, the host bridge, the 0xCF8/0xCFC access mechanism, and
+//! MMIO routing by the functions' memory BARs.
 pub mod config_space;
 pub mod host_bridge;
+pub mod mmio;
 pub mod root;
 
-pub use config_space::ConfigSpace;
+pub use config_space::{ConfigSpace, PciBar};
 pub use host_bridge::HostBridge;
+pub use mmio::{PciMmio, assign_bars};
 pub use root::{PciConfigIo, PciRoot};
 
 /// A function on the PCI bus, seen through its configuration space.
@@ -19,4 +22,14 @@ pub trait PciDevice: Send {
     fn state(&self) -> Vec<u8>;
     /// Restores a value from [`PciDevice::state`].
     fn set_state(&mut self, bytes: &[u8]) -> Result<(), crate::state::StateError>;
+    /// The memory BAR at `index` as currently programmed, if the function has one there.
+    fn bar(&self, _index: usize) -> Option<PciBar> {
+        None
+    }
+    /// Reads from memory BAR `bar` at `offset` (only called while memory decode is on).
+    fn mmio_read(&mut self, _bar: usize, _offset: u64, data: &mut [u8]) {
+        data.fill(0xff);
+    }
+    /// Writes to memory BAR `bar` at `offset` (only called while memory decode is on).
+    fn mmio_write(&mut self, _bar: usize, _offset: u64, _data: &[u8]) {}
 }

@@ -1,0 +1,259 @@
+//! One virtio-blk request: parse the chain, do the I/O, write the status byte.
+//!
+//! A request is a 16-byte header (type, reserved, sector) the device reads, then data, then
+//! one status byte the device writes (virtio 1.2 §5.2.6). Everything comes from the guest,
+//! so every length and address is checked: descriptors must lie in guest memory (virtio-queue's
+//! `Reader`/`Writer` refuse others), data must flow in the direction the type implies, and
+//! sector ranges must lie on the disk. A chain that leaves no room for a status byte is
+//! returned with a used length of 0.
+
+use super::{Disk, MAX_DISCARD_SECTORS, MAX_DISCARD_SEGMENTS};
+use crate::block::{BlockError, SECTOR_SIZE};
+use crate::bus::lock;
+use crate::virtio::GuestMem;
+use std::io::{Read, Write};
+use thiserror::Error;
+use virtio_bindings::virtio_blk as vb;
+use virtio_queue::{DescriptorChain, Reader, Writer};
+use vm_memory::bitmap::BitmapSlice;
+
+pub const STATUS_OK: u8 = vb::VIRTIO_BLK_S_OK as u8;
+pub const STATUS_IOERR: u8 = vb::VIRTIO_BLK_S_IOERR as u8;
+pub const STATUS_UNSUPP: u8 = vb::VIRTIO_BLK_S_UNSUPP as u8;
+const HEADER_LEN: usize = 16;
+const SEGMENT_LEN: usize = 16;
+/// Data moves between the image and guest memory through a buffer of at most this size.
+pub const CHUNK: usize = 256 << 10;
+
+/// Why a request did not succeed.
+#[derive(Debug, Error)]
+pub enum RequestError {
+    #[error("descriptor outside guest memory")]
+    BadDescriptor,
+    #[error("request header shorter than 16 bytes")]
+    ShortHeader,
+    #[error("data descriptors in the wrong direction for request type {0}")]
+    WrongDirection(u32),
+    #[error("data length {0} is not a multiple of 512")]
+    Unaligned(usize),
+    #[error("sectors {sector}+{bytes} bytes lie beyond the disk")]
+    OutOfRange { sector: u64, bytes: u64 },
+    #[error("write to a read-only disk")]
+    ReadOnly,
+    #[error("unsupported request type {0}")]
+    Unsupported(u32),
+    #[error("unsupported discard/write-zeroes flags {0:#x}")]
+    UnsupportedFlags(u32),
+    #[error("malformed discard/write-zeroes segment list")]
+    BadSegments,
+    #[error(transparent)]
+    Block(#[from] BlockError),
+    #[error("guest memory access failed: {0}")]
+    Memory(#[from] std::io::Error),
+}
+
+impl RequestError {
+    pub fn status(&self) -> u8 {
+        match self {
+            RequestError::Unsupported(_) | RequestError::UnsupportedFlags(_) => STATUS_UNSUPP,
+            _ => STATUS_IOERR,
+        }
+    }
+}
+
+/// Runs the request in `chain` and returns the used length (bytes written to the guest,
+/// status included).
+pub fn process(
+    chain: DescriptorChain<&GuestMem>,
+    mem: &GuestMem,
+    disk: &Disk,
+    buf: &mut Vec<u8>,
+) -> u32 {
+    let reader = chain.clone().reader(mem);
+    let Ok(mut writer) = chain.writer(mem) else {
+        return 0;
+    };
+    let avail = writer.available_bytes();
+    if avail == 0 {
+        return 0;
+    }
+    // The status is the last writable byte.
+    let Ok(mut status_w) = writer.split_at(avail - 1) else {
+        return 0;
+    };
+    let result = match reader {
+        Ok(mut r) => execute(&mut r, &mut writer, disk, buf),
+        Err(_) => Err(RequestError::BadDescriptor),
+    };
+    let status = match &result {
+        Ok(()) => STATUS_OK,
+        Err(e) => e.status(),
+    };
+    if status_w.write_all(&[status]).is_err() {
+        return 0;
+    }
+    u32::try_from(writer.bytes_written() + 1).unwrap_or(u32::MAX)
+}
+
+fn le32(b: &[u8]) -> u32 {
+    u32::from_le_bytes(b[..4].try_into().expect("4 bytes"))
+}
+
+fn le64(b: &[u8]) -> u64 {
+    u64::from_le_bytes(b[..8].try_into().expect("8 bytes"))
+}
+
+/// Byte offset of `bytes` at `sector`, if the whole range lies on the disk.
+fn disk_range(disk: &Disk, sector: u64, bytes: u64) -> Result<u64, RequestError> {
+    let size = disk.capacity * SECTOR_SIZE;
+    sector
+        .checked_mul(SECTOR_SIZE)
+        .filter(|start| start.checked_add(bytes).is_some_and(|end| end <= size))
+        .ok_or(RequestError::OutOfRange { sector, bytes })
+}
+
+fn execute<B: BitmapSlice>(
+    r: &mut Reader<'_, B>,
+    w: &mut Writer<'_, B>,
+    disk: &Disk,
+    buf: &mut Vec<u8>,
+) -> Result<(), RequestError> {
+    if r.available_bytes() < HEADER_LEN {
+        return Err(RequestError::ShortHeader);
+    }
+    let mut hdr = [0u8; HEADER_LEN];
+    r.read_exact(&mut hdr)?;
+    let (ty, sector) = (le32(&hdr[0..4]), le64(&hdr[8..16]));
+    // Anything left to read after the header is data for the device, and anything left to
+    // write is data for the driver; each type allows only one of them.
+    let (to_device, to_driver) = (r.available_bytes(), w.available_bytes());
+    let expect_none = |n: usize| {
+        if n == 0 {
+            Ok(())
+        } else {
+            Err(RequestError::WrongDirection(ty))
+        }
+    };
+    match ty {
+        vb::VIRTIO_BLK_T_IN => {
+            expect_none(to_device)?;
+            read_disk(w, disk, sector, to_driver, buf)
+        }
+        vb::VIRTIO_BLK_T_OUT => {
+            expect_none(to_driver)?;
+            if disk.read_only {
+                return Err(RequestError::ReadOnly);
+            }
+            write_disk(r, disk, sector, to_device, buf)
+        }
+        vb::VIRTIO_BLK_T_FLUSH => Ok(lock(&disk.backend).flush()?),
+        vb::VIRTIO_BLK_T_GET_ID => {
+            expect_none(to_device)?;
+            let n = to_driver.min(disk.serial.len());
+            Ok(w.write_all(&disk.serial[..n])?)
+        }
+        vb::VIRTIO_BLK_T_DISCARD if disk.discard => {
+            expect_none(to_driver)?;
+            segments(r, disk, false)
+        }
+        vb::VIRTIO_BLK_T_WRITE_ZEROES if disk.write_zeroes => {
+            expect_none(to_driver)?;
+            segments(r, disk, true)
+        }
+        other => Err(RequestError::Unsupported(other)),
+    }
+}
+
+fn check_len(len: usize) -> Result<u64, RequestError> {
+    if !(len as u64).is_multiple_of(SECTOR_SIZE) {
+        return Err(RequestError::Unaligned(len));
+    }
+    Ok(len as u64)
+}
+
+fn read_disk<B: BitmapSlice>(
+    w: &mut Writer<'_, B>,
+    disk: &Disk,
+    sector: u64,
+    len: usize,
+    buf: &mut Vec<u8>,
+) -> Result<(), RequestError> {
+    let start = disk_range(disk, sector, check_len(len)?)?;
+    let mut backend = lock(&disk.backend);
+    let mut done = 0usize;
+    while done < len {
+        let n = (len - done).min(CHUNK);
+        buf.resize(n.max(buf.len()), 0);
+        backend.read_at(&mut buf[..n], start + done as u64)?;
+        // Through virtio-queue's Writer, so the dirty bitmap sees these pages.
+        w.write_all(&buf[..n])?;
+        done += n;
+    }
+    Ok(())
+}
+
+fn write_disk<B: BitmapSlice>(
+    r: &mut Reader<'_, B>,
+    disk: &Disk,
+    sector: u64,
+    len: usize,
+    buf: &mut Vec<u8>,
+) -> Result<(), RequestError> {
+    let start = disk_range(disk, sector, check_len(len)?)?;
+    let mut backend = lock(&disk.backend);
+    let mut done = 0usize;
+    while done < len {
+        let n = (len - done).min(CHUNK);
+        buf.resize(n.max(buf.len()), 0);
+        r.read_exact(&mut buf[..n])?;
+        backend.write_at(&buf[..n], start + done as u64)?;
+        done += n;
+    }
+    Ok(())
+}
+
+/// DISCARD or WRITE_ZEROES: a list of `{le64 sector, le32 num_sectors, le32 flags}`. The
+/// whole list is checked before anything is done, so a bad segment changes nothing.
+fn segments<B: BitmapSlice>(
+    r: &mut Reader<'_, B>,
+    disk: &Disk,
+    zeroes: bool,
+) -> Result<(), RequestError> {
+    let len = r.available_bytes();
+    if len == 0
+        || !len.is_multiple_of(SEGMENT_LEN)
+        || len / SEGMENT_LEN > MAX_DISCARD_SEGMENTS as usize
+    {
+        return Err(RequestError::BadSegments);
+    }
+    let unmap_flag = vb::VIRTIO_BLK_WRITE_ZEROES_FLAG_UNMAP;
+    let mut list = Vec::with_capacity(len / SEGMENT_LEN);
+    for _ in 0..len / SEGMENT_LEN {
+        let mut s = [0u8; SEGMENT_LEN];
+        r.read_exact(&mut s)?;
+        let (sector, count, flags) = (le64(&s[0..8]), le32(&s[8..12]), le32(&s[12..16]));
+        // The unmap flag means something only for write-zeroes (virtio 1.2 §5.2.6.2).
+        let known = if zeroes { unmap_flag } else { 0 };
+        if flags & !known != 0 {
+            return Err(RequestError::UnsupportedFlags(flags));
+        }
+        if count > MAX_DISCARD_SECTORS {
+            return Err(RequestError::BadSegments);
+        }
+        let bytes = u64::from(count) * SECTOR_SIZE;
+        list.push((
+            disk_range(disk, sector, bytes)?,
+            bytes,
+            flags & unmap_flag != 0,
+        ));
+    }
+    let mut backend = lock(&disk.backend);
+    for (offset, bytes, unmap) in list {
+        if zeroes {
+            backend.write_zeroes(offset, bytes, unmap)?;
+        } else {
+            backend.discard(offset, bytes)?;
+        }
+    }
+    Ok(())
+}

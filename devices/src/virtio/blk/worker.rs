@@ -1,0 +1,92 @@
+//! The virtio-blk queue handler run on the device's I/O thread: pop a chain, execute it,
+//! put it in the used ring, interrupt the driver if it asked to be.
+
+use super::Disk;
+use super::request;
+use crate::bus::lock;
+use crate::virtio::queue::SharedQueue;
+use crate::virtio::worker::{QueueHandler, Yield};
+use crate::virtio::{GuestMem, VirtioInterrupt};
+use std::sync::Arc;
+use virtio_queue::{QueueOwnedT, QueueT};
+
+pub struct BlkHandler {
+    mem: GuestMem,
+    queues: Vec<SharedQueue>,
+    interrupt: Arc<dyn VirtioInterrupt>,
+    disk: Disk,
+    /// Bounce buffer between image and guest memory, kept between requests.
+    buf: Vec<u8>,
+}
+
+impl BlkHandler {
+    pub fn new(
+        mem: GuestMem,
+        queues: Vec<SharedQueue>,
+        interrupt: Arc<dyn VirtioInterrupt>,
+        disk: Disk,
+    ) -> Self {
+        BlkHandler {
+            mem,
+            queues,
+            interrupt,
+            disk,
+            buf: Vec::new(),
+        }
+    }
+}
+
+impl QueueHandler for BlkHandler {
+    fn process_queue(&mut self, q: usize, ctl: &Yield) -> bool {
+        let Some(queue) = self.queues.get(q) else {
+            return true;
+        };
+        let mut idle_pass = false;
+        loop {
+            {
+                let mut qq = lock(queue);
+                if !qq.ready() {
+                    return true;
+                }
+                // Only a hint to the driver; failure just means more notifies.
+                let _ = qq.disable_notification(&self.mem);
+            }
+            let mut done = 0usize;
+            loop {
+                // Checked before taking a chain, so a pause never leaves one half done.
+                if ctl.requested() {
+                    return false;
+                }
+                let chain = match lock(queue).iter(&self.mem) {
+                    Ok(mut it) => it.next(),
+                    // The driver published more entries than the ring holds: it is broken,
+                    // and looping on it would only burn this thread.
+                    Err(_) => return true,
+                };
+                let Some(chain) = chain else { break };
+                let head = chain.head_index();
+                let used = request::process(chain, &self.mem, &self.disk, &mut self.buf);
+                done += 1;
+                let mut qq = lock(queue);
+                match qq.add_used(&self.mem, head, used) {
+                    Ok(()) => {}
+                    // A head index past the ring: nothing to complete, carry on.
+                    Err(virtio_queue::Error::InvalidDescriptorIndex) => continue,
+                    Err(_) => return true,
+                }
+                if qq.needs_notification(&self.mem).unwrap_or(true) {
+                    drop(qq);
+                    self.interrupt.signal_queue(q as u16);
+                }
+            }
+            // Re-enable notifications, then look again: buffers added in between would
+            // otherwise wait for a notify that never comes. Two passes in a row that find
+            // nothing although the ring claims more mean it is unreadable: give up.
+            let more = matches!(lock(queue).enable_notification(&self.mem), Ok(true));
+            if !more || (done == 0 && idle_pass) {
+                return true;
+            }
+            idle_pass = done == 0;
+        }
+    }
+}
