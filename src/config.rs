@@ -5,8 +5,9 @@ use std::path::PathBuf;
 /// Where a serial port's bytes go.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum SerialBackend {
-    /// The terminal godwit runs in (shared with the monitor under `-nographic`).
-    Stdio,
+    /// The terminal godwit runs in; `mux` shares it with a monitor (`mon:stdio`, the
+    /// `-nographic` default), switched with Ctrl-A c.
+    Stdio { mux: bool },
     /// A fresh pseudo-terminal whose path is printed at start-up.
     Pty,
     /// Output appended to a file; no input.
@@ -41,6 +42,9 @@ pub struct Config {
     pub warnings: Vec<String>,
     /// `-incoming URI`: wait for a migration stream instead of booting.
     pub incoming: Option<String>,
+    /// `-monitor` devices, in order (a multiplexed stdio monitor is implied by
+    /// `SerialBackend::Stdio { mux: true }` and not listed here).
+    pub monitors: Vec<String>,
 }
 
 /// QEMU's default RAM size for x86 machines.
@@ -66,6 +70,7 @@ impl Default for Config {
             machine: "pc".into(),
             warnings: Vec::new(),
             incoming: None,
+            monitors: Vec::new(),
         }
     }
 }

@@ -1,23 +1,40 @@
-//! `-incoming URI`: listen (or start the command) before the guest would run, then load
-//! the stream on a thread of its own while the VM waits, paused.
+//! The destination of a migration: `-incoming URI` (or `-incoming defer` then
+//! `migrate_incoming URI`) listens, or starts the command, before the guest would run; the
+//! stream loads on a thread of its own while the VM waits, paused, in `inmigrate`.
 
+use crate::machine::IncomingState;
+use crate::migration::info::Status;
 use crate::migration::{recv, uri};
 use crate::vm::{Vm, VmEvent};
 use crossbeam_channel::Sender;
-use std::sync::Arc;
+use devices::bus::lock;
+use std::sync::{Arc, Mutex};
 
-/// Binds now, so a busy port is reported at start-up; the transfer happens in the
-/// background and ends in `VmEvent::Incoming`.
-pub fn start(spec: &str, vm: Arc<Vm>, events: Sender<VmEvent>) -> Result<(), String> {
+/// For `-incoming SPEC` at start-up: binds now, so a busy port is reported at once.
+pub fn start(spec: &str, vm: Arc<Vm>, events: Sender<VmEvent>, state: Arc<Mutex<IncomingState>>) -> Result<(), String> {
     let parsed = uri::parse(spec).ok_or_else(|| format!("-incoming {spec}: unknown migration protocol: {spec}"))?;
     if parsed == uri::Uri::Defer {
-        return Err(format!("-incoming {spec}: waiting for migrate_incoming needs the monitor, which this godwit build does not have yet"));
+        lock(&state).deferred = true;
+        return Ok(());
     }
-    let listener = uri::Incoming::listen(&parsed).map_err(|e| format!("-incoming {spec}: {e}"))?;
+    start_parsed(&parsed, vm, events, state.clone()).map_err(|e| format!("-incoming {spec}: {e}"))?;
+    lock(&state).started = true;
+    Ok(())
+}
+
+/// Listens on `target` and loads the stream in the background; the result arrives as
+/// `VmEvent::Incoming`.
+pub fn start_parsed(target: &uri::Uri, vm: Arc<Vm>, events: Sender<VmEvent>, state: Arc<Mutex<IncomingState>>) -> Result<(), String> {
+    let listener = uri::Incoming::listen(target)?;
+    lock(&state).stats.socket_addresses = listener.addresses();
     std::thread::Builder::new()
         .name("incoming".into())
         .spawn(move || {
-            let result = listener.accept().and_then(|input| recv::run(&vm, input));
+            let result = listener.accept().and_then(|input| {
+                lock(&state).stats.status = Status::Active;
+                recv::run(&vm, input)
+            });
+            lock(&state).stats.status = if result.is_ok() { Status::Completed } else { Status::Failed };
             let _ = events.send(VmEvent::Incoming(result));
         })
         .map_err(|e| format!("cannot start the incoming migration thread: {e}"))?;

@@ -4,19 +4,21 @@ mod boot;
 mod cli;
 mod config;
 mod console;
+mod cpu;
 mod errtext;
 mod hmp;
 mod incoming;
-mod cpu;
 mod layout;
+mod machine;
 mod memory;
 mod migration;
 mod process;
 mod vm;
 
-use config::Config;
+use config::{Config, SerialBackend};
 use console::Console;
-use std::sync::Arc;
+use machine::{Machine, RunState};
+use std::sync::{Arc, Mutex};
 use vm::{Vm, VmEvent};
 
 fn main() {
@@ -42,8 +44,20 @@ fn main() {
 }
 
 fn fail(msg: &str) -> ! {
+    monitor::restore_terminal();
     eprintln!("godwit: {msg}");
     std::process::exit(1);
+}
+
+/// The first run state: `-incoming` waits in `inmigrate`, `-S` in `prelaunch`.
+fn initial_state(cfg: &Config) -> RunState {
+    if cfg.incoming.is_some() {
+        RunState::InMigrate
+    } else if cfg.start_paused {
+        RunState::Prelaunch
+    } else {
+        RunState::Running
+    }
 }
 
 /// Runs the machine until it powers off, is told to quit, or fails; returns the exit status.
@@ -54,27 +68,79 @@ fn run(cfg: &Config) -> Result<i32, String> {
     let (tx, rx) = crossbeam_channel::unbounded();
     process::catch_termination(tx.clone()).map_err(|e| format!("cannot start signal thread: {e}"))?;
     let kvm = vm::kvm::open().map_err(|e| e.to_string())?;
-    let console = Console::open(&cfg.serial, tx.clone()).map_err(|e| e.to_string())?;
-    let result = run_machine(&kvm, cfg, &console, &tx, &rx, &mut daemon);
+    let console = Console::open(&cfg.serial).map_err(|e| e.to_string())?;
+    let machine = Machine::new(tx.clone(), cfg.name.clone(), initial_state(cfg), !cfg.start_paused);
+    start_monitors(cfg, &machine, &console)?;
+    let result = run_machine(&kvm, cfg, &machine, &console, &rx, &mut daemon);
     console.restore_terminal();
     result
+}
+
+/// Starts every monitor: the `mon:stdio` multiplexer shared with the serial port, then each
+/// `-monitor`, labelled compat_monitor0, 1, ... A `server` without `nowait` blocks here
+/// until its first client connects, as in QEMU.
+fn start_monitors(cfg: &Config, machine: &Arc<Machine>, console: &Console) -> Result<(), String> {
+    let vmm: monitor::SharedVmm = Arc::new(Mutex::new(machine::Hmp(machine.clone())));
+    let version = env!("CARGO_PKG_VERSION");
+    let mut count = 0;
+    let serial_name = match &cfg.serial {
+        SerialBackend::Stdio { mux: true } => "mux".to_string(),
+        SerialBackend::Stdio { mux: false } => "stdio".to_string(),
+        SerialBackend::Pty => "pty".to_string(),
+        SerialBackend::File(p) => format!("file:{}", p.display()),
+        SerialBackend::Null => "null".to_string(),
+    };
+    if cfg.serial != SerialBackend::Null {
+        machine.add_chardev(format!("serial0: filename={serial_name}"));
+    }
+    let mut specs: Vec<(String, bool)> = Vec::new();
+    if cfg.serial == (SerialBackend::Stdio { mux: true }) {
+        specs.push(("mon:stdio".into(), true));
+    }
+    specs.extend(cfg.monitors.iter().map(|m| (m.clone(), false)));
+    for (spec, with_serial) in specs {
+        let label = monitor::compat_label(count);
+        count += 1;
+        let mut b = monitor::MonitorBuilder::new(version, vmm.clone()).label(label);
+        if with_serial {
+            b = b.serial(console.frontend());
+        }
+        let h = b.start(&spec).map_err(|e| {
+            let lines = e.report_lines("godwit", &spec);
+            let stripped: Vec<String> = lines.iter().map(|l| l.strip_prefix("godwit: ").unwrap_or(l).to_string()).collect();
+            stripped.join("\ngodwit: ")
+        })?;
+        if with_serial {
+            if let Some(w) = h.serial_writer() {
+                console.set_output(Box::new(w));
+            }
+        }
+        if let Some(msg) = h.redirect_message() {
+            println!("{msg}");
+        }
+        machine.add_monitor(h);
+    }
+    Ok(())
 }
 
 fn run_machine(
     kvm: &kvm_ioctls::Kvm,
     cfg: &Config,
+    machine: &Arc<Machine>,
     console: &Console,
-    tx: &crossbeam_channel::Sender<VmEvent>,
     rx: &crossbeam_channel::Receiver<VmEvent>,
     daemon: &mut Option<process::Daemon>,
 ) -> Result<i32, String> {
     let mut cfg = cfg.clone();
+    let tx = machine_events(machine);
     loop {
+        cfg.start_paused = machine.state() != RunState::Running;
         let vm = Arc::new(Vm::build(kvm, &cfg, Box::new(console.output()), tx.clone()).map_err(|e| e.to_string())?);
         console.attach(vm.serial());
         vm.start().map_err(|e| e.to_string())?;
-        if let Some(uri) = &cfg.incoming {
-            incoming::start(uri, vm.clone(), tx.clone())?;
+        machine.set_vm(vm.clone());
+        if let Some(spec) = &cfg.incoming {
+            incoming::start(spec, vm.clone(), tx.clone(), machine.incoming.clone())?;
         }
         if let Some(d) = daemon.take() {
             d.ready();
@@ -83,31 +149,41 @@ fn run_machine(
             let event = rx.recv().map_err(|_| "event channel closed".to_string())?;
             match event {
                 VmEvent::Incoming(Ok(())) => {
-                    if !cfg.start_paused {
+                    if machine.autostart() {
                         vm.resume();
+                        machine.set_state(RunState::Running);
+                    } else {
+                        machine.set_state(RunState::Paused);
                     }
-                    continue;
                 }
                 VmEvent::Incoming(Err(e)) => return Err(format!("load of migration failed: {e}")),
-                VmEvent::Reset if !cfg.no_reboot => {
+                VmEvent::Reset | VmEvent::ResetCommand if !cfg.no_reboot => {
                     vm.teardown();
                     // Events queued by the old machine (a second reset request) are stale.
                     while rx.try_recv().is_ok() {}
-                    // A reboot after an incoming migration boots the kernel afresh.
+                    // A reset outside `running` lands in `prelaunch`, as in QEMU; a reboot
+                    // after an incoming migration boots the kernel afresh.
+                    if machine.state() != RunState::Running {
+                        machine.set_state(RunState::Prelaunch);
+                    }
                     cfg.incoming = None;
                     break;
                 }
-                VmEvent::Reset | VmEvent::Shutdown => return Ok(0),
-                VmEvent::Quit => {
-                    eprint!("{}", console::TERMINATED);
-                    return Ok(0);
-                }
+                VmEvent::Reset | VmEvent::ResetCommand | VmEvent::Shutdown | VmEvent::QuitCommand => return Ok(0),
                 VmEvent::Signal { signo, pid } => {
                     eprintln!("godwit: terminating on signal {signo} from pid {pid}");
                     return Ok(0);
                 }
-                VmEvent::Error(msg) => return Err(msg),
+                VmEvent::Error(msg) => {
+                    machine.set_state(RunState::InternalError);
+                    return Err(msg);
+                }
             }
         }
     }
+}
+
+/// The sender devices and vCPUs report machine events on.
+fn machine_events(machine: &Machine) -> crossbeam_channel::Sender<VmEvent> {
+    machine.events()
 }

@@ -56,13 +56,10 @@ pub fn parse<I: IntoIterator<Item = String>>(args: I) -> Result<Action, CliError
     }
     cfg.serial = match serial {
         Some(s) => s,
-        None if cfg.nographic && !nodefaults => crate::config::SerialBackend::Stdio,
+        None if cfg.nographic && !nodefaults => crate::config::SerialBackend::Stdio { mux: true },
         None => crate::config::SerialBackend::Null,
     };
-    if cfg.daemonize && cfg.serial == crate::config::SerialBackend::Stdio {
-        let what = if cfg.nographic { "-nographic" } else { "-serial stdio" };
-        return Err(CliError(format!("{what} cannot be used with -daemonize")));
-    }
+    check_stdio(&mut cfg)?;
     if cfg.kernel.is_none() && cfg.bios.is_none() {
         return Err(CliError("no -kernel or -bios given: godwit boots a kernel directly or runs the firmware you name".into()));
     }
@@ -73,6 +70,30 @@ pub fn parse<I: IntoIterator<Item = String>>(args: I) -> Result<Action, CliError
         return Err(CliError("-initrd and -append only work with -kernel".into()));
     }
     Ok(Action::Run(Box::new(cfg)))
+}
+
+/// Only one character device may own the terminal (QEMU's rule); a `mon:stdio` monitor
+/// next to a `mon:stdio` serial port is the same multiplexer, listed once.
+fn check_stdio(cfg: &mut Config) -> Result<(), CliError> {
+    use crate::config::SerialBackend::Stdio;
+    if cfg.serial == (Stdio { mux: true }) {
+        cfg.monitors.retain(|m| m != "mon:stdio");
+    }
+    let serial_stdio = matches!(cfg.serial, Stdio { .. });
+    let monitors_stdio = cfg.monitors.iter().filter(|m| *m == "stdio" || *m == "mon:stdio").count();
+    if monitors_stdio + usize::from(serial_stdio) > 1 {
+        return Err(CliError("cannot use stdio by multiple character devices".into()));
+    }
+    if cfg.daemonize {
+        if serial_stdio {
+            let what = if cfg.nographic { "-nographic" } else { "-serial stdio" };
+            return Err(CliError(format!("{what} cannot be used with -daemonize")));
+        }
+        if let Some(m) = cfg.monitors.iter().find(|m| *m == "stdio" || *m == "mon:stdio") {
+            return Err(CliError(format!("-monitor {m}: cannot use stdio with -daemonize")));
+        }
+    }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -95,7 +116,7 @@ mod tests {
         assert_eq!(c.vcpus, 2);
         assert_eq!(c.kernel.as_deref(), Some(std::path::Path::new("k")));
         assert_eq!(c.append, "console=ttyS0");
-        assert_eq!(c.serial, SerialBackend::Stdio);
+        assert_eq!(c.serial, SerialBackend::Stdio { mux: true });
         assert!(c.start_paused && c.no_reboot);
         assert_eq!(c.name.as_deref(), Some("vm1"));
         assert!(c.warnings.is_empty());
@@ -126,7 +147,12 @@ mod tests {
         assert!(run("-kernel k -machine bogus").unwrap_err().starts_with("unsupported machine type"));
         assert_eq!(run("-nographic -daemonize -kernel k").unwrap_err(), "-nographic cannot be used with -daemonize");
         assert!(run("-m 64").unwrap_err().starts_with("no -kernel or -bios given"));
-        assert!(run("-kernel k -monitor stdio").unwrap_err().contains("not supported yet"));
+        assert_eq!(run("-kernel k -nographic -monitor stdio").unwrap_err(), "cannot use stdio by multiple character devices");
+        assert_eq!(run("-kernel k -serial stdio -monitor stdio").unwrap_err(), "cannot use stdio by multiple character devices");
+        assert_eq!(run("-kernel k -display none -daemonize -monitor stdio").unwrap_err(), "-monitor stdio: cannot use stdio with -daemonize");
+        let m = run("-kernel k -nographic -monitor pty -monitor telnet::5555,server,nowait").unwrap();
+        assert_eq!(m.monitors, vec!["pty".to_string(), "telnet::5555,server,nowait".to_string()]);
+        assert_eq!(run("-kernel k -nographic -monitor mon:stdio").unwrap().monitors.len(), 0);
         assert_eq!(run("-kernel k -incoming bogus:1").unwrap_err(), "-incoming bogus:1: unknown migration protocol: bogus:1");
         assert_eq!(run("-kernel k -incoming tcp:0:6666").unwrap().incoming.as_deref(), Some("tcp:0:6666"));
     }

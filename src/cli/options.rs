@@ -95,7 +95,10 @@ static OPTIONS: &[Opt] = &[
     flag("version", |_, _| Ok(Effect::Print(help::version()))),
     flag("h", |_, _| Ok(Effect::Print(help::usage()))),
     flag("help", |_, _| Ok(Effect::Print(help::usage()))),
-    arg("monitor", not_yet),
+    arg("monitor", |c, cfg| {
+        cfg.monitors.push(c.value.to_string());
+        Ok(Effect::None)
+    }),
     arg("qmp", not_yet),
     arg("drive", not_yet),
     arg("hda", not_yet),
@@ -248,7 +251,8 @@ fn display(c: &Ctx<'_>, _: &mut Config) -> Result<Effect, CliError> {
 fn serial(c: &Ctx<'_>, _: &mut Config) -> Result<Effect, CliError> {
     let v = c.value;
     let backend = match v {
-        "stdio" | "mon:stdio" => SerialBackend::Stdio,
+        "stdio" => SerialBackend::Stdio { mux: false },
+        "mon:stdio" => SerialBackend::Stdio { mux: true },
         "pty" => SerialBackend::Pty,
         "none" | "null" => SerialBackend::Null,
         _ => match v.strip_prefix("file:") {

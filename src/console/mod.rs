@@ -1,24 +1,21 @@
 //! The serial console's host side: where COM1's output goes and where its input comes from.
 //!
 //! The backend lives for the whole process, while the guest's UART is rebuilt on every
-//! reboot; input is routed to whichever UART is current.
+//! reboot; input is routed to whichever UART is current. With `mon:stdio` (the `-nographic`
+//! default) the terminal is shared with the monitor through the monitor crate's
+//! multiplexer, which then carries the UART's bytes both ways.
 
-mod escape;
-pub use escape::TERMINATED;
 mod pty;
 
 use crate::config::SerialBackend;
-use crate::vm::VmEvent;
-use crossbeam_channel::Sender;
 use devices::bus::lock;
 use devices::legacy::serial::SerialDevice;
 use std::fs::{File, OpenOptions};
 use std::io::{self, IsTerminal, Read, Write};
-use std::os::fd::FromRawFd;
+use std::os::fd::{AsRawFd, FromRawFd};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use thiserror::Error;
-use vmm_sys_util::terminal::Terminal;
 
 #[derive(Debug, Error)]
 pub enum ConsoleError {
@@ -33,7 +30,8 @@ pub enum ConsoleError {
 /// The UART that input goes to (replaced on every reboot).
 type Target = Arc<Mutex<Option<Arc<Mutex<SerialDevice>>>>>;
 
-/// A writer shared by every UART instance the process creates.
+/// A writer shared by every UART instance the process creates; its destination can be
+/// set once the monitor multiplexer exists.
 #[derive(Clone)]
 pub struct SharedOut(Arc<Mutex<Box<dyn Write + Send>>>);
 
@@ -49,11 +47,11 @@ impl Write for SharedOut {
 pub struct Console {
     out: SharedOut,
     target: Target,
-    /// Set when the terminal was put in raw mode and must be restored at exit.
-    raw_stdin: bool,
+    /// The terminal settings to put back at exit, if we changed them.
+    saved_termios: Option<libc::termios>,
 }
 
-/// An unbuffered writer on a file descriptor we own a duplicate of.
+/// An unbuffered file on a duplicate of `fd`.
 fn dup_file(fd: i32) -> io::Result<File> {
     // SAFETY: dup on a valid descriptor; the result is owned by the returned File.
     let new = unsafe { libc::dup(fd) };
@@ -64,13 +62,37 @@ fn dup_file(fd: i32) -> io::Result<File> {
     Ok(unsafe { File::from_raw_fd(new) })
 }
 
+/// Turns off line buffering and echo on stdin but keeps Ctrl-C as a signal, like QEMU's
+/// plain `stdio` character device. Returns the settings to restore.
+fn stdin_raw_keep_signals() -> Option<libc::termios> {
+    if !io::stdin().is_terminal() {
+        return None;
+    }
+    let fd = io::stdin().as_raw_fd();
+    // SAFETY: termios is plain data filled by tcgetattr on a terminal descriptor.
+    unsafe {
+        let mut t: libc::termios = std::mem::zeroed();
+        if libc::tcgetattr(fd, &mut t) != 0 {
+            return None;
+        }
+        let saved = t;
+        t.c_lflag &= !(libc::ICANON | libc::ECHO | libc::IEXTEN);
+        t.c_iflag &= !(libc::ICRNL | libc::IXON);
+        t.c_oflag |= libc::OPOST | libc::ONLCR;
+        t.c_cc[libc::VMIN] = 1;
+        t.c_cc[libc::VTIME] = 0;
+        (libc::tcsetattr(fd, libc::TCSANOW, &t) == 0).then_some(saved)
+    }
+}
+
 impl Console {
-    /// Opens the backend and starts its input thread (stdio and pty have input).
-    pub fn open(backend: &SerialBackend, events: Sender<VmEvent>) -> Result<Console, ConsoleError> {
+    /// Opens the backend. Stdio and pty get an input thread; a multiplexed stdio starts
+    /// with no output until [`Console::set_output`] hands it the multiplexer's writer.
+    pub fn open(backend: &SerialBackend) -> Result<Console, ConsoleError> {
         let target: Target = Arc::new(Mutex::new(None));
-        let mut raw_stdin = false;
+        let mut saved_termios = None;
         let out: Box<dyn Write + Send> = match backend {
-            SerialBackend::Null => Box::new(io::sink()),
+            SerialBackend::Null | SerialBackend::Stdio { mux: true } => Box::new(io::sink()),
             SerialBackend::File(path) => Box::new(
                 OpenOptions::new().create(true).append(true).open(path).map_err(|err| ConsoleError::File { path: path.display().to_string(), err })?,
             ),
@@ -78,19 +100,17 @@ impl Console {
                 let (master, name) = pty::open().map_err(ConsoleError::Pty)?;
                 println!("char device redirected to {name} (label serial0)");
                 let reader = master.try_clone().map_err(ConsoleError::Pty)?;
-                spawn_input(Box::new(pty::PtyIn(reader)), target.clone(), None)?;
+                spawn_input(Box::new(pty::PtyIn(reader)), target.clone())?;
                 Box::new(pty::PtyOut(master))
             }
-            SerialBackend::Stdio => {
-                if io::stdin().is_terminal() {
-                    raw_stdin = io::stdin().lock().set_raw_mode().is_ok();
-                }
+            SerialBackend::Stdio { mux: false } => {
+                saved_termios = stdin_raw_keep_signals();
                 let input = dup_file(0).map_err(ConsoleError::Pty)?;
-                spawn_input(Box::new(input), target.clone(), Some(events))?;
+                spawn_input(Box::new(input), target.clone())?;
                 Box::new(dup_file(1).map_err(ConsoleError::Pty)?)
             }
         };
-        Ok(Console { out: SharedOut(Arc::new(Mutex::new(out))), target, raw_stdin })
+        Ok(Console { out: SharedOut(Arc::new(Mutex::new(out))), target, saved_termios })
     }
 
     /// A writer for a new UART's output.
@@ -98,57 +118,50 @@ impl Console {
         self.out.clone()
     }
 
+    /// Sends the UART's output to `w` from now on (the `mon:stdio` multiplexer).
+    pub fn set_output(&self, w: Box<dyn Write + Send>) {
+        *lock(&self.out.0) = w;
+    }
+
     /// Routes input to `uart` from now on.
     pub fn attach(&self, uart: Arc<Mutex<SerialDevice>>) {
         *lock(&self.target) = Some(uart);
     }
 
-    /// Puts the terminal back the way it was.
-    pub fn restore_terminal(&self) {
-        if self.raw_stdin {
-            let _ = io::stdin().lock().set_canon_mode();
-        }
+    /// What the monitor multiplexer feeds the user's keystrokes to.
+    pub fn frontend(&self) -> Box<dyn monitor::SerialFrontend> {
+        Box::new(Frontend(self.target.clone()))
     }
 
+    /// Puts the terminal back the way it was.
+    pub fn restore_terminal(&self) {
+        if let Some(t) = &self.saved_termios {
+            // SAFETY: restoring settings read earlier from the same descriptor.
+            unsafe { libc::tcsetattr(io::stdin().as_raw_fd(), libc::TCSANOW, t) };
+        }
+        monitor::restore_terminal();
+    }
 }
 
-/// Copies input bytes into the current UART. With `events` (stdio), Ctrl-A escapes are
-/// interpreted; a pty passes every byte through.
-fn spawn_input(mut src: Box<dyn Read + Send>, target: Target, events: Option<Sender<VmEvent>>) -> Result<(), ConsoleError> {
-    let mut out = dup_file(1).ok();
+struct Frontend(Target);
+
+impl monitor::SerialFrontend for Frontend {
+    fn input(&mut self, bytes: &[u8]) {
+        deliver(&self.0, bytes);
+    }
+}
+
+/// Copies bytes from `src` into the current UART.
+fn spawn_input(mut src: Box<dyn Read + Send>, target: Target) -> Result<(), ConsoleError> {
     let body = move || {
-        let mut esc = escape::Escapes::default();
         let mut buf = [0u8; 256];
         loop {
-            let n = match src.read(&mut buf) {
+            match src.read(&mut buf) {
                 Ok(0) => return,
-                Ok(n) => n,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Ok(n) => deliver(&target, &buf[..n]),
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 Err(_) => return,
-            };
-            let mut to_guest = Vec::with_capacity(n);
-            for &b in &buf[..n] {
-                if events.is_none() {
-                    to_guest.push(b);
-                    continue;
-                }
-                match esc.feed(b) {
-                    escape::Action::Guest(bytes) => to_guest.extend_from_slice(bytes.as_slice()),
-                    escape::Action::None => {}
-                    escape::Action::Print(text) => {
-                        if let Some(o) = out.as_mut() {
-                            let _ = o.write_all(text.as_bytes());
-                        }
-                    }
-                    escape::Action::Quit => {
-                        if let Some(ev) = &events {
-                            let _ = ev.send(VmEvent::Quit);
-                        }
-                        return;
-                    }
-                }
             }
-            deliver(&target, &to_guest);
         }
     };
     std::thread::Builder::new().name("console-in".into()).spawn(body).map_err(ConsoleError::Thread)?;
@@ -164,7 +177,7 @@ fn deliver(target: &Target, mut bytes: &[u8]) {
         bytes = &bytes[took..];
         if took == 0 {
             idle += 1;
-            // A guest that never reads its UART must not wedge this thread forever:
+            // A guest that never reads its UART must not wedge input forever:
             // after ~2 s of a full FIFO the rest of this chunk is dropped.
             if idle > 2000 {
                 return;

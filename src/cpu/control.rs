@@ -22,6 +22,8 @@ struct Inner {
     /// vCPU threads still alive.
     live: usize,
     threads: Vec<libc::pthread_t>,
+    /// (vCPU index, kernel thread id) for `info cpus`.
+    tids: Vec<(usize, i32)>,
 }
 
 pub struct RunControl {
@@ -50,7 +52,7 @@ impl RunControl {
     pub fn new(vcpus: usize, start_paused: bool) -> Self {
         install_kick_handler();
         RunControl {
-            inner: Mutex::new(Inner { want: if start_paused { Want::Pause } else { Want::Run }, parked: 0, live: vcpus, threads: Vec::new() }),
+            inner: Mutex::new(Inner { want: if start_paused { Want::Pause } else { Want::Run }, parked: 0, live: vcpus, threads: Vec::new(), tids: Vec::new() }),
             cv: Condvar::new(),
         }
     }
@@ -60,10 +62,19 @@ impl RunControl {
     }
 
     /// Called by each vCPU thread when it starts, so it can be kicked.
-    pub fn register_current_thread(&self) {
-        // SAFETY: pthread_self has no preconditions.
-        let me = unsafe { libc::pthread_self() };
-        self.lock().threads.push(me);
+    pub fn register_current_thread(&self, index: usize) {
+        // SAFETY: pthread_self and gettid have no preconditions.
+        let (me, tid) = unsafe { (libc::pthread_self(), libc::gettid()) };
+        let mut g = self.lock();
+        g.threads.push(me);
+        g.tids.push((index, tid));
+    }
+
+    /// Kernel thread ids of the vCPU threads, by vCPU index.
+    pub fn thread_ids(&self) -> Vec<(usize, i32)> {
+        let mut t = self.lock().tids.clone();
+        t.sort_unstable();
+        t
     }
 
     /// Called by a vCPU thread that is leaving for good.
@@ -154,10 +165,10 @@ mod tests {
         let ctl = Arc::new(RunControl::new(2, false));
         let work = Arc::new(AtomicU64::new(0));
         let handles: Vec<_> = (0..2)
-            .map(|_| {
+            .map(|i| {
                 let (ctl, work) = (ctl.clone(), work.clone());
                 std::thread::spawn(move || {
-                    ctl.register_current_thread();
+                    ctl.register_current_thread(i);
                     while ctl.checkpoint(&mut || {}) {
                         work.fetch_add(1, Ordering::SeqCst);
                         std::thread::sleep(Duration::from_micros(100));

@@ -36,7 +36,7 @@ pub fn spawn(v: Vcpu) -> Result<JoinHandle<()>, CpuError> {
 }
 
 fn run(v: Vcpu) {
-    v.control.register_current_thread();
+    v.control.register_current_thread(usize::from(v.id));
     let control = v.control.clone();
     loop {
         let (fd, pio, mmio, events, id) = (&v.fd, &v.pio, &v.mmio, &v.events, v.id);

@@ -96,10 +96,12 @@ fn migrate(append: &str, max_bandwidth: u64) -> (super::info::Stats, String, Str
 }
 
 fn check_continuity(src: &str, dst: &str) {
-    let last = *heartbeats(src).last().unwrap();
-    let hb = heartbeats(dst);
-    assert_eq!(hb.first(), Some(&(last + 1)), "destination heartbeats must continue from {last}: {hb:?}");
+    // The switch-over may fall mid-line, so judge both outputs joined: one unbroken run of
+    // heartbeats across the move, without a restart or a repeat.
+    let joined = format!("{src}{dst}");
+    let hb = heartbeats(&joined);
     assert!(hb.windows(2).all(|w| w[1] == w[0] + 1), "{hb:?}");
+    assert!(heartbeats(dst).len() >= 20, "{dst}");
     assert!(!dst.contains("MISMATCH") && !dst.contains("bad=") && !dst.contains("PROBE READY") && !dst.contains("FAULT"), "{dst}");
 }
 

@@ -29,8 +29,10 @@ pub enum VmEvent {
     Reset,
     /// The guest powered off.
     Shutdown,
-    /// The user asked godwit to quit (Ctrl-A x).
-    Quit,
+    /// The monitor's `quit` (also what Ctrl-A x runs).
+    QuitCommand,
+    /// The monitor's `system_reset`.
+    ResetCommand,
     /// A termination signal arrived.
     Signal { signo: i32, pid: i32 },
     /// An incoming migration finished loading (or failed, with the reason).
@@ -199,6 +201,29 @@ impl Vm {
         for t in threads {
             let _ = t.join();
         }
+    }
+
+    /// Kernel thread ids of the vCPU threads, by vCPU index.
+    pub fn thread_ids(&self) -> Vec<(usize, i32)> {
+        self.control.thread_ids()
+    }
+
+    /// Reads each vCPU's state, pausing the VM briefly if it runs (for `info registers`).
+    pub fn vcpu_states(&self) -> Result<Vec<crate::cpu::state::VcpuState>, VmError> {
+        let was_running = self.started() && !self.is_paused();
+        if was_running {
+            self.pause();
+        }
+        let r = self.vcpus.iter().enumerate().map(|(id, fd)| crate::cpu::state::VcpuState::save(&devices::bus::lock(fd), id as u8, &self.msr_list).map_err(VmError::from)).collect();
+        if was_running {
+            self.resume();
+        }
+        r
+    }
+
+    /// The device models, for `info pci` and `info qtree`.
+    pub fn platform(&self) -> &platform::Platform {
+        &self.platform
     }
 
     /// The KVM VM object (for dirty logging).

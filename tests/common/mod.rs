@@ -2,6 +2,8 @@
 //! and watch its serial output line by line with arrival times.
 #![allow(dead_code)]
 
+pub mod hmp;
+
 use std::io::{BufRead, BufReader, Read};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
@@ -170,4 +172,17 @@ pub fn qemu_available() -> bool {
 
 pub fn exists(p: &Path) -> bool {
     p.exists()
+}
+
+/// A fresh directory under the system temp dir, unique to this process and name.
+pub fn tmpdir(name: &str) -> PathBuf {
+    let d = std::env::temp_dir().join(format!("godwit-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&d);
+    std::fs::create_dir_all(&d).expect("create temp dir");
+    d
+}
+
+/// A TCP port on 127.0.0.1 that was free a moment ago.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }

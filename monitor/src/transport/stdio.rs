@@ -185,9 +185,11 @@ fn run_mux(
     let mut buf = vec![0u8; 4096];
     let mut eof = false;
     loop {
+        // With a serial port attached, input ending (stdin at EOF, as under a test
+        // harness) must not stop the guest's output: keep serving until stopped.
         if ctx.stop.load(Ordering::Acquire)
             || driver.is_closed()
-            || (eof && (driver.is_idle() || driver.has_running()))
+            || (eof && !has_serial && (driver.is_idle() || driver.has_running()))
         {
             return;
         }

@@ -1,0 +1,89 @@
+//! Monitor commands: what each one does to the machine, with QEMU 7.2's errors.
+
+use super::{Machine, RunState, info, migrate};
+use crate::vm::VmEvent;
+use monitor::{Command, Outcome, Vmm};
+use std::io::Write;
+use std::sync::Arc;
+
+/// The machine behind the monitor's `Vmm` interface.
+pub struct Hmp(pub Arc<Machine>);
+
+fn w(out: &mut dyn Write, text: &str) -> Result<(), String> {
+    out.write_all(text.as_bytes()).map_err(|e| e.to_string())
+}
+
+impl Vmm for Hmp {
+    fn execute(&mut self, command: &Command, out: &mut dyn Write) -> Result<Outcome, String> {
+        let m = &self.0;
+        match command {
+            Command::Info(i) => return info::run(m, i, out).map(|()| Outcome::Done),
+            Command::Stop => m.stop(),
+            Command::Cont => m.cont()?,
+            Command::Quit => {
+                let _ = m.events.send(VmEvent::QuitCommand);
+                return Ok(Outcome::Quit);
+            }
+            Command::SystemReset => {
+                let _ = m.events.send(VmEvent::ResetCommand);
+            }
+            Command::SystemPowerdown => {
+                return Err("this machine has no ACPI power button the guest could be told about (godwit has no ACPI yet)".into());
+            }
+            Command::SaveVm { .. } | Command::LoadVm { .. } | Command::DelVm { .. } => {
+                return Err("no block device can store vmstate for snapshot".into());
+            }
+            Command::Migrate { detach, blk, inc, resume, uri } => return migrate::start(m, *detach, *blk, *inc, *resume, uri),
+            Command::MigrateCancel => migrate::cancel(m),
+            Command::MigrateIncoming { uri } => migrate::incoming(m, uri)?,
+            Command::MigrateSetSpeed { bytes_per_second } => migrate::set_speed(m, *bytes_per_second),
+            Command::MigrateSetDowntime { seconds } => migrate::set_downtime(m, *seconds),
+            Command::MigrateSetParameter { parameter, value } => migrate::set_parameter(m, parameter, value)?,
+            Command::MigrateSetCapability { capability, state } => {
+                if m.migrating() {
+                    return Err("There's a migration process in progress".into());
+                }
+                crate::migration::params::set_capability(capability, *state)?;
+            }
+            Command::MigrateStartPostcopy => return Err("Enable postcopy with migrate_set_capability before the start of migration".into()),
+            Command::Help { topic } => w(out, &monitor::help_text(topic.as_deref()))?,
+        }
+        Ok(Outcome::Done)
+    }
+}
+
+impl Machine {
+    /// `stop`: pauses the vCPUs (in `inmigrate` it only cancels the automatic start).
+    pub fn stop(&self) {
+        match self.state() {
+            RunState::InMigrate => *devices::bus::lock(&self.autostart) = false,
+            RunState::Running => {
+                if let Some(vm) = self.vm() {
+                    vm.pause();
+                }
+                self.set_state(RunState::Paused);
+            }
+            _ => {}
+        }
+    }
+
+    /// `cont`: runs the vCPUs again.
+    pub fn cont(&self) -> Result<(), String> {
+        match self.state() {
+            RunState::Running => Ok(()),
+            RunState::InMigrate => {
+                *devices::bus::lock(&self.autostart) = true;
+                Ok(())
+            }
+            RunState::Shutdown | RunState::InternalError => Err("Resetting the Virtual Machine is required".into()),
+            RunState::FinishMigrate => Err("Migration is not finalized yet".into()),
+            RunState::Paused | RunState::Prelaunch | RunState::PostMigrate => {
+                if let Some(vm) = self.vm() {
+                    vm.resume();
+                }
+                self.set_state(RunState::Running);
+                Ok(())
+            }
+        }
+    }
+}

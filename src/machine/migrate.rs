@@ -1,0 +1,167 @@
+//! The migration commands: `migrate`, `migrate_cancel`, `migrate_incoming` and the
+//! settings, with QEMU 7.2's checks and error texts.
+
+use super::{Machine, RunState};
+use crate::migration::info::{Stats, Status};
+use crate::migration::{params, send, uri};
+use devices::bus::lock;
+use monitor::{Outcome, Pending, SizeUnit, parse_size};
+use std::io::Write;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+
+/// Polled by a non-detached `migrate` until the migration leaves setup/active. (QEMU prints
+/// `Completed N %` only for block migration; a RAM-only migration prints nothing.)
+struct Wait(Arc<Machine>);
+
+impl Pending for Wait {
+    fn poll(&mut self, _out: &mut dyn Write) -> bool {
+        !self.0.migrating()
+    }
+}
+
+pub fn start(m: &Arc<Machine>, detach: bool, blk: bool, inc: bool, resume: bool, spec: &str) -> Result<Outcome, String> {
+    if resume {
+        return Err("Cannot resume if there is no paused migration".into());
+    }
+    if m.migrating() {
+        return Err("There's a migration process in progress".into());
+    }
+    match m.state() {
+        RunState::InMigrate => return Err("Guest is waiting for an incoming migration".into()),
+        RunState::PostMigrate => return Err("Can't migrate the vm that was paused due to previous migration".into()),
+        _ => {}
+    }
+    if blk || inc {
+        return Err("block migration (-b/-i) is not supported by this godwit build yet".into());
+    }
+    let vm = m.vm().ok_or("no VM")?;
+    let Some(target) = uri::parse(spec).filter(|u| *u != uri::Uri::Defer) else {
+        *lock(&m.outgoing.stats) = Stats { status: Status::Failed, ..Stats::default() };
+        return Err("Parameter 'uri' expects a valid migration protocol".into());
+    };
+    m.outgoing.cancel.store(false, Ordering::SeqCst);
+    *lock(&m.outgoing.stats) = Stats { status: Status::Setup, total_ram: vm.mem_size(), ..Stats::default() };
+    if let Some(old) = lock(&m.outgoing_thread).take() {
+        let _ = old.join();
+    }
+    let machine = m.clone();
+    let handle = std::thread::Builder::new()
+        .name("migration".into())
+        .spawn(move || {
+            let conn = match uri::connect(&target) {
+                Ok(c) => c,
+                Err(e) => {
+                    eprintln!("godwit: {e}");
+                    *lock(&machine.outgoing.stats) = Stats { status: Status::Failed, error: Some(e), ..Stats::default() };
+                    return;
+                }
+            };
+            *lock(&machine.outgoing_abort) = Some(conn.abort);
+            if machine.outgoing.cancel.load(Ordering::SeqCst) {
+                if let Some(a) = lock(&machine.outgoing_abort).as_ref() {
+                    a();
+                }
+            }
+            let was = machine.state();
+            let result = send::run(&vm, conn.writer, &machine.outgoing);
+            if let Some(mut child) = conn.child {
+                let _ = child.wait();
+            }
+            lock(&machine.outgoing_abort).take();
+            match result {
+                Ok(()) => machine.set_state(RunState::PostMigrate),
+                Err(send::Stop::Failed(e)) => {
+                    eprintln!("godwit: {e}");
+                    machine.set_state(was);
+                }
+                Err(send::Stop::Cancelled) => machine.set_state(was),
+            }
+        })
+        .map_err(|e| format!("cannot start the migration thread: {e}"))?;
+    *lock(&m.outgoing_thread) = Some(handle);
+    if detach { Ok(Outcome::Done) } else { Ok(Outcome::Wait(Box::new(Wait(m.clone())))) }
+}
+
+/// Asks a running migration to stop; the source keeps running.
+pub fn cancel(m: &Machine) {
+    if !m.migrating() {
+        return;
+    }
+    m.outgoing.cancel.store(true, Ordering::SeqCst);
+    lock(&m.outgoing.stats).status = Status::Cancelling;
+    if let Some(a) = lock(&m.outgoing_abort).as_ref() {
+        a();
+    }
+}
+
+pub fn incoming(m: &Arc<Machine>, spec: &str) -> Result<(), String> {
+    let mut inc = lock(&m.incoming);
+    if !inc.deferred {
+        return Err("'-incoming' was not specified on the command line".into());
+    }
+    if inc.started {
+        return Err("The incoming migration has already been started".into());
+    }
+    let parsed = uri::parse(spec).filter(|u| *u != uri::Uri::Defer).ok_or_else(|| format!("unknown migration protocol: {spec}"))?;
+    drop(inc);
+    let vm = m.vm().ok_or("no VM")?;
+    crate::incoming::start_parsed(&parsed, vm, m.events.clone(), m.incoming.clone())?;
+    inc = lock(&m.incoming);
+    inc.started = true;
+    Ok(())
+}
+
+pub fn set_speed(m: &Machine, bytes_per_second: u64) {
+    lock(&m.outgoing.params).max_bandwidth = bytes_per_second;
+}
+
+/// `migrate_set_downtime SECONDS`; like QEMU's HMP, an out-of-range value is ignored.
+pub fn set_downtime(m: &Machine, seconds: f64) {
+    let ms = seconds * 1000.0;
+    if ms.is_finite() && ms >= 0.0 && ms <= params::MAX_DOWNTIME_MS as f64 {
+        lock(&m.outgoing.params).downtime_limit_ms = ms as u64;
+    }
+}
+
+pub fn set_parameter(m: &Machine, name: &str, value: &str) -> Result<(), String> {
+    let size = |unit| parse_size(value, unit).map_err(|_| format!("Invalid size {value}"));
+    let mut p = lock(&m.outgoing.params);
+    match name {
+        "max-bandwidth" => p.max_bandwidth = size(SizeUnit::MiB)?,
+        "downtime-limit" => {
+            let ms = parse_size(value, SizeUnit::Bytes).map_err(|_| "Parameter 'downtime-limit' expects a non-negative number below 2^64".to_string())?;
+            if ms > params::MAX_DOWNTIME_MS {
+                return Err("Parameter 'downtime_limit' expects an integer in the range of 0 to (2000 * 1000) ms".into());
+            }
+            p.downtime_limit_ms = ms;
+        }
+        "xbzrle-cache-size" => {
+            let v = size(SizeUnit::Bytes)?;
+            if !v.is_power_of_two() || v < 4096 {
+                return Err("Parameter 'xbzrle_cache_size' expects a power of two no less than the target page size".into());
+            }
+            p.xbzrle_cache_size = v;
+        }
+        "max-postcopy-bandwidth" => p.max_postcopy_bandwidth = size(SizeUnit::Bytes)?,
+        "multifd-channels" => match value.parse::<u64>() {
+            Ok(n @ 1..=255) => p.multifd_channels = n,
+            _ => return Err("Parameter 'multifd_channels' expects a value between 1 and 255".into()),
+        },
+        "block-incremental" => {
+            p.block_incremental = match value {
+                "on" => true,
+                "off" => false,
+                _ => return Err("Expected 'on' or 'off'".into()),
+            }
+        }
+        "block-bitmap-mapping" => return Err("The block-bitmap-mapping parameter can only be set through QMP".into()),
+        "announce-initial" | "announce-max" | "announce-rounds" | "announce-step" | "compress-level" | "compress-threads" | "compress-wait-thread"
+        | "decompress-threads" | "throttle-trigger-threshold" | "cpu-throttle-initial" | "cpu-throttle-increment" | "cpu-throttle-tailslow"
+        | "max-cpu-throttle" | "tls-creds" | "tls-hostname" | "tls-authz" | "x-checkpoint-delay" | "multifd-compression" => {
+            return Err(format!("parameter '{name}' has no effect in godwit and is not supported"));
+        }
+        _ => return Err(format!("invalid parameter value: {name}")),
+    }
+    Ok(())
+}
