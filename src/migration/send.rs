@@ -177,6 +177,7 @@ pub fn run(vm: &Vm, out: Box<dyn Write + Send>, shared: &Arc<Shared>) -> Result<
         };
         sx.w.config(vm.mem_size(), vm.vcpu_count() as u32, "pc").map_err(io_err)?;
         dirty::start(vm.fd(), vm.ram()).map_err(Stop::Failed)?;
+        let log_start = Instant::now();
         let touched = dirty::touched(vm.ram()).map_err(Stop::Failed)?;
         {
             let mut s = lock(&shared.stats);
@@ -190,7 +191,8 @@ pub fn run(vm: &Vm, out: Box<dyn Write + Send>, shared: &Arc<Shared>) -> Result<
             s.remaining -= untouched * PAGE;
         }
         sx.send_bitmaps(&touched)?;
-        let mut last_sync = Instant::now();
+        // Dirty pages per second, over periods of at least a second (as QEMU measures it).
+        let (mut rate_start, mut rate_pages) = (log_start, 0u64);
         let mut round = 0u32;
         loop {
             sx.check_cancel()?;
@@ -204,12 +206,14 @@ pub fn run(vm: &Vm, out: Box<dyn Write + Send>, shared: &Arc<Shared>) -> Result<
                 let mut s = lock(&shared.stats);
                 s.dirty_sync_count += 1;
                 s.remaining = dirty_pages * PAGE;
-                let secs = last_sync.elapsed().as_secs_f64();
-                if secs >= 1.0 || s.dirty_pages_rate == 0 {
-                    s.dirty_pages_rate = (dirty_pages as f64 / secs.max(0.001)) as u64;
+                rate_pages += dirty_pages;
+                let secs = rate_start.elapsed().as_secs_f64();
+                if secs >= 1.0 {
+                    s.dirty_pages_rate = (rate_pages as f64 / secs) as u64;
+                    rate_start = Instant::now();
+                    rate_pages = 0;
                 }
             }
-            last_sync = Instant::now();
             if dirty_pages == 0 || (dirty_pages * PAGE) as f64 <= threshold {
                 // Stop and copy: pause, last dirty pages at full speed, then the state.
                 let downtime_start = Instant::now();
@@ -235,6 +239,11 @@ pub fn run(vm: &Vm, out: Box<dyn Write + Send>, shared: &Arc<Shared>) -> Result<
         }
     })();
     dirty::stop(vm.fd(), vm.ram());
+    // A cancel breaks the connection on purpose; the write error it causes is the cancel.
+    let result = match result {
+        Err(Stop::Failed(_)) if shared.cancel.load(Ordering::SeqCst) => Err(Stop::Cancelled),
+        other => other,
+    };
     let mut s = lock(&shared.stats);
     s.total_time_ms = start.elapsed().as_millis() as u64;
     match &result {

@@ -3,6 +3,7 @@
 #![allow(dead_code)]
 
 pub mod hmp;
+pub mod migrate;
 
 use std::io::{BufRead, BufReader, Read};
 use std::path::{Path, PathBuf};
