@@ -7,7 +7,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-packages=(qemu-system-x86 qemu-utils expect socat busybox-static cpio binutils gcc python3)
+packages=(qemu-system-x86 qemu-utils expect socat telnet busybox-static cpio binutils gcc python3)
 missing=()
 for p in "${packages[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -59,7 +59,8 @@ pub fn run(m: &Machine, cmd: &InfoCommand, out: &mut dyn Write) -> Result<(), St
         InfoCommand::Mtree { .. } => mtree(m)?,
         InfoCommand::Roots => "system\nio\n".into(),
         InfoCommand::Block { .. } => String::new(),
-        InfoCommand::Snapshots => "There is no snapshot available.\n".into(),
+        // godwit has no disks yet, so there is nowhere a snapshot could be (QEMU words it so).
+        InfoCommand::Snapshots => "no block device can store vmstate for snapshot\n".into(),
         InfoCommand::Migrate => {
             let inc = lock(&m.incoming);
             if inc.started || inc.deferred {
