@@ -34,8 +34,9 @@ pub enum Stop {
     Failed(String),
 }
 
-/// Counts what goes out, enforces the bandwidth limit per 100 ms window, and measures the
-/// bandwidth the way QEMU's `migration_update_counters` does.
+/// Counts what goes out, holds the average rate to `max-bandwidth` (a token bucket that
+/// carries every byte over, so large records cannot overshoot it), and measures the
+/// bandwidth per 100 ms window the way QEMU's `migration_update_counters` does.
 struct Pacer<'a> {
     shared: &'a Shared,
     window_start: Instant,
@@ -44,17 +45,28 @@ struct Pacer<'a> {
     /// Bytes per millisecond, from the last complete window (0 until one is measured).
     bandwidth: f64,
     limited: bool,
+    /// The limit the bucket was started with, when it was started, and bytes sent since.
+    bucket: Option<(u64, Instant, u64)>,
 }
 
 impl Pacer<'_> {
     fn account(&mut self, bytes: u64, pages: u64) {
         self.window_bytes += bytes;
         self.window_pages += pages;
-        let elapsed = self.window_start.elapsed();
-        if self.limited {
-            let limit = lock(&self.shared.params).max_bandwidth;
-            if limit > 0 && self.window_bytes >= limit / 10 && elapsed < WINDOW {
-                std::thread::sleep(WINDOW - elapsed);
+        let limit = if self.limited { lock(&self.shared.params).max_bandwidth } else { 0 };
+        if limit == 0 {
+            self.bucket = None;
+        } else {
+            // A new or changed limit starts a fresh bucket.
+            let (l, start, sent) = match self.bucket {
+                Some((l, start, sent)) if l == limit => (l, start, sent + bytes),
+                _ => (limit, Instant::now(), bytes),
+            };
+            self.bucket = Some((l, start, sent));
+            let due = Duration::from_secs_f64(sent as f64 / l as f64);
+            let elapsed = start.elapsed();
+            if due > elapsed {
+                std::thread::sleep(due - elapsed);
             }
         }
         let elapsed = self.window_start.elapsed();
@@ -170,7 +182,7 @@ pub fn run(vm: &Vm, out: Box<dyn Write + Send>, shared: &Arc<Shared>) -> Result<
         let mut sx = Sender {
             vm,
             w,
-            pacer: Pacer { shared, window_start: Instant::now(), window_bytes: 0, window_pages: 0, bandwidth: 0.0, limited: true },
+            pacer: Pacer { shared, window_start: Instant::now(), window_bytes: 0, window_pages: 0, bandwidth: 0.0, limited: true, bucket: None },
             shared,
             buf: Vec::new(),
             pages_sent: 0,
