@@ -1,8 +1,9 @@
 # Ring-3 main program of the BSP (entered from common64 with IOPL=3, IF=0).
 #
 # Order: serial, E820 copy, map RAM above 4 GiB, command line, BSP UP line,
-# TSC calibration, APs, RAM check, READY, working set, then the polled loop
-# that prints heartbeats and drives the working set (ws.S).
+# TSC calibration, APs, RAM check, READY, working set, disk, then the polled
+# loop that prints heartbeats and drives the working set (ws.S) and the
+# disk workload (disk.S).
 
 .include "defs.inc"
 
@@ -51,6 +52,7 @@ ring3_main:
 	call	out_unlock
 
 	call	ws_setup
+	call	disk_setup		# disk.S: only with probe.disk=<MiB>
 
 	call	rdtsc64
 	add	tsc_period(%rip), %rax
@@ -65,7 +67,10 @@ main_loop:
 	test	%eax, %eax
 	jz	1f
 	call	heartbeat
-1:	cmpq	$0, ws_pages(%rip)
+1:	cmpq	$0, disk_active(%rip)
+	je	11f
+	call	disk_step		# at most one write/flush + one read submitted
+11:	cmpq	$0, ws_pages(%rip)
 	je	2f
 	call	ws_step			# at most one page written + one verified
 	jmp	main_loop
@@ -88,6 +93,7 @@ heartbeat:
 1:	ret
 
 probe_exit:
+	call	disk_finish		# waits for disk requests, prints DISK END
 	call	out_lock
 	PUTS	str_exit
 	call	out_unlock
@@ -491,6 +497,11 @@ kw_ws:		.asciz "probe.ws="
 kw_rate:	.asciz "probe.rate="
 kw_exit:	.asciz "probe.exit="
 kw_cpus:	.asciz "probe.cpus="
+kw_disk:	.asciz "probe.disk="
+kw_diskrate:	.asciz "probe.diskrate="
+kw_diskflush:	.asciz "probe.diskflush="
+kw_diskverify:	.asciz "probe.diskverify="
+kw_diskreassign: .asciz "probe.diskreassign="
 
 	.data
 	.balign 8
@@ -499,12 +510,18 @@ kw_table:
 	.quad	kw_rate, ws_rate
 	.quad	kw_exit, exit_at
 	.quad	kw_cpus, want_cpus
+	.quad	kw_disk, disk_mib	# disk.S
+	.quad	kw_diskrate, disk_rate
+	.quad	kw_diskflush, disk_flush
+	.quad	kw_diskverify, disk_verify
+	.quad	kw_diskreassign, disk_reassign
 	.quad	0, 0
 
 # Everything the probe keeps across a migration lives here, in guest RAM,
 # initialised in the file (nothing relies on a zeroed .bss).
 	.globl boot_params_ptr, bsp_apic_id, have_1g_pages, tsc_khz, tsc_period
 	.globl ws_mib, ws_rate, exit_at, want_cpus, map_limit, e820_nr
+	.globl hb_count
 boot_params_ptr: .quad 0
 tsc_khz:	.quad 0
 tsc_period:	.quad 0			# TSC ticks per 10 ms
@@ -524,7 +541,7 @@ have_1g_pages:	.long 0
 
 	.section .bss
 	.balign 16
-	.globl e820_copy
+	.globl e820_copy, cmdline_copy
 e820_copy:
 	.skip	E820_MAX * 20
 cmdline_copy:

@@ -119,6 +119,8 @@ ws_setup:
 	ret
 
 # page_seed: rax = page, rdx = generation -> rax = value of word 0.
+# Only rcx is clobbered.  disk.S uses it for its blocks too.
+	.globl page_seed
 page_seed:
 	movabs	$0x9e3779b97f4a7c15, %rcx
 	imul	%rcx, %rax
@@ -292,7 +294,7 @@ str_bad:	.asciz " bad="
 
 	.data
 	.balign 8
-	.globl ws_pages
+	.globl ws_pages, ws_gen
 ws_pages:	.quad 0			# 0 = no working set
 ws_base:	.quad 0
 ws_gen:		.quad 0
