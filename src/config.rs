@@ -16,6 +16,23 @@ pub enum SerialBackend {
     Null,
 }
 
+/// One `-drive` (or `-hda`..`-hdd`, or a bare image path).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DriveConfig {
+    pub file: PathBuf,
+    /// `raw` or `qcow2`; None = probe the image.
+    pub format: Option<String>,
+    pub read_only: bool,
+    /// `snapshot=on`: writes go to a temporary overlay, the image stays untouched.
+    pub snapshot: bool,
+    /// `cache=unsafe` ignores the guest's flushes.
+    pub ignore_flush: bool,
+    /// The block device name `info block` shows (`virtio0`, `ide0-hd0`, or `id=`).
+    pub id: String,
+    /// The original `-drive` argument, for error messages in QEMU's form.
+    pub spec: String,
+}
+
 #[derive(Debug, Clone, PartialEq)]
 pub struct Config {
     /// Guest RAM in bytes.
@@ -45,6 +62,8 @@ pub struct Config {
     /// `-monitor` devices, in order (a multiplexed stdio monitor is implied by
     /// `SerialBackend::Stdio { mux: true }` and not listed here).
     pub monitors: Vec<String>,
+    /// Disks, attached as virtio-blk devices in order.
+    pub drives: Vec<DriveConfig>,
 }
 
 /// QEMU's default RAM size for x86 machines.
@@ -71,6 +90,7 @@ impl Default for Config {
             warnings: Vec::new(),
             incoming: None,
             monitors: Vec::new(),
+            drives: Vec::new(),
         }
     }
 }

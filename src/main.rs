@@ -159,6 +159,7 @@ fn run_machine(
                 VmEvent::Incoming(Err(e)) => return Err(format!("load of migration failed: {e}")),
                 VmEvent::Reset | VmEvent::ResetCommand if !cfg.no_reboot => {
                     vm.teardown();
+                    machine.clear_vm();
                     // Events queued by the old machine (a second reset request) are stale.
                     while rx.try_recv().is_ok() {}
                     // A reset outside `running` lands in `prelaunch`, as in QEMU; a reboot

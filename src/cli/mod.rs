@@ -3,6 +3,7 @@
 //! Options take one dash or two (`-m`, `--m`), and a value as the next argument. Errors
 //! read like QEMU's: `-foo: invalid option`, `-m: requires an argument`.
 
+mod drive;
 mod help;
 mod options;
 mod size;
@@ -33,7 +34,10 @@ pub fn parse<I: IntoIterator<Item = String>>(args: I) -> Result<Action, CliError
     let mut args = args.into_iter();
     while let Some(arg) = args.next() {
         let Some(name) = arg.strip_prefix("--").or_else(|| arg.strip_prefix('-')) else {
-            return Err(CliError(format!("{arg}: disk images are not supported yet (no -drive support)")));
+            // A bare path is the first hard disk, as in QEMU.
+            let d = drive::legacy(&arg, 0);
+            cfg.drives.push(d);
+            continue;
         };
         let opt = options::lookup(name).ok_or_else(|| CliError(format!("-{name}: invalid option")))?;
         let value = if opt.takes_value {

@@ -100,9 +100,15 @@ static OPTIONS: &[Opt] = &[
         Ok(Effect::None)
     }),
     arg("qmp", not_yet),
-    arg("drive", not_yet),
-    arg("hda", not_yet),
-    arg("hdb", not_yet),
+    arg("drive", |c, cfg| {
+        let d = super::drive::parse(c.value, cfg)?;
+        cfg.drives.push(d);
+        Ok(Effect::None)
+    }),
+    arg("hda", |c, cfg| legacy_disk(c, cfg, 0)),
+    arg("hdb", |c, cfg| legacy_disk(c, cfg, 1)),
+    arg("hdc", |c, cfg| legacy_disk(c, cfg, 2)),
+    arg("hdd", |c, cfg| legacy_disk(c, cfg, 3)),
     arg("incoming", |c, cfg| {
         if crate::migration::uri::parse(c.value).is_none() {
             return err(format!("-incoming {}: unknown migration protocol: {}", c.value, c.value));
@@ -112,6 +118,11 @@ static OPTIONS: &[Opt] = &[
     }),
     arg("loadvm", not_yet),
 ];
+
+fn legacy_disk(c: &Ctx<'_>, cfg: &mut Config, index: usize) -> Result<Effect, CliError> {
+    cfg.drives.push(super::drive::legacy(c.value, index));
+    Ok(Effect::None)
+}
 
 pub fn lookup(name: &str) -> Option<&'static Opt> {
     OPTIONS.iter().find(|o| o.name == name)

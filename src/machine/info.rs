@@ -58,7 +58,18 @@ pub fn run(m: &Machine, cmd: &InfoCommand, out: &mut dyn Write) -> Result<(), St
         InfoCommand::Qtree => qtree(m)?,
         InfoCommand::Mtree { .. } => mtree(m)?,
         InfoCommand::Roots => "system\nio\n".into(),
-        InfoCommand::Block { .. } => String::new(),
+        InfoCommand::Block { device, .. } => {
+            let vm = m.vm().ok_or("no VM")?;
+            let all = crate::vm::disks::info_block(vm.disks());
+            match device {
+                // One device: its paragraph, after an empty line, as QEMU prints it.
+                Some(name) => {
+                    let para = all.split("\n\n").find(|p| p.starts_with(&format!("{name} "))).ok_or_else(|| format!("Device '{name}' not found"))?;
+                    format!("\n{para}\n")
+                }
+                None => all,
+            }
+        }
         // godwit has no disks yet, so there is nowhere a snapshot could be (QEMU words it so).
         InfoCommand::Snapshots => "no block device can store vmstate for snapshot\n".into(),
         InfoCommand::Migrate => {

@@ -102,6 +102,12 @@ impl Machine {
         *lock(&self.vm) = Some(vm);
     }
 
+    /// Forgets the current VM (before a reset builds the next one, which must be able to
+    /// open and lock the same images).
+    pub fn clear_vm(&self) {
+        lock(&self.vm).take();
+    }
+
     pub fn vm(&self) -> Option<Arc<Vm>> {
         lock(&self.vm).clone()
     }

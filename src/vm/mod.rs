@@ -1,6 +1,7 @@
 //! A virtual machine: KVM objects, guest RAM, devices and vCPU threads, built from a
 //! [`Config`] and torn down whole (a reboot builds a fresh one).
 
+pub mod disks;
 pub mod kvm;
 pub mod platform;
 pub mod state;
@@ -57,6 +58,8 @@ pub enum VmError {
     Firmware(String),
     #[error("{0}")]
     State(String),
+    #[error("{0}")]
+    Disk(String),
 }
 
 pub struct Vm {
@@ -74,6 +77,7 @@ pub struct Vm {
     mmio: Arc<devices::bus::Bus>,
     threads: Mutex<Vec<JoinHandle<()>>>,
     events: Sender<VmEvent>,
+    disks: Vec<disks::Disk>,
 }
 
 impl Vm {
@@ -105,6 +109,12 @@ impl Vm {
         let below = ranges[0].1;
         let above = ranges.get(1).map_or(0, |r| r.1);
         let mut platform = platform::build(&fd, serial_out, events.clone(), below, above)?;
+        let disks = disks::attach(&fd, &ram, &platform.pci, &cfg.drives).map_err(VmError::Disk)?;
+        if !disks.is_empty() {
+            // godwit is the firmware here: it places the BARs before the kernel looks.
+            let root = devices::bus::lock(&platform.pci);
+            devices::pci::mmio::assign_bars(&root, devices::pci::mmio::PCI_MMIO_START, devices::pci::mmio::PCI_MMIO_END).map_err(|e| VmError::Disk(e.to_string()))?;
+        }
         let pio = Arc::new(std::mem::take(&mut platform.pio));
         let mmio = Arc::new(std::mem::take(&mut platform.mmio));
 
@@ -120,7 +130,7 @@ impl Vm {
         let msr_list = crate::cpu::state::saveable_msrs(kvm, &devices::bus::lock(&pending[0]))?;
         // An incoming VM waits, paused, for its state.
         let control = Arc::new(RunControl::new(pending.len(), cfg.start_paused || cfg.incoming.is_some()));
-        Ok(Vm { fd, ram, mem_size: cfg.mem_size, msr_list, _bios: bios, platform, control, vcpus: pending, pio, mmio, threads: Mutex::new(Vec::new()), events })
+        Ok(Vm { fd, ram, mem_size: cfg.mem_size, msr_list, _bios: bios, platform, control, vcpus: pending, pio, mmio, threads: Mutex::new(Vec::new()), events, disks })
     }
 
     /// The UART, for routing console input to it.
@@ -141,6 +151,19 @@ impl Vm {
         Ok(())
     }
 
+    /// A VM that is meant to be paused may still have vCPU threads on their way to park
+    /// (just started, or just told to stop): wait for them. A running VM is refused.
+    fn ensure_parked(&self, what: &str) -> Result<(), VmError> {
+        if !self.started() {
+            return Ok(());
+        }
+        if self.control.want() == crate::cpu::control::Want::Run {
+            return Err(VmError::State(format!("the VM must be paused to {what}")));
+        }
+        self.control.pause();
+        Ok(())
+    }
+
     fn started(&self) -> bool {
         !devices::bus::lock(&self.threads).is_empty()
     }
@@ -152,20 +175,31 @@ impl Vm {
     }
 
     /// Stops all vCPUs (they finish any half-done I/O first); returns once all are parked.
+    /// Stops all vCPUs, then lets each disk finish its request in flight and park, so RAM,
+    /// device state and images are consistent with each other.
     pub fn pause(&self) {
         self.control.pause();
+        for d in &self.disks {
+            devices::bus::lock(&d.dev).pause();
+        }
     }
 
     pub fn resume(&self) {
+        for d in &self.disks {
+            devices::bus::lock(&d.dev).resume();
+        }
         self.control.resume();
+    }
+
+    /// The attached disks.
+    pub fn disks(&self) -> &[disks::Disk] {
+        &self.disks
     }
 
     /// Reads the machine's state: devices first (a device may still raise an interrupt),
     /// then vCPUs, then KVM's VM-wide objects. The VM must be paused.
     pub fn save_state(&self) -> Result<state::MachineState, VmError> {
-        if self.started() && !self.control.is_paused() {
-            return Err(VmError::State("the VM must be paused to save its state".into()));
-        }
+        self.ensure_parked("save its state")?;
         let devices = state::save_devices(&self.platform);
         let mut vcpus = Vec::with_capacity(self.vcpus.len());
         for (id, fd) in self.vcpus.iter().enumerate() {
@@ -184,9 +218,7 @@ impl Vm {
         if st.vcpus.len() != self.vcpus.len() {
             return Err(VmError::State(format!("vCPU count mismatch: the state has {}, this VM {}", st.vcpus.len(), self.vcpus.len())));
         }
-        if self.started() && !self.control.is_paused() {
-            return Err(VmError::State("the VM must be paused to load a state".into()));
-        }
+        self.ensure_parked("load a state")?;
         st.vm.restore(&self.fd).map_err(|e| VmError::State(format!("cannot load KVM VM state: {e}")))?;
         for (id, (fd, v)) in self.vcpus.iter().zip(&st.vcpus).enumerate() {
             v.restore(&devices::bus::lock(fd), id as u8)?;
@@ -200,6 +232,11 @@ impl Vm {
         let threads: Vec<_> = devices::bus::lock(&self.threads).drain(..).collect();
         for t in threads {
             let _ = t.join();
+        }
+        for d in &self.disks {
+            devices::bus::lock(&d.dev).shutdown();
+            // Write back cached metadata so the image is clean for whoever opens it next.
+            let _ = devices::bus::lock(&d.backend).flush();
         }
     }
 

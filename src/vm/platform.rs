@@ -9,6 +9,7 @@ use devices::legacy::i8042::{I8042, I8042_COMMAND_PORT, I8042_DATA_PORT, KBD_IRQ
 use devices::legacy::port80::{POST_PORT, PostCode};
 use devices::legacy::speaker::{SPEAKER_PORT, Speaker};
 use devices::legacy::serial::{COM1_IRQ, COM1_PORT, SerialDevice, SerialOutput, UART_PORTS};
+use devices::pci::mmio::{PCI_MMIO_END, PCI_MMIO_START, PciMmio};
 use devices::pci::root::{PCI_CONFIG_PORT, PCI_CONFIG_PORTS};
 use devices::pci::{HostBridge, PciConfigIo, PciRoot};
 use kvm_ioctls::VmFd;
@@ -73,5 +74,10 @@ pub fn build(vm: &Arc<VmFd>, serial_out: SerialOutput, events: Sender<VmEvent>, 
     let pci_io = Arc::new(Mutex::new(PciConfigIo::new(pci.clone())));
     pio.insert(PCI_CONFIG_PORT, PCI_CONFIG_PORTS, pci_io.clone())?;
 
-    Ok(Platform { pio, mmio: Bus::new(), serial, i8042, cmos, speaker, pci, pci_io })
+    // PCI memory BARs live in [3 GiB, IOAPIC); accesses are routed by the BARs' current values.
+    let mut mmio = Bus::new();
+    let window = Arc::new(Mutex::new(PciMmio::new(PCI_MMIO_START, pci.clone())));
+    mmio.insert(PCI_MMIO_START, PCI_MMIO_END - PCI_MMIO_START, window)?;
+
+    Ok(Platform { pio, mmio, serial, i8042, cmos, speaker, pci, pci_io })
 }
