@@ -69,8 +69,3 @@ pub fn register(vm: &VmFd, ram: &GuestRam, log_dirty: bool) -> Result<(), Memory
     }
     Ok(())
 }
-
-/// Total RAM bytes.
-pub fn total(ram: &GuestRam) -> u64 {
-    ram.iter().map(|r| r.len()).sum()
-}

@@ -75,8 +75,7 @@ impl Machine {
                 *devices::bus::lock(&self.autostart) = true;
                 Ok(())
             }
-            RunState::Shutdown | RunState::InternalError => Err("Resetting the Virtual Machine is required".into()),
-            RunState::FinishMigrate => Err("Migration is not finalized yet".into()),
+            RunState::InternalError => Err("Resetting the Virtual Machine is required".into()),
             RunState::Paused | RunState::Prelaunch | RunState::PostMigrate => {
                 if let Some(vm) = self.vm() {
                     vm.resume();

@@ -21,8 +21,6 @@ pub enum RunState {
     Prelaunch,
     InMigrate,
     PostMigrate,
-    FinishMigrate,
-    Shutdown,
     InternalError,
 }
 
@@ -34,8 +32,6 @@ impl RunState {
             RunState::Prelaunch => "prelaunch",
             RunState::InMigrate => "inmigrate",
             RunState::PostMigrate => "postmigrate",
-            RunState::FinishMigrate => "finish-migrate",
-            RunState::Shutdown => "shutdown",
             RunState::InternalError => "internal-error",
         }
     }

@@ -8,7 +8,6 @@ pub enum Status {
     None,
     Setup,
     Active,
-    Device,
     Cancelling,
     Cancelled,
     Completed,
@@ -21,7 +20,6 @@ impl Status {
             Status::None => "none",
             Status::Setup => "setup",
             Status::Active => "active",
-            Status::Device => "device",
             Status::Cancelling => "cancelling",
             Status::Cancelled => "cancelled",
             Status::Completed => "completed",
@@ -31,7 +29,7 @@ impl Status {
 
     /// Still moving data (what QEMU calls "active-like").
     pub fn in_progress(self) -> bool {
-        matches!(self, Status::Setup | Status::Active | Status::Device | Status::Cancelling)
+        matches!(self, Status::Setup | Status::Active | Status::Cancelling)
     }
 }
 

@@ -38,6 +38,8 @@ pub fn run(vm: &Vm, input: Box<dyn Read + Send>) -> Result<(), String> {
     let mut written = Written::new(vm);
     let mut state = None;
     let mut first = true;
+    // What the stream itself says it carried, checked against its END and SYNC records.
+    let (mut pages_seen, mut last_round) = (0u64, 0u32);
     let zero_page = vec![0u8; PAGE as usize];
     loop {
         let rec = r.next().map_err(|e| e.to_string())?;
@@ -67,6 +69,7 @@ pub fn run(vm: &Vm, input: Box<dyn Read + Send>) -> Result<(), String> {
                     bm[(p / 64) as usize] |= 1 << (p % 64);
                 }
                 vm.ram().write_slice(data, GuestAddress(gpa)).map_err(|e| e.to_string())?;
+                pages_seen += len / PAGE;
             }
             Record::Zero { gpa, pages } => {
                 let len = pages.checked_mul(PAGE).ok_or_else(|| bad("zero range", gpa, u64::MAX))?;
@@ -81,18 +84,27 @@ pub fn run(vm: &Vm, input: Box<dyn Read + Send>) -> Result<(), String> {
                         to_clear.push(base + p * PAGE);
                     }
                 }
+                pages_seen += pages;
                 for a in to_clear {
                     vm.ram().write_slice(&zero_page, GuestAddress(a)).map_err(|e| e.to_string())?;
                 }
             }
-            Record::Sync { .. } => {}
+            Record::Sync { round } => {
+                if round != last_round + 1 {
+                    return Err(format!("dirty-log round {round} follows round {last_round}"));
+                }
+                last_round = round;
+            }
             Record::State(bytes) => {
                 if state.is_some() {
                     return Err("a second machine state record".into());
                 }
                 state = Some(MachineState::from_bytes(bytes).map_err(|e| e.to_string())?);
             }
-            Record::End { .. } => {
+            Record::End { pages } => {
+                if pages != pages_seen {
+                    return Err(format!("the stream announces {pages} pages but carried {pages_seen}"));
+                }
                 let st = state.ok_or("the stream ended without the machine state")?;
                 return vm.restore_state(&st).map_err(|e| e.to_string());
             }

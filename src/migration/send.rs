@@ -206,6 +206,7 @@ pub fn run(vm: &Vm, out: Box<dyn Write + Send>, shared: &Arc<Shared>) -> Result<
         // Dirty pages per second, over periods of at least a second (as QEMU measures it).
         let (mut rate_start, mut rate_pages) = (log_start, 0u64);
         let mut round = 0u32;
+        let (mut prev_dirty, mut extra_rounds) = (None::<u64>, 0u32);
         loop {
             sx.check_cancel()?;
             let bitmaps = dirty::collect(vm.fd(), vm.ram()).map_err(Stop::Failed)?;
@@ -226,7 +227,21 @@ pub fn run(vm: &Vm, out: Box<dyn Write + Send>, shared: &Arc<Shared>) -> Result<
                     rate_pages = 0;
                 }
             }
-            if dirty_pages == 0 || (dirty_pages * PAGE) as f64 <= threshold {
+            // QEMU stops as soon as the dirty data fits the downtime limit. godwit also
+            // wants the pause short: while each round still cuts the dirty set by a third
+            // or more, one more round (at most 8) beats stopping with it; once it is down
+            // to ~5 ms of data, or stops shrinking, stop.
+            let bytes = (dirty_pages * PAGE) as f64;
+            let fits = dirty_pages == 0 || bytes <= threshold;
+            let shrinking = prev_dirty.is_none_or(|p| dirty_pages * 3 < p * 2);
+            let tiny = bytes <= sx.pacer.bandwidth * 5.0;
+            prev_dirty = Some(dirty_pages);
+            if fits && !tiny && shrinking && extra_rounds < 8 {
+                extra_rounds += 1;
+                sx.send_bitmaps(&bitmaps)?;
+                continue;
+            }
+            if fits {
                 // Stop and copy: pause, last dirty pages at full speed, then the state.
                 let downtime_start = Instant::now();
                 vm.pause();

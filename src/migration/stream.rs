@@ -142,10 +142,6 @@ impl<W: Write> Writer<W> {
         self.record(Tag::End, &[&pages.to_le_bytes()])?;
         self.out.flush()
     }
-
-    pub fn flush(&mut self) -> io::Result<()> {
-        self.out.flush()
-    }
 }
 
 pub struct Reader<R: Read> {
@@ -175,11 +171,6 @@ impl<R: Read> Reader<R> {
             return Err(StreamError::Bad { what: "header", at: 12, why: "reserved flags are set".into() });
         }
         Ok(Reader { input, pos: 16, buf: Vec::new(), ended: false })
-    }
-
-    /// Bytes consumed so far.
-    pub fn position(&self) -> u64 {
-        self.pos
     }
 
     /// The next record. After END, always an error: nothing may follow it.

@@ -26,7 +26,6 @@ impl MsiSink for KvmMsi {
 /// A disk attached to the VM.
 pub struct Disk {
     pub cfg: DriveConfig,
-    pub slot: usize,
     pub dev: Arc<Mutex<VirtioPciDevice>>,
     pub backend: Arc<Mutex<Box<dyn BlockBackend>>>,
 }
@@ -67,8 +66,8 @@ pub fn attach(vm: &Arc<VmFd>, ram: &GuestRam, pci: &Arc<Mutex<PciRoot>>, drives:
         let backend = blk.backend();
         let dev = VirtioPciDevice::new(Box::new(blk), ram.clone(), Arc::new(KvmMsi(vm.clone()))).map_err(|e| format!("-drive {}: {e}", d.spec))?;
         let dev = Arc::new(Mutex::new(dev));
-        let slot = lock(pci).add(dev.clone()).map_err(|e| format!("-drive {}: {e}", d.spec))?;
-        disks.push(Disk { cfg: d.clone(), slot, dev, backend });
+        lock(pci).add(dev.clone()).map_err(|e| format!("-drive {}: {e}", d.spec))?;
+        disks.push(Disk { cfg: d.clone(), dev, backend });
     }
     Ok(disks)
 }
