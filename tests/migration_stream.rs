@@ -172,3 +172,42 @@ fn downtime_reported_matches_the_pause_the_guest_saw() {
     assert!(gap < reported + 500, "guest paused {gap} ms, godwit reported {reported} ms");
     assert!(reported <= 250, "downtime {reported} ms with a 50 ms limit on an unlimited link");
 }
+
+#[test]
+fn stalled_destination_fails_and_paused_destination_waits() {
+    let _l = vm_lock();
+    let dir = tmpdir("mig-stall");
+    let append = "probe.ws=128 probe.rate=10";
+    let mut src = node(&dir, "src", "512", "1", append, &[]);
+    src.g.wait_for("VERIFY 1 ok", Duration::from_secs(60));
+    src.mon.cmd("migrate_set_speed 20m");
+    // A destination that stops reading: the source gives up after its stall timeout.
+    let port = free_port();
+    let inc = format!("tcp:127.0.0.1:{port}");
+    let dst = node(&dir, "dst1", "512", "1", append, &["-incoming", &inc]);
+    src.mon.cmd(&format!("migrate -d {inc}"));
+    common::migrate::wait_active(&mut src.mon);
+    // SAFETY: plain kill(2) on our child.
+    unsafe { libc::kill(dst.g.child.id() as i32, libc::SIGSTOP) };
+    let info = wait_migration(&mut src.mon, Duration::from_secs(60));
+    assert!(info_field(&info, "Migration status").unwrap().starts_with("failed (Unable to write to socket: "), "{info}");
+    assert_eq!(src.mon.cmd("info status"), "VM status: running\n");
+    // SAFETY: as above.
+    unsafe { libc::kill(dst.g.child.id() as i32, libc::SIGKILL) };
+    drop(dst);
+
+    // A destination started with -S loads the guest over a unix socket and waits for cont.
+    let sock = dir.join("mig.sock");
+    let inc = format!("unix:{}", sock.display());
+    let mut dst = node(&dir, "dst2", "512", "1", append, &["-incoming", &inc, "-S"]);
+    src.mon.cmd("migrate_set_speed 0");
+    src.mon.cmd(&format!("migrate -d {inc}"));
+    let info = wait_migration(&mut src.mon, T);
+    assert_eq!(info_field(&info, "Migration status"), Some("completed"), "{info}");
+    std::thread::sleep(Duration::from_millis(300));
+    assert_eq!(dst.mon.cmd("info status"), "VM status: paused\n");
+    assert!(heartbeats(&dst.g.collect_for(Duration::from_millis(300))).is_empty(), "the destination ran before cont");
+    dst.mon.cmd("cont");
+    dst.g.wait_for("VERIFY", T);
+    assert!(!dst.g.seen.iter().any(|l| l.text.contains("MISMATCH") || l.text.contains("bad=")));
+}

@@ -310,6 +310,38 @@ mod tests {
         }
     }
 
+    /// Cheap, deterministic fuzzing that runs with every test: flips, insertions, deletions
+    /// and cuts anywhere in a valid stream must give records or an error, never a panic.
+    #[test]
+    fn random_mutations_never_panic() {
+        let base = sample();
+        let mut x = 0x9e37_79b9_7f4a_7c15u64;
+        let mut rnd = |n: usize| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            (x % n as u64) as usize
+        };
+        for _ in 0..20_000 {
+            let mut b = base.clone();
+            for _ in 0..1 + rnd(4) {
+                let at = rnd(b.len());
+                match rnd(4) {
+                    0 => b[at] ^= 1 << rnd(8),
+                    1 => b.insert(at, rnd(256) as u8),
+                    2 => {
+                        b.remove(at);
+                    }
+                    _ => b.truncate(at),
+                }
+                if b.is_empty() {
+                    break;
+                }
+            }
+            let _ = read_all(&b);
+        }
+    }
+
     #[test]
     fn huge_lengths_and_bad_headers() {
         let mut s = sample();
