@@ -103,12 +103,14 @@ fn deferred_destination() {
     let mut dst = node(&dir, "dst", "256", "1", "", &["-incoming", "defer"]);
     assert_eq!(dst.mon.cmd("info status"), "VM status: paused (inmigrate)\n");
     assert_eq!(dst.mon.cmd("migrate_incoming bogus:1"), "Error: unknown migration protocol: bogus:1\n");
+    // The IPv6 form, over the loopback.
     let port = free_port();
-    assert_eq!(dst.mon.cmd(&format!("migrate_incoming tcp:127.0.0.1:{port}")), "");
-    assert_eq!(dst.mon.cmd(&format!("migrate_incoming tcp:127.0.0.1:{port}")), "Error: The incoming migration has already been started\n");
+    assert_eq!(dst.mon.cmd(&format!("migrate_incoming tcp:[::1]:{port}")), "");
+    assert!(dst.mon.cmd("info migrate").contains(&format!("socket address: [\n\ttcp:::1:{port}\n]\n")));
+    assert_eq!(dst.mon.cmd(&format!("migrate_incoming tcp:[::1]:{port}")), "Error: The incoming migration has already been started\n");
     assert_eq!(src.mon.cmd("migrate_incoming tcp:0:1"), "Error: '-incoming' was not specified on the command line\n");
     assert_eq!(dst.mon.cmd(&format!("migrate tcp:127.0.0.1:{port}")), "Error: Guest is waiting for an incoming migration\n");
-    src.mon.cmd(&format!("migrate -d tcp:127.0.0.1:{port}"));
+    src.mon.cmd(&format!("migrate -d tcp:[::1]:{port}"));
     let info = wait_migration(&mut src.mon, T);
     assert_eq!(info_field(&info, "Migration status"), Some("completed"), "{info}");
     dst.g.wait_for("HB", T);
