@@ -13,6 +13,8 @@ mod machine;
 mod memory;
 mod migration;
 mod process;
+#[cfg(test)]
+mod testutil;
 mod vm;
 
 use config::{Config, SerialBackend};
@@ -63,7 +65,11 @@ fn initial_state(cfg: &Config) -> RunState {
 /// Runs the machine until it powers off, is told to quit, or fails; returns the exit status.
 fn run(cfg: &Config) -> Result<i32, String> {
     // Forking must come before any thread exists.
-    let mut daemon = if cfg.daemonize { Some(process::daemonize().map_err(|e| format!("cannot daemonize: {e}"))?) } else { None };
+    let mut daemon = if cfg.daemonize {
+        Some(process::daemonize().map_err(|e| format!("cannot daemonize: {e}"))?)
+    } else {
+        None
+    };
     let _pidfile = cfg.pidfile.as_deref().map(process::Pidfile::create).transpose()?;
     let (tx, rx) = crossbeam_channel::unbounded();
     process::catch_termination(tx.clone()).map_err(|e| format!("cannot start signal thread: {e}"))?;

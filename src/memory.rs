@@ -5,7 +5,7 @@ use kvm_bindings::kvm_userspace_memory_region;
 use kvm_ioctls::VmFd;
 use thiserror::Error;
 use vm_memory::bitmap::AtomicBitmap;
-use vm_memory::{GuestAddress, GuestMemoryBackend, GuestMemoryRegion, GuestMemoryMmap};
+use vm_memory::{GuestAddress, GuestMemoryBackend, GuestMemoryMmap, GuestMemoryRegion};
 
 /// Guest RAM whose writes made through vm-memory are logged in a per-page bitmap
 /// (KVM logs the guest's own writes; migration ORs the two).
@@ -55,7 +55,9 @@ fn describe(e: &dyn std::error::Error) -> String {
 /// Registers every RAM region as a KVM memory slot (slot number = region index).
 pub fn register(vm: &VmFd, ram: &GuestRam, log_dirty: bool) -> Result<(), MemoryError> {
     for (slot, region) in ram.iter().enumerate() {
-        let host = ram.get_host_address(region.start_addr()).map_err(|e| MemoryError::Allocate(e.to_string()))?;
+        let host = ram
+            .get_host_address(region.start_addr())
+            .map_err(|e| MemoryError::Allocate(e.to_string()))?;
         let r = kvm_userspace_memory_region {
             slot: slot as u32,
             flags: if log_dirty { kvm_bindings::KVM_MEM_LOG_DIRTY_PAGES } else { 0 },

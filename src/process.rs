@@ -105,11 +105,17 @@ impl Pidfile {
         let mut f = File::options().create(true).truncate(false).write(true).open(path).map_err(fail)?;
         // SAFETY: flock on a descriptor we own.
         if unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } < 0 {
-            return Err(format!("cannot create PID file: Cannot lock pid file: {}", io::Error::last_os_error()));
+            return Err(format!(
+                "cannot create PID file: Cannot lock pid file: {}",
+                io::Error::last_os_error()
+            ));
         }
         f.set_len(0).map_err(fail)?;
         writeln!(f, "{}", std::process::id()).map_err(fail)?;
-        Ok(Pidfile { path: path.to_path_buf(), _file: f })
+        Ok(Pidfile {
+            path: path.to_path_buf(),
+            _file: f,
+        })
     }
 }
 

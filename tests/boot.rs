@@ -9,7 +9,19 @@ use std::time::Duration;
 const READY: Duration = Duration::from_secs(20);
 
 fn probe_args<'a>(p: &'a str, mem: &'a str, smp: &'a str, append: &'a str) -> Vec<&'a str> {
-    vec!["-enable-kvm", "-m", mem, "-smp", smp, "-nographic", "-no-reboot", "-kernel", p, "-append", append]
+    vec![
+        "-enable-kvm",
+        "-m",
+        mem,
+        "-smp",
+        smp,
+        "-nographic",
+        "-no-reboot",
+        "-kernel",
+        p,
+        "-append",
+        append,
+    ]
 }
 
 #[test]
@@ -30,7 +42,11 @@ fn boots_256m_one_cpu_and_exits_cleanly() {
     let beats = heartbeats(&g.seen);
     assert!(beats.len() >= 50, "heartbeats: {beats:?}");
     assert!(beats.windows(2).all(|w| w[1] == w[0] + 1), "heartbeats not consecutive: {beats:?}");
-    assert!(!g.seen.iter().any(|l| l.text.contains("FAULT") || l.text.contains("FAIL")), "{:#?}", g.seen);
+    assert!(
+        !g.seen.iter().any(|l| l.text.contains("FAULT") || l.text.contains("FAIL")),
+        "{:#?}",
+        g.seen
+    );
 }
 
 #[test]
@@ -45,7 +61,11 @@ fn boots_4g_two_cpus_with_ram_above_the_hole() {
     // 3 GiB below the hole, 1 GiB from 4 GiB up: RAM ends at 5 GiB.
     assert_eq!(field(&ready.text, "top"), Some("0x140000000"), "{}", ready.text);
     assert_eq!(g.wait_exit(Duration::from_secs(30)).code(), Some(0));
-    assert!(!g.seen.iter().any(|l| l.text.contains("RAMCHECK FAIL") || l.text.contains("FAULT")), "{:#?}", g.seen);
+    assert!(
+        !g.seen.iter().any(|l| l.text.contains("RAMCHECK FAIL") || l.text.contains("FAULT")),
+        "{:#?}",
+        g.seen
+    );
 }
 
 #[test]
@@ -94,7 +114,11 @@ fn serial_to_file_and_sigterm() {
     let mut g = Guest::godwit(&["-m", "128", "-display", "none", "-serial", &spec, "-kernel", p.to_str().unwrap()]);
     let deadline = std::time::Instant::now() + READY;
     while !std::fs::read_to_string(&out).unwrap_or_default().contains("HB 10") {
-        assert!(std::time::Instant::now() < deadline, "serial file never got HB 10: {:?}", std::fs::read_to_string(&out));
+        assert!(
+            std::time::Instant::now() < deadline,
+            "serial file never got HB 10: {:?}",
+            std::fs::read_to_string(&out)
+        );
         std::thread::sleep(Duration::from_millis(50));
     }
     // SAFETY: plain kill(2) on our child.
@@ -118,7 +142,11 @@ fn serial_on_a_pty() {
     let deadline = std::time::Instant::now() + READY;
     let mut buf = [0u8; 512];
     while !String::from_utf8_lossy(&got).contains("PROBE READY") {
-        assert!(std::time::Instant::now() < deadline, "pty output: {}", String::from_utf8_lossy(&got));
+        assert!(
+            std::time::Instant::now() < deadline,
+            "pty output: {}",
+            String::from_utf8_lossy(&got)
+        );
         let n = pty.read(&mut buf).unwrap();
         got.extend_from_slice(&buf[..n]);
     }
@@ -173,7 +201,19 @@ fn daemonize_with_pidfile() {
     let (pidfile, log) = (dir.join("vm.pid"), dir.join("serial.log"));
     let spec = format!("file:{}", log.display());
     let out = std::process::Command::new(common::godwit_bin())
-        .args(["-m", "128", "-display", "none", "-daemonize", "-pidfile", pidfile.to_str().unwrap(), "-serial", &spec, "-kernel", p.to_str().unwrap()])
+        .args([
+            "-m",
+            "128",
+            "-display",
+            "none",
+            "-daemonize",
+            "-pidfile",
+            pidfile.to_str().unwrap(),
+            "-serial",
+            &spec,
+            "-kernel",
+            p.to_str().unwrap(),
+        ])
         .output()
         .unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));

@@ -33,17 +33,45 @@ fn bad_inputs() {
     std::fs::write(&small_bios, vec![0u8; 1000]).unwrap();
     let j = junk.to_str().unwrap();
 
-    expect_error(&["-kernel", "/nonexistent/bzImage"], None, "godwit: could not open kernel file '/nonexistent/bzImage': No such file or directory");
+    expect_error(
+        &["-kernel", "/nonexistent/bzImage"],
+        None,
+        "godwit: could not open kernel file '/nonexistent/bzImage': No such file or directory",
+    );
     expect_error(&["-kernel", j], None, "godwit: invalid kernel header");
-    expect_error(&["-bios", "/nonexistent/bios.bin"], None, "godwit: could not load PC BIOS '/nonexistent/bios.bin'");
-    expect_error(&["-bios", tmp.to_str().unwrap()], None, &format!("godwit: could not load PC BIOS '{}'", tmp.display()));
-    expect_error(&["-bios", small_bios.to_str().unwrap()], None, &format!("godwit: could not load PC BIOS '{}'", small_bios.display()));
+    expect_error(
+        &["-bios", "/nonexistent/bios.bin"],
+        None,
+        "godwit: could not load PC BIOS '/nonexistent/bios.bin'",
+    );
+    expect_error(
+        &["-bios", tmp.to_str().unwrap()],
+        None,
+        &format!("godwit: could not load PC BIOS '{}'", tmp.display()),
+    );
+    expect_error(
+        &["-bios", small_bios.to_str().unwrap()],
+        None,
+        &format!("godwit: could not load PC BIOS '{}'", small_bios.display()),
+    );
     expect_error(&["-m", "0", "-kernel", j], None, "godwit: -m 0: memory size must be at least 2 MiB");
-    expect_error(&["-m", "abc", "-kernel", j], None, "godwit: -m abc: Parameter 'size' expects a non-negative number below 2^64");
+    expect_error(
+        &["-m", "abc", "-kernel", j],
+        None,
+        "godwit: -m abc: Parameter 'size' expects a non-negative number below 2^64",
+    );
     expect_error(&["-foo"], None, "godwit: -foo: invalid option");
     expect_error(&["-kernel", j, "-m"], None, "godwit: -m: requires an argument");
-    expect_error(&["-kernel", j, "-serial", "bogus"], None, "godwit: -serial bogus: 'bogus' is not a valid char driver");
-    expect_error(&["-kernel", j], Some(("GODWIT_KVM_DEVICE", "/nonexistent/kvm")), "godwit: Could not access KVM kernel module (/nonexistent/kvm): No such file or directory");
+    expect_error(
+        &["-kernel", j, "-serial", "bogus"],
+        None,
+        "godwit: -serial bogus: 'bogus' is not a valid char driver",
+    );
+    expect_error(
+        &["-kernel", j],
+        Some(("GODWIT_KVM_DEVICE", "/nonexistent/kvm")),
+        "godwit: Could not access KVM kernel module (/nonexistent/kvm): No such file or directory",
+    );
     let (code, err) = run(&["-m", "99999999G", "-kernel", j], None);
     assert_eq!(code, 1, "{err}");
     assert_eq!(err.lines().count(), 1, "{err}");

@@ -19,7 +19,10 @@ fn hardware_virtualization() -> bool {
 fn assets() -> (String, String) {
     let dir = root().join("build/debian");
     let (k, i) = (dir.join("vmlinuz"), dir.join("initrd.img"));
-    assert!(k.exists() && i.exists(), "Debian kernel missing: run scripts/guest-assets.sh (the test command does)");
+    assert!(
+        k.exists() && i.exists(),
+        "Debian kernel missing: run scripts/guest-assets.sh (the test command does)"
+    );
     (k.to_string_lossy().into_owned(), i.to_string_lossy().into_owned())
 }
 
@@ -28,12 +31,27 @@ fn debian_kernel_starts() {
     let _l = vm_lock();
     let (kernel, initrd) = assets();
     let append = "console=ttyS0 earlyprintk=ttyS0 nokaslr reboot=k panic=-1 i8042.noaux";
-    let mut g = Guest::godwit(&["-m", "512", "-smp", "2", "-nographic", "-no-reboot", "-kernel", &kernel, "-initrd", &initrd, "-append", append]);
+    let mut g = Guest::godwit(&[
+        "-m",
+        "512",
+        "-smp",
+        "2",
+        "-nographic",
+        "-no-reboot",
+        "-kernel",
+        &kernel,
+        "-initrd",
+        &initrd,
+        "-append",
+        append,
+    ]);
     // The decompressor's first words come from its early serial console.
     let first = g.wait_for("KASLR disabled", Duration::from_secs(90));
     eprintln!("first Debian console output after {:?}", first.at - g.started);
     if !hardware_virtualization() {
-        eprintln!("SKIPPED full Debian boot: /dev/kvm has no VMX/SVM here (PVM emulates guest ring 0); checked the kernel's first output only");
+        eprintln!(
+            "SKIPPED full Debian boot: /dev/kvm has no VMX/SVM here (PVM emulates guest ring 0); checked the kernel's first output only"
+        );
         return;
     }
     let up = g.wait_for("GODWIT-INITRAMFS-UP", Duration::from_secs(120));

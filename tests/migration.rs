@@ -18,7 +18,11 @@ fn check_guest_moved(src: &common::Guest, dst: &common::Guest) {
     let src_hb = heartbeats(&src.seen);
     let last = *src_hb.last().expect("source heartbeats");
     // A heartbeat line cut by the switch-over shows up on neither side whole.
-    assert!(hb[0] == last + 1 || hb[0] == last + 2, "destination starts at HB {} after source HB {last}", hb[0]);
+    assert!(
+        hb[0] == last + 1 || hb[0] == last + 2,
+        "destination starts at HB {} after source HB {last}",
+        hb[0]
+    );
     assert!(hb.windows(2).all(|w| w[1] == w[0] + 1), "{hb:?}");
     for bad in ["MISMATCH", "bad=", "PROBE READY", "FAULT"] {
         assert!(!dst.seen.iter().any(|l| l.text.contains(bad)), "{bad} on the destination: {joined}");
@@ -33,7 +37,11 @@ fn migrate_once(mem: &str, smp: &str, append: &str, ready: &str, detach: bool, s
     let inc = format!("tcp:127.0.0.1:{port}");
     let mut dst = node(&dir, "dst", mem, smp, append, &["-incoming", &inc]);
     assert_eq!(dst.mon.cmd("info status"), "VM status: paused (inmigrate)\n");
-    assert!(dst.mon.cmd("info migrate").contains(&format!("socket address: [\n\ttcp:127.0.0.1:{port}\n]\n")));
+    assert!(
+        dst.mon
+            .cmd("info migrate")
+            .contains(&format!("socket address: [\n\ttcp:127.0.0.1:{port}\n]\n"))
+    );
     if let Some(s) = speed {
         assert_eq!(src.mon.cmd(&format!("migrate_set_speed {s}")), "");
     }
@@ -44,7 +52,10 @@ fn migrate_once(mem: &str, smp: &str, append: &str, ready: &str, detach: bool, s
     let kib: u64 = mem.trim_end_matches('G').parse::<u64>().unwrap() << 20;
     assert_eq!(info_num(&info, "total ram"), Some(kib), "{info}");
     assert_eq!(info_num(&info, "remaining ram"), Some(0), "{info}");
-    assert!(info_num(&info, "transferred ram").unwrap() > 0 && info_num(&info, "dirty sync count").unwrap() >= 2, "{info}");
+    assert!(
+        info_num(&info, "transferred ram").unwrap() > 0 && info_num(&info, "dirty sync count").unwrap() >= 2,
+        "{info}"
+    );
     assert_eq!(src.mon.cmd("info status"), "VM status: paused (postmigrate)\n");
     src.g.collect_for(Duration::from_millis(200)); // output from before the switch-over
     let stopped_at = heartbeats(&src.g.collect_for(Duration::from_millis(300)));
@@ -54,7 +65,11 @@ fn migrate_once(mem: &str, smp: &str, append: &str, ready: &str, detach: bool, s
     assert_eq!(dst.mon.cmd("info status"), "VM status: running\n");
     assert!(dst.mon.cmd("info migrate").contains("Migration status: completed\n"));
     // `cont` on the source after a completed migration is refused to migrate again.
-    assert!(src.mon.cmd(&format!("migrate {inc}")).starts_with("Error: Can't migrate the vm that was paused due to previous migration"));
+    assert!(
+        src.mon
+            .cmd(&format!("migrate {inc}"))
+            .starts_with("Error: Can't migrate the vm that was paused due to previous migration")
+    );
     check_guest_moved(&src.g, &dst.g);
 }
 
@@ -98,11 +113,19 @@ fn ping_pong_ten_times() {
         let info = wait_migration(&mut cur.mon, Duration::from_secs(60));
         assert_eq!(info_field(&info, "Migration status"), Some("completed"), "hop {i}: {info}");
         if next.g.try_wait_for("VERIFY", T).is_none() {
-            panic!("hop {i}: destination silent; dst status {:?}; dst migrate {:?}; stderr {}", next.mon.cmd("info status"), next.mon.cmd("info migrate"), next.g.stderr());
+            panic!(
+                "hop {i}: destination silent; dst status {:?}; dst migrate {:?}; stderr {}",
+                next.mon.cmd("info status"),
+                next.mon.cmd("info migrate"),
+                next.g.stderr()
+            );
         }
         cur.g.collect_for(Duration::from_millis(200)); // the rest of its output
         all_beats.extend(heartbeats(&cur.g.seen));
-        assert!(!next.g.seen.iter().any(|l| l.text.contains("MISMATCH") || l.text.contains("bad=")), "hop {i}");
+        assert!(
+            !next.g.seen.iter().any(|l| l.text.contains("MISMATCH") || l.text.contains("bad=")),
+            "hop {i}"
+        );
         let old = std::mem::replace(&mut cur, next);
         old.mon.quit();
     }
@@ -127,7 +150,11 @@ fn cancel_and_failures_leave_the_source_running() {
     let port = free_port();
     assert_eq!(src.mon.cmd(&format!("migrate -d tcp:127.0.0.1:{port}")), "");
     let info = wait_migration(&mut src.mon, T);
-    assert_eq!(info_field(&info, "Migration status"), Some(format!("failed (Failed to connect to '127.0.0.1:{port}': Connection refused)").as_str()), "{info}");
+    assert_eq!(
+        info_field(&info, "Migration status"),
+        Some(format!("failed (Failed to connect to '127.0.0.1:{port}': Connection refused)").as_str()),
+        "{info}"
+    );
     assert_eq!(src.mon.cmd("info status"), "VM status: running\n");
 
     // Cancelled half-way: the destination gives up, the source carries on.

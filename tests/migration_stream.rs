@@ -28,7 +28,20 @@ fn load(path: &std::path::Path) -> (Option<i32>, String) {
     let p = probe();
     let spec = format!("exec:cat {}", path.display());
     let out = std::process::Command::new(common::godwit_bin())
-        .args(["-m", "256", "-smp", "2", "-display", "none", "-serial", "null", "-kernel", p.to_str().unwrap(), "-incoming", &spec])
+        .args([
+            "-m",
+            "256",
+            "-smp",
+            "2",
+            "-display",
+            "none",
+            "-serial",
+            "null",
+            "-kernel",
+            p.to_str().unwrap(),
+            "-incoming",
+            &spec,
+        ])
         .output()
         .unwrap();
     (out.status.code(), String::from_utf8_lossy(&out.stderr).into_owned())
@@ -46,7 +59,11 @@ fn save_to_a_file_restore_and_refuse_damage() {
     let info = src.mon.cmd("info migrate");
     assert_eq!(info_field(&info, "Migration status"), Some("completed"), "{info}");
     let size = std::fs::metadata(&file).unwrap().len();
-    assert_eq!(info_num(&info, "transferred ram"), Some(size >> 10), "info migrate counts every byte the file holds: {info}");
+    assert_eq!(
+        info_num(&info, "transferred ram"),
+        Some(size >> 10),
+        "info migrate counts every byte the file holds: {info}"
+    );
     src.g.collect_for(Duration::from_millis(200));
     let last = *heartbeats(&src.g.seen).last().unwrap();
     src.mon.quit();
@@ -54,11 +71,32 @@ fn save_to_a_file_restore_and_refuse_damage() {
     // Restore on a fresh process from the file: the guest carries on.
     let p = probe();
     let spec = format!("exec:cat {}", file.display());
-    let mut dst = Guest::godwit(&["-m", "256", "-smp", "2", "-display", "none", "-serial", "stdio", "-kernel", p.to_str().unwrap(), "-incoming", &spec]);
+    let mut dst = Guest::godwit(&[
+        "-m",
+        "256",
+        "-smp",
+        "2",
+        "-display",
+        "none",
+        "-serial",
+        "stdio",
+        "-kernel",
+        p.to_str().unwrap(),
+        "-incoming",
+        &spec,
+    ]);
     dst.wait_for("VERIFY", T);
     let hb = heartbeats(&dst.seen);
-    assert!(hb[0] == last + 1 || hb[0] == last + 2, "restored guest starts at HB {} after HB {last}", hb[0]);
-    assert!(!dst.seen.iter().any(|l| l.text.contains("MISMATCH") || l.text.contains("PROBE READY")));
+    assert!(
+        hb[0] == last + 1 || hb[0] == last + 2,
+        "restored guest starts at HB {} after HB {last}",
+        hb[0]
+    );
+    assert!(
+        !dst.seen
+            .iter()
+            .any(|l| l.text.contains("MISMATCH") || l.text.contains("PROBE READY"))
+    );
     drop(dst);
 
     // Damage: cut at every record boundary, flip bytes, lie about a length or the version.
@@ -88,7 +126,10 @@ fn save_to_a_file_restore_and_refuse_damage() {
         std::fs::write(&bad, bytes).unwrap();
         let (code, err) = load(&bad);
         assert_eq!(code, Some(1), "case {i}: {err}");
-        assert!(err.contains("godwit: load of migration failed: ") && err.contains(want), "case {i}: {err}");
+        assert!(
+            err.contains("godwit: load of migration failed: ") && err.contains(want),
+            "case {i}: {err}"
+        );
         assert_eq!(err.lines().count(), 1, "case {i}: {err}");
         assert!(!err.contains("panicked"), "case {i}: {err}");
     }
@@ -102,14 +143,30 @@ fn deferred_destination() {
     src.g.wait_for("HB 10", T);
     let mut dst = node(&dir, "dst", "256", "1", "", &["-incoming", "defer"]);
     assert_eq!(dst.mon.cmd("info status"), "VM status: paused (inmigrate)\n");
-    assert_eq!(dst.mon.cmd("migrate_incoming bogus:1"), "Error: unknown migration protocol: bogus:1\n");
+    assert_eq!(
+        dst.mon.cmd("migrate_incoming bogus:1"),
+        "Error: unknown migration protocol: bogus:1\n"
+    );
     // The IPv6 form, over the loopback.
     let port = free_port();
     assert_eq!(dst.mon.cmd(&format!("migrate_incoming tcp:[::1]:{port}")), "");
-    assert!(dst.mon.cmd("info migrate").contains(&format!("socket address: [\n\ttcp:::1:{port}\n]\n")));
-    assert_eq!(dst.mon.cmd(&format!("migrate_incoming tcp:[::1]:{port}")), "Error: The incoming migration has already been started\n");
-    assert_eq!(src.mon.cmd("migrate_incoming tcp:0:1"), "Error: '-incoming' was not specified on the command line\n");
-    assert_eq!(dst.mon.cmd(&format!("migrate tcp:127.0.0.1:{port}")), "Error: Guest is waiting for an incoming migration\n");
+    assert!(
+        dst.mon
+            .cmd("info migrate")
+            .contains(&format!("socket address: [\n\ttcp:::1:{port}\n]\n"))
+    );
+    assert_eq!(
+        dst.mon.cmd(&format!("migrate_incoming tcp:[::1]:{port}")),
+        "Error: The incoming migration has already been started\n"
+    );
+    assert_eq!(
+        src.mon.cmd("migrate_incoming tcp:0:1"),
+        "Error: '-incoming' was not specified on the command line\n"
+    );
+    assert_eq!(
+        dst.mon.cmd(&format!("migrate tcp:127.0.0.1:{port}")),
+        "Error: Guest is waiting for an incoming migration\n"
+    );
     src.mon.cmd(&format!("migrate -d tcp:[::1]:{port}"));
     let info = wait_migration(&mut src.mon, T);
     assert_eq!(info_field(&info, "Migration status"), Some("completed"), "{info}");
@@ -126,7 +183,11 @@ fn speed_limit_is_honoured_and_reported() {
     let mut src = node(&dir, "src", "512", "1", "probe.ws=96 probe.rate=1", &[]);
     src.g.wait_for("VERIFY 1 ok", Duration::from_secs(60));
     assert_eq!(src.mon.cmd("migrate_set_speed 32m"), "");
-    assert!(src.mon.cmd("info migrate_parameters").contains("max-bandwidth: 33554432 bytes/second\n"));
+    assert!(
+        src.mon
+            .cmd("info migrate_parameters")
+            .contains("max-bandwidth: 33554432 bytes/second\n")
+    );
     let start = Instant::now();
     src.mon.cmd(&format!("migrate -d \"exec:cat > {}\"", file.display()));
     let info = wait_migration(&mut src.mon, Duration::from_secs(60));
@@ -136,13 +197,30 @@ fn speed_limit_is_honoured_and_reported() {
     let measured = bytes / wall;
     let limit = 32.0 * 1048576.0;
     assert!(bytes > 90.0 * 1048576.0, "{bytes} bytes");
-    assert!((measured - limit).abs() / limit < 0.10, "measured {:.1} MiB/s against a 32 MiB/s limit", measured / 1048576.0);
+    assert!(
+        (measured - limit).abs() / limit < 0.10,
+        "measured {:.1} MiB/s against a 32 MiB/s limit",
+        measured / 1048576.0
+    );
     // What info migrate reports agrees with the file and the clock.
     let total_ms = info_num(&info, "total time").unwrap() as f64;
-    assert!((total_ms / 1000.0 - wall).abs() < 0.3, "reported {total_ms} ms, measured {wall:.3} s");
-    let mbps: f64 = info_field(&info, "throughput").unwrap().split_whitespace().next().unwrap().parse().unwrap();
+    assert!(
+        (total_ms / 1000.0 - wall).abs() < 0.3,
+        "reported {total_ms} ms, measured {wall:.3} s"
+    );
+    let mbps: f64 = info_field(&info, "throughput")
+        .unwrap()
+        .split_whitespace()
+        .next()
+        .unwrap()
+        .parse()
+        .unwrap();
     let reported = mbps * 1e6 / 8.0;
-    assert!((reported - measured).abs() / measured < 0.10, "reported {mbps} mbps, measured {:.1} MiB/s", measured / 1048576.0);
+    assert!(
+        (reported - measured).abs() / measured < 0.10,
+        "reported {mbps} mbps, measured {:.1} MiB/s",
+        measured / 1048576.0
+    );
 }
 
 #[test]
@@ -192,7 +270,12 @@ fn stalled_destination_fails_and_paused_destination_waits() {
     // SAFETY: plain kill(2) on our child.
     unsafe { libc::kill(dst.g.child.id() as i32, libc::SIGSTOP) };
     let info = wait_migration(&mut src.mon, Duration::from_secs(60));
-    assert!(info_field(&info, "Migration status").unwrap().starts_with("failed (Unable to write to socket: "), "{info}");
+    assert!(
+        info_field(&info, "Migration status")
+            .unwrap()
+            .starts_with("failed (Unable to write to socket: "),
+        "{info}"
+    );
     assert_eq!(src.mon.cmd("info status"), "VM status: running\n");
     // SAFETY: as above.
     unsafe { libc::kill(dst.g.child.id() as i32, libc::SIGKILL) };
@@ -208,7 +291,10 @@ fn stalled_destination_fails_and_paused_destination_waits() {
     assert_eq!(info_field(&info, "Migration status"), Some("completed"), "{info}");
     std::thread::sleep(Duration::from_millis(300));
     assert_eq!(dst.mon.cmd("info status"), "VM status: paused\n");
-    assert!(heartbeats(&dst.g.collect_for(Duration::from_millis(300))).is_empty(), "the destination ran before cont");
+    assert!(
+        heartbeats(&dst.g.collect_for(Duration::from_millis(300))).is_empty(),
+        "the destination ran before cont"
+    );
     dst.mon.cmd("cont");
     dst.g.wait_for("VERIFY", T);
     assert!(!dst.g.seen.iter().any(|l| l.text.contains("MISMATCH") || l.text.contains("bad=")));

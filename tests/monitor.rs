@@ -44,20 +44,38 @@ fn unix_socket_monitor() {
     let spec = format!("unix:{},server,nowait", sock.display());
     let mut g = boot(&["-monitor", &spec, "-name", "probe-vm"]);
     let mut m = Hmp::unix(&sock);
-    assert_eq!(m.banner, format!("godwit {} monitor - type 'help' for more information\n(qemu) ", env!("CARGO_PKG_VERSION")));
+    assert_eq!(
+        m.banner,
+        format!(
+            "godwit {} monitor - type 'help' for more information\n(qemu) ",
+            env!("CARGO_PKG_VERSION")
+        )
+    );
     stop_and_cont(&mut g, &mut m);
     assert_eq!(m.cmd("info name"), "probe-vm\n");
     assert_eq!(m.cmd("info kvm"), "kvm support: enabled\n");
     let cpus = m.cmd("info cpus");
     assert!(cpus.starts_with("* CPU #0: thread_id="), "{cpus}");
     let regs = m.cmd("info registers");
-    assert!(regs.starts_with("\nCPU#0\nRAX=") && regs.contains("\nEFER=0000000000000500\n"), "{regs}");
+    assert!(
+        regs.starts_with("\nCPU#0\nRAX=") && regs.contains("\nEFER=0000000000000500\n"),
+        "{regs}"
+    );
     assert!(m.cmd("info pci").contains("Host bridge: PCI device 8086:0d57"));
-    assert!(m.cmd("info chardev").contains(&format!("compat_monitor0: filename=unix:{},server=on", sock.display())));
+    assert!(
+        m.cmd("info chardev")
+            .contains(&format!("compat_monitor0: filename=unix:{},server=on", sock.display()))
+    );
     assert!(m.cmd("help").contains("cont|c  -- "));
     assert_eq!(m.cmd("foo"), "unknown command: 'foo'\n");
-    assert_eq!(m.cmd("stop extra"), "stop|s: extraneous characters at the end of line\nTry \"help stop\" for more information\n");
-    assert_eq!(m.cmd("system_powerdown").lines().next().map(|l| l.starts_with("Error: ")), Some(true));
+    assert_eq!(
+        m.cmd("stop extra"),
+        "stop|s: extraneous characters at the end of line\nTry \"help stop\" for more information\n"
+    );
+    assert_eq!(
+        m.cmd("system_powerdown").lines().next().map(|l| l.starts_with("Error: ")),
+        Some(true)
+    );
     // A fresh client after a disconnect gets a fresh session; the guest never noticed.
     drop(m);
     let mut m = Hmp::unix(&sock);
@@ -92,7 +110,12 @@ fn tcp_and_telnet_monitors() {
 fn pty_monitor() {
     let _l = vm_lock();
     let mut g = boot(&["-monitor", "pty"]);
-    let line = g.seen.iter().find(|l| l.text.contains("(label compat_monitor0)")).cloned().expect("pty path printed");
+    let line = g
+        .seen
+        .iter()
+        .find(|l| l.text.contains("(label compat_monitor0)"))
+        .cloned()
+        .expect("pty path printed");
     let path = line.text.split_whitespace().nth(4).unwrap().to_string();
     let f = std::fs::OpenOptions::new().read(true).write(true).open(&path).unwrap();
     let mut m = Hmp::over(Box::new(f));
@@ -144,9 +167,27 @@ fn prelaunch_reset_and_waiting_server() {
     let spec = format!("tcp:127.0.0.1:{port},server");
     let p = probe();
     // Without nowait, start-up waits for the first client.
-    let mut g = Guest::godwit(&["-m", "128", "-display", "none", "-serial", "stdio", "-S", "-kernel", p.to_str().unwrap(), "-monitor", &spec]);
+    let mut g = Guest::godwit(&[
+        "-m",
+        "128",
+        "-display",
+        "none",
+        "-serial",
+        "stdio",
+        "-S",
+        "-kernel",
+        p.to_str().unwrap(),
+        "-monitor",
+        &spec,
+    ]);
     std::thread::sleep(Duration::from_millis(500));
-    assert!(g.stderr().contains(&format!("QEMU waiting for connection on: disconnected:tcp:127.0.0.1:{port},server=on")), "{}", g.stderr());
+    assert!(
+        g.stderr().contains(&format!(
+            "QEMU waiting for connection on: disconnected:tcp:127.0.0.1:{port},server=on"
+        )),
+        "{}",
+        g.stderr()
+    );
     let mut m = Hmp::tcp(&format!("127.0.0.1:{port}"));
     assert_eq!(m.cmd("info status"), "VM status: paused (prelaunch)\n");
     assert!(g.collect_for(Duration::from_millis(300)).is_empty(), "guest ran before cont");

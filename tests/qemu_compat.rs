@@ -17,7 +17,19 @@ fn qemu_boots_the_same_probe() {
     let p = common::probe();
     let mut g = Guest::spawn(
         "qemu-system-x86_64",
-        &["-enable-kvm", "-m", "512", "-smp", "2", "-nographic", "-no-reboot", "-kernel", p.to_str().unwrap(), "-append", "probe.exit=20"],
+        &[
+            "-enable-kvm",
+            "-m",
+            "512",
+            "-smp",
+            "2",
+            "-nographic",
+            "-no-reboot",
+            "-kernel",
+            p.to_str().unwrap(),
+            "-append",
+            "probe.exit=20",
+        ],
     );
     // SeaBIOS alone takes several seconds when guest ring 0 is emulated.
     g.wait_for("PROBE CPU 1 UP", Duration::from_secs(90));

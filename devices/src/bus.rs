@@ -118,8 +118,14 @@ mod tests {
         let mut bus = Bus::new();
         bus.insert(0x3f8, 8, Arc::new(Mutex::new(Reg(1)))).unwrap();
         bus.insert(0x70, 2, Arc::new(Mutex::new(Reg(5)))).unwrap();
-        assert_eq!(bus.insert(0x3fc, 8, Arc::new(Mutex::new(Reg(0)))), Err(BusError::Overlap { base: 0x3fc, len: 8 }));
-        assert_eq!(bus.insert(0x3f0, 9, Arc::new(Mutex::new(Reg(0)))), Err(BusError::Overlap { base: 0x3f0, len: 9 }));
+        assert_eq!(
+            bus.insert(0x3fc, 8, Arc::new(Mutex::new(Reg(0)))),
+            Err(BusError::Overlap { base: 0x3fc, len: 8 })
+        );
+        assert_eq!(
+            bus.insert(0x3f0, 9, Arc::new(Mutex::new(Reg(0)))),
+            Err(BusError::Overlap { base: 0x3f0, len: 9 })
+        );
         let mut b = [0u8; 1];
         assert!(bus.read(0x3fa, &mut b));
         assert_eq!(b[0], 3);

@@ -16,10 +16,14 @@ pub struct IrqEvent {
 
 impl IrqEvent {
     pub fn new() -> io::Result<Self> {
-        Ok(IrqEvent { evt: EventFd::new(EFD_NONBLOCK)? })
+        Ok(IrqEvent {
+            evt: EventFd::new(EFD_NONBLOCK)?,
+        })
     }
     pub fn try_clone(&self) -> io::Result<Self> {
-        Ok(IrqEvent { evt: self.evt.try_clone()? })
+        Ok(IrqEvent {
+            evt: self.evt.try_clone()?,
+        })
     }
     /// The eventfd, for registering as an irqfd.
     pub fn eventfd(&self) -> &EventFd {

@@ -45,7 +45,10 @@ pub trait VersionedState: Sized {
         let mut r = StateReader::new(bytes);
         let name = r.string()?;
         if name != Self::NAME {
-            return Err(StateError::WrongDevice { expected: Self::NAME, found: name });
+            return Err(StateError::WrongDevice {
+                expected: Self::NAME,
+                found: name,
+            });
         }
         let version = r.u16()?;
         if version > Self::VERSION {
@@ -118,7 +121,10 @@ impl<'a> StateReader<'a> {
     }
     fn take(&mut self, n: usize) -> Result<&'a [u8], StateError> {
         if self.buf.len() < n {
-            return Err(StateError::Truncated { wanted: n, left: self.buf.len() });
+            return Err(StateError::Truncated {
+                wanted: n,
+                left: self.buf.len(),
+            });
         }
         let (head, tail) = self.buf.split_at(n);
         self.buf = tail;
@@ -158,7 +164,11 @@ impl<'a> StateReader<'a> {
     }
     /// Fails if bytes are left over.
     pub fn finish(&self) -> Result<(), StateError> {
-        if self.buf.is_empty() { Ok(()) } else { Err(StateError::Trailing(self.buf.len())) }
+        if self.buf.is_empty() {
+            Ok(())
+        } else {
+            Err(StateError::Trailing(self.buf.len()))
+        }
     }
 }
 
@@ -181,19 +191,32 @@ mod tests {
             w.bytes(&self.c);
         }
         fn decode(r: &mut StateReader<'_>, _version: u16) -> Result<Self, StateError> {
-            Ok(Demo { a: r.u8()?, b: r.u64()?, c: r.bytes()?.to_vec() })
+            Ok(Demo {
+                a: r.u8()?,
+                b: r.u64()?,
+                c: r.bytes()?.to_vec(),
+            })
         }
     }
 
     #[test]
     fn round_trip() {
-        let d = Demo { a: 7, b: u64::MAX - 3, c: vec![1, 2, 3] };
+        let d = Demo {
+            a: 7,
+            b: u64::MAX - 3,
+            c: vec![1, 2, 3],
+        };
         assert_eq!(Demo::from_bytes(&d.to_bytes()).unwrap(), d);
     }
 
     #[test]
     fn refuses_bad_input() {
-        let bytes = Demo { a: 1, b: 2, c: vec![9; 10] }.to_bytes();
+        let bytes = Demo {
+            a: 1,
+            b: 2,
+            c: vec![9; 10],
+        }
+        .to_bytes();
         for cut in 0..bytes.len() {
             assert!(Demo::from_bytes(&bytes[..cut]).is_err(), "cut at {cut}");
         }

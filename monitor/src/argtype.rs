@@ -65,11 +65,7 @@ pub fn parse_arg_types(spec: &'static str) -> Result<Vec<ArgSpec>, ArgTypeError>
 
 fn item(input: &'static str) -> IResult<&'static str, ArgSpec> {
     map(
-        separated_pair(
-            take_while1(|c: char| c != ':' && c != ','),
-            char(':'),
-            arg_type,
-        ),
+        separated_pair(take_while1(|c: char| c != ':' && c != ','), char(':'), arg_type),
         |(key, ty)| ArgSpec { key, ty },
     )
     .parse(input)
@@ -97,14 +93,8 @@ fn arg_type(input: &'static str) -> IResult<&'static str, ArgType> {
                 'S' => ArgType::Rest { optional },
                 'o' => ArgType::Size { optional },
                 'T' => ArgType::Seconds { optional },
-                'i' => ArgType::Int {
-                    optional,
-                    wide: false,
-                },
-                _ => ArgType::Int {
-                    optional,
-                    wide: true,
-                },
+                'i' => ArgType::Int { optional, wide: false },
+                _ => ArgType::Int { optional, wide: true },
             }
         }),
     ))
@@ -149,10 +139,7 @@ mod tests {
                 wide: false
             }
         );
-        assert_eq!(
-            parse_arg_types("value:T").unwrap()[0].ty,
-            ArgType::Seconds { optional: false }
-        );
+        assert_eq!(parse_arg_types("value:T").unwrap()[0].ty, ArgType::Seconds { optional: false });
     }
 
     #[test]

@@ -158,8 +158,7 @@ fn parse_in(table: &'static [CommandDef], line: &str, pos: usize) -> Result<Comm
         .find(|c: char| c == '/' || (c.is_ascii() && is_space(c as u8)))
         .map_or(line.len(), |i| pos + i);
     let name = &line[pos..name_end];
-    let def = find(table, name)
-        .ok_or_else(|| ParseError::UnknownCommand(line[..name_end].to_string()))?;
+    let def = find(table, name).ok_or_else(|| ParseError::UnknownCommand(line[..name_end].to_string()))?;
     let after = skip_space(line, name_end);
     match def.action {
         Action::SubTable(sub) if after < line.len() => parse_in(sub, line, after),
@@ -167,16 +166,13 @@ fn parse_in(table: &'static [CommandDef], line: &str, pos: usize) -> Result<Comm
             topic: Some(def.primary_name().to_string()),
         }),
         Action::Build(build) => {
-            let specs = parse_arg_types(def.args_type).map_err(|_| ParseError::BadSpec {
-                command: def.name.into(),
+            let specs = parse_arg_types(def.args_type).map_err(|_| ParseError::BadSpec { command: def.name.into() })?;
+            let args = parse_args(def.name, &specs, &line[after..]).map_err(|error| ParseError::Args {
+                error,
+                typed: line[..after]
+                    .trim_end_matches(|c: char| c.is_ascii() && is_space(c as u8))
+                    .to_string(),
             })?;
-            let args =
-                parse_args(def.name, &specs, &line[after..]).map_err(|error| ParseError::Args {
-                    error,
-                    typed: line[..after]
-                        .trim_end_matches(|c: char| c.is_ascii() && is_space(c as u8))
-                        .to_string(),
-                })?;
             Ok(build(&args))
         }
     }
@@ -208,12 +204,7 @@ mod tests {
                 topic: Some("info".into())
             }
         );
-        assert_eq!(
-            cmd("? c"),
-            Command::Help {
-                topic: Some("c".into())
-            }
-        );
+        assert_eq!(cmd("? c"), Command::Help { topic: Some("c".into()) });
         assert_eq!(cmd("help"), Command::Help { topic: None });
         assert_eq!(
             cmd("migrate -d -i \"exec:cat > /tmp/x\""),
@@ -226,24 +217,9 @@ mod tests {
             }
         );
         assert_eq!(cmd("savevm"), Command::SaveVm { tag: None });
-        assert_eq!(
-            cmd("savevm \"a b\""),
-            Command::SaveVm {
-                tag: Some("a b".into())
-            }
-        );
-        assert_eq!(
-            cmd("loadvm snap1"),
-            Command::LoadVm {
-                tag: "snap1".into()
-            }
-        );
-        assert_eq!(
-            cmd("delvm snap1"),
-            Command::DelVm {
-                tag: "snap1".into()
-            }
-        );
+        assert_eq!(cmd("savevm \"a b\""), Command::SaveVm { tag: Some("a b".into()) });
+        assert_eq!(cmd("loadvm snap1"), Command::LoadVm { tag: "snap1".into() });
+        assert_eq!(cmd("delvm snap1"), Command::DelVm { tag: "snap1".into() });
         assert_eq!(
             cmd("migrate_set_speed 1.5m"),
             Command::MigrateSetSpeed {
@@ -256,14 +232,8 @@ mod tests {
                 bytes_per_second: 100 << 20
             }
         );
-        assert_eq!(
-            cmd("migrate_set_downtime 0.5"),
-            Command::MigrateSetDowntime { seconds: 0.5 }
-        );
-        assert_eq!(
-            cmd("migrate_set_downtime 300ms"),
-            Command::MigrateSetDowntime { seconds: 0.3 }
-        );
+        assert_eq!(cmd("migrate_set_downtime 0.5"), Command::MigrateSetDowntime { seconds: 0.5 });
+        assert_eq!(cmd("migrate_set_downtime 300ms"), Command::MigrateSetDowntime { seconds: 0.3 });
         assert_eq!(
             cmd("migrate_set_capability xbzrle on"),
             Command::MigrateSetCapability {
@@ -280,9 +250,7 @@ mod tests {
         );
         assert_eq!(
             cmd("migrate_incoming tcp:0:4444"),
-            Command::MigrateIncoming {
-                uri: "tcp:0:4444".into()
-            }
+            Command::MigrateIncoming { uri: "tcp:0:4444".into() }
         );
         assert_eq!(cmd("migrate_cancel"), Command::MigrateCancel);
         assert_eq!(cmd("migrate_start_postcopy"), Command::MigrateStartPostcopy);
@@ -290,17 +258,11 @@ mod tests {
         assert_eq!(cmd("system_powerdown"), Command::SystemPowerdown);
         assert_eq!(
             cmd("info registers -a"),
-            Command::Info(InfoCommand::Registers {
-                all: true,
-                vcpu: None
-            })
+            Command::Info(InfoCommand::Registers { all: true, vcpu: None })
         );
         assert_eq!(
             cmd("info registers 1"),
-            Command::Info(InfoCommand::Registers {
-                all: false,
-                vcpu: Some(1)
-            })
+            Command::Info(InfoCommand::Registers { all: false, vcpu: Some(1) })
         );
         assert_eq!(
             cmd("info mtree -f -o"),
@@ -325,10 +287,7 @@ mod tests {
     fn every_info_subcommand_parses() {
         for def in crate::table::INFO_COMMANDS {
             for alias in def.name.split('|') {
-                assert!(
-                    matches!(cmd(&format!("info {alias}")), Command::Info(_)),
-                    "{alias}"
-                );
+                assert!(matches!(cmd(&format!("info {alias}")), Command::Info(_)), "{alias}");
             }
         }
     }
@@ -345,10 +304,7 @@ mod tests {
             err("migrate"),
             "migrate: string expected\nTry \"help migrate\" for more information\n"
         );
-        assert_eq!(
-            err("loadvm"),
-            "loadvm: string expected\nTry \"help loadvm\" for more information\n"
-        );
+        assert_eq!(err("loadvm"), "loadvm: string expected\nTry \"help loadvm\" for more information\n");
         assert_eq!(
             err("migrate_set_capability xbzrle"),
             "Expected 'on' or 'off'\nTry \"help migrate_set_capability\" for more information\n"

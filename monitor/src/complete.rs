@@ -81,11 +81,7 @@ impl Completer for TableCompleter {
 }
 
 fn prefixed<'a>(words: impl IntoIterator<Item = &'a str>, typed: &str) -> Vec<String> {
-    words
-        .into_iter()
-        .filter(|w| w.starts_with(typed))
-        .map(String::from)
-        .collect()
+    words.into_iter().filter(|w| w.starts_with(typed)).map(String::from).collect()
 }
 
 fn complete_in(table: &'static [CommandDef], words: &[String], completion: &mut Completion) {
@@ -139,11 +135,7 @@ mod tests {
         assert_eq!(n, 9);
         assert_eq!(sorted("sto").0, ["stop"]);
         let (all, _) = sorted("");
-        assert!(
-            all.contains(&"?".to_string())
-                && all.contains(&"c".to_string())
-                && all.contains(&"cont".to_string())
-        );
+        assert!(all.contains(&"?".to_string()) && all.contains(&"c".to_string()) && all.contains(&"cont".to_string()));
     }
 
     #[test]
@@ -151,10 +143,7 @@ mod tests {
         assert_eq!(sorted("info st").0, ["status"]);
         assert_eq!(sorted("info ").0.len(), crate::table::INFO_COMMANDS.len());
         assert_eq!(sorted("help mig").0.len(), 8);
-        assert_eq!(
-            sorted("migrate_set_capability x").0,
-            ["x-colo", "x-ignore-shared", "xbzrle"]
-        );
+        assert_eq!(sorted("migrate_set_capability x").0, ["x-colo", "x-ignore-shared", "xbzrle"]);
         assert_eq!(sorted("migrate_set_capability xbzrle o").0, ["off", "on"]);
         assert_eq!(sorted("migrate_set_parameter max-b").0, ["max-bandwidth"]);
         assert!(sorted("stop ").0.is_empty());

@@ -119,12 +119,7 @@ impl LineEditor {
     }
 
     /// Handles one input byte. Returns the line when Enter is pressed.
-    pub fn feed(
-        &mut self,
-        byte: u8,
-        out: &mut Vec<u8>,
-        completer: &dyn Completer,
-    ) -> Option<Vec<u8>> {
+    pub fn feed(&mut self, byte: u8, out: &mut Vec<u8>, completer: &dyn Completer) -> Option<Vec<u8>> {
         let mut entered = None;
         match self.escape {
             Escape::Normal => match byte {
@@ -180,10 +175,7 @@ impl LineEditor {
                     b'D' => self.cursor = self.cursor.saturating_sub(1),
                     b'C' => self.cursor = (self.cursor + 1).min(self.line.len()),
                     b'0'..=b'9' => {
-                        self.escape_param = self
-                            .escape_param
-                            .saturating_mul(10)
-                            .saturating_add(u32::from(byte - b'0'));
+                        self.escape_param = self.escape_param.saturating_mul(10).saturating_add(u32::from(byte - b'0'));
                         self.escape = Escape::Csi;
                     }
                     b'~' => match self.escape_param {
@@ -313,10 +305,7 @@ impl LineEditor {
 
     fn complete(&mut self, out: &mut Vec<u8>, completer: &dyn Completer) {
         let before = String::from_utf8_lossy(&self.line[..self.cursor]).into_owned();
-        let Completion {
-            mut candidates,
-            typed_len,
-        } = completer.complete(&before);
+        let Completion { mut candidates, typed_len } = completer.complete(&before);
         candidates.sort();
         match candidates.as_slice() {
             [] => {}
@@ -331,18 +320,12 @@ impl LineEditor {
             [first, ..] => {
                 out.extend_from_slice(b"\r\n");
                 let common = candidates.iter().fold(first.len(), |n, c| {
-                    first
-                        .bytes()
-                        .zip(c.bytes())
-                        .take(n)
-                        .take_while(|(a, b)| a == b)
-                        .count()
+                    first.bytes().zip(c.bytes()).take(n).take_while(|(a, b)| a == b).count()
                 });
                 for &b in first.as_bytes().get(typed_len..common).unwrap_or_default() {
                     self.insert(b);
                 }
-                let width =
-                    (candidates.iter().map(String::len).max().unwrap_or(0) + 2).clamp(10, 80);
+                let width = (candidates.iter().map(String::len).max().unwrap_or(0) + 2).clamp(10, 80);
                 let columns = 80 / width;
                 for (i, candidate) in candidates.iter().enumerate() {
                     out.extend_from_slice(format!("{candidate:<width$}").as_bytes());
@@ -390,16 +373,14 @@ mod tests {
         let (out, lines) = type_bytes(&mut ed, b"ab\x1b[Dc\x1b[C\x1b[C\x7f\n");
         assert_eq!(
             out,
-            b"a\x1b[K\x1b[Dab\x1b[K\x1b[D\x1b[Dacb\x1b[K\x1b[D\x1b[C\x1b[D\x1b[D\x1b[Dac\x1b[K\r\n"
-                .to_vec()
+            b"a\x1b[K\x1b[Dab\x1b[K\x1b[D\x1b[Dacb\x1b[K\x1b[D\x1b[C\x1b[D\x1b[D\x1b[Dac\x1b[K\r\n".to_vec()
         );
         assert_eq!(lines, vec![b"ac".to_vec()]);
         // "abc", left, left, backspace.
         let (out, lines) = type_bytes(&mut ed, b"abc\x1b[D\x1b[D\x08\n");
         assert_eq!(
             out,
-            b"a\x1b[K\x1b[Dab\x1b[K\x1b[D\x1b[Dabc\x1b[K\x1b[D\x1b[D\x1b[Dbc\x1b[K\x1b[D\x1b[D\r\n"
-                .to_vec()
+            b"a\x1b[K\x1b[Dab\x1b[K\x1b[D\x1b[Dabc\x1b[K\x1b[D\x1b[D\x1b[Dbc\x1b[K\x1b[D\x1b[D\r\n".to_vec()
         );
         assert_eq!(lines, vec![b"bc".to_vec()]);
     }
@@ -426,10 +407,7 @@ mod tests {
         let (out, _) = type_bytes(&mut ed, b"\x9bC");
         assert_eq!(out, b"\x1b[C".to_vec());
         let (out, _) = type_bytes(&mut ed, "é".as_bytes());
-        assert_eq!(
-            out,
-            b"\x1b[D \xc3\x1b[K\x1b[D\x1b[D \xc3\xa9\x1b[K".to_vec()
-        );
+        assert_eq!(out, b"\x1b[D \xc3\x1b[K\x1b[D\x1b[D \xc3\xa9\x1b[K".to_vec());
         // ^P, ^N, ^K and NUL are ignored, as in QEMU 7.2.
         let (out, _) = type_bytes(&mut ed, b"\x10\x0e\x0b\x00");
         assert!(out.is_empty());
@@ -459,14 +437,7 @@ mod tests {
     #[test]
     fn history_browsing_matches_qemu() {
         let mut ed = LineEditor::new();
-        for line in [
-            &b"abc\n"[..],
-            b"info status\n",
-            b"\n",
-            b"xyz\n",
-            b"ac\n",
-            b"bc\n",
-        ] {
+        for line in [&b"abc\n"[..], b"info status\n", b"\n", b"xyz\n", b"ac\n", b"bc\n"] {
             type_bytes(&mut ed, line);
         }
         assert_eq!(ed.history().len(), 5);
@@ -538,10 +509,7 @@ mod tests {
         }
         out.clear();
         ed.feed(b'\t', &mut out, &Fixed(vec!["stopcapture", "stop"], 3));
-        assert_eq!(
-            out,
-            b"\r\nstop         stopcapture  \r\n(qemu) stop\x1b[K".to_vec()
-        );
+        assert_eq!(out, b"\r\nstop         stopcapture  \r\n(qemu) stop\x1b[K".to_vec());
         out.clear();
         ed.feed(b'\t', &mut out, &Fixed(vec!["stop"], 4));
         assert_eq!(out, b"\x1b[D\x1b[D\x1b[D\x1b[Dstop \x1b[K".to_vec());

@@ -146,10 +146,7 @@ impl Cursor<'_> {
             Some(b'$') => {
                 // Registers are not reachable from here: any name is unknown.
                 self.pos += 1;
-                while self
-                    .peek()
-                    .is_some_and(|c| c.is_ascii_alphanumeric() || c == b'_' || c == b'.')
-                {
+                while self.peek().is_some_and(|c| c.is_ascii_alphanumeric() || c == b'_' || c == b'.') {
                     self.pos += 1;
                 }
                 self.skip_space();
@@ -182,15 +179,11 @@ fn c_number(s: &[u8]) -> Result<(u64, usize), ExprError> {
         [b'0', ..] => (8, 0),
         _ => (10, 0),
     };
-    let len = s[start..]
-        .iter()
-        .take_while(|c| char::from(**c).is_digit(radix))
-        .count();
+    let len = s[start..].iter().take_while(|c| char::from(**c).is_digit(radix)).count();
     if len == 0 {
         return Ok((0, 0));
     }
-    let digits =
-        std::str::from_utf8(&s[start..start + len]).map_err(|_| ExprError::UnexpectedEnd)?;
+    let digits = std::str::from_utf8(&s[start..start + len]).map_err(|_| ExprError::UnexpectedEnd)?;
     let value = u64::from_str_radix(digits, radix).map_err(|_| ExprError::NumberTooLarge)?;
     Ok((value, start + len))
 }
@@ -229,16 +222,10 @@ mod tests {
         assert_eq!(eval("(1"), Err(ExprError::CloseParenExpected));
         assert_eq!(eval("1/0"), Err(ExprError::DivisionByZero));
         assert_eq!(eval("$eax"), Err(ExprError::UnknownRegister));
-        assert_eq!(
-            eval("99999999999999999999999"),
-            Err(ExprError::NumberTooLarge)
-        );
+        assert_eq!(eval("99999999999999999999999"), Err(ExprError::NumberTooLarge));
         assert_eq!(eval("1+"), Err(ExprError::UnexpectedEnd));
         assert_eq!(eval("'"), Err(ExprError::CharConstantExpected));
         assert_eq!(eval("'ab'"), Err(ExprError::MissingQuote));
-        assert_eq!(
-            ExprError::InvalidChar('x').to_string(),
-            "invalid char 'x' in expression"
-        );
+        assert_eq!(ExprError::InvalidChar('x').to_string(), "invalid char 'x' in expression");
     }
 }

@@ -101,28 +101,16 @@ pub enum QuoteError {
 #[derive(Debug, Clone, PartialEq, Error)]
 pub enum ArgError {
     #[error("{command}: string expected")]
-    StringExpected {
-        command: String,
-        detail: Option<QuoteError>,
-    },
+    StringExpected { command: String, detail: Option<QuoteError> },
     #[error("{command}: filename expected")]
-    FilenameExpected {
-        command: String,
-        detail: Option<QuoteError>,
-    },
+    FilenameExpected { command: String, detail: Option<QuoteError> },
     #[error("{command}: block device name expected")]
-    BlockDeviceExpected {
-        command: String,
-        detail: Option<QuoteError>,
-    },
+    BlockDeviceExpected { command: String, detail: Option<QuoteError> },
     #[error("{command}: extraneous characters at the end of line")]
     Extraneous { command: String },
     /// `option` is `None` for a lone `-` at the end of the line.
     #[error("{command}: unsupported option -{}", option.map(String::from).unwrap_or_default())]
-    UnsupportedOption {
-        command: String,
-        option: Option<char>,
-    },
+    UnsupportedOption { command: String, option: Option<char> },
     #[error("Expected 'on' or 'off'")]
     ExpectedOnOff,
     #[error("invalid size")]
@@ -176,14 +164,10 @@ fn escape(input: &str) -> IResult<&str, char> {
 fn quoted(input: &str) -> IResult<&str, String> {
     delimited(
         char('"'),
-        fold_many0(
-            alt((none_of("\"\\"), preceded(char('\\'), escape))),
-            String::new,
-            |mut s, c| {
-                s.push(c);
-                s
-            },
-        ),
+        fold_many0(alt((none_of("\"\\"), preceded(char('\\'), escape))), String::new, |mut s, c| {
+            s.push(c);
+            s
+        }),
         char('"'),
     )
     .parse(input)
@@ -244,9 +228,7 @@ fn dash_option(input: &str) -> IResult<&str, Option<char>> {
 
 /// `on` or `off`, delimited by the first non-graphic character.
 fn on_off(input: &str) -> Result<(&str, bool), ArgError> {
-    let end = input
-        .find(|c: char| !c.is_ascii_graphic())
-        .unwrap_or(input.len());
+    let end = input.find(|c: char| !c.is_ascii_graphic()).unwrap_or(input.len());
     match &input[..end] {
         "on" => Ok((&input[end..], true)),
         "off" => Ok((&input[end..], false)),
@@ -271,9 +253,7 @@ pub fn parse_args(command: &str, specs: &[ArgSpec], input: &str) -> Result<Args,
                     match kind {
                         StringKind::Plain => ArgError::StringExpected { command, detail },
                         StringKind::Filename => ArgError::FilenameExpected { command, detail },
-                        StringKind::BlockDevice => {
-                            ArgError::BlockDeviceExpected { command, detail }
-                        }
+                        StringKind::BlockDevice => ArgError::BlockDeviceExpected { command, detail },
                     }
                 })?;
                 args.items.push((spec.key, Value::Str(s)));
@@ -303,8 +283,7 @@ pub fn parse_args(command: &str, specs: &[ArgSpec], input: &str) -> Result<Args,
                 if optional && p.is_empty() {
                     continue;
                 }
-                let (value, used) =
-                    parse_size_prefix(p, SizeUnit::MiB).map_err(|_| ArgError::InvalidSize)?;
+                let (value, used) = parse_size_prefix(p, SizeUnit::MiB).map_err(|_| ArgError::InvalidSize)?;
                 if value > i64::MAX as u64 {
                     return Err(ArgError::InvalidSize);
                 }
@@ -418,11 +397,7 @@ pub(crate) fn c_strtod(s: &str) -> Option<(f64, usize)> {
         _ => false,
     };
     let sign = if negative { -1.0 } else { 1.0 };
-    let lower: String = s[pos..]
-        .chars()
-        .take(8)
-        .collect::<String>()
-        .to_ascii_lowercase();
+    let lower: String = s[pos..].chars().take(8).collect::<String>().to_ascii_lowercase();
     if lower.starts_with("infinity") {
         return Some((sign * f64::INFINITY, pos + 8));
     }
@@ -432,11 +407,7 @@ pub(crate) fn c_strtod(s: &str) -> Option<(f64, usize)> {
     if lower.starts_with("nan") {
         return Some((f64::NAN, pos + 3));
     }
-    if let Some((v, used)) = lower
-        .starts_with("0x")
-        .then(|| hex_float(&b[pos + 2..]))
-        .flatten()
-    {
+    if let Some((v, used)) = lower.starts_with("0x").then(|| hex_float(&b[pos + 2..])).flatten() {
         return Some((sign * v, pos + 2 + used));
     }
     let digits = |from: usize| b[from..].iter().take_while(|c| c.is_ascii_digit()).count();
@@ -555,9 +526,7 @@ mod tests {
         unsupported("-z tcp:1", Some('z'));
         unsupported("- tcp:1", Some(' '));
         unsupported("-", None);
-        let extraneous = Err(ArgError::Extraneous {
-            command: "migrate".into(),
-        });
+        let extraneous = Err(ArgError::Extraneous { command: "migrate".into() });
         assert_eq!(parse(MIGRATE, "-db tcp:1"), extraneous);
         assert_eq!(parse(MIGRATE, "tcp:1 -d"), extraneous);
         // -r is declared after -d, so "-d" becomes the URI here.
@@ -589,15 +558,9 @@ mod tests {
             .to_string(),
             "migrate: unsupported option -"
         );
+        assert_eq!(ArgError::ExpectedOnOff.to_string(), "Expected 'on' or 'off'");
         assert_eq!(
-            ArgError::ExpectedOnOff.to_string(),
-            "Expected 'on' or 'off'"
-        );
-        assert_eq!(
-            ArgError::Extraneous {
-                command: "stop|s".into()
-            }
-            .to_string(),
+            ArgError::Extraneous { command: "stop|s".into() }.to_string(),
             "stop|s: extraneous characters at the end of line"
         );
     }
@@ -605,25 +568,17 @@ mod tests {
     #[test]
     fn quoting() {
         assert_eq!(get_str("  \"a b\" c"), Ok((" c", "a b".to_string())));
-        assert_eq!(
-            get_str(r#""a\"b\\c\n\r\'""#),
-            Ok(("", "a\"b\\c\n\r'".to_string()))
-        );
+        assert_eq!(get_str(r#""a\"b\\c\n\r\'""#), Ok(("", "a\"b\\c\n\r'".to_string())));
         assert_eq!(get_str("abc\"def x"), Ok((" x", "abc\"def".to_string())));
         assert_eq!(get_str("\"abc"), Err(Some(QuoteError::Unterminated)));
         assert_eq!(get_str(r#""a\qb""#), Err(Some(QuoteError::BadEscape('q'))));
         assert_eq!(get_str("   "), Err(None));
         assert_eq!(
             parse("name:s?", "\"a b\"c"),
-            Err(ArgError::Extraneous {
-                command: "migrate".into()
-            })
+            Err(ArgError::Extraneous { command: "migrate".into() })
         );
         assert_eq!(parse("name:s?", "").unwrap().opt_string("name"), None);
-        assert_eq!(
-            parse("name:s?", "\"\"").unwrap().opt_string("name"),
-            Some(String::new())
-        );
+        assert_eq!(parse("name:s?", "\"\"").unwrap().opt_string("name"), Some(String::new()));
     }
 
     #[test]
@@ -660,12 +615,7 @@ mod tests {
         assert_eq!(size("-1"), Err(ArgError::InvalidSize));
         assert_eq!(size("abc"), Err(ArgError::InvalidSize));
         assert_eq!(size("8E"), Err(ArgError::InvalidSize));
-        assert_eq!(
-            size("10mb"),
-            Err(ArgError::Extraneous {
-                command: "migrate".into()
-            })
-        );
+        assert_eq!(size("10mb"), Err(ArgError::Extraneous { command: "migrate".into() }));
         assert_eq!(size(""), Err(ArgError::InvalidSize));
     }
 
@@ -684,12 +634,7 @@ mod tests {
         assert_eq!(secs("nan"), Err(ArgError::BadNumber));
         assert_eq!(secs("5x"), Err(ArgError::UnknownUnitSuffix));
         assert_eq!(secs("5s"), Err(ArgError::UnknownUnitSuffix));
-        assert_eq!(
-            secs("5 x"),
-            Err(ArgError::Extraneous {
-                command: "migrate".into()
-            })
-        );
+        assert_eq!(secs("5 x"), Err(ArgError::Extraneous { command: "migrate".into() }));
     }
 
     #[test]
@@ -699,15 +644,10 @@ mod tests {
         assert!(a.flag("cpustate_all") && a.int("vcpu").is_none());
         assert_eq!(parse(spec, "1 + 1").unwrap().int("vcpu"), Some(2));
         assert_eq!(parse(spec, "'a'").unwrap().int("vcpu"), Some(97));
-        assert_eq!(
-            parse(spec, "x"),
-            Err(ArgError::Expr(ExprError::InvalidChar('x')))
-        );
+        assert_eq!(parse(spec, "x"), Err(ArgError::Expr(ExprError::InvalidChar('x'))));
         assert_eq!(
             parse(spec, "0x100000000"),
-            Err(ArgError::IntegerTooWide {
-                command: "migrate".into()
-            })
+            Err(ArgError::IntegerTooWide { command: "migrate".into() })
         );
         assert_eq!(
             parse(spec, "-1"),
@@ -721,10 +661,7 @@ mod tests {
 
     #[test]
     fn rest_of_line() {
-        assert_eq!(
-            parse("name:S?", "  info   status ").unwrap().string("name"),
-            "info   status "
-        );
+        assert_eq!(parse("name:S?", "  info   status ").unwrap().string("name"), "info   status ");
         assert_eq!(parse("name:S?", "  ").unwrap().opt_string("name"), None);
     }
 }

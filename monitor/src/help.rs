@@ -70,10 +70,7 @@ mod tests {
         let lines: Vec<&str> = text.lines().filter(|l| !l.starts_with('\t')).collect();
         assert_eq!(lines.len(), COMMANDS.len());
         for (line, def) in lines.iter().zip(COMMANDS) {
-            assert!(
-                line.starts_with(&format!("{} {} -- ", def.name, def.params)),
-                "{line}"
-            );
+            assert!(line.starts_with(&format!("{} {} -- ", def.name, def.params)), "{line}");
         }
         assert!(text.starts_with("cont|c  -- "));
         assert!(text.contains("\nhelp|? [cmd] -- "));
@@ -82,22 +79,10 @@ mod tests {
 
     #[test]
     fn help_for_one_command() {
-        assert_eq!(
-            help_text(Some("stop")),
-            find(COMMANDS, "stop").unwrap().help_line()
-        );
-        assert_eq!(
-            help_text(Some("q")),
-            find(COMMANDS, "quit").unwrap().help_line()
-        );
-        assert_eq!(
-            help_text(Some("stop extra")),
-            find(COMMANDS, "stop").unwrap().help_line()
-        );
-        assert_eq!(
-            help_text(Some("  \"stop\"")),
-            find(COMMANDS, "stop").unwrap().help_line()
-        );
+        assert_eq!(help_text(Some("stop")), find(COMMANDS, "stop").unwrap().help_line());
+        assert_eq!(help_text(Some("q")), find(COMMANDS, "quit").unwrap().help_line());
+        assert_eq!(help_text(Some("stop extra")), find(COMMANDS, "stop").unwrap().help_line());
+        assert_eq!(help_text(Some("  \"stop\"")), find(COMMANDS, "stop").unwrap().help_line());
         assert_eq!(help_text(Some("nosuch")), "unknown command: 'nosuch'\n");
         assert_eq!(help_text(Some("stop|s")), "unknown command: 'stop|s'\n");
         assert_eq!(help_text(Some("\"unterminated")), "");
@@ -114,14 +99,8 @@ mod tests {
         assert!(text.contains("info registers [-a|vcpu] -- "));
         assert_eq!(
             help_text(Some("info status extra")),
-            format!(
-                "info {}",
-                find(INFO_COMMANDS, "status").unwrap().help_line()
-            )
+            format!("info {}", find(INFO_COMMANDS, "status").unwrap().help_line())
         );
-        assert_eq!(
-            help_text(Some("info nosuch")),
-            "unknown command: 'info nosuch'\n"
-        );
+        assert_eq!(help_text(Some("info nosuch")), "unknown command: 'info nosuch'\n");
     }
 }

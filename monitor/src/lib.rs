@@ -31,7 +31,7 @@ pub use mux::{Focus, Mux, MuxEvent, MuxItem};
 pub use session::{Session, SessionStatus};
 pub use size::{SizeError, SizeUnit, parse_size};
 pub use transport::{
-    ChardevInfo, ChardevSpec, Monitor, MonitorBuilder, MonitorError, MonitorHandle, SerialFrontend,
-    SerialWriter, compat_label, restore_terminal,
+    ChardevInfo, ChardevSpec, Monitor, MonitorBuilder, MonitorError, MonitorHandle, SerialFrontend, SerialWriter, compat_label,
+    restore_terminal,
 };
 pub use vmm::{Outcome, Pending, SharedVmm, Vmm, execute_line};

@@ -66,11 +66,7 @@ impl Mux {
         Mux {
             escape,
             got_escape: false,
-            focus: if has_serial {
-                Focus::Serial
-            } else {
-                Focus::Monitor
-            },
+            focus: if has_serial { Focus::Serial } else { Focus::Monitor },
             has_serial,
             timestamps: false,
             timestamp_start: None,
@@ -127,8 +123,7 @@ impl Mux {
 
     fn push_data(&self, items: &mut Vec<MuxItem>, byte: u8) {
         match (self.focus, items.last_mut()) {
-            (Focus::Serial, Some(MuxItem::Serial(bytes)))
-            | (Focus::Monitor, Some(MuxItem::Monitor(bytes))) => bytes.push(byte),
+            (Focus::Serial, Some(MuxItem::Serial(bytes))) | (Focus::Monitor, Some(MuxItem::Monitor(bytes))) => bytes.push(byte),
             (Focus::Serial, _) => items.push(MuxItem::Serial(vec![byte])),
             (Focus::Monitor, _) => items.push(MuxItem::Monitor(vec![byte])),
         }
@@ -137,17 +132,11 @@ impl Mux {
     /// The escape help, in QEMU's layout (lines end in `\n\r`).
     pub fn help_text(&self) -> Vec<u8> {
         let (name, mut text) = if (1..26).contains(&self.escape) {
-            (
-                format!("C-{}", char::from(b'a' + self.escape - 1)),
-                String::from("\n\r"),
-            )
+            (format!("C-{}", char::from(b'a' + self.escape - 1)), String::from("\n\r"))
         } else {
             (
                 String::from("Escape-Char"),
-                format!(
-                    "\n\rEscape-Char set to Ascii: 0x{:02x}\n\r\n\r",
-                    self.escape
-                ),
+                format!("\n\rEscape-Char set to Ascii: 0x{:02x}\n\r\n\r", self.escape),
             )
         };
         for (key, what) in [
@@ -178,16 +167,7 @@ impl Mux {
                 let start = *self.timestamp_start.get_or_insert(now_ms);
                 let t = now_ms.saturating_sub(start);
                 let secs = t / 1000;
-                out.extend_from_slice(
-                    format!(
-                        "[{:02}:{:02}:{:02}.{:03}] ",
-                        secs / 3600,
-                        (secs / 60) % 60,
-                        secs % 60,
-                        t % 1000
-                    )
-                    .as_bytes(),
-                );
+                out.extend_from_slice(format!("[{:02}:{:02}:{:02}.{:03}] ", secs / 3600, (secs / 60) % 60, secs % 60, t % 1000).as_bytes());
                 self.line_start = false;
             }
             out.push(b);
@@ -247,10 +227,7 @@ mod tests {
         assert_eq!(mux.focus(), Focus::Monitor);
         assert_eq!(
             mux.feed(b"\x01cq"),
-            vec![
-                MuxItem::Event(MuxEvent::Switch(Focus::Monitor)),
-                MuxItem::Monitor(b"q".to_vec())
-            ]
+            vec![MuxItem::Event(MuxEvent::Switch(Focus::Monitor)), MuxItem::Monitor(b"q".to_vec())]
         );
     }
 
@@ -264,16 +241,10 @@ mod tests {
              C-a c    switch between console and monitor\n\rC-a C-a  sends C-a\n\r"
         );
         let other = Mux::new(0x02, true);
-        assert!(
-            String::from_utf8(other.help_text())
-                .unwrap()
-                .starts_with("\n\rC-b h    print")
-        );
+        assert!(String::from_utf8(other.help_text()).unwrap().starts_with("\n\rC-b h    print"));
         let high = Mux::new(b'~', true);
         let text = String::from_utf8(high.help_text()).unwrap();
-        assert!(text.starts_with(
-            "\n\rEscape-Char set to Ascii: 0x7e\n\r\n\rEscape-Char h    print this help\n\r"
-        ));
+        assert!(text.starts_with("\n\rEscape-Char set to Ascii: 0x7e\n\r\n\rEscape-Char h    print this help\n\r"));
         assert!(text.ends_with("Escape-Char Escape-Char  sends Escape-Char\n\r"));
     }
 
@@ -283,13 +254,7 @@ mod tests {
         assert_eq!(mux.filter_output(b"a\nb", 5), b"a\nb".to_vec());
         mux.feed(b"\x01t");
         assert_eq!(mux.filter_output(b"x\n", 1000), b"x\n".to_vec());
-        assert_eq!(
-            mux.filter_output(b"y\nz", 1500),
-            b"[00:00:00.000] y\n[00:00:00.000] z".to_vec()
-        );
-        assert_eq!(
-            mux.filter_output(b"\nw", 1500 + 3_723_004),
-            b"\n[01:02:03.004] w".to_vec()
-        );
+        assert_eq!(mux.filter_output(b"y\nz", 1500), b"[00:00:00.000] y\n[00:00:00.000] z".to_vec());
+        assert_eq!(mux.filter_output(b"\nw", 1500 + 3_723_004), b"\n[01:02:03.004] w".to_vec());
     }
 }

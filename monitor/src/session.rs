@@ -115,9 +115,7 @@ impl Session {
         match parse_line(&text) {
             Ok(None) => {}
             Err(e) => push_crlf(out, e.render().as_bytes()),
-            Ok(Some(Command::Help { topic })) => {
-                push_crlf(out, help_text(topic.as_deref()).as_bytes())
-            }
+            Ok(Some(Command::Help { topic })) => push_crlf(out, help_text(topic.as_deref()).as_bytes()),
             Ok(Some(Command::Info(InfoCommand::History))) => {
                 for (i, entry) in self.history().iter().enumerate() {
                     push_crlf(out, format!("{i}: '{entry}'\n").as_bytes());
@@ -156,9 +154,7 @@ mod tests {
     fn strip_echo(out: &[u8]) -> String {
         // What follows the echo's CRLF.
         let text = String::from_utf8_lossy(out).into_owned();
-        text.split_once("\r\n")
-            .map(|(_, rest)| rest.to_string())
-            .unwrap_or(text)
+        text.split_once("\r\n").map(|(_, rest)| rest.to_string()).unwrap_or(text)
     }
 
     #[test]
@@ -166,10 +162,7 @@ mod tests {
         let mut s = Session::new("1.2.3");
         let mut out = Vec::new();
         s.open(&mut out);
-        assert_eq!(
-            out,
-            b"godwit 1.2.3 monitor - type 'help' for more information\r\n(qemu) ".to_vec()
-        );
+        assert_eq!(out, b"godwit 1.2.3 monitor - type 'help' for more information\r\n(qemu) ".to_vec());
     }
 
     #[test]
@@ -194,10 +187,7 @@ mod tests {
         assert_eq!(cmd, Some(Command::Stop));
         out.clear();
         s.fail("Resetting the Virtual Machine is required", &mut out);
-        assert_eq!(
-            out,
-            b"Error: Resetting the Virtual Machine is required\r\n(qemu) ".to_vec()
-        );
+        assert_eq!(out, b"Error: Resetting the Virtual Machine is required\r\n(qemu) ".to_vec());
     }
 
     #[test]
@@ -268,9 +258,7 @@ mod tests {
         let mut s = Session::new("1");
         let mut out = Vec::new();
         s.open(&mut out);
-        let garbage: Vec<u8> = (0..20_000u32)
-            .map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8)
-            .collect();
+        let garbage: Vec<u8> = (0..20_000u32).map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8).collect();
         for chunk in garbage.chunks(256) {
             out.clear();
             let mut rest = chunk;

@@ -62,10 +62,7 @@ fn suffix_multiplier(c: u8) -> Option<u64> {
 /// reports it as "extraneous characters").
 pub fn parse_size_prefix(text: &str, default_unit: SizeUnit) -> Result<(u64, usize), SizeError> {
     let bytes = text.as_bytes();
-    let mut pos = bytes
-        .iter()
-        .position(|b| !b.is_ascii_whitespace())
-        .unwrap_or(bytes.len());
+    let mut pos = bytes.iter().position(|b| !b.is_ascii_whitespace()).unwrap_or(bytes.len());
     let start = pos;
     match bytes.get(pos) {
         // strtoull would accept a minus sign and negate; QEMU rejects it.
@@ -93,8 +90,7 @@ pub fn parse_size_prefix(text: &str, default_unit: SizeUnit) -> Result<(u64, usi
         if end == hex_start {
             // "0x" with no digits: strtoull stops after the "0".
         } else {
-            value =
-                u64::from_str_radix(&text[hex_start..end], 16).map_err(|_| SizeError::TooLarge)?;
+            value = u64::from_str_radix(&text[hex_start..end], 16).map_err(|_| SizeError::TooLarge)?;
             pos = end;
             if bytes.get(pos) == Some(&b'.') {
                 return Err(SizeError::Invalid);
@@ -206,8 +202,7 @@ mod tests {
     #[test]
     fn rejected_sizes() {
         for bad in [
-            "-1", "-0", "abc", "", " ", "1.5b", "1e3", ".5M", "1x", "0x1.8M", "1.5e3k", "1.k5",
-            "16E", "17E",
+            "-1", "-0", "abc", "", " ", "1.5b", "1e3", ".5M", "1x", "0x1.8M", "1.5e3k", "1.k5", "16E", "17E",
         ] {
             assert!(mib(bad).is_err(), "{bad:?} should be rejected");
         }

@@ -75,27 +75,15 @@ const fn cmd(
 
 /// The top-level commands.
 pub static COMMANDS: &[CommandDef] = &[
-    cmd("cont|c", "", "", "resume guest execution", |_| {
-        Command::Cont
+    cmd("cont|c", "", "", "resume guest execution", |_| Command::Cont),
+    cmd("delvm", "name:s", "tag", "delete the VM snapshot that has this tag", |a| {
+        Command::DelVm { tag: a.string("name") }
     }),
-    cmd(
-        "delvm",
-        "name:s",
-        "tag",
-        "delete the VM snapshot that has this tag",
-        |a| Command::DelVm {
-            tag: a.string("name"),
-        },
-    ),
-    cmd(
-        "help|?",
-        "name:S?",
-        "[cmd]",
-        "list the commands, or describe one of them",
-        |a| Command::Help {
+    cmd("help|?", "name:S?", "[cmd]", "list the commands, or describe one of them", |a| {
+        Command::Help {
             topic: a.opt_string("name"),
-        },
-    ),
+        }
+    }),
     CommandDef {
         name: "info",
         args_type: "item:s?",
@@ -103,15 +91,9 @@ pub static COMMANDS: &[CommandDef] = &[
         help: "print information about the state of the machine",
         action: Action::SubTable(INFO_COMMANDS),
     },
-    cmd(
-        "loadvm",
-        "name:s",
-        "tag",
-        "go back to the VM snapshot that has this tag",
-        |a| Command::LoadVm {
-            tag: a.string("name"),
-        },
-    ),
+    cmd("loadvm", "name:s", "tag", "go back to the VM snapshot that has this tag", |a| {
+        Command::LoadVm { tag: a.string("name") }
+    }),
     cmd(
         "migrate",
         "detach:-d,blk:-b,inc:-i,resume:-r,uri:s",
@@ -128,21 +110,15 @@ pub static COMMANDS: &[CommandDef] = &[
             uri: a.string("uri"),
         },
     ),
-    cmd(
-        "migrate_cancel",
-        "",
-        "",
-        "abort the migration in progress",
-        |_| Command::MigrateCancel,
-    ),
+    cmd("migrate_cancel", "", "", "abort the migration in progress", |_| {
+        Command::MigrateCancel
+    }),
     cmd(
         "migrate_incoming",
         "uri:s",
         "uri",
         "start receiving a migration on a VM started with -incoming defer",
-        |a| Command::MigrateIncoming {
-            uri: a.string("uri"),
-        },
+        |a| Command::MigrateIncoming { uri: a.string("uri") },
     ),
     cmd(
         "migrate_set_capability",
@@ -195,9 +171,7 @@ pub static COMMANDS: &[CommandDef] = &[
         "name:s?",
         "tag",
         "take a VM snapshot under this tag (a new tag is generated when none is given)",
-        |a| Command::SaveVm {
-            tag: a.opt_string("name"),
-        },
+        |a| Command::SaveVm { tag: a.opt_string("name") },
     ),
     cmd("stop|s", "", "", "pause guest execution", |_| Command::Stop),
     cmd(
@@ -207,9 +181,7 @@ pub static COMMANDS: &[CommandDef] = &[
         "press the virtual power button (ACPI power down request)",
         |_| Command::SystemPowerdown,
     ),
-    cmd("system_reset", "", "", "reset the machine", |_| {
-        Command::SystemReset
-    }),
+    cmd("system_reset", "", "", "reset the machine", |_| Command::SystemReset),
 ];
 
 const fn info(
@@ -240,40 +212,22 @@ pub static INFO_COMMANDS: &[CommandDef] = &[
     info("chardev", "", "", "list the character devices", |_| {
         Command::Info(InfoCommand::Chardev)
     }),
-    info("cpus", "", "", "list the virtual CPUs", |_| {
-        Command::Info(InfoCommand::Cpus)
+    info("cpus", "", "", "list the virtual CPUs", |_| Command::Info(InfoCommand::Cpus)),
+    info("history", "", "", "list the commands entered so far", |_| {
+        Command::Info(InfoCommand::History)
     }),
-    info(
-        "history",
-        "",
-        "",
-        "list the commands entered so far",
-        |_| Command::Info(InfoCommand::History),
-    ),
-    info(
-        "kvm",
-        "",
-        "",
-        "tell whether KVM acceleration is in use",
-        |_| Command::Info(InfoCommand::Kvm),
-    ),
+    info("kvm", "", "", "tell whether KVM acceleration is in use", |_| {
+        Command::Info(InfoCommand::Kvm)
+    }),
     info("migrate", "", "", "show the state of the migration", |_| {
         Command::Info(InfoCommand::Migrate)
     }),
-    info(
-        "migrate_capabilities",
-        "",
-        "",
-        "show the migration capabilities",
-        |_| Command::Info(InfoCommand::MigrateCapabilities),
-    ),
-    info(
-        "migrate_parameters",
-        "",
-        "",
-        "show the migration parameters",
-        |_| Command::Info(InfoCommand::MigrateParameters),
-    ),
+    info("migrate_capabilities", "", "", "show the migration capabilities", |_| {
+        Command::Info(InfoCommand::MigrateCapabilities)
+    }),
+    info("migrate_parameters", "", "", "show the migration parameters", |_| {
+        Command::Info(InfoCommand::MigrateParameters)
+    }),
     info(
         "mtree",
         "flatview:-f,dispatch_tree:-d,owner:-o,disabled:-D",
@@ -288,15 +242,9 @@ pub static INFO_COMMANDS: &[CommandDef] = &[
             })
         },
     ),
-    info("name", "", "", "print the name of the VM", |_| {
-        Command::Info(InfoCommand::Name)
-    }),
-    info("pci", "", "", "list the PCI devices", |_| {
-        Command::Info(InfoCommand::Pci)
-    }),
-    info("qtree", "", "", "print the device tree", |_| {
-        Command::Info(InfoCommand::Qtree)
-    }),
+    info("name", "", "", "print the name of the VM", |_| Command::Info(InfoCommand::Name)),
+    info("pci", "", "", "list the PCI devices", |_| Command::Info(InfoCommand::Pci)),
+    info("qtree", "", "", "print the device tree", |_| Command::Info(InfoCommand::Qtree)),
     info(
         "registers",
         "cpustate_all:-a,vcpu:i?",
@@ -315,16 +263,10 @@ pub static INFO_COMMANDS: &[CommandDef] = &[
     info("snapshots", "", "", "list the VM snapshots", |_| {
         Command::Info(InfoCommand::Snapshots)
     }),
-    info(
-        "status",
-        "",
-        "",
-        "tell whether the VM is running or paused",
-        |_| Command::Info(InfoCommand::Status),
-    ),
-    info("uuid", "", "", "print the UUID of the VM", |_| {
-        Command::Info(InfoCommand::Uuid)
+    info("status", "", "", "tell whether the VM is running or paused", |_| {
+        Command::Info(InfoCommand::Status)
     }),
+    info("uuid", "", "", "print the UUID of the VM", |_| Command::Info(InfoCommand::Uuid)),
     info("version", "", "", "print the emulator version", |_| {
         Command::Info(InfoCommand::Version)
     }),
@@ -338,16 +280,10 @@ mod tests {
     fn tables_are_sorted_and_specs_parse() {
         for table in [COMMANDS, INFO_COMMANDS] {
             for pair in table.windows(2) {
-                assert!(
-                    pair[0].name < pair[1].name,
-                    "{} before {}",
-                    pair[0].name,
-                    pair[1].name
-                );
+                assert!(pair[0].name < pair[1].name, "{} before {}", pair[0].name, pair[1].name);
             }
             for def in table {
-                def.arg_specs()
-                    .unwrap_or_else(|e| panic!("{}: {e}", def.name));
+                def.arg_specs().unwrap_or_else(|e| panic!("{}: {e}", def.name));
             }
         }
     }
@@ -358,27 +294,17 @@ mod tests {
         assert_eq!(find(COMMANDS, "?").map(|d| d.name), Some("help|?"));
         assert!(find(COMMANDS, "cont|c").is_none());
         assert!(find(COMMANDS, "").is_none());
-        assert_eq!(
-            find(COMMANDS, "quit").map(|d| d.primary_name()),
-            Some("quit")
-        );
+        assert_eq!(find(COMMANDS, "quit").map(|d| d.primary_name()), Some("quit"));
     }
 
     #[test]
     fn help_line_layout() {
-        let line = |name| {
-            find(COMMANDS, name)
-                .map(|d| d.help_line())
-                .unwrap_or_default()
-        };
+        let line = |name| find(COMMANDS, name).map(|d| d.help_line()).unwrap_or_default();
         assert!(line("migrate_cancel").starts_with("migrate_cancel  -- "));
         assert!(line("c").starts_with("cont|c  -- "));
         assert!(line("migrate").starts_with("migrate [-d] [-b] [-i] [-r] uri -- "));
         assert_eq!(line("migrate").matches("\n\t\t\t -").count(), 3);
         assert!(line("savevm").starts_with("savevm tag -- "));
-        assert!(
-            line("migrate_set_capability")
-                .starts_with("migrate_set_capability capability state -- ")
-        );
+        assert!(line("migrate_set_capability").starts_with("migrate_set_capability capability state -- "));
     }
 }

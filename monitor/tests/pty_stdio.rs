@@ -59,15 +59,9 @@ fn pty_sessions() {
     assert!(path.starts_with("/dev/pts/"), "{}", path.display());
     assert_eq!(
         handle.redirect_message().unwrap(),
-        format!(
-            "char device redirected to {} (label compat_monitor1)",
-            path.display()
-        )
+        format!("char device redirected to {} (label compat_monitor1)", path.display())
     );
-    assert_eq!(
-        handle.chardevs()[0].filename,
-        format!("pty:{}", path.display())
-    );
+    assert_eq!(handle.chardevs()[0].filename, format!("pty:{}", path.display()));
     for _ in 0..2 {
         let mut tty = Paced(open_slave(&path));
         let banner = read_until(&mut tty, b"(qemu) ", Duration::from_secs(5));
@@ -82,8 +76,7 @@ fn pty_sessions() {
 
 fn pair() -> (UnixStream, OwnedFd, OwnedFd) {
     let (ours, theirs) = UnixStream::pair().expect("socketpair");
-    ours.set_read_timeout(Some(Duration::from_millis(50)))
-        .unwrap();
+    ours.set_read_timeout(Some(Duration::from_millis(50))).unwrap();
     let input = OwnedFd::from(theirs);
     let output = input.try_clone().unwrap();
     (ours, input, output)
@@ -101,10 +94,7 @@ fn plain_stdio_style_monitor() {
         BANNER
     );
     assert_eq!(command(&mut term, "info status"), "VM status: running\r\n");
-    assert_eq!(
-        handle.chardevs()[0].to_string(),
-        "compat_monitor0: filename=stdio"
-    );
+    assert_eq!(handle.chardevs()[0].to_string(), "compat_monitor0: filename=stdio");
     handle.shutdown();
 }
 
@@ -133,22 +123,12 @@ fn muxed_serial_and_monitor() {
         .start_on_fds(input, output, true)
         .expect("start");
     assert_eq!(
-        handle
-            .chardevs()
-            .iter()
-            .map(ToString::to_string)
-            .collect::<Vec<_>>(),
-        [
-            "compat_monitor0-base: filename=stdio",
-            "compat_monitor0: filename=mux"
-        ]
+        handle.chardevs().iter().map(ToString::to_string).collect::<Vec<_>>(),
+        ["compat_monitor0-base: filename=stdio", "compat_monitor0: filename=mux"]
     );
     let mut guest = handle.serial_writer().expect("serial writer");
     guest.write_all(b"Booting...\r\n").unwrap();
-    assert_eq!(
-        read_until(&mut term, b"Booting...\r\n", Duration::from_secs(5)),
-        b"Booting...\r\n"
-    );
+    assert_eq!(read_until(&mut term, b"Booting...\r\n", Duration::from_secs(5)), b"Booting...\r\n");
 
     // Typing goes to the serial port; Ctrl-A Ctrl-A sends one Ctrl-A.
     term.write_all(b"ls\r\x01\x01").unwrap();
@@ -167,19 +147,12 @@ fn muxed_serial_and_monitor() {
     assert_eq!(command(&mut term, "info status"), "VM status: running\r\n");
     // Back to the serial port: the monitor ends its line.
     term.write_all(b"\x01c").unwrap();
-    assert_eq!(
-        read_until(&mut term, b"\r\n", Duration::from_secs(5)),
-        b"\r\n"
-    );
+    assert_eq!(read_until(&mut term, b"\r\n", Duration::from_secs(5)), b"\r\n");
     term.write_all(b"x").unwrap();
     // And to the monitor again: just a prompt, with the half-typed line gone.
     term.write_all(b"\x01cinfo st\x01c\x01c").unwrap();
     let out = read_until(&mut term, b"\r\n(qemu) ", Duration::from_secs(5));
-    assert!(
-        out.starts_with(b"(qemu) i\x1b[K"),
-        "{:?}",
-        String::from_utf8_lossy(&out)
-    );
+    assert!(out.starts_with(b"(qemu) i\x1b[K"), "{:?}", String::from_utf8_lossy(&out));
     assert_eq!(command(&mut term, "info status"), "VM status: running\r\n");
 
     // Timestamps apply to what the terminal shows.
@@ -187,11 +160,7 @@ fn muxed_serial_and_monitor() {
     std::thread::sleep(Duration::from_millis(100));
     guest.write_all(b"a\nb").unwrap();
     let stamped = read_until(&mut term, b"] b", Duration::from_secs(5));
-    assert!(
-        stamped.starts_with(b"a\n[00:00:00."),
-        "{:?}",
-        String::from_utf8_lossy(&stamped)
-    );
+    assert!(stamped.starts_with(b"a\n[00:00:00."), "{:?}", String::from_utf8_lossy(&stamped));
     term.write_all(b"\x01t").unwrap();
 
     // Ctrl-A x: "QEMU: Terminated" and a quit through the VMM.
@@ -235,8 +204,6 @@ fn serial_needs_mon_stdio() {
 #[test]
 fn none_starts_nothing() {
     let (_vmm, shared) = fake_vmm();
-    let handle = MonitorBuilder::new(VERSION, shared)
-        .start("none")
-        .expect("start");
+    let handle = MonitorBuilder::new(VERSION, shared).start("none").expect("start");
     assert!(handle.chardevs().is_empty());
 }

@@ -20,9 +20,7 @@ fn tcp_monitor(vmm: SharedVmm, options: &str) -> (MonitorHandle, std::net::Socke
 
 fn connect(addr: std::net::SocketAddr) -> TcpStream {
     let stream = TcpStream::connect(addr).expect("connect");
-    stream
-        .set_read_timeout(Some(Duration::from_millis(50)))
-        .expect("timeout");
+    stream.set_read_timeout(Some(Duration::from_millis(50))).expect("timeout");
     stream
 }
 
@@ -32,10 +30,7 @@ fn tcp_banner_commands_and_reconnect() {
     let (handle, addr) = tcp_monitor(shared, "tcp");
     let label = compat_label(0);
     let disconnected = format!("disconnected:tcp:127.0.0.1:{},server=on", addr.port());
-    assert_eq!(
-        handle.chardevs()[0].to_string(),
-        format!("{label}: filename={disconnected}")
-    );
+    assert_eq!(handle.chardevs()[0].to_string(), format!("{label}: filename={disconnected}"));
 
     let mut client = connect(addr);
     let banner = read_until(&mut client, b"(qemu) ", Duration::from_secs(5));
@@ -51,19 +46,12 @@ fn tcp_banner_commands_and_reconnect() {
         expected.extend_from_slice(b"\x1b[K");
     }
     expected.extend_from_slice(b"\r\nVM status: running\r\n(qemu) ");
-    assert_eq!(
-        String::from_utf8_lossy(&reply),
-        String::from_utf8_lossy(&expected)
-    );
+    assert_eq!(String::from_utf8_lossy(&reply), String::from_utf8_lossy(&expected));
 
     let local = client.local_addr().unwrap();
     assert_eq!(
         handle.chardevs()[0].filename,
-        format!(
-            "tcp:127.0.0.1:{},server=on <-> 127.0.0.1:{}",
-            addr.port(),
-            local.port()
-        )
+        format!("tcp:127.0.0.1:{},server=on <-> 127.0.0.1:{}", addr.port(), local.port())
     );
     assert_eq!(command(&mut client, "stop"), "");
     assert_eq!(command(&mut client, "info status"), "VM status: paused\r\n");
@@ -83,10 +71,7 @@ fn tcp_banner_commands_and_reconnect() {
     let banner = read_until(&mut client, b"(qemu) ", Duration::from_secs(5));
     assert_eq!(String::from_utf8_lossy(&banner), BANNER);
     assert_eq!(command(&mut client, "c"), "");
-    assert_eq!(
-        command(&mut client, "info status"),
-        "VM status: running\r\n"
-    );
+    assert_eq!(command(&mut client, "info status"), "VM status: running\r\n");
     drop(client);
     let deadline = Instant::now() + Duration::from_secs(2);
     while handle.chardevs()[0].filename != disconnected && Instant::now() < deadline {
@@ -105,36 +90,24 @@ fn telnet_negotiation_and_iac_stripping() {
     let first = read_until(&mut client, b"(qemu) ", Duration::from_secs(5));
     assert_eq!(
         &first[..12],
-        &[
-            0xff, 0xfb, 0x01, 0xff, 0xfb, 0x03, 0xff, 0xfb, 0x00, 0xff, 0xfd, 0x00
-        ]
+        &[0xff, 0xfb, 0x01, 0xff, 0xfb, 0x03, 0xff, 0xfb, 0x00, 0xff, 0xfd, 0x00]
     );
     assert_eq!(String::from_utf8_lossy(&first[12..]), BANNER);
     // The client's answers are dropped; the command still works.
     client
-        .write_all(&[
-            0xff, 0xfd, 0x01, 0xff, 0xfd, 0x03, 0xff, 0xfd, 0x00, 0xff, 0xfb, 0x00,
-        ])
+        .write_all(&[0xff, 0xfd, 0x01, 0xff, 0xfd, 0x03, 0xff, 0xfd, 0x00, 0xff, 0xfb, 0x00])
         .unwrap();
     client.write_all(b"info st\xff\xf1atus\r").unwrap();
     let reply = read_until(&mut client, b"(qemu) ", Duration::from_secs(5));
-    assert!(
-        String::from_utf8_lossy(&reply)
-            .ends_with("info status\x1b[K\r\nVM status: running\r\n(qemu) ")
-    );
-    assert!(
-        handle.chardevs()[0]
-            .filename
-            .starts_with("telnet:127.0.0.1:")
-    );
+    assert!(String::from_utf8_lossy(&reply).ends_with("info status\x1b[K\r\nVM status: running\r\n(qemu) "));
+    assert!(handle.chardevs()[0].filename.starts_with("telnet:127.0.0.1:"));
     handle.shutdown();
 }
 
 #[test]
 fn unix_socket_monitor() {
     let (_vmm, shared) = fake_vmm();
-    let path =
-        std::env::temp_dir().join(format!("godwit-monitor-test-{}.sock", std::process::id()));
+    let path = std::env::temp_dir().join(format!("godwit-monitor-test-{}.sock", std::process::id()));
     let spec = format!("unix:{},server,nowait", path.display());
     let handle = MonitorBuilder::new(VERSION, shared)
         .label(compat_label(2))
@@ -142,26 +115,15 @@ fn unix_socket_monitor() {
         .expect("start");
     assert_eq!(
         handle.chardevs()[0].to_string(),
-        format!(
-            "compat_monitor2: filename=disconnected:unix:{},server=on",
-            path.display()
-        )
+        format!("compat_monitor2: filename=disconnected:unix:{},server=on", path.display())
     );
     for _ in 0..2 {
         let mut client = UnixStream::connect(&path).expect("connect");
-        client
-            .set_read_timeout(Some(Duration::from_millis(50)))
-            .unwrap();
+        client.set_read_timeout(Some(Duration::from_millis(50))).unwrap();
         let banner = read_until(&mut client, b"(qemu) ", Duration::from_secs(5));
         assert_eq!(String::from_utf8_lossy(&banner), BANNER);
-        assert_eq!(
-            command(&mut client, "info status"),
-            "VM status: running\r\n"
-        );
-        assert_eq!(
-            handle.chardevs()[0].filename,
-            format!("unix:{},server=on", path.display())
-        );
+        assert_eq!(command(&mut client, "info status"), "VM status: running\r\n");
+        assert_eq!(handle.chardevs()[0].filename, format!("unix:{},server=on", path.display()));
     }
     drop(handle);
     assert!(!path.exists(), "the socket file is removed");
@@ -194,10 +156,7 @@ fn hundred_clients_come_and_go() {
     let mut client = connect(addr);
     let banner = read_until(&mut client, b"(qemu) ", Duration::from_secs(10));
     assert_eq!(String::from_utf8_lossy(&banner), BANNER);
-    assert_eq!(
-        command(&mut client, "info status"),
-        "VM status: running\r\n"
-    );
+    assert_eq!(command(&mut client, "info status"), "VM status: running\r\n");
     handle.shutdown();
 }
 
@@ -223,28 +182,20 @@ fn client_vanishing_mid_command() {
     client.write_all(b"migrate tcp:x\n").unwrap();
     let out = read_until(&mut client, b"(qemu) ", Duration::from_secs(5));
     assert!(
-        String::from_utf8_lossy(&out)
-            .ends_with("\r\nCompleted 25 %\rCompleted 50 %\rCompleted 75 %\r\r\n(qemu) "),
+        String::from_utf8_lossy(&out).ends_with("\r\nCompleted 25 %\rCompleted 50 %\rCompleted 75 %\r\r\n(qemu) "),
         "{:?}",
         String::from_utf8_lossy(&out)
     );
     // Input typed during the command waits for the prompt.
     client.write_all(b"migrate tcp:x\ninfo status\n").unwrap();
-    let out = read_until(
-        &mut client,
-        b"VM status: running\r\n(qemu) ",
-        Duration::from_secs(5),
-    );
+    let out = read_until(&mut client, b"VM status: running\r\n(qemu) ", Duration::from_secs(5));
     assert!(String::from_utf8_lossy(&out).contains("\r\n(qemu) i\x1b[K"));
     // A panicking command reports an error and the monitor lives on.
     assert_eq!(
         command(&mut client, "system_reset"),
         "Error: internal error while running the command\r\n"
     );
-    assert_eq!(
-        command(&mut client, "info status"),
-        "VM status: running\r\n"
-    );
+    assert_eq!(command(&mut client, "info status"), "VM status: running\r\n");
     assert!(vmm.lock().is_ok() || vmm.is_poisoned());
     handle.shutdown();
 }
@@ -334,11 +285,7 @@ fn slow_client_does_not_block_others() {
     for _ in 0..20 {
         assert_eq!(command(&mut fast, "info status"), "VM status: running\r\n");
     }
-    assert!(
-        start.elapsed() < Duration::from_secs(3),
-        "took {:?}",
-        start.elapsed()
-    );
+    assert!(start.elapsed() < Duration::from_secs(3), "took {:?}", start.elapsed());
     drop(slow);
     slow_handle.shutdown();
     fast_handle.shutdown();
@@ -348,11 +295,7 @@ fn slow_client_does_not_block_others() {
 fn waiting_server_blocks_until_a_client_connects() {
     let (_vmm, shared) = fake_vmm();
     // Find a free port, then wait on it.
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
     let connector = std::thread::spawn(move || {
         let deadline = Instant::now() + Duration::from_secs(5);
         loop {
@@ -381,15 +324,9 @@ fn client_mode_and_errors() {
         .start(&format!("tcp:127.0.0.1:{port}"))
         .expect("start");
     let (mut server_side, _) = listener.accept().unwrap();
-    server_side
-        .set_read_timeout(Some(Duration::from_millis(50)))
-        .unwrap();
+    server_side.set_read_timeout(Some(Duration::from_millis(50))).unwrap();
     assert_eq!(
-        String::from_utf8_lossy(&read_until(
-            &mut server_side,
-            b"(qemu) ",
-            Duration::from_secs(5)
-        )),
+        String::from_utf8_lossy(&read_until(&mut server_side, b"(qemu) ", Duration::from_secs(5))),
         BANNER
     );
     handle.shutdown();
@@ -403,10 +340,7 @@ fn client_mode_and_errors() {
         err.to_string(),
         format!("Failed to connect to '127.0.0.1:{port}': Connection refused")
     );
-    let err = MonitorBuilder::new(VERSION, shared.clone())
-        .start("bogus:1")
-        .err()
-        .unwrap();
+    let err = MonitorBuilder::new(VERSION, shared.clone()).start("bogus:1").err().unwrap();
     assert_eq!(
         err.report_lines("godwit", "bogus:1"),
         [
@@ -420,10 +354,7 @@ fn client_mode_and_errors() {
         .start(&format!("tcp:127.0.0.1:{busy_port},server,nowait"))
         .err()
         .unwrap();
-    assert_eq!(
-        err.to_string(),
-        "Failed to find an available port: Address already in use"
-    );
+    assert_eq!(err.to_string(), "Failed to find an available port: Address already in use");
     let err = MonitorBuilder::new(VERSION, shared.clone())
         .start("telnet:127.0.0.1:x,server,nowait")
         .err()

@@ -20,7 +20,10 @@ pub fn read(path: &Path) -> Result<BiosImage, BootError> {
     if size == 0 || size % 0x10000 != 0 || size > BIOS_MAX {
         return Err(bad());
     }
-    Ok(BiosImage { base: (1u64 << 32) - size, data })
+    Ok(BiosImage {
+        base: (1u64 << 32) - size,
+        data,
+    })
 }
 
 /// Copies the image's tail into low RAM where legacy code expects the BIOS segment.
@@ -28,5 +31,6 @@ pub fn copy_legacy<M: GuestMemoryBackend>(mem: &M, bios: &BiosImage) -> Result<(
     let n = (bios.data.len() as u64).min(BIOS_LEGACY_SIZE) as usize;
     let tail = &bios.data[bios.data.len() - n..];
     let at = BIOS_LEGACY_BASE + BIOS_LEGACY_SIZE - n as u64;
-    mem.write_slice(tail, GuestAddress(at)).map_err(|e| BootError::Memory(e.to_string()))
+    mem.write_slice(tail, GuestAddress(at))
+        .map_err(|e| BootError::Memory(e.to_string()))
 }

@@ -8,7 +8,11 @@ pub const E820_RESERVED: u32 = 2;
 /// (address, size, type) entries for a guest of `mem` bytes: conventional memory below
 /// the EBDA, the reserved EBDA and BIOS area, then RAM from 1 MiB (and above 4 GiB).
 pub fn map(mem: u64) -> Vec<(u64, u64, u32)> {
-    let mut v = vec![(0, EBDA_START, E820_RAM), (EBDA_START, 0xa0000 - EBDA_START, E820_RESERVED), (0xf0000, 0x10000, E820_RESERVED)];
+    let mut v = vec![
+        (0, EBDA_START, E820_RAM),
+        (EBDA_START, 0xa0000 - EBDA_START, E820_RESERVED),
+        (0xf0000, 0x10000, E820_RESERVED),
+    ];
     for (start, size) in ram_ranges(mem) {
         let (s, e) = (start.max(HIMEM_START), start + size);
         if e > s {

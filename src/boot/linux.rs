@@ -29,7 +29,10 @@ fn mem_err(e: impl std::fmt::Display) -> BootError {
 
 /// Loads everything and returns the boot vCPU's entry.
 pub fn load<M: GuestMemoryBackend>(mem: &M, b: &LinuxBoot<'_>) -> Result<Entry, BootError> {
-    let mut f = File::open(b.kernel).map_err(|err| BootError::OpenKernel { path: b.kernel.display().to_string(), err })?;
+    let mut f = File::open(b.kernel).map_err(|err| BootError::OpenKernel {
+        path: b.kernel.display().to_string(),
+        err,
+    })?;
     let loaded = BzImage::load(mem, None, &mut f, Some(GuestAddress(HIMEM_START))).map_err(|e| match e {
         linux_loader::loader::Error::Bzimage(linux_loader::loader::bzimage::Error::InvalidBzImage)
         | linux_loader::loader::Error::Bzimage(linux_loader::loader::bzimage::Error::ReadBzImageHeader)
@@ -69,16 +72,32 @@ pub fn load<M: GuestMemoryBackend>(mem: &M, b: &LinuxBoot<'_>) -> Result<Entry, 
         return Err(BootError::Memory("memory map too large".into()));
     }
     for (i, (addr, size, kind)) in map.iter().enumerate() {
-        params.e820_table[i] = boot_e820_entry { addr: *addr, size: *size, r#type: *kind };
+        params.e820_table[i] = boot_e820_entry {
+            addr: *addr,
+            size: *size,
+            r#type: *kind,
+        };
     }
     params.e820_entries = map.len() as u8;
     mem.write_obj(params, GuestAddress(ZERO_PAGE)).map_err(mem_err)?;
-    Ok(Entry::Linux64 { rip: loaded.kernel_load.0 + STARTUP_64_OFFSET, zero_page: ZERO_PAGE })
+    Ok(Entry::Linux64 {
+        rip: loaded.kernel_load.0 + STARTUP_64_OFFSET,
+        zero_page: ZERO_PAGE,
+    })
 }
 
 /// Puts the initrd as high as allowed below 4 GiB, page aligned; returns (address, size).
-fn load_initrd<M: GuestMemoryBackend>(mem: &M, path: &Path, addr_max: u64, kernel_end: u64, mem_size: u64) -> Result<(u64, u64), BootError> {
-    let err = |e: String| BootError::Initrd { path: path.display().to_string(), err: e };
+fn load_initrd<M: GuestMemoryBackend>(
+    mem: &M,
+    path: &Path,
+    addr_max: u64,
+    kernel_end: u64,
+    mem_size: u64,
+) -> Result<(u64, u64), BootError> {
+    let err = |e: String| BootError::Initrd {
+        path: path.display().to_string(),
+        err: e,
+    };
     let data = std::fs::read(path).map_err(|e| err(crate::errtext::io(&e)))?;
     let size = data.len() as u64;
     // initrd_addr_max is the highest byte address the initrd may occupy.

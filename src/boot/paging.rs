@@ -28,7 +28,8 @@ pub fn write<M: GuestMemoryBackend>(mem: &M) -> Result<(), BootError> {
     for (i, entry) in table.chunks_exact_mut(8).enumerate() {
         entry.copy_from_slice(&(((i as u64) << 21) | PRESENT_RW | PAGE_2M).to_le_bytes());
     }
-    mem.write_slice(&table, GuestAddress(PD)).map_err(|e| BootError::Memory(e.to_string()))
+    mem.write_slice(&table, GuestAddress(PD))
+        .map_err(|e| BootError::Memory(e.to_string()))
 }
 
 #[cfg(test)]

@@ -14,7 +14,8 @@ fn next_virtio_name(cfg: &Config) -> String {
 pub fn parse(spec: &str, cfg: &Config) -> Result<DriveConfig, CliError> {
     let err = |m: String| CliError(format!("-drive {spec}: {m}"));
     let mut file = None;
-    let (mut format, mut read_only, mut snapshot, mut ignore_flush, mut id, mut iface) = (None, false, false, false, None, "ide".to_string());
+    let (mut format, mut read_only, mut snapshot, mut ignore_flush, mut id, mut iface) =
+        (None, false, false, false, None, "ide".to_string());
     for part in split_options(spec) {
         let (k, v) = part.split_once('=').ok_or_else(|| err(format!("Invalid parameter '{part}'")))?;
         let on = || match v {
@@ -49,8 +50,22 @@ pub fn parse(spec: &str, cfg: &Config) -> Result<DriveConfig, CliError> {
         }
     }
     let file = file.ok_or_else(|| err("no file given (file=PATH)".into()))?;
-    let id = id.unwrap_or_else(|| if iface == "virtio" { next_virtio_name(cfg) } else { format!("{iface}{}", cfg.drives.len()) });
-    Ok(DriveConfig { file: file.into(), format, read_only, snapshot, ignore_flush, id, spec: spec.to_string() })
+    let id = id.unwrap_or_else(|| {
+        if iface == "virtio" {
+            next_virtio_name(cfg)
+        } else {
+            format!("{iface}{}", cfg.drives.len())
+        }
+    });
+    Ok(DriveConfig {
+        file: file.into(),
+        format,
+        read_only,
+        snapshot,
+        ignore_flush,
+        id,
+        spec: spec.to_string(),
+    })
 }
 
 /// `-hda` (index 0) .. `-hdd` (index 3): QEMU's IDE names, attached as virtio.
@@ -94,13 +109,31 @@ mod tests {
     fn forms() {
         let cfg = Config::default();
         let d = parse("file=/img/a.qcow2,format=qcow2,if=virtio,readonly=on,cache=unsafe", &cfg).unwrap();
-        assert_eq!((d.file.to_str().unwrap(), d.format.as_deref(), d.read_only, d.ignore_flush, d.id.as_str()), ("/img/a.qcow2", Some("qcow2"), true, true, "virtio0"));
+        assert_eq!(
+            (
+                d.file.to_str().unwrap(),
+                d.format.as_deref(),
+                d.read_only,
+                d.ignore_flush,
+                d.id.as_str()
+            ),
+            ("/img/a.qcow2", Some("qcow2"), true, true, "virtio0")
+        );
         assert_eq!(parse("file=a,,b.img,id=disk1", &cfg).unwrap().file.to_str(), Some("a,b.img"));
         assert_eq!(parse("file=a.img,id=disk1", &cfg).unwrap().id, "disk1");
-        assert_eq!(parse("format=qcow2", &cfg).unwrap_err().0, "-drive format=qcow2: no file given (file=PATH)");
-        assert_eq!(parse("file=a,format=vmdk", &cfg).unwrap_err().0, "-drive file=a,format=vmdk: Unknown driver 'vmdk'");
+        assert_eq!(
+            parse("format=qcow2", &cfg).unwrap_err().0,
+            "-drive format=qcow2: no file given (file=PATH)"
+        );
+        assert_eq!(
+            parse("file=a,format=vmdk", &cfg).unwrap_err().0,
+            "-drive file=a,format=vmdk: Unknown driver 'vmdk'"
+        );
         assert!(parse("file=a,if=none", &cfg).unwrap_err().0.contains("-device"));
-        assert_eq!(parse("file=a,bogus=1", &cfg).unwrap_err().0, "-drive file=a,bogus=1: Invalid parameter 'bogus'");
+        assert_eq!(
+            parse("file=a,bogus=1", &cfg).unwrap_err().0,
+            "-drive file=a,bogus=1: Invalid parameter 'bogus'"
+        );
         assert_eq!(legacy("x.img", 1).id, "ide0-hd1");
     }
 }

@@ -58,9 +58,7 @@ pub fn machines() -> String {
 }
 
 pub fn cpu_models() -> String {
-    let mut s = String::from(
-        "Available CPU models (every model exposes the features KVM supports on this host, like 'host'):\n",
-    );
+    let mut s = String::from("Available CPU models (every model exposes the features KVM supports on this host, like 'host'):\n");
     for m in CPU_MODELS {
         s.push_str("x86 ");
         s.push_str(m);

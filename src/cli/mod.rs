@@ -45,7 +45,10 @@ pub fn parse<I: IntoIterator<Item = String>>(args: I) -> Result<Action, CliError
         } else {
             None
         };
-        let ctx = options::Ctx { name, value: value.as_deref().unwrap_or("") };
+        let ctx = options::Ctx {
+            name,
+            value: value.as_deref().unwrap_or(""),
+        };
         match (opt.apply)(&ctx, &mut cfg)? {
             options::Effect::None => {}
             options::Effect::Print(text) => return Ok(Action::Print(text)),
@@ -65,10 +68,14 @@ pub fn parse<I: IntoIterator<Item = String>>(args: I) -> Result<Action, CliError
     };
     check_stdio(&mut cfg)?;
     if cfg.kernel.is_none() && cfg.bios.is_none() {
-        return Err(CliError("no -kernel or -bios given: godwit boots a kernel directly or runs the firmware you name".into()));
+        return Err(CliError(
+            "no -kernel or -bios given: godwit boots a kernel directly or runs the firmware you name".into(),
+        ));
     }
     if cfg.kernel.is_some() && cfg.bios.is_some() {
-        return Err(CliError("-kernel and -bios together are not supported: godwit loads kernels itself".into()));
+        return Err(CliError(
+            "-kernel and -bios together are not supported: godwit loads kernels itself".into(),
+        ));
     }
     if cfg.kernel.is_none() && (cfg.initrd.is_some() || !cfg.append.is_empty()) {
         return Err(CliError("-initrd and -append only work with -kernel".into()));
@@ -135,8 +142,14 @@ mod tests {
         assert_eq!(run("-m size=1024 -kernel k").unwrap().mem_size, 1 << 30);
         assert_eq!(run("--m 1G -kernel k").unwrap().mem_size, 1 << 30);
         assert_eq!(run("-m 0 -kernel k").unwrap_err(), "-m 0: memory size must be at least 2 MiB");
-        assert_eq!(run("-m abc -kernel k").unwrap_err(), "-m abc: Parameter 'size' expects a non-negative number below 2^64");
-        assert_eq!(run("-m size=1G,maxmem=4G -kernel k").unwrap_err(), "-m size=1G,maxmem=4G: memory hotplug (slots, maxmem) is not supported");
+        assert_eq!(
+            run("-m abc -kernel k").unwrap_err(),
+            "-m abc: Parameter 'size' expects a non-negative number below 2^64"
+        );
+        assert_eq!(
+            run("-m size=1G,maxmem=4G -kernel k").unwrap_err(),
+            "-m size=1G,maxmem=4G: memory hotplug (slots, maxmem) is not supported"
+        );
     }
 
     #[test]
@@ -144,21 +157,48 @@ mod tests {
         assert_eq!(run("-foo").unwrap_err(), "-foo: invalid option");
         assert_eq!(run("-kernel k -m").unwrap_err(), "-m: requires an argument");
         assert_eq!(run("-kernel k -smp abc").unwrap_err(), "Parameter 'smp.cpus' expects integer");
-        assert_eq!(run("-kernel k -smp 0").unwrap_err(), "Invalid SMP CPUs 0. The min CPUs supported by machine 'pc' is 1");
-        assert_eq!(run("-kernel k -serial bogus").unwrap_err(), "-serial bogus: 'bogus' is not a valid char driver");
-        assert_eq!(run("-kernel k -accel tcg").unwrap_err(), "-accel tcg: invalid accelerator tcg (godwit runs on KVM only)");
+        assert_eq!(
+            run("-kernel k -smp 0").unwrap_err(),
+            "Invalid SMP CPUs 0. The min CPUs supported by machine 'pc' is 1"
+        );
+        assert_eq!(
+            run("-kernel k -serial bogus").unwrap_err(),
+            "-serial bogus: 'bogus' is not a valid char driver"
+        );
+        assert_eq!(
+            run("-kernel k -accel tcg").unwrap_err(),
+            "-accel tcg: invalid accelerator tcg (godwit runs on KVM only)"
+        );
         assert_eq!(run("-kernel k -cpu bogus").unwrap_err(), "unable to find CPU model 'bogus'");
         assert!(run("-kernel k -machine bogus").unwrap_err().starts_with("unsupported machine type"));
-        assert_eq!(run("-nographic -daemonize -kernel k").unwrap_err(), "-nographic cannot be used with -daemonize");
+        assert_eq!(
+            run("-nographic -daemonize -kernel k").unwrap_err(),
+            "-nographic cannot be used with -daemonize"
+        );
         assert!(run("-m 64").unwrap_err().starts_with("no -kernel or -bios given"));
-        assert_eq!(run("-kernel k -nographic -monitor stdio").unwrap_err(), "cannot use stdio by multiple character devices");
-        assert_eq!(run("-kernel k -serial stdio -monitor stdio").unwrap_err(), "cannot use stdio by multiple character devices");
-        assert_eq!(run("-kernel k -display none -daemonize -monitor stdio").unwrap_err(), "-monitor stdio: cannot use stdio with -daemonize");
+        assert_eq!(
+            run("-kernel k -nographic -monitor stdio").unwrap_err(),
+            "cannot use stdio by multiple character devices"
+        );
+        assert_eq!(
+            run("-kernel k -serial stdio -monitor stdio").unwrap_err(),
+            "cannot use stdio by multiple character devices"
+        );
+        assert_eq!(
+            run("-kernel k -display none -daemonize -monitor stdio").unwrap_err(),
+            "-monitor stdio: cannot use stdio with -daemonize"
+        );
         let m = run("-kernel k -nographic -monitor pty -monitor telnet::5555,server,nowait").unwrap();
         assert_eq!(m.monitors, vec!["pty".to_string(), "telnet::5555,server,nowait".to_string()]);
         assert_eq!(run("-kernel k -nographic -monitor mon:stdio").unwrap().monitors.len(), 0);
-        assert_eq!(run("-kernel k -incoming bogus:1").unwrap_err(), "-incoming bogus:1: unknown migration protocol: bogus:1");
-        assert_eq!(run("-kernel k -incoming tcp:0:6666").unwrap().incoming.as_deref(), Some("tcp:0:6666"));
+        assert_eq!(
+            run("-kernel k -incoming bogus:1").unwrap_err(),
+            "-incoming bogus:1: unknown migration protocol: bogus:1"
+        );
+        assert_eq!(
+            run("-kernel k -incoming tcp:0:6666").unwrap().incoming.as_deref(),
+            Some("tcp:0:6666")
+        );
     }
 
     #[test]
@@ -166,7 +206,10 @@ mod tests {
         assert_eq!(run("-kernel k -smp cpus=4,sockets=1,cores=4,threads=1").unwrap().vcpus, 4);
         assert_eq!(run("-kernel k -smp sockets=2,cores=2").unwrap().vcpus, 4);
         assert_eq!(run("-kernel k -serial pty").unwrap().serial, SerialBackend::Pty);
-        assert_eq!(run("-kernel k -serial file:/tmp/x").unwrap().serial, SerialBackend::File("/tmp/x".into()));
+        assert_eq!(
+            run("-kernel k -serial file:/tmp/x").unwrap().serial,
+            SerialBackend::File("/tmp/x".into())
+        );
         assert_eq!(run("-kernel k -nographic -nodefaults").unwrap().serial, SerialBackend::Null);
         assert_eq!(run("-kernel k -display none").unwrap().serial, SerialBackend::Null);
     }

@@ -24,10 +24,18 @@ pub struct Opt {
 }
 
 const fn flag(name: &'static str, apply: Apply) -> Opt {
-    Opt { name, takes_value: false, apply }
+    Opt {
+        name,
+        takes_value: false,
+        apply,
+    }
 }
 const fn arg(name: &'static str, apply: Apply) -> Opt {
-    Opt { name, takes_value: true, apply }
+    Opt {
+        name,
+        takes_value: true,
+        apply,
+    }
 }
 
 fn err<T>(msg: impl Into<String>) -> Result<T, CliError> {
@@ -72,7 +80,11 @@ static OPTIONS: &[Opt] = &[
     arg("serial", serial),
     arg("name", |c, cfg| {
         // `-name guest=NAME,process=...` or a bare name.
-        let name = c.value.split(',').find_map(|p| p.strip_prefix("guest=")).unwrap_or(c.value.split(',').next().unwrap_or(""));
+        let name = c
+            .value
+            .split(',')
+            .find_map(|p| p.strip_prefix("guest="))
+            .unwrap_or(c.value.split(',').next().unwrap_or(""));
         cfg.name = Some(name.to_string());
         Ok(Effect::None)
     }),
@@ -152,7 +164,12 @@ fn machine(c: &Ctx<'_>, cfg: &mut Config) -> Result<Effect, CliError> {
             }
             // Accepted QEMU machine properties that change nothing in godwit.
             "usb" | "vmport" | "dump-guest-core" | "mem-merge" | "kernel-irqchip" | "hpet" | "smm" => {}
-            _ => return err(format!("-{} {}: Property '{k}' not found (godwit's machine has no such option)", c.name, c.value)),
+            _ => {
+                return err(format!(
+                    "-{} {}: Property '{k}' not found (godwit's machine has no such option)",
+                    c.name, c.value
+                ));
+            }
         }
     }
     let Some(kind) = kind else { return Ok(Effect::None) };
@@ -161,10 +178,14 @@ fn machine(c: &Ctx<'_>, cfg: &mut Config) -> Result<Effect, CliError> {
     }
     let known = MACHINE_ALIASES.contains(&kind) || kind.starts_with("pc-i440fx-") || kind.starts_with("pc-q35-") || kind.starts_with("pc-");
     if !known {
-        return err(format!("unsupported machine type '{kind}': use -machine help to list supported machines"));
+        return err(format!(
+            "unsupported machine type '{kind}': use -machine help to list supported machines"
+        ));
     }
     if kind == "q35" || kind.starts_with("pc-q35-") {
-        cfg.warnings.push(format!("-machine {kind}: godwit runs its one PC machine (8259/IOAPIC, PCI on 0xCF8), without a Q35 chipset or PCI Express"));
+        cfg.warnings.push(format!(
+            "-machine {kind}: godwit runs its one PC machine (8259/IOAPIC, PCI on 0xCF8), without a Q35 chipset or PCI Express"
+        ));
     }
     cfg.machine = kind.to_string();
     Ok(Effect::None)
@@ -179,10 +200,18 @@ fn memory(c: &Ctx<'_>, cfg: &mut Config) -> Result<Effect, CliError> {
             Some(("slots" | "maxmem", _)) => {
                 return err(format!("-m {}: memory hotplug (slots, maxmem) is not supported", c.value));
             }
-            _ => return err(format!("-m {}: Invalid parameter '{}'", c.value, part.split('=').next().unwrap_or(part))),
+            _ => {
+                return err(format!(
+                    "-m {}: Invalid parameter '{}'",
+                    c.value,
+                    part.split('=').next().unwrap_or(part)
+                ));
+            }
         }
     }
-    let Some(text) = size else { return err(format!("-m {}: missing 'size'", c.value)) };
+    let Some(text) = size else {
+        return err(format!("-m {}: missing 'size'", c.value));
+    };
     let bytes = parse_size(text, 1 << 20)
         .ok_or_else(|| CliError(format!("-m {}: Parameter 'size' expects a non-negative number below 2^64", c.value)))?;
     if bytes < 2 << 20 {
@@ -215,10 +244,16 @@ fn smp(c: &Ctx<'_>, cfg: &mut Config) -> Result<Effect, CliError> {
     }
     let n = cpus.unwrap_or(if topo_given { topo } else { 1 });
     if n == 0 {
-        return err(format!("Invalid SMP CPUs 0. The min CPUs supported by machine '{}' is 1", cfg.machine));
+        return err(format!(
+            "Invalid SMP CPUs 0. The min CPUs supported by machine '{}' is 1",
+            cfg.machine
+        ));
     }
     if n > MAX_VCPUS {
-        return err(format!("Invalid SMP CPUs {n}. The max CPUs supported by machine '{}' is {MAX_VCPUS}", cfg.machine));
+        return err(format!(
+            "Invalid SMP CPUs {n}. The max CPUs supported by machine '{}' is {MAX_VCPUS}",
+            cfg.machine
+        ));
     }
     cfg.vcpus = n as u8;
     Ok(Effect::None)
@@ -228,11 +263,44 @@ fn smp(c: &Ctx<'_>, cfg: &mut Config) -> Result<Effect, CliError> {
 /// KVM supports on this host (as `-cpu host` would), which keeps migration between like hosts
 /// simple; see `-cpu help`.
 pub const CPU_MODELS: &[&str] = &[
-    "host", "max", "base", "qemu64", "qemu32", "kvm64", "kvm32", "pentium", "pentium2", "pentium3", "coreduo", "core2duo",
-    "n270", "athlon", "phenom", "Conroe", "Penryn", "Nehalem", "Westmere", "SandyBridge", "IvyBridge", "Haswell",
-    "Broadwell", "Skylake-Client", "Skylake-Server", "Cascadelake-Server", "Cooperlake", "Icelake-Server",
-    "SapphireRapids", "Opteron_G1", "Opteron_G2", "Opteron_G3", "Opteron_G4", "Opteron_G5", "EPYC", "EPYC-Rome",
-    "EPYC-Milan", "EPYC-Genoa",
+    "host",
+    "max",
+    "base",
+    "qemu64",
+    "qemu32",
+    "kvm64",
+    "kvm32",
+    "pentium",
+    "pentium2",
+    "pentium3",
+    "coreduo",
+    "core2duo",
+    "n270",
+    "athlon",
+    "phenom",
+    "Conroe",
+    "Penryn",
+    "Nehalem",
+    "Westmere",
+    "SandyBridge",
+    "IvyBridge",
+    "Haswell",
+    "Broadwell",
+    "Skylake-Client",
+    "Skylake-Server",
+    "Cascadelake-Server",
+    "Cooperlake",
+    "Icelake-Server",
+    "SapphireRapids",
+    "Opteron_G1",
+    "Opteron_G2",
+    "Opteron_G3",
+    "Opteron_G4",
+    "Opteron_G5",
+    "EPYC",
+    "EPYC-Rome",
+    "EPYC-Milan",
+    "EPYC-Genoa",
 ];
 
 fn cpu(c: &Ctx<'_>, cfg: &mut Config) -> Result<Effect, CliError> {
@@ -241,7 +309,9 @@ fn cpu(c: &Ctx<'_>, cfg: &mut Config) -> Result<Effect, CliError> {
         return Ok(Effect::Print(help::cpu_models()));
     }
     // Versioned names such as `Skylake-Client-v4` or `EPYC-IBPB` map to their base model.
-    let known = CPU_MODELS.iter().any(|m| model == *m || model.strip_prefix(m).is_some_and(|rest| rest.starts_with('-')));
+    let known = CPU_MODELS
+        .iter()
+        .any(|m| model == *m || model.strip_prefix(m).is_some_and(|rest| rest.starts_with('-')));
     if !known {
         return err(format!("unable to find CPU model '{model}'"));
     }
@@ -252,9 +322,10 @@ fn cpu(c: &Ctx<'_>, cfg: &mut Config) -> Result<Effect, CliError> {
 fn display(c: &Ctx<'_>, _: &mut Config) -> Result<Effect, CliError> {
     match c.value.split(',').next().unwrap_or("") {
         "none" => Ok(Effect::None),
-        "gtk" | "sdl" | "vnc" | "curses" | "egl-headless" | "spice-app" | "dbus" | "cocoa" => {
-            err(format!("-display {}: godwit has no graphical display (use -display none or -nographic)", c.value))
-        }
+        "gtk" | "sdl" | "vnc" | "curses" | "egl-headless" | "spice-app" | "dbus" | "cocoa" => err(format!(
+            "-display {}: godwit has no graphical display (use -display none or -nographic)",
+            c.value
+        )),
         other => err(format!("-display {}: Parameter 'type' does not accept value '{other}'", c.value)),
     }
 }

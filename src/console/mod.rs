@@ -93,9 +93,18 @@ impl Console {
         let mut saved_termios = None;
         let out: Box<dyn Write + Send> = match backend {
             SerialBackend::Null | SerialBackend::Stdio { mux: true } => Box::new(io::sink()),
-            SerialBackend::File(path) => Box::new(
-                OpenOptions::new().create(true).append(true).open(path).map_err(|err| ConsoleError::File { path: path.display().to_string(), err })?,
-            ),
+            SerialBackend::File(path) => {
+                Box::new(
+                    OpenOptions::new()
+                        .create(true)
+                        .append(true)
+                        .open(path)
+                        .map_err(|err| ConsoleError::File {
+                            path: path.display().to_string(),
+                            err,
+                        })?,
+                )
+            }
             SerialBackend::Pty => {
                 let (master, name) = pty::open().map_err(ConsoleError::Pty)?;
                 println!("char device redirected to {name} (label serial0)");
@@ -110,7 +119,11 @@ impl Console {
                 Box::new(dup_file(1).map_err(ConsoleError::Pty)?)
             }
         };
-        Ok(Console { out: SharedOut(Arc::new(Mutex::new(out))), target, saved_termios })
+        Ok(Console {
+            out: SharedOut(Arc::new(Mutex::new(out))),
+            target,
+            saved_termios,
+        })
     }
 
     /// A writer for a new UART's output.
@@ -164,7 +177,10 @@ fn spawn_input(mut src: Box<dyn Read + Send>, target: Target) -> Result<(), Cons
             }
         }
     };
-    std::thread::Builder::new().name("console-in".into()).spawn(body).map_err(ConsoleError::Thread)?;
+    std::thread::Builder::new()
+        .name("console-in".into())
+        .spawn(body)
+        .map_err(ConsoleError::Thread)?;
     Ok(())
 }
 

@@ -37,7 +37,11 @@ pub struct PtyOut(pub File);
 impl io::Write for PtyOut {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
         use std::os::fd::AsRawFd;
-        let mut p = libc::pollfd { fd: self.0.as_raw_fd(), events: libc::POLLOUT, revents: 0 };
+        let mut p = libc::pollfd {
+            fd: self.0.as_raw_fd(),
+            events: libc::POLLOUT,
+            revents: 0,
+        };
         // SAFETY: one valid pollfd, zero timeout.
         let ready = unsafe { libc::poll(&mut p, 1, 0) };
         if ready <= 0 || p.revents & libc::POLLOUT == 0 {

@@ -52,7 +52,13 @@ impl RunControl {
     pub fn new(vcpus: usize, start_paused: bool) -> Self {
         install_kick_handler();
         RunControl {
-            inner: Mutex::new(Inner { want: if start_paused { Want::Pause } else { Want::Run }, parked: 0, live: vcpus, threads: Vec::new(), tids: Vec::new() }),
+            inner: Mutex::new(Inner {
+                want: if start_paused { Want::Pause } else { Want::Run },
+                parked: 0,
+                live: vcpus,
+                threads: Vec::new(),
+                tids: Vec::new(),
+            }),
             cv: Condvar::new(),
         }
     }
@@ -123,7 +129,11 @@ impl RunControl {
         g.want = Want::Pause;
         while g.parked < g.live {
             self.kick_all(&g);
-            g = self.cv.wait_timeout(g, Duration::from_millis(2)).unwrap_or_else(|e| e.into_inner()).0;
+            g = self
+                .cv
+                .wait_timeout(g, Duration::from_millis(2))
+                .unwrap_or_else(|e| e.into_inner())
+                .0;
         }
     }
 
@@ -143,7 +153,11 @@ impl RunControl {
         self.cv.notify_all();
         while g.live > 0 {
             self.kick_all(&g);
-            g = self.cv.wait_timeout(g, Duration::from_millis(2)).unwrap_or_else(|e| e.into_inner()).0;
+            g = self
+                .cv
+                .wait_timeout(g, Duration::from_millis(2))
+                .unwrap_or_else(|e| e.into_inner())
+                .0;
         }
     }
 

@@ -40,9 +40,9 @@ pub fn for_vcpu(base: &CpuId, id: u8, count: u8) -> CpuId {
             }
             LEAF_TOPOLOGY | LEAF_TOPOLOGY_V2 => {
                 let (shift, n, kind) = match e.index {
-                    0 => (0, 1, 1),                              // SMT level: one thread
+                    0 => (0, 1, 1),                             // SMT level: one thread
                     1 => (id_bits(count), u32::from(count), 2), // core level: all vCPUs
-                    _ => (0, 0, 0),                              // no more levels
+                    _ => (0, 0, 0),                             // no more levels
                 };
                 e.eax = shift;
                 e.ebx = n;
@@ -63,8 +63,16 @@ mod tests {
     #[test]
     fn apic_ids_and_topology() {
         let entries = [
-            kvm_cpuid_entry2 { function: 1, ebx: 0xff00_0800, ..Default::default() },
-            kvm_cpuid_entry2 { function: 0xb, index: 1, ..Default::default() },
+            kvm_cpuid_entry2 {
+                function: 1,
+                ebx: 0xff00_0800,
+                ..Default::default()
+            },
+            kvm_cpuid_entry2 {
+                function: 0xb,
+                index: 1,
+                ..Default::default()
+            },
         ];
         let base = CpuId::from_entries(&entries).unwrap();
         let c = for_vcpu(&base, 3, 4);

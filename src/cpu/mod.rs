@@ -14,7 +14,11 @@ pub enum CpuError {
     #[error("cannot create vCPU {0}: {1}")]
     Create(u8, kvm_ioctls::Error),
     #[error("vCPU {cpu}: {what} failed: {err}")]
-    Ioctl { cpu: u8, what: &'static str, err: kvm_ioctls::Error },
+    Ioctl {
+        cpu: u8,
+        what: &'static str,
+        err: kvm_ioctls::Error,
+    },
     #[error("vCPU {cpu}: KVM accepted only {set} of {want} boot MSRs")]
     Msrs { cpu: u8, set: usize, want: usize },
     #[error("cannot read KVM's supported CPUID: {0}")]

@@ -33,6 +33,13 @@ pub fn boot_msrs() -> Msrs {
         (MSR_IA32_MISC_ENABLE, MISC_ENABLE_FAST_STRING),
         (MSR_MTRR_DEF_TYPE, MTRR_ENABLED_WRITEBACK),
     ];
-    let entries: Vec<kvm_msr_entry> = list.iter().map(|(index, data)| kvm_msr_entry { index: *index, data: *data, ..Default::default() }).collect();
+    let entries: Vec<kvm_msr_entry> = list
+        .iter()
+        .map(|(index, data)| kvm_msr_entry {
+            index: *index,
+            data: *data,
+            ..Default::default()
+        })
+        .collect();
     Msrs::from_entries(&entries).expect("boot MSR list fits a KVM MSR array")
 }

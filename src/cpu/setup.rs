@@ -26,13 +26,22 @@ fn ioctl(cpu: u8, what: &'static str) -> impl Fn(kvm_ioctls::Error) -> CpuError 
 
 /// CPUID, MSRs, FPU and local APIC wiring: done for every vCPU.
 pub fn configure(vcpu: &VcpuFd, id: u8, count: u8, base_cpuid: &CpuId) -> Result<(), CpuError> {
-    vcpu.set_cpuid2(&cpuid::for_vcpu(base_cpuid, id, count)).map_err(ioctl(id, "KVM_SET_CPUID2"))?;
+    vcpu.set_cpuid2(&cpuid::for_vcpu(base_cpuid, id, count))
+        .map_err(ioctl(id, "KVM_SET_CPUID2"))?;
     let msrs = msrs::boot_msrs();
     let set = vcpu.set_msrs(&msrs).map_err(ioctl(id, "KVM_SET_MSRS"))?;
     if set != msrs.as_slice().len() {
-        return Err(CpuError::Msrs { cpu: id, set, want: msrs.as_slice().len() });
+        return Err(CpuError::Msrs {
+            cpu: id,
+            set,
+            want: msrs.as_slice().len(),
+        });
     }
-    let fpu = kvm_fpu { fcw: 0x37f, mxcsr: 0x1f80, ..Default::default() };
+    let fpu = kvm_fpu {
+        fcw: 0x37f,
+        mxcsr: 0x1f80,
+        ..Default::default()
+    };
     vcpu.set_fpu(&fpu).map_err(ioctl(id, "KVM_SET_FPU"))?;
     set_lint(vcpu, id)
 }
@@ -60,8 +69,28 @@ fn set_lint(vcpu: &VcpuFd, id: u8) -> Result<(), CpuError> {
 pub fn set_entry(vcpu: &VcpuFd, entry: Entry) -> Result<(), CpuError> {
     let Entry::Linux64 { rip, zero_page } = entry else { return Ok(()) };
     let mut sregs = vcpu.get_sregs().map_err(ioctl(0, "KVM_GET_SREGS"))?;
-    let code = kvm_segment { base: 0, limit: 0xffff_ffff, selector: BOOT_CS, type_: 0xb, present: 1, dpl: 0, db: 0, s: 1, l: 1, g: 1, avl: 0, unusable: 0, padding: 0 };
-    let data = kvm_segment { selector: BOOT_DS, type_: 0x3, l: 0, db: 1, ..code };
+    let code = kvm_segment {
+        base: 0,
+        limit: 0xffff_ffff,
+        selector: BOOT_CS,
+        type_: 0xb,
+        present: 1,
+        dpl: 0,
+        db: 0,
+        s: 1,
+        l: 1,
+        g: 1,
+        avl: 0,
+        unusable: 0,
+        padding: 0,
+    };
+    let data = kvm_segment {
+        selector: BOOT_DS,
+        type_: 0x3,
+        l: 0,
+        db: 1,
+        ..code
+    };
     sregs.cs = code;
     sregs.ds = data;
     sregs.es = data;
@@ -77,6 +106,13 @@ pub fn set_entry(vcpu: &VcpuFd, entry: Entry) -> Result<(), CpuError> {
     sregs.cr0 |= X86_CR0_PE | X86_CR0_ET | X86_CR0_PG;
     sregs.efer |= EFER_LME | EFER_LMA;
     vcpu.set_sregs(&sregs).map_err(ioctl(0, "KVM_SET_SREGS"))?;
-    let regs = kvm_regs { rflags: 0x2, rip, rsi: zero_page, rsp: BOOT_STACK, rbp: BOOT_STACK, ..Default::default() };
+    let regs = kvm_regs {
+        rflags: 0x2,
+        rip,
+        rsi: zero_page,
+        rsp: BOOT_STACK,
+        rbp: BOOT_STACK,
+        ..Default::default()
+    };
     vcpu.set_regs(&regs).map_err(ioctl(0, "KVM_SET_REGS"))
 }

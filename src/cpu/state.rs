@@ -32,7 +32,11 @@ fn err(cpu: u8, what: &'static str) -> impl Fn(kvm_ioctls::Error) -> CpuError {
 /// The MSRs to carry: KVM's list plus the MTRRs, keeping only those this host lets us
 /// read, TSC first and the TSC deadline last (it only sticks once TSC and LAPIC are set).
 pub fn saveable_msrs(kvm: &Kvm, vcpu: &VcpuFd) -> Result<Vec<u32>, CpuError> {
-    let mut list: Vec<u32> = kvm.get_msr_index_list().map_err(err(0, "KVM_GET_MSR_INDEX_LIST"))?.as_slice().to_vec();
+    let mut list: Vec<u32> = kvm
+        .get_msr_index_list()
+        .map_err(err(0, "KVM_GET_MSR_INDEX_LIST"))?
+        .as_slice()
+        .to_vec();
     list.extend_from_slice(MTRR_MSRS);
     list.sort_unstable_by_key(|m| (*m != MSR_IA32_TSC, *m == MSR_IA32_TSC_DEADLINE, *m));
     list.dedup();
@@ -49,8 +53,18 @@ pub fn saveable_msrs(kvm: &Kvm, vcpu: &VcpuFd) -> Result<Vec<u32>, CpuError> {
 }
 
 fn read_msrs(vcpu: &VcpuFd, indices: &[u32]) -> Result<Vec<kvm_msr_entry>, CpuError> {
-    let entries: Vec<kvm_msr_entry> = indices.iter().map(|i| kvm_msr_entry { index: *i, ..Default::default() }).collect();
-    let mut msrs = Msrs::from_entries(&entries).map_err(|_| CpuError::Msrs { cpu: 0, set: 0, want: indices.len() })?;
+    let entries: Vec<kvm_msr_entry> = indices
+        .iter()
+        .map(|i| kvm_msr_entry {
+            index: *i,
+            ..Default::default()
+        })
+        .collect();
+    let mut msrs = Msrs::from_entries(&entries).map_err(|_| CpuError::Msrs {
+        cpu: 0,
+        set: 0,
+        want: indices.len(),
+    })?;
     let n = vcpu.get_msrs(&mut msrs).map_err(err(0, "KVM_GET_MSRS"))?;
     Ok(msrs.as_slice()[..n].to_vec())
 }
@@ -81,29 +95,55 @@ impl VcpuState {
         let xcrs = vcpu.get_xcrs().map_err(err(id, "KVM_GET_XCRS"))?;
         let debugregs = vcpu.get_debug_regs().map_err(err(id, "KVM_GET_DEBUGREGS"))?;
         let lapic = vcpu.get_lapic().map_err(err(id, "KVM_GET_LAPIC"))?;
-        let cpuid = vcpu.get_cpuid2(KVM_MAX_CPUID_ENTRIES).map_err(err(id, "KVM_GET_CPUID2"))?.as_slice().to_vec();
+        let cpuid = vcpu
+            .get_cpuid2(KVM_MAX_CPUID_ENTRIES)
+            .map_err(err(id, "KVM_GET_CPUID2"))?
+            .as_slice()
+            .to_vec();
         let mut msrs = Vec::with_capacity(msr_list.len());
         for chunk in msr_list.chunks(MSR_CHUNK) {
             let got = read_msrs(vcpu, chunk)?;
             if got.len() != chunk.len() {
-                return Err(CpuError::Msrs { cpu: id, set: got.len(), want: chunk.len() });
+                return Err(CpuError::Msrs {
+                    cpu: id,
+                    set: got.len(),
+                    want: chunk.len(),
+                });
             }
             msrs.extend(got.iter().map(|e| (e.index, e.data)));
         }
         let events = vcpu.get_vcpu_events().map_err(err(id, "KVM_GET_VCPU_EVENTS"))?;
-        Ok(VcpuState { mp_state, regs, sregs, xsave, xcrs, debugregs, lapic, msrs, events, cpuid })
+        Ok(VcpuState {
+            mp_state,
+            regs,
+            sregs,
+            xsave,
+            xcrs,
+            debugregs,
+            lapic,
+            msrs,
+            events,
+            cpuid,
+        })
     }
 
     /// Writes everything back: CPUID, MP state, registers (which clear pending exceptions),
     /// segment registers (which carry the APIC base), FPU/vector state, LAPIC, MSRs (TSC
     /// before the TSC deadline), and pending events last.
     pub fn restore(&self, vcpu: &VcpuFd, id: u8) -> Result<(), CpuError> {
-        let cpuid = kvm_bindings::CpuId::from_entries(&self.cpuid).map_err(|_| CpuError::Msrs { cpu: id, set: 0, want: self.cpuid.len() })?;
+        let cpuid = kvm_bindings::CpuId::from_entries(&self.cpuid).map_err(|_| CpuError::Msrs {
+            cpu: id,
+            set: 0,
+            want: self.cpuid.len(),
+        })?;
         vcpu.set_cpuid2(&cpuid).map_err(err(id, "KVM_SET_CPUID2"))?;
         vcpu.set_mp_state(self.mp_state).map_err(err(id, "KVM_SET_MP_STATE"))?;
         vcpu.set_regs(&self.regs).map_err(err(id, "KVM_SET_REGS"))?;
         vcpu.set_sregs(&self.sregs).map_err(err(id, "KVM_SET_SREGS"))?;
-        let xsave = kvm_xsave { region: *self.xsave, ..Default::default() };
+        let xsave = kvm_xsave {
+            region: *self.xsave,
+            ..Default::default()
+        };
         // SAFETY: a complete 4 KiB kvm_xsave; its trailing flexible array is unused (we only
         // carry states that fit the legacy KVM_GET_XSAVE size).
         unsafe { vcpu.set_xsave(&xsave) }.map_err(err(id, "KVM_SET_XSAVE"))?;
@@ -111,11 +151,26 @@ impl VcpuState {
         vcpu.set_debug_regs(&self.debugregs).map_err(err(id, "KVM_SET_DEBUGREGS"))?;
         vcpu.set_lapic(&self.lapic).map_err(err(id, "KVM_SET_LAPIC"))?;
         for chunk in self.msrs.chunks(MSR_CHUNK) {
-            let entries: Vec<kvm_msr_entry> = chunk.iter().map(|(index, data)| kvm_msr_entry { index: *index, data: *data, ..Default::default() }).collect();
-            let msrs = Msrs::from_entries(&entries).map_err(|_| CpuError::Msrs { cpu: id, set: 0, want: chunk.len() })?;
+            let entries: Vec<kvm_msr_entry> = chunk
+                .iter()
+                .map(|(index, data)| kvm_msr_entry {
+                    index: *index,
+                    data: *data,
+                    ..Default::default()
+                })
+                .collect();
+            let msrs = Msrs::from_entries(&entries).map_err(|_| CpuError::Msrs {
+                cpu: id,
+                set: 0,
+                want: chunk.len(),
+            })?;
             let n = vcpu.set_msrs(&msrs).map_err(err(id, "KVM_SET_MSRS"))?;
             if n != chunk.len() {
-                return Err(CpuError::Msrs { cpu: id, set: n, want: chunk.len() });
+                return Err(CpuError::Msrs {
+                    cpu: id,
+                    set: n,
+                    want: chunk.len(),
+                });
             }
         }
         let mut events = self.events;
@@ -131,7 +186,10 @@ impl VcpuState {
 /// Decodes a KVM struct written with `as_bytes`, refusing a size mismatch.
 pub fn kvm_struct<T: FromBytes>(r: &mut StateReader<'_>, name: &'static str) -> Result<T, StateError> {
     let b = r.bytes()?;
-    T::read_from_bytes(b).map_err(|_| StateError::Invalid { name, why: format!("{} bytes for a {}-byte KVM structure", b.len(), size_of::<T>()) })
+    T::read_from_bytes(b).map_err(|_| StateError::Invalid {
+        name,
+        why: format!("{} bytes for a {}-byte KVM structure", b.len(), size_of::<T>()),
+    })
 }
 
 /// Most MSRs or CPUID entries a state may carry (KVM's own limits are below these).
@@ -172,7 +230,10 @@ impl VersionedState for VcpuState {
         let lapic = kvm_struct(r, n)?;
         let count = r.u32()?;
         if count > MAX_ENTRIES {
-            return Err(StateError::Invalid { name: n, why: format!("{count} MSRs") });
+            return Err(StateError::Invalid {
+                name: n,
+                why: format!("{count} MSRs"),
+            });
         }
         let mut msrs = Vec::with_capacity(count as usize);
         for _ in 0..count {
@@ -181,12 +242,26 @@ impl VersionedState for VcpuState {
         let events = kvm_struct(r, n)?;
         let count = r.u32()?;
         if count > MAX_ENTRIES {
-            return Err(StateError::Invalid { name: n, why: format!("{count} CPUID entries") });
+            return Err(StateError::Invalid {
+                name: n,
+                why: format!("{count} CPUID entries"),
+            });
         }
         let mut cpuid = Vec::with_capacity(count as usize);
         for _ in 0..count {
             cpuid.push(kvm_struct(r, n)?);
         }
-        Ok(VcpuState { mp_state, regs, sregs, xsave, xcrs, debugregs, lapic, msrs, events, cpuid })
+        Ok(VcpuState {
+            mp_state,
+            regs,
+            sregs,
+            xsave,
+            xcrs,
+            debugregs,
+            lapic,
+            msrs,
+            events,
+            cpuid,
+        })
     }
 }

@@ -32,7 +32,10 @@ enum Flow {
 }
 
 pub fn spawn(v: Vcpu) -> Result<JoinHandle<()>, CpuError> {
-    std::thread::Builder::new().name(format!("vcpu{}", v.id)).spawn(move || run(v)).map_err(CpuError::Thread)
+    std::thread::Builder::new()
+        .name(format!("vcpu{}", v.id))
+        .spawn(move || run(v))
+        .map_err(CpuError::Thread)
 }
 
 fn run(v: Vcpu) {

@@ -38,12 +38,40 @@ fn seg_flags(s: &kvm_segment) -> u32 {
 }
 
 const SYS32: [&str; 16] = [
-    "Reserved", "TSS16-avl", "LDT", "TSS16-busy", "CallGate16", "TaskGate", "IntGate16", "TrapGate16", "Reserved", "TSS32-avl", "Reserved",
-    "TSS32-busy", "CallGate32", "Reserved", "IntGate32", "TrapGate32",
+    "Reserved",
+    "TSS16-avl",
+    "LDT",
+    "TSS16-busy",
+    "CallGate16",
+    "TaskGate",
+    "IntGate16",
+    "TrapGate16",
+    "Reserved",
+    "TSS32-avl",
+    "Reserved",
+    "TSS32-busy",
+    "CallGate32",
+    "Reserved",
+    "IntGate32",
+    "TrapGate32",
 ];
 const SYS64: [&str; 16] = [
-    "<hiword>", "Reserved", "LDT", "Reserved", "Reserved", "Reserved", "Reserved", "Reserved", "Reserved", "TSS64-avl", "Reserved", "TSS64-busy",
-    "CallGate64", "Reserved", "IntGate64", "TrapGate64",
+    "<hiword>",
+    "Reserved",
+    "LDT",
+    "Reserved",
+    "Reserved",
+    "Reserved",
+    "Reserved",
+    "Reserved",
+    "Reserved",
+    "TSS64-avl",
+    "Reserved",
+    "TSS64-busy",
+    "CallGate64",
+    "Reserved",
+    "IntGate64",
+    "TrapGate64",
 ];
 
 struct Mode {
@@ -55,9 +83,23 @@ struct Mode {
 fn seg(out: &mut String, m: &Mode, name: &str, s: &kvm_segment) {
     let f = seg_flags(s);
     if m.cs64 {
-        let _ = write!(out, "{name:<3}={:04x} {:016x} {:08x} {:08x}", s.selector, s.base, s.limit, f & 0x00ff_ff00);
+        let _ = write!(
+            out,
+            "{name:<3}={:04x} {:016x} {:08x} {:08x}",
+            s.selector,
+            s.base,
+            s.limit,
+            f & 0x00ff_ff00
+        );
     } else {
-        let _ = write!(out, "{name:<3}={:04x} {:08x} {:08x} {:08x}", s.selector, s.base as u32, s.limit, f & 0x00ff_ff00);
+        let _ = write!(
+            out,
+            "{name:<3}={:04x} {:08x} {:08x} {:08x}",
+            s.selector,
+            s.base as u32,
+            s.limit,
+            f & 0x00ff_ff00
+        );
     }
     if m.pe && f & DESC_P != 0 {
         let _ = write!(out, " DPL={} ", s.dpl);
@@ -93,11 +135,23 @@ fn xq(x: &[u32; 1024], byte_off: usize) -> u64 {
 /// One CPU's block as `info registers` prints it (`\nCPU#N\n` header included).
 pub fn format(index: usize, st: &VcpuState) -> String {
     let (r, s) = (&st.regs, &st.sregs);
-    let m = Mode { cs64: s.efer & EFER_LMA != 0 && s.cs.l != 0, lma: s.efer & EFER_LMA != 0, pe: s.cr0 & CR0_PE != 0 };
+    let m = Mode {
+        cs64: s.efer & EFER_LMA != 0 && s.cs.l != 0,
+        lma: s.efer & EFER_LMA != 0,
+        pe: s.cr0 & CR0_PE != 0,
+    };
     let mut o = format!("\nCPU#{index}\n");
     let fl = r.rflags;
     let flag = |bit: u64, ch: char| if fl & bit != 0 { ch } else { '-' };
-    let flags = [flag(0x400, 'D'), flag(0x800, 'O'), flag(0x80, 'S'), flag(0x40, 'Z'), flag(0x10, 'A'), flag(0x4, 'P'), flag(0x1, 'C')];
+    let flags = [
+        flag(0x400, 'D'),
+        flag(0x800, 'O'),
+        flag(0x80, 'S'),
+        flag(0x40, 'Z'),
+        flag(0x10, 'A'),
+        flag(0x4, 'P'),
+        flag(0x1, 'C'),
+    ];
     let flags: String = flags.iter().collect();
     let tail = format!(
         "[{flags}] CPL={} II={} A20=1 SMM={} HLT={}",
@@ -113,18 +167,39 @@ pub fn format(index: usize, st: &VcpuState) -> String {
         let _ = writeln!(o, "R12={:016x} R13={:016x} R14={:016x} R15={:016x}", r.r12, r.r13, r.r14, r.r15);
         let _ = writeln!(o, "RIP={:016x} RFL={:08x} {tail}", r.rip, fl as u32);
     } else {
-        let _ = writeln!(o, "EAX={:08x} EBX={:08x} ECX={:08x} EDX={:08x}", r.rax as u32, r.rbx as u32, r.rcx as u32, r.rdx as u32);
-        let _ = writeln!(o, "ESI={:08x} EDI={:08x} EBP={:08x} ESP={:08x}", r.rsi as u32, r.rdi as u32, r.rbp as u32, r.rsp as u32);
+        let _ = writeln!(
+            o,
+            "EAX={:08x} EBX={:08x} ECX={:08x} EDX={:08x}",
+            r.rax as u32, r.rbx as u32, r.rcx as u32, r.rdx as u32
+        );
+        let _ = writeln!(
+            o,
+            "ESI={:08x} EDI={:08x} EBP={:08x} ESP={:08x}",
+            r.rsi as u32, r.rdi as u32, r.rbp as u32, r.rsp as u32
+        );
         let _ = writeln!(o, "EIP={:08x} EFL={:08x} {tail}", r.rip as u32, fl as u32);
     }
-    for (name, sg) in [("ES", &s.es), ("CS", &s.cs), ("SS", &s.ss), ("DS", &s.ds), ("FS", &s.fs), ("GS", &s.gs), ("LDT", &s.ldt), ("TR", &s.tr)] {
+    for (name, sg) in [
+        ("ES", &s.es),
+        ("CS", &s.cs),
+        ("SS", &s.ss),
+        ("DS", &s.ds),
+        ("FS", &s.fs),
+        ("GS", &s.gs),
+        ("LDT", &s.ldt),
+        ("TR", &s.tr),
+    ] {
         seg(&mut o, &m, name, sg);
     }
     let dr = &st.debugregs;
     if m.lma {
         let _ = writeln!(o, "GDT=     {:016x} {:08x}", s.gdt.base, s.gdt.limit);
         let _ = writeln!(o, "IDT=     {:016x} {:08x}", s.idt.base, s.idt.limit);
-        let _ = writeln!(o, "CR0={:08x} CR2={:016x} CR3={:016x} CR4={:08x}", s.cr0 as u32, s.cr2, s.cr3, s.cr4 as u32);
+        let _ = writeln!(
+            o,
+            "CR0={:08x} CR2={:016x} CR3={:016x} CR4={:08x}",
+            s.cr0 as u32, s.cr2, s.cr3, s.cr4 as u32
+        );
         for (i, d) in dr.db.iter().enumerate() {
             let _ = write!(o, "DR{i}={d:016x} ");
         }
@@ -132,7 +207,11 @@ pub fn format(index: usize, st: &VcpuState) -> String {
     } else {
         let _ = writeln!(o, "GDT=     {:08x} {:08x}", s.gdt.base as u32, s.gdt.limit);
         let _ = writeln!(o, "IDT=     {:08x} {:08x}", s.idt.base as u32, s.idt.limit);
-        let _ = writeln!(o, "CR0={:08x} CR2={:08x} CR3={:08x} CR4={:08x}", s.cr0 as u32, s.cr2 as u32, s.cr3 as u32, s.cr4 as u32);
+        let _ = writeln!(
+            o,
+            "CR0={:08x} CR2={:08x} CR3={:08x} CR4={:08x}",
+            s.cr0 as u32, s.cr2 as u32, s.cr3 as u32, s.cr4 as u32
+        );
         for (i, d) in dr.db.iter().enumerate() {
             let _ = write!(o, "DR{i}={d:08x} ");
         }
@@ -150,33 +229,77 @@ fn fpu(o: &mut String, st: &VcpuState, cs64: bool) {
     let fsw = x[0] >> 16;
     let ftw = x[1] & 0xff; // abridged tag: bit i set = register i holds a value
     let mxcsr = x[6];
-    let _ = writeln!(o, "FCW={fcw:04x} FSW={fsw:04x} [ST={}] FTW={ftw:02x} MXCSR={mxcsr:08x}", (fsw >> 11) & 7);
+    let _ = writeln!(
+        o,
+        "FCW={fcw:04x} FSW={fsw:04x} [ST={}] FTW={ftw:02x} MXCSR={mxcsr:08x}",
+        (fsw >> 11) & 7
+    );
     for i in 0..8 {
         let base = 32 + 16 * i;
         let _ = write!(o, "FPR{i}={:016x} {:04x}", xq(x, base), x[(base + 8) / 4] & 0xffff);
         o.push(if i & 1 == 1 { '\n' } else { ' ' });
     }
-    let xcr0 = st.xcrs.xcrs.iter().take(st.xcrs.nr_xcrs as usize).find(|c| c.xcr == 0).map_or(XSTATE_SSE | 1, |c| c.value);
+    let xcr0 = st
+        .xcrs
+        .xcrs
+        .iter()
+        .take(st.xcrs.nr_xcrs as usize)
+        .find(|c| c.xcr == 0)
+        .map_or(XSTATE_SSE | 1, |c| c.value);
     let n = if cs64 { 16 } else { 8 };
     let xmm = |i: usize, q: usize| xq(x, 160 + 16 * i + 8 * q);
     let ymm_hi = |i: usize, q: usize| xq(x, 576 + 16 * i + 8 * q);
     if xcr0 & (XSTATE_AVX512 | XSTATE_YMM | XSTATE_SSE) == XSTATE_AVX512 | XSTATE_YMM | XSTATE_SSE {
         for i in 0..8 {
-            let _ = write!(o, "Opmask{i:02}={:016x}{}", xq(x, 1088 + 8 * i), if i & 3 == 3 { "\n" } else { " " });
+            let _ = write!(
+                o,
+                "Opmask{i:02}={:016x}{}",
+                xq(x, 1088 + 8 * i),
+                if i & 3 == 3 { "\n" } else { " " }
+            );
         }
         let count = if cs64 { 32 } else { 8 };
         for i in 0..count {
             let q: [u64; 8] = if i < 16 {
-                [xmm(i, 0), xmm(i, 1), ymm_hi(i, 0), ymm_hi(i, 1), xq(x, 1152 + 32 * i), xq(x, 1160 + 32 * i), xq(x, 1168 + 32 * i), xq(x, 1176 + 32 * i)]
+                [
+                    xmm(i, 0),
+                    xmm(i, 1),
+                    ymm_hi(i, 0),
+                    ymm_hi(i, 1),
+                    xq(x, 1152 + 32 * i),
+                    xq(x, 1160 + 32 * i),
+                    xq(x, 1168 + 32 * i),
+                    xq(x, 1176 + 32 * i),
+                ]
             } else {
                 let b = 1664 + 64 * (i - 16);
-                [xq(x, b), xq(x, b + 8), xq(x, b + 16), xq(x, b + 24), xq(x, b + 32), xq(x, b + 40), xq(x, b + 48), xq(x, b + 56)]
+                [
+                    xq(x, b),
+                    xq(x, b + 8),
+                    xq(x, b + 16),
+                    xq(x, b + 24),
+                    xq(x, b + 32),
+                    xq(x, b + 40),
+                    xq(x, b + 48),
+                    xq(x, b + 56),
+                ]
             };
-            let _ = writeln!(o, "ZMM{i:02}={:016x} {:016x} {:016x} {:016x} {:016x} {:016x} {:016x} {:016x}", q[7], q[6], q[5], q[4], q[3], q[2], q[1], q[0]);
+            let _ = writeln!(
+                o,
+                "ZMM{i:02}={:016x} {:016x} {:016x} {:016x} {:016x} {:016x} {:016x} {:016x}",
+                q[7], q[6], q[5], q[4], q[3], q[2], q[1], q[0]
+            );
         }
     } else if xcr0 & (XSTATE_YMM | XSTATE_SSE) == XSTATE_YMM | XSTATE_SSE {
         for i in 0..n {
-            let _ = writeln!(o, "YMM{i:02}={:016x} {:016x} {:016x} {:016x}", ymm_hi(i, 1), ymm_hi(i, 0), xmm(i, 1), xmm(i, 0));
+            let _ = writeln!(
+                o,
+                "YMM{i:02}={:016x} {:016x} {:016x} {:016x}",
+                ymm_hi(i, 1),
+                ymm_hi(i, 0),
+                xmm(i, 1),
+                xmm(i, 0)
+            );
         }
     } else {
         for i in 0..n {
@@ -192,19 +315,67 @@ mod tests {
     use kvm_bindings::*;
 
     fn state_64() -> VcpuState {
-        let code = kvm_segment { base: 0, limit: 0xffff_ffff, selector: 0x10, type_: 0xb, present: 1, dpl: 0, db: 0, s: 1, l: 1, g: 1, avl: 0, unusable: 0, padding: 0 };
-        let data = kvm_segment { selector: 0x18, type_: 0x3, l: 0, db: 1, ..code };
-        let sregs = kvm_sregs { cs: code, ds: data, es: data, ss: data, fs: data, gs: data, cr0: 0x8000_0011, cr4: 0x20, efer: 0x500, ..Default::default() };
+        let code = kvm_segment {
+            base: 0,
+            limit: 0xffff_ffff,
+            selector: 0x10,
+            type_: 0xb,
+            present: 1,
+            dpl: 0,
+            db: 0,
+            s: 1,
+            l: 1,
+            g: 1,
+            avl: 0,
+            unusable: 0,
+            padding: 0,
+        };
+        let data = kvm_segment {
+            selector: 0x18,
+            type_: 0x3,
+            l: 0,
+            db: 1,
+            ..code
+        };
+        let sregs = kvm_sregs {
+            cs: code,
+            ds: data,
+            es: data,
+            ss: data,
+            fs: data,
+            gs: data,
+            cr0: 0x8000_0011,
+            cr4: 0x20,
+            efer: 0x500,
+            ..Default::default()
+        };
         let mut xsave = Box::new([0u32; 1024]);
         xsave[0] = 0x37f;
         xsave[6] = 0x1f80;
         VcpuState {
             mp_state: kvm_mp_state::default(),
-            regs: kvm_regs { rip: 0x100200, rflags: 0x46, rsi: 0x7000, ..Default::default() },
+            regs: kvm_regs {
+                rip: 0x100200,
+                rflags: 0x46,
+                rsi: 0x7000,
+                ..Default::default()
+            },
             sregs,
             xsave,
-            xcrs: kvm_xcrs { nr_xcrs: 1, xcrs: [kvm_xcr { xcr: 0, value: 3, ..Default::default() }; 16], ..Default::default() },
-            debugregs: kvm_debugregs { dr6: 0xffff0ff0, dr7: 0x400, ..Default::default() },
+            xcrs: kvm_xcrs {
+                nr_xcrs: 1,
+                xcrs: [kvm_xcr {
+                    xcr: 0,
+                    value: 3,
+                    ..Default::default()
+                }; 16],
+                ..Default::default()
+            },
+            debugregs: kvm_debugregs {
+                dr6: 0xffff0ff0,
+                dr7: 0x400,
+                ..Default::default()
+            },
             lapic: kvm_lapic_state::default(),
             msrs: vec![],
             events: kvm_vcpu_events::default(),
@@ -218,8 +389,14 @@ mod tests {
         let lines: Vec<&str> = out.lines().collect();
         assert_eq!(lines[0], "");
         assert_eq!(lines[1], "CPU#0");
-        assert_eq!(lines[2], "RAX=0000000000000000 RBX=0000000000000000 RCX=0000000000000000 RDX=0000000000000000");
-        assert_eq!(lines[3], "RSI=0000000000007000 RDI=0000000000000000 RBP=0000000000000000 RSP=0000000000000000");
+        assert_eq!(
+            lines[2],
+            "RAX=0000000000000000 RBX=0000000000000000 RCX=0000000000000000 RDX=0000000000000000"
+        );
+        assert_eq!(
+            lines[3],
+            "RSI=0000000000007000 RDI=0000000000000000 RBP=0000000000000000 RSP=0000000000000000"
+        );
         assert_eq!(lines[6], "RIP=0000000000100200 RFL=00000046 [---Z-P-] CPL=0 II=0 A20=1 SMM=0 HLT=0");
         assert_eq!(lines[7], "ES =0018 0000000000000000 ffffffff 00c09300 DPL=0 DS   [-WA]");
         assert_eq!(lines[8], "CS =0010 0000000000000000 ffffffff 00a09b00 DPL=0 CS64 [-RA]");
@@ -230,7 +407,10 @@ mod tests {
         assert_eq!(lines[20], "EFER=0000000000000500");
         assert_eq!(lines[21], "FCW=037f FSW=0000 [ST=0] FTW=00 MXCSR=00001f80");
         assert_eq!(lines[22], "FPR0=0000000000000000 0000 FPR1=0000000000000000 0000");
-        assert_eq!(lines[26], "XMM00=0000000000000000 0000000000000000 XMM01=0000000000000000 0000000000000000");
+        assert_eq!(
+            lines[26],
+            "XMM00=0000000000000000 0000000000000000 XMM01=0000000000000000 0000000000000000"
+        );
         assert_eq!(lines.len(), 34);
     }
 
@@ -238,7 +418,15 @@ mod tests {
     fn real_mode_layout() {
         let mut st = state_64();
         st.sregs = kvm_sregs::default();
-        st.sregs.cs = kvm_segment { selector: 0xf000, base: 0xffff_0000, limit: 0xffff, type_: 0xb, present: 1, s: 1, ..Default::default() };
+        st.sregs.cs = kvm_segment {
+            selector: 0xf000,
+            base: 0xffff_0000,
+            limit: 0xffff,
+            type_: 0xb,
+            present: 1,
+            s: 1,
+            ..Default::default()
+        };
         st.regs.rip = 0xfff0;
         let out = format(1, &st);
         assert!(out.contains("\nEIP=0000fff0 EFL=00000046 [---Z-P-] CPL=0"), "{out}");

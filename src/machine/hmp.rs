@@ -33,7 +33,13 @@ impl Vmm for Hmp {
             Command::SaveVm { .. } | Command::LoadVm { .. } | Command::DelVm { .. } => {
                 return Err("no block device can store vmstate for snapshot".into());
             }
-            Command::Migrate { detach, blk, inc, resume, uri } => return migrate::start(m, *detach, *blk, *inc, *resume, uri),
+            Command::Migrate {
+                detach,
+                blk,
+                inc,
+                resume,
+                uri,
+            } => return migrate::start(m, *detach, *blk, *inc, *resume, uri),
             Command::MigrateCancel => migrate::cancel(m),
             Command::MigrateIncoming { uri } => migrate::incoming(m, uri)?,
             Command::MigrateSetSpeed { bytes_per_second } => migrate::set_speed(m, *bytes_per_second),

@@ -42,7 +42,10 @@ pub fn run(m: &Machine, cmd: &InfoCommand, out: &mut dyn Write) -> Result<(), St
             let states = vm.vcpu_states().map_err(|e| e.to_string())?;
             let mut s = String::new();
             match (all, vcpu) {
-                (true, _) => states.iter().enumerate().for_each(|(i, st)| s.push_str(&crate::hmp::registers::format(i, st))),
+                (true, _) => states
+                    .iter()
+                    .enumerate()
+                    .for_each(|(i, st)| s.push_str(&crate::hmp::registers::format(i, st))),
                 (false, Some(n)) if *n < 0 || *n as usize >= states.len() => {
                     let _ = writeln!(s, "CPU#{n} not available");
                 }
@@ -64,7 +67,10 @@ pub fn run(m: &Machine, cmd: &InfoCommand, out: &mut dyn Write) -> Result<(), St
             match device {
                 // One device: its paragraph, after an empty line, as QEMU prints it.
                 Some(name) => {
-                    let para = all.split("\n\n").find(|p| p.starts_with(&format!("{name} "))).ok_or_else(|| format!("Device '{name}' not found"))?;
+                    let para = all
+                        .split("\n\n")
+                        .find(|p| p.starts_with(&format!("{name} ")))
+                        .ok_or_else(|| format!("Device '{name}' not found"))?;
                     format!("\n{para}\n")
                 }
                 None => all,
@@ -114,14 +120,27 @@ fn pci(m: &Machine) -> Result<String, String> {
 fn qtree(m: &Machine) -> Result<String, String> {
     let vm = m.vm().ok_or("no VM")?;
     let mut s = String::from("bus: main-system-bus\n  type System\n");
-    let _ = writeln!(s, "  dev: kvm-ioapic, id \"\"\n    gpio-in \"\" 24\n    mmio {IOAPIC_BASE:016x}/0000000000001000");
+    let _ = writeln!(
+        s,
+        "  dev: kvm-ioapic, id \"\"\n    gpio-in \"\" 24\n    mmio {IOAPIC_BASE:016x}/0000000000001000"
+    );
     s.push_str("  dev: godwit-pcihost, id \"\"\n    bus: pci.0\n      type PCI\n");
     for (slot, dev) in lock(&vm.platform().pci).devices() {
         let d = lock(dev);
-        let _ = writeln!(s, "      dev: {}, id \"\"\n        addr = {slot:02x}.0", d.name().to_lowercase().replace(' ', "-"));
+        let _ = writeln!(
+            s,
+            "      dev: {}, id \"\"\n        addr = {slot:02x}.0",
+            d.name().to_lowercase().replace(' ', "-")
+        );
     }
     s.push_str("  dev: isa-bus, id \"\"\n    bus: isa.0\n      type ISA\n");
-    for (name, io, irq) in [("isa-serial", "03f8", Some(4)), ("i8042", "0060", Some(1)), ("mc146818rtc", "0070", None), ("kvm-pit", "0040", None), ("isa-pcspk", "0061", None)] {
+    for (name, io, irq) in [
+        ("isa-serial", "03f8", Some(4)),
+        ("i8042", "0060", Some(1)),
+        ("mc146818rtc", "0070", None),
+        ("kvm-pit", "0040", None),
+        ("isa-pcspk", "0061", None),
+    ] {
         let _ = writeln!(s, "      dev: {name}, id \"\"\n        iobase = 0x{io}");
         if let Some(i) = irq {
             let _ = writeln!(s, "        irq = {i}");
@@ -139,9 +158,22 @@ fn mtree(m: &Machine) -> Result<String, String> {
         let _ = writeln!(s, "    {a:016x}-{:016x} (prio 0, ram): {name}", a + len - 1);
     }
     let _ = writeln!(s, "    {IOAPIC_BASE:016x}-{:016x} (prio 0, i/o): kvm-ioapic", IOAPIC_BASE + 0xfff);
-    let _ = writeln!(s, "    {LAPIC_BASE:016x}-{:016x} (prio 4096, i/o): kvm-apic-msi", LAPIC_BASE + 0xfffff);
+    let _ = writeln!(
+        s,
+        "    {LAPIC_BASE:016x}-{:016x} (prio 4096, i/o): kvm-apic-msi",
+        LAPIC_BASE + 0xfffff
+    );
     s.push_str("\naddress-space: I/O\n  0000000000000000-000000000000ffff (prio 0, i/o): io\n");
-    for (base, len, name) in [(0x40u64, 4u64, "kvm-pit"), (0x60, 1, "i8042-data"), (0x61, 1, "pcspk"), (0x64, 1, "i8042-cmd"), (0x70, 2, "rtc"), (0x80, 1, "ioport80"), (0x3f8, 8, "serial"), (0xcf8, 8, "pci-conf")] {
+    for (base, len, name) in [
+        (0x40u64, 4u64, "kvm-pit"),
+        (0x60, 1, "i8042-data"),
+        (0x61, 1, "pcspk"),
+        (0x64, 1, "i8042-cmd"),
+        (0x70, 2, "rtc"),
+        (0x80, 1, "ioport80"),
+        (0x3f8, 8, "serial"),
+        (0xcf8, 8, "pci-conf"),
+    ] {
         let _ = writeln!(s, "    {base:016x}-{:016x} (prio 0, i/o): {name}", base + len - 1);
     }
     s.push('\n');

@@ -37,11 +37,18 @@ pub fn start(m: &Arc<Machine>, detach: bool, blk: bool, inc: bool, resume: bool,
     }
     let vm = m.vm().ok_or("no VM")?;
     let Some(target) = uri::parse(spec).filter(|u| *u != uri::Uri::Defer) else {
-        *lock(&m.outgoing.stats) = Stats { status: Status::Failed, ..Stats::default() };
+        *lock(&m.outgoing.stats) = Stats {
+            status: Status::Failed,
+            ..Stats::default()
+        };
         return Err("Parameter 'uri' expects a valid migration protocol".into());
     };
     m.outgoing.cancel.store(false, Ordering::SeqCst);
-    *lock(&m.outgoing.stats) = Stats { status: Status::Setup, total_ram: vm.mem_size(), ..Stats::default() };
+    *lock(&m.outgoing.stats) = Stats {
+        status: Status::Setup,
+        total_ram: vm.mem_size(),
+        ..Stats::default()
+    };
     if let Some(old) = lock(&m.outgoing_thread).take() {
         let _ = old.join();
     }
@@ -53,7 +60,11 @@ pub fn start(m: &Arc<Machine>, detach: bool, blk: bool, inc: bool, resume: bool,
                 Ok(c) => c,
                 Err(e) => {
                     eprintln!("godwit: {e}");
-                    *lock(&machine.outgoing.stats) = Stats { status: Status::Failed, error: Some(e), ..Stats::default() };
+                    *lock(&machine.outgoing.stats) = Stats {
+                        status: Status::Failed,
+                        error: Some(e),
+                        ..Stats::default()
+                    };
                     return;
                 }
             };
@@ -80,7 +91,11 @@ pub fn start(m: &Arc<Machine>, detach: bool, blk: bool, inc: bool, resume: bool,
         })
         .map_err(|e| format!("cannot start the migration thread: {e}"))?;
     *lock(&m.outgoing_thread) = Some(handle);
-    if detach { Ok(Outcome::Done) } else { Ok(Outcome::Wait(Box::new(Wait(m.clone())))) }
+    if detach {
+        Ok(Outcome::Done)
+    } else {
+        Ok(Outcome::Wait(Box::new(Wait(m.clone()))))
+    }
 }
 
 /// Asks a running migration to stop; the source keeps running.
@@ -103,7 +118,9 @@ pub fn incoming(m: &Arc<Machine>, spec: &str) -> Result<(), String> {
     if inc.started {
         return Err("The incoming migration has already been started".into());
     }
-    let parsed = uri::parse(spec).filter(|u| *u != uri::Uri::Defer).ok_or_else(|| format!("unknown migration protocol: {spec}"))?;
+    let parsed = uri::parse(spec)
+        .filter(|u| *u != uri::Uri::Defer)
+        .ok_or_else(|| format!("unknown migration protocol: {spec}"))?;
     drop(inc);
     let vm = m.vm().ok_or("no VM")?;
     crate::incoming::start_parsed(&parsed, vm, m.events.clone(), m.incoming.clone())?;
@@ -130,7 +147,8 @@ pub fn set_parameter(m: &Machine, name: &str, value: &str) -> Result<(), String>
     match name {
         "max-bandwidth" => p.max_bandwidth = size(SizeUnit::MiB)?,
         "downtime-limit" => {
-            let ms = parse_size(value, SizeUnit::Bytes).map_err(|_| "Parameter 'downtime-limit' expects a non-negative number below 2^64".to_string())?;
+            let ms = parse_size(value, SizeUnit::Bytes)
+                .map_err(|_| "Parameter 'downtime-limit' expects a non-negative number below 2^64".to_string())?;
             if ms > params::MAX_DOWNTIME_MS {
                 return Err("Parameter 'downtime_limit' expects an integer in the range of 0 to (2000 * 1000) ms".into());
             }
@@ -156,9 +174,24 @@ pub fn set_parameter(m: &Machine, name: &str, value: &str) -> Result<(), String>
             }
         }
         "block-bitmap-mapping" => return Err("The block-bitmap-mapping parameter can only be set through QMP".into()),
-        "announce-initial" | "announce-max" | "announce-rounds" | "announce-step" | "compress-level" | "compress-threads" | "compress-wait-thread"
-        | "decompress-threads" | "throttle-trigger-threshold" | "cpu-throttle-initial" | "cpu-throttle-increment" | "cpu-throttle-tailslow"
-        | "max-cpu-throttle" | "tls-creds" | "tls-hostname" | "tls-authz" | "x-checkpoint-delay" | "multifd-compression" => {
+        "announce-initial"
+        | "announce-max"
+        | "announce-rounds"
+        | "announce-step"
+        | "compress-level"
+        | "compress-threads"
+        | "compress-wait-thread"
+        | "decompress-threads"
+        | "throttle-trigger-threshold"
+        | "cpu-throttle-initial"
+        | "cpu-throttle-increment"
+        | "cpu-throttle-tailslow"
+        | "max-cpu-throttle"
+        | "tls-creds"
+        | "tls-hostname"
+        | "tls-authz"
+        | "x-checkpoint-delay"
+        | "multifd-compression" => {
             return Err(format!("parameter '{name}' has no effect in godwit and is not supported"));
         }
         _ => return Err(format!("invalid parameter value: {name}")),

@@ -37,7 +37,9 @@ pub fn stop(vm: &VmFd, ram: &GuestRam) {
 pub fn collect(vm: &VmFd, ram: &GuestRam) -> Result<Vec<Bitmap>, String> {
     let mut out = Vec::new();
     for (slot, r) in ram.iter().enumerate() {
-        let mut kvm = vm.get_dirty_log(slot as u32, r.len() as usize).map_err(|e| format!("KVM_GET_DIRTY_LOG: {e}"))?;
+        let mut kvm = vm
+            .get_dirty_log(slot as u32, r.len() as usize)
+            .map_err(|e| format!("KVM_GET_DIRTY_LOG: {e}"))?;
         let dev = region_bitmap(r).get_and_reset();
         for (k, d) in kvm.iter_mut().zip(dev) {
             *k |= d;
@@ -65,7 +67,8 @@ pub fn touched(ram: &GuestRam) -> Result<Vec<Bitmap>, String> {
         while page < pages {
             let n = (pages - page).min(8192);
             let bytes = &mut buf[..(n * 8) as usize];
-            pm.read_exact_at(bytes, (host / PAGE + page) * 8).map_err(|e| format!("/proc/self/pagemap: {e}"))?;
+            pm.read_exact_at(bytes, (host / PAGE + page) * 8)
+                .map_err(|e| format!("/proc/self/pagemap: {e}"))?;
             for (i, e) in bytes.chunks_exact(8).enumerate() {
                 let v = u64::from_le_bytes(e.try_into().expect("8 bytes"));
                 // bit 63: present, bit 62: swapped

@@ -178,12 +178,31 @@ mod tests {
     #[test]
     fn other_states() {
         assert_eq!(format(&Stats::default(), false), GLOBALS);
-        let f = Stats { status: Status::Failed, error: Some("Failed to connect to '127.0.0.1:1': Connection refused".into()), total_time_ms: 5, ..Stats::default() };
-        assert!(format(&f, false).ends_with("Migration status: failed (Failed to connect to '127.0.0.1:1': Connection refused)\ntotal time: 0 ms\n"));
-        let d = Stats { socket_addresses: vec!["tcp:0.0.0.0:4444".into()], ..Stats::default() };
+        let f = Stats {
+            status: Status::Failed,
+            error: Some("Failed to connect to '127.0.0.1:1': Connection refused".into()),
+            total_time_ms: 5,
+            ..Stats::default()
+        };
+        assert!(
+            format(&f, false)
+                .ends_with("Migration status: failed (Failed to connect to '127.0.0.1:1': Connection refused)\ntotal time: 0 ms\n")
+        );
+        let d = Stats {
+            socket_addresses: vec!["tcp:0.0.0.0:4444".into()],
+            ..Stats::default()
+        };
         assert!(format(&d, true).ends_with("socket address: [\n\ttcp:0.0.0.0:4444\n]\n"));
-        let a = Stats { status: Status::Active, expected_downtime_ms: 300, dirty_pages_rate: 1249, ..Stats::default() };
+        let a = Stats {
+            status: Status::Active,
+            expected_downtime_ms: 300,
+            dirty_pages_rate: 1249,
+            ..Stats::default()
+        };
         let t = format(&a, false);
-        assert!(t.contains("expected downtime: 300 ms\n") && t.contains("dirty pages rate: 1249 pages\n"), "{t}");
+        assert!(
+            t.contains("expected downtime: 300 ms\n") && t.contains("dirty pages rate: 1249 pages\n"),
+            "{t}"
+        );
     }
 }

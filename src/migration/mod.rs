@@ -5,7 +5,7 @@ pub mod info;
 pub mod params;
 pub mod recv;
 pub mod send;
-pub mod uri;
 pub mod stream;
 #[cfg(test)]
 mod tests;
+pub mod uri;

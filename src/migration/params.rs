@@ -53,31 +53,10 @@ impl Params {
     }
 }
 
-/// QEMU 7.2's capabilities, in its order. godwit implements none of the optional data
-/// paths yet, so every one reads `off` and switching one on is refused.
-pub const CAPABILITIES: [&str; 21] = [
-    "xbzrle",
-    "rdma-pin-all",
-    "auto-converge",
-    "zero-blocks",
-    "compress",
-    "events",
-    "postcopy-ram",
-    "x-colo",
-    "release-ram",
-    "block",
-    "return-path",
-    "pause-before-switchover",
-    "multifd",
-    "dirty-bitmaps",
-    "postcopy-blocktime",
-    "late-block-activate",
-    "x-ignore-shared",
-    "validate-uuid",
-    "background-snapshot",
-    "zero-copy-send",
-    "postcopy-preempt",
-];
+/// QEMU 7.2's capabilities, in its order (the monitor's table, which completion uses too).
+/// godwit implements none of the optional data paths yet, so every one reads `off` and
+/// switching one on is refused.
+pub use monitor::complete::MIGRATION_CAPABILITIES as CAPABILITIES;
 
 pub fn format_capabilities() -> String {
     CAPABILITIES.iter().map(|c| format!("{c}: off\n")).collect()

@@ -18,13 +18,22 @@ struct Written {
 
 impl Written {
     fn new(vm: &Vm) -> Self {
-        Written { regions: vm.ram().iter().map(|r| (r.start_addr().0, r.len(), vec![0u64; (r.len() / PAGE).div_ceil(64) as usize])).collect() }
+        Written {
+            regions: vm
+                .ram()
+                .iter()
+                .map(|r| (r.start_addr().0, r.len(), vec![0u64; (r.len() / PAGE).div_ceil(64) as usize]))
+                .collect(),
+        }
     }
 
     /// The region holding [gpa, gpa+len), if the whole range is inside one region.
     fn find(&mut self, gpa: u64, len: u64) -> Option<(u64, &mut Vec<u64>)> {
         let end = gpa.checked_add(len)?;
-        self.regions.iter_mut().find(|(base, size, _)| gpa >= *base && end <= base + *size).map(|(base, _, bm)| (*base, bm))
+        self.regions
+            .iter_mut()
+            .find(|(base, size, _)| gpa >= *base && end <= base + *size)
+            .map(|(base, _, bm)| (*base, bm))
     }
 }
 
@@ -44,9 +53,15 @@ pub fn run(vm: &Vm, input: Box<dyn Read + Send>) -> Result<(), String> {
     loop {
         let rec = r.next().map_err(|e| e.to_string())?;
         if first {
-            let Record::Config { mem_size, vcpus, machine } = &rec else { return Err("stream does not start with the configuration".into()) };
+            let Record::Config { mem_size, vcpus, machine } = &rec else {
+                return Err("stream does not start with the configuration".into());
+            };
             if *mem_size != vm.mem_size() {
-                return Err(format!("RAM size mismatch: the source has {} MiB, this VM {} MiB", mem_size >> 20, vm.mem_size() >> 20));
+                return Err(format!(
+                    "RAM size mismatch: the source has {} MiB, this VM {} MiB",
+                    mem_size >> 20,
+                    vm.mem_size() >> 20
+                ));
             }
             if *vcpus as usize != vm.vcpu_count() {
                 return Err(format!("vCPU count mismatch: the source has {vcpus}, this VM {}", vm.vcpu_count()));

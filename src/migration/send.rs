@@ -110,14 +110,21 @@ struct Sender<'a, W: Write> {
 
 impl<W: Write> Sender<'_, W> {
     fn check_cancel(&self) -> Result<(), Stop> {
-        if self.shared.cancel.load(Ordering::SeqCst) { Err(Stop::Cancelled) } else { Ok(()) }
+        if self.shared.cancel.load(Ordering::SeqCst) {
+            Err(Stop::Cancelled)
+        } else {
+            Ok(())
+        }
     }
 
     /// Sends `count` pages from `gpa`: zero pages as ranges, the rest as data.
     fn send_run(&mut self, gpa: u64, count: u64) -> Result<(), Stop> {
         let len = (count * PAGE) as usize;
         self.buf.resize(len, 0);
-        self.vm.ram().read_slice(&mut self.buf, GuestAddress(gpa)).map_err(|e| Stop::Failed(e.to_string()))?;
+        self.vm
+            .ram()
+            .read_slice(&mut self.buf, GuestAddress(gpa))
+            .map_err(|e| Stop::Failed(e.to_string()))?;
         let before = self.w.bytes();
         let (mut zero, mut normal) = (0u64, 0u64);
         let mut i = 0usize;
@@ -172,7 +179,12 @@ pub fn run(vm: &Vm, out: Box<dyn Write + Send>, shared: &Arc<Shared>) -> Result<
     let total_pages = vm.mem_size() / PAGE;
     {
         let mut s = lock(&shared.stats);
-        *s = Stats { status: Status::Setup, total_ram: vm.mem_size(), remaining: vm.mem_size(), ..Stats::default() };
+        *s = Stats {
+            status: Status::Setup,
+            total_ram: vm.mem_size(),
+            remaining: vm.mem_size(),
+            ..Stats::default()
+        };
         s.expected_downtime_ms = lock(&shared.params).downtime_limit_ms;
     }
     let was_running = !vm.is_paused();
@@ -182,7 +194,15 @@ pub fn run(vm: &Vm, out: Box<dyn Write + Send>, shared: &Arc<Shared>) -> Result<
         let mut sx = Sender {
             vm,
             w,
-            pacer: Pacer { shared, window_start: Instant::now(), window_bytes: 0, window_pages: 0, bandwidth: 0.0, limited: true, bucket: None },
+            pacer: Pacer {
+                shared,
+                window_start: Instant::now(),
+                window_bytes: 0,
+                window_pages: 0,
+                bandwidth: 0.0,
+                limited: true,
+                bucket: None,
+            },
             shared,
             buf: Vec::new(),
             pages_sent: 0,

@@ -82,7 +82,11 @@ impl<W: Write> Writer<W> {
         h.extend_from_slice(&VERSION.to_le_bytes());
         h.extend_from_slice(&0u32.to_le_bytes());
         out.write_all(&h)?;
-        Ok(Writer { out, bytes: 16, scratch: Vec::new() })
+        Ok(Writer {
+            out,
+            bytes: 16,
+            scratch: Vec::new(),
+        })
     }
 
     /// Bytes written so far, header included.
@@ -168,16 +172,29 @@ impl<R: Read> Reader<R> {
             return Err(StreamError::Version(v));
         }
         if h[12..16] != [0, 0, 0, 0] {
-            return Err(StreamError::Bad { what: "header", at: 12, why: "reserved flags are set".into() });
+            return Err(StreamError::Bad {
+                what: "header",
+                at: 12,
+                why: "reserved flags are set".into(),
+            });
         }
-        Ok(Reader { input, pos: 16, buf: Vec::new(), ended: false })
+        Ok(Reader {
+            input,
+            pos: 16,
+            buf: Vec::new(),
+            ended: false,
+        })
     }
 
     /// The next record. After END, always an error: nothing may follow it.
     pub fn next(&mut self) -> Result<Record<'_>, StreamError> {
         let at = self.pos;
         if self.ended {
-            return Err(StreamError::Bad { what: "END", at, why: "records after the end of the stream".into() });
+            return Err(StreamError::Bad {
+                what: "END",
+                at,
+                why: "records after the end of the stream".into(),
+            });
         }
         let mut head = [0u8; 8];
         read_exact(&mut self.input, &mut head, at)?;
@@ -192,7 +209,11 @@ impl<R: Read> Reader<R> {
             Tag::End => (8, 8),
         };
         if len < min || len > max || head[1..4] != [0, 0, 0] {
-            return Err(StreamError::Bad { what: tag_name(tag), at, why: format!("length {len}") });
+            return Err(StreamError::Bad {
+                what: tag_name(tag),
+                at,
+                why: format!("length {len}"),
+            });
         }
         self.buf.resize(len as usize + 4, 0);
         read_exact(&mut self.input, &mut self.buf, at + 8)?;
@@ -211,12 +232,24 @@ impl<R: Read> Reader<R> {
             },
             Tag::Pages => {
                 if (p.len() - 8) % PAGE_SIZE != 0 {
-                    return Err(StreamError::Bad { what: "PAGES", at, why: format!("{} bytes is not whole pages", p.len() - 8) });
+                    return Err(StreamError::Bad {
+                        what: "PAGES",
+                        at,
+                        why: format!("{} bytes is not whole pages", p.len() - 8),
+                    });
                 }
-                Record::Pages { gpa: u64_at(p, 0), data: &p[8..] }
+                Record::Pages {
+                    gpa: u64_at(p, 0),
+                    data: &p[8..],
+                }
             }
-            Tag::Zero => Record::Zero { gpa: u64_at(p, 0), pages: u64_at(p, 8) },
-            Tag::Sync => Record::Sync { round: u32::from_le_bytes(p[..4].try_into().expect("4 bytes")) },
+            Tag::Zero => Record::Zero {
+                gpa: u64_at(p, 0),
+                pages: u64_at(p, 8),
+            },
+            Tag::Sync => Record::Sync {
+                round: u32::from_le_bytes(p[..4].try_into().expect("4 bytes")),
+            },
             Tag::State => Record::State(p),
             Tag::End => {
                 self.ended = true;

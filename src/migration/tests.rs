@@ -6,56 +6,21 @@ use super::info::Status;
 use super::send::{self, Shared};
 use super::{recv, stream};
 use crate::config::Config;
+use crate::testutil::{Capture, heartbeats, probe};
 use crate::vm::{Vm, VmEvent};
 use devices::bus::lock;
-use std::io::Write;
 use std::os::unix::net::UnixStream;
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
-
-#[derive(Clone, Default)]
-struct Capture(Arc<Mutex<Vec<u8>>>);
-
-impl Write for Capture {
-    fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(b);
-        Ok(b.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
-impl Capture {
-    fn text(&self) -> String {
-        String::from_utf8_lossy(&self.0.lock().unwrap()).into_owned()
-    }
-    fn wait_for(&self, needle: &str, timeout: Duration) -> String {
-        let end = Instant::now() + timeout;
-        loop {
-            let t = self.text();
-            if t.contains(needle) {
-                return t;
-            }
-            assert!(Instant::now() < end, "no {needle:?} in guest output: {t}");
-            std::thread::sleep(Duration::from_millis(10));
-        }
-    }
-}
-
-fn heartbeats(text: &str) -> Vec<u64> {
-    text.lines().filter_map(|l| l.trim().strip_prefix("HB ")?.parse().ok()).collect()
-}
-
-fn probe() -> std::path::PathBuf {
-    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
-    let out = std::process::Command::new("bash").arg(root.join("scripts/build-probe.sh")).output().expect("build probe");
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    root.join("firmware/build/probe.bin")
-}
+use std::sync::Arc;
+use std::time::Duration;
 
 fn config(append: &str) -> Config {
-    Config { mem_size: 512 << 20, vcpus: 2, kernel: Some(probe()), append: append.into(), ..Config::default() }
+    Config {
+        mem_size: 512 << 20,
+        vcpus: 2,
+        kernel: Some(probe()),
+        append: append.into(),
+        ..Config::default()
+    }
 }
 
 fn migrate(append: &str, max_bandwidth: u64) -> (super::info::Stats, String, String) {
@@ -67,7 +32,11 @@ fn migrate(append: &str, max_bandwidth: u64) -> (super::info::Stats, String, Str
     let busy = append.contains("probe.ws=");
     out1.wait_for(if busy { "VERIFY 2 ok" } else { "HB 30" }, Duration::from_secs(30));
 
-    let dst_cfg = Config { incoming: Some("unix:test".into()), start_paused: true, ..config(append) };
+    let dst_cfg = Config {
+        incoming: Some("unix:test".into()),
+        start_paused: true,
+        ..config(append)
+    };
     let out2 = Capture::default();
     let dst = Vm::build(&kvm, &dst_cfg, Box::new(out2.clone()), tx).unwrap();
     dst.start().unwrap();
@@ -88,7 +57,10 @@ fn migrate(append: &str, max_bandwidth: u64) -> (super::info::Stats, String, Str
     if busy {
         out2.wait_for("VERIFY", Duration::from_secs(30));
     }
-    let dst_text = out2.wait_for(&format!("HB {}", heartbeats(&src_text).last().unwrap() + 30), Duration::from_secs(30));
+    let dst_text = out2.wait_for(
+        &format!("HB {}", heartbeats(&src_text).last().unwrap() + 30),
+        Duration::from_secs(30),
+    );
     src.teardown();
     dst.teardown();
     let stats = lock(&shared.stats).clone();
@@ -102,7 +74,10 @@ fn check_continuity(src: &str, dst: &str) {
     let hb = heartbeats(&joined);
     assert!(hb.windows(2).all(|w| w[1] == w[0] + 1), "{hb:?}");
     assert!(heartbeats(dst).len() >= 20, "{dst}");
-    assert!(!dst.contains("MISMATCH") && !dst.contains("bad=") && !dst.contains("PROBE READY") && !dst.contains("FAULT"), "{dst}");
+    assert!(
+        !dst.contains("MISMATCH") && !dst.contains("bad=") && !dst.contains("PROBE READY") && !dst.contains("FAULT"),
+        "{dst}"
+    );
 }
 
 #[test]
@@ -114,7 +89,10 @@ fn migrates_a_busy_guest_and_reports_real_figures() {
     assert!(s.duplicate > 0 && s.dirty_sync_count >= 2, "{s:?}");
     assert!(s.transferred >= s.normal * 4096, "{s:?}");
     assert_eq!(s.remaining, 0);
-    assert!(s.precopy_bytes > 0 && s.downtime_bytes > 0 && s.precopy_bytes + s.downtime_bytes == s.transferred, "{s:?}");
+    assert!(
+        s.precopy_bytes > 0 && s.downtime_bytes > 0 && s.precopy_bytes + s.downtime_bytes == s.transferred,
+        "{s:?}"
+    );
     // An untouched page is never read: far less than all of RAM went as data.
     assert!(s.normal + s.duplicate >= (512 << 20) / 4096, "{s:?}");
 }
@@ -130,7 +108,14 @@ fn idle_guest_sends_only_what_it_touched() {
 fn bad_streams_are_refused_with_a_reason() {
     let kvm = crate::vm::kvm::open().expect("/dev/kvm");
     let (tx, _rx) = crossbeam_channel::unbounded::<VmEvent>();
-    let cfg = Config { incoming: Some("unix:test".into()), start_paused: true, mem_size: 64 << 20, vcpus: 1, kernel: Some(probe()), ..Config::default() };
+    let cfg = Config {
+        incoming: Some("unix:test".into()),
+        start_paused: true,
+        mem_size: 64 << 20,
+        vcpus: 1,
+        kernel: Some(probe()),
+        ..Config::default()
+    };
     let dst = Vm::build(&kvm, &cfg, Box::new(std::io::sink()), tx).unwrap();
     let stream_with = |f: &dyn Fn(&mut stream::Writer<&mut Vec<u8>>)| {
         let mut v = Vec::new();
@@ -141,12 +126,48 @@ fn bad_streams_are_refused_with_a_reason() {
     let cases: Vec<(Vec<u8>, &str)> = vec![
         (stream_with(&|w| w.config(128 << 20, 1, "pc").unwrap()), "RAM size mismatch"),
         (stream_with(&|w| w.config(64 << 20, 2, "pc").unwrap()), "vCPU count mismatch"),
-        (stream_with(&|w| { w.config(64 << 20, 1, "pc").unwrap(); w.pages(64 << 20, &[1u8; 4096]).unwrap(); }), "outside guest RAM"),
-        (stream_with(&|w| { w.config(64 << 20, 1, "pc").unwrap(); w.zero((64 << 20) - 4096, 2).unwrap(); }), "outside guest RAM"),
-        (stream_with(&|w| { w.config(64 << 20, 1, "pc").unwrap(); w.zero(0, u64::MAX).unwrap(); }), "outside guest RAM"),
-        (stream_with(&|w| { w.config(64 << 20, 1, "pc").unwrap(); w.end(0).unwrap(); }), "without the machine state"),
-        (stream_with(&|w| { w.config(64 << 20, 1, "pc").unwrap(); w.state(b"garbage").unwrap(); }), "truncated"),
-        (stream_with(&|w| { w.config(64 << 20, 1, "pc").unwrap(); w.sync(1).unwrap(); }), "truncated"),
+        (
+            stream_with(&|w| {
+                w.config(64 << 20, 1, "pc").unwrap();
+                w.pages(64 << 20, &[1u8; 4096]).unwrap();
+            }),
+            "outside guest RAM",
+        ),
+        (
+            stream_with(&|w| {
+                w.config(64 << 20, 1, "pc").unwrap();
+                w.zero((64 << 20) - 4096, 2).unwrap();
+            }),
+            "outside guest RAM",
+        ),
+        (
+            stream_with(&|w| {
+                w.config(64 << 20, 1, "pc").unwrap();
+                w.zero(0, u64::MAX).unwrap();
+            }),
+            "outside guest RAM",
+        ),
+        (
+            stream_with(&|w| {
+                w.config(64 << 20, 1, "pc").unwrap();
+                w.end(0).unwrap();
+            }),
+            "without the machine state",
+        ),
+        (
+            stream_with(&|w| {
+                w.config(64 << 20, 1, "pc").unwrap();
+                w.state(b"garbage").unwrap();
+            }),
+            "truncated",
+        ),
+        (
+            stream_with(&|w| {
+                w.config(64 << 20, 1, "pc").unwrap();
+                w.sync(1).unwrap();
+            }),
+            "truncated",
+        ),
         (b"QEVM\0\0\0\x03\0\0\0\0\0\0\0\0".to_vec(), "bad magic"),
     ];
     for (bytes, want) in cases {

@@ -64,7 +64,11 @@ pub fn connect(uri: &Uri) -> Result<Outgoing, String> {
     match uri {
         Uri::Tcp { host, port } => {
             let target = format!("{host}:{port}");
-            let shown = if host.contains(':') { format!("[{host}]:{port}") } else { target.clone() };
+            let shown = if host.contains(':') {
+                format!("[{host}]:{port}")
+            } else {
+                target.clone()
+            };
             let addrs: Vec<_> = (host.as_str(), *port)
                 .to_socket_addrs()
                 .map_err(|e| format!("address resolution failed for {shown}: {}", errtext::io(&e)))?
@@ -76,21 +80,41 @@ pub fn connect(uri: &Uri) -> Result<Outgoing, String> {
                         s.set_write_timeout(Some(STALL_TIMEOUT)).map_err(|e| e.to_string())?;
                         let _ = s.set_nodelay(true);
                         let k = s.try_clone().map_err(|e| e.to_string())?;
-                        return Ok(Outgoing { writer: Box::new(s), abort: Box::new(move || { let _ = k.shutdown(Shutdown::Both); }), child: None });
+                        return Ok(Outgoing {
+                            writer: Box::new(s),
+                            abort: Box::new(move || {
+                                let _ = k.shutdown(Shutdown::Both);
+                            }),
+                            child: None,
+                        });
                     }
                     Err(e) => last = Some(e),
                 }
             }
-            Err(format!("Failed to connect to '{shown}': {}", last.map_or("no address".into(), |e| errtext::io(&e))))
+            Err(format!(
+                "Failed to connect to '{shown}': {}",
+                last.map_or("no address".into(), |e| errtext::io(&e))
+            ))
         }
         Uri::Unix(p) => {
             let s = UnixStream::connect(p).map_err(|e| format!("Failed to connect to '{}': {}", p.display(), errtext::io(&e)))?;
             s.set_write_timeout(Some(STALL_TIMEOUT)).map_err(|e| e.to_string())?;
             let k = s.try_clone().map_err(|e| e.to_string())?;
-            Ok(Outgoing { writer: Box::new(s), abort: Box::new(move || { let _ = k.shutdown(Shutdown::Both); }), child: None })
+            Ok(Outgoing {
+                writer: Box::new(s),
+                abort: Box::new(move || {
+                    let _ = k.shutdown(Shutdown::Both);
+                }),
+                child: None,
+            })
         }
         Uri::Exec(cmd) => {
-            let mut child = Command::new("/bin/sh").arg("-c").arg(cmd).stdin(Stdio::piped()).spawn().map_err(|e| format!("cannot run '{cmd}': {}", errtext::io(&e)))?;
+            let mut child = Command::new("/bin/sh")
+                .arg("-c")
+                .arg(cmd)
+                .stdin(Stdio::piped())
+                .spawn()
+                .map_err(|e| format!("cannot run '{cmd}': {}", errtext::io(&e)))?;
             let stdin = child.stdin.take().ok_or("no stdin for the exec command")?;
             let pid = child.id() as i32;
             Ok(Outgoing {
@@ -129,7 +153,12 @@ impl Incoming {
                 Ok(Incoming::Unix(l, p.clone()))
             }
             Uri::Exec(cmd) => {
-                let child = Command::new("/bin/sh").arg("-c").arg(cmd).stdout(Stdio::piped()).spawn().map_err(|e| format!("cannot run '{cmd}': {}", errtext::io(&e)))?;
+                let child = Command::new("/bin/sh")
+                    .arg("-c")
+                    .arg(cmd)
+                    .stdout(Stdio::piped())
+                    .spawn()
+                    .map_err(|e| format!("cannot run '{cmd}': {}", errtext::io(&e)))?;
                 Ok(Incoming::Exec(child))
             }
             Uri::Defer => Err("unknown migration protocol: defer".into()),
@@ -173,14 +202,47 @@ mod tests {
 
     #[test]
     fn forms() {
-        assert_eq!(parse("tcp:0:6666"), Some(Uri::Tcp { host: "0".into(), port: 6666 }));
-        assert_eq!(parse("tcp:127.0.0.1:4444"), Some(Uri::Tcp { host: "127.0.0.1".into(), port: 4444 }));
-        assert_eq!(parse("tcp:[::1]:4444"), Some(Uri::Tcp { host: "::1".into(), port: 4444 }));
-        assert_eq!(parse("tcp::4444"), Some(Uri::Tcp { host: "".into(), port: 4444 }));
+        assert_eq!(
+            parse("tcp:0:6666"),
+            Some(Uri::Tcp {
+                host: "0".into(),
+                port: 6666
+            })
+        );
+        assert_eq!(
+            parse("tcp:127.0.0.1:4444"),
+            Some(Uri::Tcp {
+                host: "127.0.0.1".into(),
+                port: 4444
+            })
+        );
+        assert_eq!(
+            parse("tcp:[::1]:4444"),
+            Some(Uri::Tcp {
+                host: "::1".into(),
+                port: 4444
+            })
+        );
+        assert_eq!(
+            parse("tcp::4444"),
+            Some(Uri::Tcp {
+                host: "".into(),
+                port: 4444
+            })
+        );
         assert_eq!(parse("unix:/tmp/m.sock"), Some(Uri::Unix("/tmp/m.sock".into())));
         assert_eq!(parse("exec:cat > /tmp/x"), Some(Uri::Exec("cat > /tmp/x".into())));
         assert_eq!(parse("defer"), Some(Uri::Defer));
-        for bad in ["", "tcp:1", "tcp:h:notaport", "tcp:h:99999", "rdma:1:2", "unix:", "exec:", "file:/x"] {
+        for bad in [
+            "",
+            "tcp:1",
+            "tcp:h:notaport",
+            "tcp:h:99999",
+            "rdma:1:2",
+            "unix:",
+            "exec:",
+            "file:/x",
+        ] {
             assert_eq!(parse(bad), None, "{bad}");
         }
     }
@@ -190,7 +252,12 @@ mod tests {
         let l = TcpListener::bind("127.0.0.1:0").unwrap();
         let port = l.local_addr().unwrap().port();
         drop(l);
-        let e = connect(&Uri::Tcp { host: "127.0.0.1".into(), port }).err().unwrap();
+        let e = connect(&Uri::Tcp {
+            host: "127.0.0.1".into(),
+            port,
+        })
+        .err()
+        .unwrap();
         assert_eq!(e, format!("Failed to connect to '127.0.0.1:{port}': Connection refused"));
     }
 }

@@ -6,9 +6,9 @@ use crate::memory::GuestRam;
 use devices::block::{BlockBackend, Format, Qcow2, open_image};
 use devices::bus::lock;
 use devices::pci::PciRoot;
+use devices::virtio::MsiSink;
 use devices::virtio::blk::{BlkConfig, VirtioBlk};
 use devices::virtio::pci::VirtioPciDevice;
-use devices::virtio::MsiSink;
 use kvm_ioctls::VmFd;
 use std::sync::{Arc, Mutex};
 
@@ -17,7 +17,12 @@ pub struct KvmMsi(pub Arc<VmFd>);
 
 impl MsiSink for KvmMsi {
     fn signal(&self, addr: u64, data: u32) {
-        let m = kvm_bindings::kvm_msi { address_lo: addr as u32, address_hi: (addr >> 32) as u32, data, ..Default::default() };
+        let m = kvm_bindings::kvm_msi {
+            address_lo: addr as u32,
+            address_hi: (addr >> 32) as u32,
+            data,
+            ..Default::default()
+        };
         // A refused message can only mean the guest programmed a bogus MSI-X entry.
         let _ = self.0.signal_msi(m);
     }
@@ -61,13 +66,22 @@ pub fn attach(vm: &Arc<VmFd>, ram: &GuestRam, pci: &Arc<Mutex<PciRoot>>, drives:
     let mut disks = Vec::new();
     for d in drives {
         let image = open(d)?;
-        let cfg = BlkConfig { serial: d.id.clone(), read_only: d.read_only, ..BlkConfig::default() };
+        let cfg = BlkConfig {
+            serial: d.id.clone(),
+            read_only: d.read_only,
+            ..BlkConfig::default()
+        };
         let blk = VirtioBlk::new(image, cfg).map_err(|e| format!("-drive {}: {e}", d.spec))?;
         let backend = blk.backend();
-        let dev = VirtioPciDevice::new(Box::new(blk), ram.clone(), Arc::new(KvmMsi(vm.clone()))).map_err(|e| format!("-drive {}: {e}", d.spec))?;
+        let dev = VirtioPciDevice::new(Box::new(blk), ram.clone(), Arc::new(KvmMsi(vm.clone())))
+            .map_err(|e| format!("-drive {}: {e}", d.spec))?;
         let dev = Arc::new(Mutex::new(dev));
         lock(pci).add(dev.clone()).map_err(|e| format!("-drive {}: {e}", d.spec))?;
-        disks.push(Disk { cfg: d.clone(), dev, backend });
+        disks.push(Disk {
+            cfg: d.clone(),
+            dev,
+            backend,
+        });
     }
     Ok(disks)
 }
@@ -77,13 +91,28 @@ pub fn info_block(disks: &[Disk]) -> String {
     let mut s = String::new();
     for (i, d) in disks.iter().enumerate() {
         let mut b = lock(&d.backend);
-        let shown = if d.cfg.snapshot { format!("json:{{\"driver\": \"qcow2\", \"file\": \"{}\"}}", d.cfg.file.display()) } else { d.cfg.file.display().to_string() };
-        s.push_str(&format!("{} (#block{}): {shown} ({})\n", d.cfg.id, 100 + 100 * i, b.format().name()));
-        s.push_str(&format!("    Attached to:      /machine/peripheral-anon/device[{i}]/virtio-backend\n"));
+        let shown = if d.cfg.snapshot {
+            format!("json:{{\"driver\": \"qcow2\", \"file\": \"{}\"}}", d.cfg.file.display())
+        } else {
+            d.cfg.file.display().to_string()
+        };
+        s.push_str(&format!(
+            "{} (#block{}): {shown} ({})\n",
+            d.cfg.id,
+            100 + 100 * i,
+            b.format().name()
+        ));
+        s.push_str(&format!(
+            "    Attached to:      /machine/peripheral-anon/device[{i}]/virtio-backend\n"
+        ));
         if d.cfg.read_only {
             s.push_str("    Read-only:        yes\n");
         }
-        let cache = if d.cfg.ignore_flush || d.cfg.snapshot { "writeback, ignore flushes" } else { "writeback" };
+        let cache = if d.cfg.ignore_flush || d.cfg.snapshot {
+            "writeback, ignore flushes"
+        } else {
+            "writeback"
+        };
         s.push_str(&format!("    Cache mode:       {cache}\n"));
         if let Some(depth_path) = backing_of(b.as_mut()) {
             s.push_str(&format!("    Backing file:     {depth_path}\n"));

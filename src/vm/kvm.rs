@@ -17,7 +17,10 @@ pub enum KvmError {
 /// test the error a host without KVM gives).
 pub fn open() -> Result<Kvm, KvmError> {
     let path = std::env::var("GODWIT_KVM_DEVICE").unwrap_or_else(|_| "/dev/kvm".into());
-    let c = std::ffi::CString::new(path.clone()).map_err(|_| KvmError::Open { path: path.clone(), err: kvm_ioctls::Error::new(libc::EINVAL) })?;
+    let c = std::ffi::CString::new(path.clone()).map_err(|_| KvmError::Open {
+        path: path.clone(),
+        err: kvm_ioctls::Error::new(libc::EINVAL),
+    })?;
     Kvm::new_with_path(&c).map_err(|err| KvmError::Open { path, err })
 }
 
@@ -27,20 +30,28 @@ fn setup(what: &'static str) -> impl Fn(kvm_ioctls::Error) -> KvmError {
 
 pub fn create_vm(kvm: &Kvm) -> Result<VmFd, KvmError> {
     let vm = kvm.create_vm().map_err(setup("KVM_CREATE_VM"))?;
-    vm.set_identity_map_address(KVM_IDENTITY_MAP).map_err(setup("KVM_SET_IDENTITY_MAP_ADDR"))?;
+    vm.set_identity_map_address(KVM_IDENTITY_MAP)
+        .map_err(setup("KVM_SET_IDENTITY_MAP_ADDR"))?;
     vm.set_tss_address(KVM_TSS as usize).map_err(setup("KVM_SET_TSS_ADDR"))?;
     vm.create_irq_chip().map_err(setup("KVM_CREATE_IRQCHIP"))?;
     // Port 0x61 is served in userspace (devices::legacy::speaker), as QEMU does: the
     // kernel's own speaker port gave a wrong OUT2 on some hosts (PVM), which broke guests'
     // PIT-based TSC calibration.
-    let pit = kvm_pit_config { flags: KVM_PIT_SPEAKER_DUMMY, ..Default::default() };
+    let pit = kvm_pit_config {
+        flags: KVM_PIT_SPEAKER_DUMMY,
+        ..Default::default()
+    };
     vm.create_pit2(pit).map_err(setup("KVM_CREATE_PIT2"))?;
     Ok(vm)
 }
 
 /// Guest physical address width the host supports (CPUID 0x80000008 EAX[7:0]).
 pub fn phys_bits(cpuid: &kvm_bindings::CpuId) -> u32 {
-    cpuid.as_slice().iter().find(|e| e.function == 0x8000_0008).map_or(36, |e| e.eax & 0xff)
+    cpuid
+        .as_slice()
+        .iter()
+        .find(|e| e.function == 0x8000_0008)
+        .map_or(36, |e| e.eax & 0xff)
 }
 
 /// PIT channel 2 for the speaker port, read from and written to the in-kernel PIT.
@@ -50,7 +61,12 @@ impl devices::legacy::speaker::Pit2 for KvmPit2 {
     fn channel2(&self) -> Option<devices::legacy::speaker::Channel2> {
         let s = self.0.get_pit2().ok()?;
         let c = &s.channels[2];
-        Some(devices::legacy::speaker::Channel2 { mode: c.mode, count: c.count, gate: c.gate != 0, load_time_ns: c.count_load_time })
+        Some(devices::legacy::speaker::Channel2 {
+            mode: c.mode,
+            count: c.count,
+            gate: c.gate != 0,
+            load_time_ns: c.count_load_time,
+        })
     }
 
     fn set_gate2(&self, gate: bool) {

@@ -100,7 +100,12 @@ impl Vm {
                 let kernel = cfg.kernel.as_deref().ok_or(BootError::BadKernel)?;
                 boot::paging::write(&ram)?;
                 boot::mptable::write(&ram, cfg.vcpus)?;
-                let lb = boot::linux::LinuxBoot { kernel, initrd: cfg.initrd.as_deref(), cmdline: &cfg.append, mem_size: cfg.mem_size };
+                let lb = boot::linux::LinuxBoot {
+                    kernel,
+                    initrd: cfg.initrd.as_deref(),
+                    cmdline: &cfg.append,
+                    mem_size: cfg.mem_size,
+                };
                 (boot::linux::load(&ram, &lb)?, None)
             }
         };
@@ -113,7 +118,8 @@ impl Vm {
         if !disks.is_empty() {
             // godwit is the firmware here: it places the BARs before the kernel looks.
             let root = devices::bus::lock(&platform.pci);
-            devices::pci::mmio::assign_bars(&root, devices::pci::mmio::PCI_MMIO_START, devices::pci::mmio::PCI_MMIO_END).map_err(|e| VmError::Disk(e.to_string()))?;
+            devices::pci::mmio::assign_bars(&root, devices::pci::mmio::PCI_MMIO_START, devices::pci::mmio::PCI_MMIO_END)
+                .map_err(|e| VmError::Disk(e.to_string()))?;
         }
         let pio = Arc::new(std::mem::take(&mut platform.pio));
         let mmio = Arc::new(std::mem::take(&mut platform.mmio));
@@ -130,7 +136,21 @@ impl Vm {
         let msr_list = crate::cpu::state::saveable_msrs(kvm, &devices::bus::lock(&pending[0]))?;
         // An incoming VM waits, paused, for its state.
         let control = Arc::new(RunControl::new(pending.len(), cfg.start_paused || cfg.incoming.is_some()));
-        Ok(Vm { fd, ram, mem_size: cfg.mem_size, msr_list, _bios: bios, platform, control, vcpus: pending, pio, mmio, threads: Mutex::new(Vec::new()), events, disks })
+        Ok(Vm {
+            fd,
+            ram,
+            mem_size: cfg.mem_size,
+            msr_list,
+            _bios: bios,
+            platform,
+            control,
+            vcpus: pending,
+            pio,
+            mmio,
+            threads: Mutex::new(Vec::new()),
+            events,
+            disks,
+        })
     }
 
     /// The UART, for routing console input to it.
@@ -145,7 +165,14 @@ impl Vm {
             return Ok(());
         }
         for (id, fd) in self.vcpus.iter().enumerate() {
-            let v = Vcpu { id: id as u8, fd: fd.clone(), pio: self.pio.clone(), mmio: self.mmio.clone(), control: self.control.clone(), events: self.events.clone() };
+            let v = Vcpu {
+                id: id as u8,
+                fd: fd.clone(),
+                pio: self.pio.clone(),
+                mmio: self.mmio.clone(),
+                control: self.control.clone(),
+                events: self.events.clone(),
+            };
             threads.push(thread::spawn(v)?);
         }
         Ok(())
@@ -203,23 +230,42 @@ impl Vm {
         let devices = state::save_devices(&self.platform);
         let mut vcpus = Vec::with_capacity(self.vcpus.len());
         for (id, fd) in self.vcpus.iter().enumerate() {
-            vcpus.push(crate::cpu::state::VcpuState::save(&devices::bus::lock(fd), id as u8, &self.msr_list)?);
+            vcpus.push(crate::cpu::state::VcpuState::save(
+                &devices::bus::lock(fd),
+                id as u8,
+                &self.msr_list,
+            )?);
         }
         let vm = state::KvmVmState::save(&self.fd).map_err(|e| VmError::State(format!("cannot read KVM VM state: {e}")))?;
-        Ok(state::MachineState { mem_size: self.mem_size, vm, vcpus, devices })
+        Ok(state::MachineState {
+            mem_size: self.mem_size,
+            vm,
+            vcpus,
+            devices,
+        })
     }
 
     /// Loads a saved state into this (paused or not yet started) machine: KVM's VM-wide
     /// objects first, then vCPUs, then devices. Checks the configuration matches first.
     pub fn restore_state(&self, st: &state::MachineState) -> Result<(), VmError> {
         if st.mem_size != self.mem_size {
-            return Err(VmError::State(format!("RAM size mismatch: the state has {} MiB, this VM {} MiB", st.mem_size >> 20, self.mem_size >> 20)));
+            return Err(VmError::State(format!(
+                "RAM size mismatch: the state has {} MiB, this VM {} MiB",
+                st.mem_size >> 20,
+                self.mem_size >> 20
+            )));
         }
         if st.vcpus.len() != self.vcpus.len() {
-            return Err(VmError::State(format!("vCPU count mismatch: the state has {}, this VM {}", st.vcpus.len(), self.vcpus.len())));
+            return Err(VmError::State(format!(
+                "vCPU count mismatch: the state has {}, this VM {}",
+                st.vcpus.len(),
+                self.vcpus.len()
+            )));
         }
         self.ensure_parked("load a state")?;
-        st.vm.restore(&self.fd).map_err(|e| VmError::State(format!("cannot load KVM VM state: {e}")))?;
+        st.vm
+            .restore(&self.fd)
+            .map_err(|e| VmError::State(format!("cannot load KVM VM state: {e}")))?;
         for (id, (fd, v)) in self.vcpus.iter().zip(&st.vcpus).enumerate() {
             v.restore(&devices::bus::lock(fd), id as u8)?;
         }
@@ -251,7 +297,12 @@ impl Vm {
         if was_running {
             self.pause();
         }
-        let r = self.vcpus.iter().enumerate().map(|(id, fd)| crate::cpu::state::VcpuState::save(&devices::bus::lock(fd), id as u8, &self.msr_list).map_err(VmError::from)).collect();
+        let r = self
+            .vcpus
+            .iter()
+            .enumerate()
+            .map(|(id, fd)| crate::cpu::state::VcpuState::save(&devices::bus::lock(fd), id as u8, &self.msr_list).map_err(VmError::from))
+            .collect();
         if was_running {
             self.resume();
         }
@@ -291,7 +342,11 @@ fn map_firmware(kvm: &Kvm, vm: &VmFd, img: &boot::bios::BiosImage, slot: u32) ->
     let region = MmapRegion::<()>::new(img.data.len()).map_err(|e| VmError::Firmware(e.to_string()))?;
     // SAFETY: the region is a fresh private mapping of exactly data.len() bytes.
     unsafe { std::ptr::copy_nonoverlapping(img.data.as_ptr(), region.as_ptr(), img.data.len()) };
-    let flags = if kvm.check_extension(Cap::ReadonlyMem) { kvm_bindings::KVM_MEM_READONLY } else { 0 };
+    let flags = if kvm.check_extension(Cap::ReadonlyMem) {
+        kvm_bindings::KVM_MEM_READONLY
+    } else {
+        0
+    };
     let r = kvm_bindings::kvm_userspace_memory_region {
         slot,
         flags,

@@ -7,8 +7,8 @@ use devices::irq::IrqEvent;
 use devices::legacy::cmos::{CMOS_PORT, CMOS_PORTS, Cmos};
 use devices::legacy::i8042::{I8042, I8042_COMMAND_PORT, I8042_DATA_PORT, KBD_IRQ};
 use devices::legacy::port80::{POST_PORT, PostCode};
-use devices::legacy::speaker::{SPEAKER_PORT, Speaker};
 use devices::legacy::serial::{COM1_IRQ, COM1_PORT, SerialDevice, SerialOutput, UART_PORTS};
+use devices::legacy::speaker::{SPEAKER_PORT, Speaker};
 use devices::pci::mmio::{PCI_MMIO_END, PCI_MMIO_START, PciMmio};
 use devices::pci::root::{PCI_CONFIG_PORT, PCI_CONFIG_PORTS};
 use devices::pci::{HostBridge, PciConfigIo, PciRoot};
@@ -41,13 +41,20 @@ pub struct Platform {
 
 fn irq(vm: &VmFd, gsi: u32) -> Result<IrqEvent, PlatformError> {
     let e = IrqEvent::new().map_err(PlatformError::Event)?;
-    vm.register_irqfd(e.eventfd(), gsi).map_err(|err| PlatformError::Irqfd { irq: gsi, err })?;
+    vm.register_irqfd(e.eventfd(), gsi)
+        .map_err(|err| PlatformError::Irqfd { irq: gsi, err })?;
     Ok(e)
 }
 
 /// Creates the legacy devices and the PCI host bridge. `below_4g`/`above_4g` are the RAM
 /// sizes the CMOS reports.
-pub fn build(vm: &Arc<VmFd>, serial_out: SerialOutput, events: Sender<VmEvent>, below_4g: u64, above_4g: u64) -> Result<Platform, PlatformError> {
+pub fn build(
+    vm: &Arc<VmFd>,
+    serial_out: SerialOutput,
+    events: Sender<VmEvent>,
+    below_4g: u64,
+    above_4g: u64,
+) -> Result<Platform, PlatformError> {
     let mut pio = Bus::new();
     let serial = Arc::new(Mutex::new(SerialDevice::new(irq(vm, COM1_IRQ)?, serial_out)));
     pio.insert(COM1_PORT, UART_PORTS, serial.clone())?;
@@ -79,5 +86,14 @@ pub fn build(vm: &Arc<VmFd>, serial_out: SerialOutput, events: Sender<VmEvent>, 
     let window = Arc::new(Mutex::new(PciMmio::new(PCI_MMIO_START, pci.clone())));
     mmio.insert(PCI_MMIO_START, PCI_MMIO_END - PCI_MMIO_START, window)?;
 
-    Ok(Platform { pio, mmio, serial, i8042, cmos, speaker, pci, pci_io })
+    Ok(Platform {
+        pio,
+        mmio,
+        serial,
+        i8042,
+        cmos,
+        speaker,
+        pci,
+        pci_io,
+    })
 }

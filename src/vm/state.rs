@@ -30,7 +30,10 @@ impl KvmVmState {
         let clock = vm.get_clock()?;
         let mut irqchips = Vec::with_capacity(IRQCHIPS.len());
         for id in IRQCHIPS {
-            let mut c = kvm_irqchip { chip_id: id, ..Default::default() };
+            let mut c = kvm_irqchip {
+                chip_id: id,
+                ..Default::default()
+            };
             vm.get_irqchip(&mut c)?;
             irqchips.push(c);
         }
@@ -41,7 +44,11 @@ impl KvmVmState {
     pub fn restore(&self, vm: &VmFd) -> Result<(), kvm_ioctls::Error> {
         vm.set_pit2(&self.pit)?;
         // Flags 0: the guest clock continues from the saved value, whatever time passed.
-        let clock = kvm_clock_data { clock: self.clock.clock, flags: 0, ..Default::default() };
+        let clock = kvm_clock_data {
+            clock: self.clock.clock,
+            flags: 0,
+            ..Default::default()
+        };
         vm.set_clock(&clock)?;
         for c in &self.irqchips {
             vm.set_irqchip(c)?;
@@ -67,7 +74,10 @@ impl VersionedState for KvmVmState {
         for id in IRQCHIPS {
             let c: kvm_irqchip = kvm_struct(r, Self::NAME)?;
             if c.chip_id != id {
-                return Err(StateError::Invalid { name: Self::NAME, why: format!("irqchip {} where {id} was expected", c.chip_id) });
+                return Err(StateError::Invalid {
+                    name: Self::NAME,
+                    why: format!("irqchip {} where {id} was expected", c.chip_id),
+                });
             }
             irqchips.push(c);
         }
@@ -82,7 +92,13 @@ pub fn save_devices(p: &Platform) -> Vec<(String, Vec<u8>)> {
         ("i8042".to_string(), lock(&p.i8042).save().to_bytes()),
         ("rtc".to_string(), lock(&p.cmos).save().to_bytes()),
         ("pcspk".to_string(), lock(&p.speaker).save().to_bytes()),
-        ("pci-config-io".to_string(), PciConfigIoState { latch: lock(&p.pci_io).latch() }.to_bytes()),
+        (
+            "pci-config-io".to_string(),
+            PciConfigIoState {
+                latch: lock(&p.pci_io).latch(),
+            }
+            .to_bytes(),
+        ),
     ];
     for (slot, dev) in lock(&p.pci).devices() {
         v.push((format!("pci.0/{slot:02x}.0"), lock(dev).state()));
@@ -97,11 +113,21 @@ pub fn restore_devices(p: &Platform, states: &[(String, Vec<u8>)]) -> Result<(),
     let names: Vec<&str> = ours.iter().map(|(n, _)| n.as_str()).collect();
     for (name, _) in states {
         if !names.contains(&name.as_str()) {
-            return Err(StateError::Invalid { name: "machine", why: format!("unknown device '{name}'") });
+            return Err(StateError::Invalid {
+                name: "machine",
+                why: format!("unknown device '{name}'"),
+            });
         }
     }
     let get = |n: &str| {
-        states.iter().find(|(name, _)| name == n).map(|(_, b)| b.as_slice()).ok_or(StateError::Invalid { name: "machine", why: format!("missing device '{n}'") })
+        states
+            .iter()
+            .find(|(name, _)| name == n)
+            .map(|(_, b)| b.as_slice())
+            .ok_or(StateError::Invalid {
+                name: "machine",
+                why: format!("missing device '{n}'"),
+            })
     };
     // Decode everything before changing anything, so a bad state leaves the machine as it was.
     let serial = SerialState::from_bytes(get("serial0")?)?;
@@ -109,7 +135,10 @@ pub fn restore_devices(p: &Platform, states: &[(String, Vec<u8>)]) -> Result<(),
     let rtc = CmosState::from_bytes(get("rtc")?)?;
     let spk = SpeakerState::from_bytes(get("pcspk")?)?;
     let io = PciConfigIoState::from_bytes(get("pci-config-io")?)?;
-    let pci: Vec<(usize, &[u8])> = lock(&p.pci).devices().map(|(slot, _)| Ok((slot, get(&format!("pci.0/{slot:02x}.0"))?))).collect::<Result<_, StateError>>()?;
+    let pci: Vec<(usize, &[u8])> = lock(&p.pci)
+        .devices()
+        .map(|(slot, _)| Ok((slot, get(&format!("pci.0/{slot:02x}.0"))?)))
+        .collect::<Result<_, StateError>>()?;
     lock(&p.serial).restore(&serial)?;
     lock(&p.i8042).restore(&i8042)?;
     lock(&p.cmos).restore(&rtc)?;
@@ -158,7 +187,10 @@ impl VersionedState for MachineState {
         let vm = KvmVmState::from_bytes(r.bytes()?)?;
         let n = r.u32()?;
         if n == 0 || n > MAX_VCPUS {
-            return Err(StateError::Invalid { name: Self::NAME, why: format!("{n} vCPUs") });
+            return Err(StateError::Invalid {
+                name: Self::NAME,
+                why: format!("{n} vCPUs"),
+            });
         }
         let mut vcpus = Vec::with_capacity(n as usize);
         for _ in 0..n {
@@ -166,12 +198,20 @@ impl VersionedState for MachineState {
         }
         let n = r.u32()?;
         if n > MAX_DEVICES {
-            return Err(StateError::Invalid { name: Self::NAME, why: format!("{n} devices") });
+            return Err(StateError::Invalid {
+                name: Self::NAME,
+                why: format!("{n} devices"),
+            });
         }
         let mut devices = Vec::with_capacity(n as usize);
         for _ in 0..n {
             devices.push((r.string()?, r.bytes()?.to_vec()));
         }
-        Ok(MachineState { mem_size, vm, vcpus, devices })
+        Ok(MachineState {
+            mem_size,
+            vm,
+            vcpus,
+            devices,
+        })
     }
 }

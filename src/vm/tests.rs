@@ -4,54 +4,19 @@
 
 use super::{Vm, VmEvent};
 use crate::config::Config;
-use std::io::Write;
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use crate::testutil::{Capture, heartbeats, probe};
+use std::time::Duration;
 use vm_memory::{Bytes, GuestMemoryBackend, GuestMemoryRegion};
 
-#[derive(Clone, Default)]
-struct Capture(Arc<Mutex<Vec<u8>>>);
-
-impl Write for Capture {
-    fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(b);
-        Ok(b.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
-impl Capture {
-    fn text(&self) -> String {
-        String::from_utf8_lossy(&self.0.lock().unwrap()).into_owned()
-    }
-    fn wait_for(&self, needle: &str, timeout: Duration) -> String {
-        let end = Instant::now() + timeout;
-        loop {
-            let t = self.text();
-            if t.contains(needle) {
-                return t;
-            }
-            assert!(Instant::now() < end, "no {needle:?} in guest output: {t}");
-            std::thread::sleep(Duration::from_millis(10));
-        }
-    }
-}
-
-fn last_heartbeat(text: &str) -> u64 {
-    text.lines().filter_map(|l| l.trim().strip_prefix("HB ")?.parse().ok()).next_back().expect("no heartbeat")
-}
-
-fn probe() -> std::path::PathBuf {
-    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
-    let out = std::process::Command::new("bash").arg(root.join("scripts/build-probe.sh")).output().expect("build probe");
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    root.join("firmware/build/probe.bin")
-}
-
 fn config(paused: bool) -> Config {
-    Config { mem_size: 256 << 20, vcpus: 2, kernel: Some(probe()), append: "probe.ws=8 probe.rate=20".into(), start_paused: paused, ..Config::default() }
+    Config {
+        mem_size: 256 << 20,
+        vcpus: 2,
+        kernel: Some(probe()),
+        append: "probe.ws=8 probe.rate=20".into(),
+        start_paused: paused,
+        ..Config::default()
+    }
 }
 
 #[test]
@@ -74,7 +39,7 @@ fn state_and_ram_move_to_a_fresh_vm() {
         src.ram().read_slice(&mut buf, r.start_addr()).unwrap();
         ram.push((r.start_addr(), buf));
     }
-    let before = last_heartbeat(&out1.text());
+    let before = *heartbeats(&out1.text()).last().expect("no heartbeat");
     src.teardown();
 
     let out2 = Capture::default();
@@ -90,9 +55,15 @@ fn state_and_ram_move_to_a_fresh_vm() {
     // The pause may fall mid-line, so judge the source's and destination's output joined:
     // one unbroken run of heartbeats, no restart, no repeat.
     let joined = format!("{}{text}", out1.text());
-    let beats: Vec<u64> = joined.lines().filter_map(|l| l.trim().strip_prefix("HB ")?.parse().ok()).collect();
-    assert!(beats.windows(2).all(|w| w[1] == w[0] + 1), "heartbeats must continue, not restart: {beats:?}");
-    assert!(!text.contains("PROBE READY") && !text.contains("MISMATCH") && !text.contains("bad="), "{text}");
+    let beats = heartbeats(&joined);
+    assert!(
+        beats.windows(2).all(|w| w[1] == w[0] + 1),
+        "heartbeats must continue, not restart: {beats:?}"
+    );
+    assert!(
+        !text.contains("PROBE READY") && !text.contains("MISMATCH") && !text.contains("bad="),
+        "{text}"
+    );
     dst.teardown();
 }
 

@@ -47,5 +47,8 @@ pub fn verify_exact(raw: &[u8], mib: u64, writes: u64) -> Result<(), String> {
 
 /// `DISK END writes=N` from a run's lines.
 pub fn writes(lines: &[super::Line]) -> u64 {
-    lines.iter().find_map(|l| l.text.strip_prefix("DISK END writes=")?.split_whitespace().next()?.parse().ok()).expect("no DISK END line")
+    lines
+        .iter()
+        .find_map(|l| l.text.strip_prefix("DISK END writes=")?.split_whitespace().next()?.parse().ok())
+        .expect("no DISK END line")
 }

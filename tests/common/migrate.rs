@@ -17,7 +17,23 @@ pub fn node(dir: &Path, name: &str, mem: &str, smp: &str, append: &str, extra: &
     let sock = dir.join(format!("{name}.sock"));
     let spec = format!("unix:{},server,nowait", sock.display());
     let p = probe();
-    let mut args = vec!["-enable-kvm", "-m", mem, "-smp", smp, "-display", "none", "-serial", "stdio", "-monitor", &spec, "-kernel", p.to_str().unwrap(), "-append", append];
+    let mut args = vec![
+        "-enable-kvm",
+        "-m",
+        mem,
+        "-smp",
+        smp,
+        "-display",
+        "none",
+        "-serial",
+        "stdio",
+        "-monitor",
+        &spec,
+        "-kernel",
+        p.to_str().unwrap(),
+        "-append",
+        append,
+    ];
     args.extend_from_slice(extra);
     let g = Guest::godwit(&args);
     let mon = Hmp::unix(&sock);

@@ -26,7 +26,10 @@ pub fn probe() -> PathBuf {
     static BUILT: OnceLock<PathBuf> = OnceLock::new();
     BUILT
         .get_or_init(|| {
-            let out = Command::new("bash").arg(root().join("scripts/build-probe.sh")).output().expect("run scripts/build-probe.sh");
+            let out = Command::new("bash")
+                .arg(root().join("scripts/build-probe.sh"))
+                .output()
+                .expect("run scripts/build-probe.sh");
             assert!(out.status.success(), "probe build failed: {}", String::from_utf8_lossy(&out.stderr));
             let p = root().join("firmware/build/probe.bin");
             assert!(p.exists(), "probe image missing after build");
@@ -90,7 +93,13 @@ impl Guest {
                 sink.lock().unwrap().push_str(&String::from_utf8_lossy(&buf[..n]));
             }
         });
-        Guest { child, started, lines: rx, seen: Vec::new(), stderr }
+        Guest {
+            child,
+            started,
+            lines: rx,
+            seen: Vec::new(),
+            stderr,
+        }
     }
 
     pub fn godwit(args: &[&str]) -> Guest {
@@ -105,7 +114,10 @@ impl Guest {
     pub fn wait_for(&mut self, needle: &str, timeout: Duration) -> Line {
         self.try_wait_for(needle, timeout).unwrap_or_else(|| {
             let tail: Vec<_> = self.seen.iter().rev().take(20).rev().map(|l| l.text.clone()).collect();
-            panic!("no line with {needle:?} within {timeout:?}; last lines: {tail:#?}; stderr: {}", self.stderr())
+            panic!(
+                "no line with {needle:?} within {timeout:?}; last lines: {tail:#?}; stderr: {}",
+                self.stderr()
+            )
         })
     }
 
@@ -160,7 +172,10 @@ impl Drop for Guest {
 
 /// Heartbeat numbers from `HB <n>` lines.
 pub fn heartbeats(lines: &[Line]) -> Vec<u64> {
-    lines.iter().filter_map(|l| l.text.strip_prefix("HB ")?.trim().parse().ok()).collect()
+    lines
+        .iter()
+        .filter_map(|l| l.text.strip_prefix("HB ")?.trim().parse().ok())
+        .collect()
 }
 
 /// The value of `key=` in a line like `PROBE READY cpus=2 ram_mib=256 top=0x10000000`.
@@ -169,7 +184,10 @@ pub fn field<'a>(line: &'a str, key: &str) -> Option<&'a str> {
 }
 
 pub fn qemu_available() -> bool {
-    Command::new("qemu-system-x86_64").arg("-version").output().is_ok_and(|o| o.status.success())
+    Command::new("qemu-system-x86_64")
+        .arg("-version")
+        .output()
+        .is_ok_and(|o| o.status.success())
 }
 
 pub fn exists(p: &Path) -> bool {

@@ -80,11 +80,7 @@ pub enum LockError {
         "Failed to get {}\"{perm}\" lock\nIs another process using the image [{path}]?",
         if *shared { "shared " } else { "" }
     )]
-    Conflict {
-        perm: &'static str,
-        shared: bool,
-        path: String,
-    },
+    Conflict { perm: &'static str, shared: bool, path: String },
     /// The lock system call failed.
     #[error("Failed to lock byte {byte}: {}", errno_text(source))]
     Lock { byte: u64, source: io::Error },
@@ -140,8 +136,7 @@ pub fn lock_image(file: &File, path: &Path, mode: LockMode) -> Result<(), LockEr
         shared,
         path: path.display().to_string(),
     };
-    let test =
-        |byte: u64| byte_in_use(file, byte).map_err(|source| LockError::Lock { byte, source });
+    let test = |byte: u64| byte_in_use(file, byte).map_err(|source| LockError::Lock { byte, source });
     for bit in 0..PERM_COUNT {
         if perm & (1 << bit) != 0 && test(SHARED_BASE + u64::from(bit))? {
             return Err(conflict(bit, false));

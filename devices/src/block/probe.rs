@@ -36,11 +36,7 @@ impl Default for ImageOptions {
 
 /// Opens `path` with locking and default caches. `format: None` probes:
 /// qcow2 when the file starts with the qcow2 magic, raw otherwise.
-pub fn open_image(
-    path: &Path,
-    format: Option<Format>,
-    read_only: bool,
-) -> Result<Box<dyn BlockBackend>> {
+pub fn open_image(path: &Path, format: Option<Format>, read_only: bool) -> Result<Box<dyn BlockBackend>> {
     open_image_with(
         path,
         &ImageOptions {
@@ -84,11 +80,7 @@ fn open_error(path: &Path, err: BlockError) -> BlockError {
 }
 
 /// Opens one layer of a chain; `depth` counts the layers above it.
-pub(crate) fn open_layer(
-    path: &Path,
-    opts: &ImageOptions,
-    depth: u32,
-) -> Result<Box<dyn BlockBackend>> {
+pub(crate) fn open_layer(path: &Path, opts: &ImageOptions, depth: u32) -> Result<Box<dyn BlockBackend>> {
     if depth > MAX_CHAIN_DEPTH {
         return Err(open_error(
             path,
@@ -105,12 +97,8 @@ pub(crate) fn open_layer(
         None => probe_format(file.as_ref()).map_err(|e| open_error(path, e))?,
     };
     let image: Box<dyn BlockBackend> = match format {
-        Format::Raw => {
-            Box::new(RawImage::new(file, path, opts.read_only).map_err(|e| open_error(path, e))?)
-        }
-        Format::Qcow2 => {
-            Box::new(Qcow2::open_chain(file, path, opts, depth).map_err(|e| open_error(path, e))?)
-        }
+        Format::Raw => Box::new(RawImage::new(file, path, opts.read_only).map_err(|e| open_error(path, e))?),
+        Format::Qcow2 => Box::new(Qcow2::open_chain(file, path, opts, depth).map_err(|e| open_error(path, e))?),
     };
     Ok(image)
 }

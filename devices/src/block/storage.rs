@@ -52,11 +52,7 @@ pub trait Storage: Send {
 }
 
 /// Writes zero buffers over `[off, off+len)`, 1 MiB at a time.
-pub(crate) fn write_zero_buffers<S: Storage + ?Sized>(
-    s: &mut S,
-    mut off: u64,
-    len: u64,
-) -> io::Result<()> {
+pub(crate) fn write_zero_buffers<S: Storage + ?Sized>(s: &mut S, mut off: u64, len: u64) -> io::Result<()> {
     const CHUNK: u64 = 1 << 20;
     let zeroes = vec![0u8; len.min(CHUNK) as usize];
     let end = off + len;
@@ -81,11 +77,7 @@ impl HostFile {
     pub fn open(path: &Path, read_only: bool, lock: bool) -> crate::block::Result<HostFile> {
         let file = OpenOptions::new().read(true).write(!read_only).open(path)?;
         if lock {
-            let mode = if read_only {
-                LockMode::Read
-            } else {
-                LockMode::Write
-            };
+            let mode = if read_only { LockMode::Read } else { LockMode::Write };
             lock::lock_image(&file, path, mode)?;
         }
         Ok(HostFile { file })
@@ -107,11 +99,7 @@ impl HostFile {
         };
         // SAFETY: fallocate only acts on the descriptor we own; no memory is passed.
         let ret = unsafe { libc::fallocate(self.file.as_raw_fd(), mode, off, len) };
-        if ret == 0 {
-            Ok(())
-        } else {
-            Err(io::Error::last_os_error())
-        }
+        if ret == 0 { Ok(()) } else { Err(io::Error::last_os_error()) }
     }
 
     fn lseek(&self, off: u64, whence: libc::c_int) -> io::Result<Option<u64>> {
@@ -134,10 +122,7 @@ impl HostFile {
 }
 
 fn unsupported(e: &io::Error) -> bool {
-    matches!(
-        e.raw_os_error(),
-        Some(libc::EOPNOTSUPP) | Some(libc::ENOSYS) | Some(libc::EINVAL)
-    )
+    matches!(e.raw_os_error(), Some(libc::EOPNOTSUPP) | Some(libc::ENOSYS) | Some(libc::EINVAL))
 }
 
 impl Storage for HostFile {
@@ -177,11 +162,7 @@ impl Storage for HostFile {
         if len == 0 {
             return Ok(true);
         }
-        match self.fallocate(
-            libc::FALLOC_FL_PUNCH_HOLE | libc::FALLOC_FL_KEEP_SIZE,
-            off,
-            len,
-        ) {
+        match self.fallocate(libc::FALLOC_FL_PUNCH_HOLE | libc::FALLOC_FL_KEEP_SIZE, off, len) {
             Ok(()) => Ok(true),
             Err(e) if unsupported(&e) => Ok(false),
             Err(e) => Err(e),

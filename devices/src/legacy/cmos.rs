@@ -32,7 +32,10 @@ const B_24H: u8 = 0x02;
 pub type Clock = fn() -> i64;
 
 fn host_now() -> i64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs() as i64).unwrap_or(0)
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0)
 }
 
 pub struct Cmos {
@@ -64,7 +67,12 @@ impl Cmos {
         ram[0x34..0x36].copy_from_slice(&above_16m.to_le_bytes());
         let high = (above_4g >> 16).min(0xff_ffff) as u32;
         ram[0x5b..0x5e].copy_from_slice(&high.to_le_bytes()[..3]);
-        Cmos { index: 0, ram, offset: 0, clock }
+        Cmos {
+            index: 0,
+            ram,
+            offset: 0,
+            clock,
+        }
     }
 
     fn bcd(&self) -> bool {
@@ -76,7 +84,11 @@ impl Cmos {
     }
 
     fn decode(&self, v: u8) -> u32 {
-        if self.bcd() { u32::from(v >> 4) * 10 + u32::from(v & 0xf) } else { u32::from(v) }
+        if self.bcd() {
+            u32::from(v >> 4) * 10 + u32::from(v & 0xf)
+        } else {
+            u32::from(v)
+        }
     }
 
     fn clock_reg(&self, reg: u8) -> u8 {
@@ -121,7 +133,10 @@ impl Cmos {
     }
 
     fn is_clock(reg: u8) -> bool {
-        matches!(reg, REG_SECONDS | REG_MINUTES | REG_HOURS | REG_WEEKDAY | REG_DAY | REG_MONTH | REG_YEAR | REG_CENTURY)
+        matches!(
+            reg,
+            REG_SECONDS | REG_MINUTES | REG_HOURS | REG_WEEKDAY | REG_DAY | REG_MONTH | REG_YEAR | REG_CENTURY
+        )
     }
 }
 
@@ -152,13 +167,22 @@ impl BusDevice for Cmos {
         }
         let reg = self.index & 0x7f;
         match reg {
-            REG_C | REG_D => {} // read-only
+            REG_C | REG_D => {}                         // read-only
             REG_A => self.ram[reg as usize] = b & 0x7f, // UIP is read-only
             REG_B => {
                 let was_set = self.ram[REG_B as usize] & B_SET != 0;
                 if !was_set && b & B_SET != 0 {
                     // Freeze the current time into the registers so the guest edits it.
-                    for r in [REG_SECONDS, REG_MINUTES, REG_HOURS, REG_WEEKDAY, REG_DAY, REG_MONTH, REG_YEAR, REG_CENTURY] {
+                    for r in [
+                        REG_SECONDS,
+                        REG_MINUTES,
+                        REG_HOURS,
+                        REG_WEEKDAY,
+                        REG_DAY,
+                        REG_MONTH,
+                        REG_YEAR,
+                        REG_CENTURY,
+                    ] {
                         self.ram[r as usize] = self.clock_reg(r);
                     }
                 }
@@ -227,16 +251,27 @@ impl VersionedState for CmosState {
         let index = r.u8()?;
         let ram = r.bytes()?.to_vec();
         if ram.len() != 128 {
-            return Err(StateError::Invalid { name: Self::NAME, why: format!("NVRAM of {} bytes", ram.len()) });
+            return Err(StateError::Invalid {
+                name: Self::NAME,
+                why: format!("NVRAM of {} bytes", ram.len()),
+            });
         }
-        Ok(CmosState { index, ram, offset: r.i64()? })
+        Ok(CmosState {
+            index,
+            ram,
+            offset: r.i64()?,
+        })
     }
 }
 
 impl Persist for Cmos {
     type State = CmosState;
     fn save(&self) -> CmosState {
-        CmosState { index: self.index, ram: self.ram.to_vec(), offset: self.offset }
+        CmosState {
+            index: self.index,
+            ram: self.ram.to_vec(),
+            offset: self.offset,
+        }
     }
     fn restore(&mut self, s: &CmosState) -> Result<(), StateError> {
         self.ram.copy_from_slice(&s.ram);
@@ -265,7 +300,10 @@ mod tests {
     #[test]
     fn reads_time_in_bcd() {
         let mut c = Cmos::with_clock(256 << 20, 0, fixed);
-        let got: Vec<u8> = [0x00, 0x02, 0x04, 0x06, 0x07, 0x08, 0x09, 0x32].iter().map(|r| rd(&mut c, *r)).collect();
+        let got: Vec<u8> = [0x00, 0x02, 0x04, 0x06, 0x07, 0x08, 0x09, 0x32]
+            .iter()
+            .map(|r| rd(&mut c, *r))
+            .collect();
         assert_eq!(got, vec![0x07, 0x45, 0x13, 0x05, 0x29, 0x02, 0x24, 0x20]);
         assert_eq!(rd(&mut c, REG_D), 0x80);
     }

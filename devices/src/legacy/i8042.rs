@@ -193,20 +193,33 @@ impl VersionedState for I8042State {
         let pending_cmd = r.u8()?;
         let n = r.u32()? as usize;
         if n > QUEUE_MAX {
-            return Err(StateError::Invalid { name: Self::NAME, why: format!("{n} queued bytes") });
+            return Err(StateError::Invalid {
+                name: Self::NAME,
+                why: format!("{n} queued bytes"),
+            });
         }
         let mut out = Vec::with_capacity(n);
         for _ in 0..n {
             out.push((r.u8()?, r.bool()?));
         }
-        Ok(I8042State { status, cmd_byte, pending: has_pending.then_some(pending_cmd), out })
+        Ok(I8042State {
+            status,
+            cmd_byte,
+            pending: has_pending.then_some(pending_cmd),
+            out,
+        })
     }
 }
 
 impl Persist for I8042 {
     type State = I8042State;
     fn save(&self) -> I8042State {
-        I8042State { status: self.status, cmd_byte: self.cmd_byte, pending: self.pending, out: self.out.iter().copied().collect() }
+        I8042State {
+            status: self.status,
+            cmd_byte: self.cmd_byte,
+            pending: self.pending,
+            out: self.out.iter().copied().collect(),
+        }
     }
     fn restore(&mut self, s: &I8042State) -> Result<(), StateError> {
         self.status = s.status;
@@ -226,9 +239,12 @@ mod tests {
     fn dev() -> (I8042, Arc<AtomicUsize>) {
         let resets = Arc::new(AtomicUsize::new(0));
         let r = resets.clone();
-        let d = I8042::new(IrqEvent::new().unwrap(), Box::new(move || {
-            r.fetch_add(1, Ordering::SeqCst);
-        }));
+        let d = I8042::new(
+            IrqEvent::new().unwrap(),
+            Box::new(move || {
+                r.fetch_add(1, Ordering::SeqCst);
+            }),
+        );
         (d, resets)
     }
 

@@ -4,8 +4,8 @@ use crate::bus::BusDevice;
 use crate::irq::IrqEvent;
 use crate::state::{Persist, StateError, StateReader, StateWriter, VersionedState};
 use std::io::Write;
-use vm_superio::serial::{NoEvents, SerialState as SuperioState};
 use vm_superio::Serial;
+use vm_superio::serial::{NoEvents, SerialState as SuperioState};
 
 pub const COM1_PORT: u64 = 0x3f8;
 pub const COM1_IRQ: u32 = 4;
@@ -25,7 +25,9 @@ pub struct SerialDevice {
 
 impl SerialDevice {
     pub fn new(irq: IrqEvent, out: SerialOutput) -> Self {
-        SerialDevice { uart: Some(Serial::new(irq, out)) }
+        SerialDevice {
+            uart: Some(Serial::new(irq, out)),
+        }
     }
 
     fn uart(&mut self) -> &mut Uart {
@@ -90,7 +92,10 @@ impl VersionedState for SerialState {
         }
         let fifo = r.bytes()?.to_vec();
         if fifo.len() > FIFO_SIZE {
-            return Err(StateError::Invalid { name: Self::NAME, why: format!("FIFO holds {} bytes", fifo.len()) });
+            return Err(StateError::Invalid {
+                name: Self::NAME,
+                why: format!("FIFO holds {} bytes", fifo.len()),
+            });
         }
         Ok(SerialState { regs, fifo })
     }
@@ -134,13 +139,19 @@ impl Persist for SerialDevice {
         let old = self.uart.take().expect("serial device lost its UART");
         let irq = old.interrupt_evt().try_clone();
         let out = old.into_writer();
-        let irq = irq.map_err(|e| StateError::Invalid { name: SerialState::NAME, why: e.to_string() })?;
+        let irq = irq.map_err(|e| StateError::Invalid {
+            name: SerialState::NAME,
+            why: e.to_string(),
+        })?;
         match Serial::from_state(&st, irq, NoEvents, out) {
             Ok(u) => {
                 self.uart = Some(u);
                 Ok(())
             }
-            Err(e) => Err(StateError::Invalid { name: SerialState::NAME, why: format!("{e:?}") }),
+            Err(e) => Err(StateError::Invalid {
+                name: SerialState::NAME,
+                why: format!("{e:?}"),
+            }),
         }
     }
 }
@@ -189,7 +200,10 @@ mod tests {
 
     #[test]
     fn bad_state_refused() {
-        let st = SerialState { regs: [0; 9], fifo: vec![0; 65] };
+        let st = SerialState {
+            regs: [0; 9],
+            fifo: vec![0; 65],
+        };
         assert!(SerialState::from_bytes(&st.to_bytes()).is_err());
     }
 }

@@ -37,7 +37,11 @@ pub struct Speaker {
 
 impl Speaker {
     pub fn new(pit: Box<dyn Pit2>) -> Self {
-        Speaker { data_on: false, refresh: false, pit }
+        Speaker {
+            data_on: false,
+            refresh: false,
+            pit,
+        }
     }
 }
 
@@ -132,9 +136,17 @@ mod tests {
 
     #[test]
     fn out2_goes_high_at_terminal_count() {
-        let ch = Arc::new(Mutex::new(Channel2 { mode: 0, count: 11932, gate: false, load_time_ns: 0 }));
+        let ch = Arc::new(Mutex::new(Channel2 {
+            mode: 0,
+            count: 11932,
+            gate: false,
+            load_time_ns: 0,
+        }));
         let now = Arc::new(Mutex::new(0));
-        let mut s = Speaker::new(Box::new(FakePit { ch: ch.clone(), now: now.clone() }));
+        let mut s = Speaker::new(Box::new(FakePit {
+            ch: ch.clone(),
+            now: now.clone(),
+        }));
         s.write(0, &[1]);
         assert!(ch.lock().unwrap().gate);
         let mut b = [0u8];

@@ -57,7 +57,10 @@ pub struct ConfigSpace {
 impl ConfigSpace {
     /// A header-type-0 function with the given identity and no BARs or capabilities.
     pub fn new(vendor: u16, device: u16, class: u32, revision: u8, subsys_vendor: u16, subsys: u16) -> Self {
-        let mut c = ConfigSpace { bytes: [0; CONFIG_SIZE], writable: [0; CONFIG_SIZE] };
+        let mut c = ConfigSpace {
+            bytes: [0; CONFIG_SIZE],
+            writable: [0; CONFIG_SIZE],
+        };
         c.set_u16(0x00, vendor);
         c.set_u16(0x02, device);
         c.bytes[0x08] = revision;
@@ -165,7 +168,11 @@ impl ConfigSpace {
                 continue;
             }
             let is_64bit = lo & 0x6 == 0x4 && i + 1 < NUM_BARS;
-            let (hi, hi_mask) = if is_64bit { (self.u32_at(BAR0 + i * 4 + 4), self.bar_mask(i + 1)) } else { (0, u32::MAX) };
+            let (hi, hi_mask) = if is_64bit {
+                (self.u32_at(BAR0 + i * 4 + 4), self.bar_mask(i + 1))
+            } else {
+                (0, u32::MAX)
+            };
             if i == index {
                 let mask = ((u64::from(hi_mask) << 32) | u64::from(lo_mask)) & !0xf;
                 return Some(PciBar {
@@ -189,7 +196,12 @@ impl ConfigSpace {
     /// `writable` gives the guest-writable bits of the body (shorter means read-only rest).
     pub fn add_capability(&mut self, offset: usize, body: &[u8], writable: &[u8]) -> Result<(), ConfigError> {
         let bad = ConfigError::BadCapability { offset, len: body.len() };
-        if offset < CAP_START || !offset.is_multiple_of(4) || body.len() < 2 || offset + body.len() > CONFIG_SIZE || writable.len() > body.len() {
+        if offset < CAP_START
+            || !offset.is_multiple_of(4)
+            || body.len() < 2
+            || offset + body.len() > CONFIG_SIZE
+            || writable.len() > body.len()
+        {
             return Err(bad);
         }
         // Walk to the end of the chain (bounded, in case the chain were ever corrupt).
@@ -220,9 +232,15 @@ impl VersionedState for ConfigSpace {
     fn decode(r: &mut StateReader<'_>, _version: u16) -> Result<Self, StateError> {
         let (b, m) = (r.bytes()?, r.bytes()?);
         if b.len() != CONFIG_SIZE || m.len() != CONFIG_SIZE {
-            return Err(StateError::Invalid { name: Self::NAME, why: "config space is not 256 bytes".into() });
+            return Err(StateError::Invalid {
+                name: Self::NAME,
+                why: "config space is not 256 bytes".into(),
+            });
         }
-        let mut c = ConfigSpace { bytes: [0; CONFIG_SIZE], writable: [0; CONFIG_SIZE] };
+        let mut c = ConfigSpace {
+            bytes: [0; CONFIG_SIZE],
+            writable: [0; CONFIG_SIZE],
+        };
         c.bytes.copy_from_slice(b);
         c.writable.copy_from_slice(m);
         Ok(c)

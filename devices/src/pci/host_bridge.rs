@@ -15,7 +15,9 @@ pub struct HostBridge {
 
 impl Default for HostBridge {
     fn default() -> Self {
-        HostBridge { config: ConfigSpace::new(VENDOR_INTEL, DEVICE_VIRT_HOST_BRIDGE, CLASS_HOST_BRIDGE, 0, 0, 0) }
+        HostBridge {
+            config: ConfigSpace::new(VENDOR_INTEL, DEVICE_VIRT_HOST_BRIDGE, CLASS_HOST_BRIDGE, 0, 0, 0),
+        }
     }
 }
 

@@ -35,11 +35,7 @@ impl PciMmio {
     }
 
     /// Runs `f` on the function and BAR that decode `addr`, with the offset inside the BAR.
-    fn route<R>(
-        &self,
-        addr: u64,
-        f: impl FnOnce(&mut dyn super::PciDevice, usize, u64) -> R,
-    ) -> Option<R> {
+    fn route<R>(&self, addr: u64, f: impl FnOnce(&mut dyn super::PciDevice, usize, u64) -> R) -> Option<R> {
         let root = lock(&self.root);
         for (_, dev) in root.devices() {
             let mut d = lock(dev);
@@ -60,10 +56,7 @@ impl PciMmio {
 impl BusDevice for PciMmio {
     fn read(&mut self, offset: u64, data: &mut [u8]) {
         let addr = self.base.wrapping_add(offset);
-        if self
-            .route(addr, |d, bar, off| d.mmio_read(bar, off, data))
-            .is_none()
-        {
+        if self.route(addr, |d, bar, off| d.mmio_read(bar, off, data)).is_none() {
             data.fill(0xff);
         }
     }
@@ -77,22 +70,13 @@ impl BusDevice for PciMmio {
 /// Does what firmware would: gives every memory BAR of every function an address in
 /// `[start, end)` aligned to its size (largest first, so nothing is wasted on alignment),
 /// then turns on memory decode. Returns the assignments made, as `(slot, bar)`.
-pub fn assign_bars(
-    root: &PciRoot,
-    start: u64,
-    end: u64,
-) -> Result<Vec<(usize, PciBar)>, PciMmioError> {
+pub fn assign_bars(root: &PciRoot, start: u64, end: u64) -> Result<Vec<(usize, PciBar)>, PciMmioError> {
     let mut bars: Vec<(usize, PciBar)> = Vec::new();
     for (slot, dev) in root.devices() {
         let d = lock(dev);
         bars.extend((0..NUM_BARS).filter_map(|i| d.bar(i)).map(|b| (slot, b)));
     }
-    bars.sort_by(|a, b| {
-        b.1.size
-            .cmp(&a.1.size)
-            .then(a.0.cmp(&b.0))
-            .then(a.1.index.cmp(&b.1.index))
-    });
+    bars.sort_by(|a, b| b.1.size.cmp(&a.1.size).then(a.0.cmp(&b.0)).then(a.1.index.cmp(&b.1.index)));
     let mut next = start;
     let mut done = Vec::with_capacity(bars.len());
     for (slot, bar) in bars {
@@ -101,9 +85,7 @@ pub fn assign_bars(
             bar: bar.index,
             size: bar.size,
         };
-        let base = next
-            .checked_next_multiple_of(bar.size)
-            .ok_or(no_space.clone())?;
+        let base = next.checked_next_multiple_of(bar.size).ok_or(no_space.clone())?;
         let limit = base.checked_add(bar.size).ok_or(no_space.clone())?;
         if limit > end || (!bar.is_64bit && limit > 1 << 32) {
             return Err(no_space);
@@ -145,10 +127,7 @@ mod tests {
             let mut config = ConfigSpace::new(0x1234, 0x5678, 0xff0000, 0, 0, 0);
             config.add_mem_bar(0, 0x1000, true, false).unwrap();
             config.add_mem_bar(2, 0x10_0000, true, true).unwrap();
-            Fake {
-                config,
-                last_write: None,
-            }
+            Fake { config, last_write: None }
         }
     }
 
@@ -183,8 +162,7 @@ mod tests {
     fn assign_route_and_relocate() {
         let fake = Arc::new(Mutex::new(Fake::new()));
         let mut root = PciRoot::new();
-        root.add(Arc::new(Mutex::new(HostBridge::default())))
-            .unwrap();
+        root.add(Arc::new(Mutex::new(HostBridge::default()))).unwrap();
         root.add(fake.clone()).unwrap();
         let done = assign_bars(&root, PCI_MMIO_START, PCI_MMIO_END).unwrap();
         assert_eq!(done.len(), 2);

@@ -27,7 +27,9 @@ pub struct PciRoot {
 
 impl PciRoot {
     pub fn new() -> Self {
-        PciRoot { slots: (0..SLOTS).map(|_| None).collect() }
+        PciRoot {
+            slots: (0..SLOTS).map(|_| None).collect(),
+        }
     }
 
     pub fn add_at(&mut self, slot: usize, dev: Arc<Mutex<dyn PciDevice>>) -> Result<(), PciError> {

@@ -37,11 +37,7 @@ pub fn decode_queue(r: &mut StateReader<'_>) -> Result<QueueState, StateError> {
 
 /// Builds a queue from a saved state, refusing one that does not fit a queue of `max_size`
 /// (a state from a differently configured device, or a corrupt one).
-pub fn queue_from_state(
-    name: &'static str,
-    s: QueueState,
-    max_size: u16,
-) -> Result<Queue, StateError> {
+pub fn queue_from_state(name: &'static str, s: QueueState, max_size: u16) -> Result<Queue, StateError> {
     if s.max_size != max_size {
         return Err(StateError::Invalid {
             name,
@@ -83,10 +79,7 @@ mod tests {
         assert!(queue_from_state("t", back, 128).is_err());
         let bad = QueueState { size: 3, ..s };
         assert!(queue_from_state("t", bad, 64).is_err());
-        let misaligned = QueueState {
-            used_ring: 0x3001,
-            ..s
-        };
+        let misaligned = QueueState { used_ring: 0x3001, ..s };
         assert!(queue_from_state("t", misaligned, 64).is_err());
     }
 }

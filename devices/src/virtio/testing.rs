@@ -88,11 +88,7 @@ impl MemDisk {
         let size = lock(&self.data).len() as u64;
         match off.checked_add(len) {
             Some(end) if end <= size => Ok(off as usize),
-            _ => Err(BlockError::OutOfRange {
-                offset: off,
-                len,
-                size,
-            }),
+            _ => Err(BlockError::OutOfRange { offset: off, len, size }),
         }
     }
 }
@@ -176,12 +172,9 @@ impl Guest {
     /// Plugs `device` in next to a host bridge and assigns BARs as godwit's VMM does.
     pub fn new(device: Box<dyn VirtioDevice>, mem: GuestMem) -> Guest {
         let msi = FakeMsi::new();
-        let dev = Arc::new(Mutex::new(
-            VirtioPciDevice::new(device, mem.clone(), msi.clone()).unwrap(),
-        ));
+        let dev = Arc::new(Mutex::new(VirtioPciDevice::new(device, mem.clone(), msi.clone()).unwrap()));
         let mut root = PciRoot::new();
-        root.add_at(0, Arc::new(Mutex::new(HostBridge::default())))
-            .unwrap();
+        root.add_at(0, Arc::new(Mutex::new(HostBridge::default()))).unwrap();
         root.add_at(SLOT as usize, dev.clone()).unwrap();
         assign_bars(&root, PCI_MMIO_START, PCI_MMIO_END).unwrap();
         let root = Arc::new(Mutex::new(root));
@@ -198,18 +191,15 @@ impl Guest {
     }
 
     pub fn cfg_read(&mut self, off: u32, len: usize) -> u32 {
-        self.cfg
-            .write(0, &(0x8000_0000 | SLOT << 11 | (off & !3)).to_le_bytes());
+        self.cfg.write(0, &(0x8000_0000 | SLOT << 11 | (off & !3)).to_le_bytes());
         let mut d = [0u8; 4];
         self.cfg.read(4 + u64::from(off & 3), &mut d[..len]);
         u32::from_le_bytes(d)
     }
 
     pub fn cfg_write(&mut self, off: u32, len: usize, v: u32) {
-        self.cfg
-            .write(0, &(0x8000_0000 | SLOT << 11 | (off & !3)).to_le_bytes());
-        self.cfg
-            .write(4 + u64::from(off & 3), &v.to_le_bytes()[..len]);
+        self.cfg.write(0, &(0x8000_0000 | SLOT << 11 | (off & !3)).to_le_bytes());
+        self.cfg.write(4 + u64::from(off & 3), &v.to_le_bytes()[..len]);
     }
 
     pub fn bar0(&mut self) -> u64 {
@@ -225,8 +215,7 @@ impl Guest {
     }
 
     pub fn write(&mut self, addr: u64, len: usize, v: u64) {
-        self.mmio
-            .write(addr - PCI_MMIO_START, &v.to_le_bytes()[..len]);
+        self.mmio.write(addr - PCI_MMIO_START, &v.to_le_bytes()[..len]);
     }
 
     /// What Linux's vp_modern_probe does: follow the list from 0x34, take the first vendor
@@ -245,11 +234,7 @@ impl Guest {
                 c.pba = bar0 + u64::from(self.cfg_read(u32::from(pos) + 8, 4) & !7);
             } else if id == VENDOR_CAP {
                 let ty = self.cfg_read(u32::from(pos) + 3, 1);
-                assert_eq!(
-                    self.cfg_read(u32::from(pos) + 4, 1),
-                    0,
-                    "every structure is in BAR0"
-                );
+                assert_eq!(self.cfg_read(u32::from(pos) + 4, 1), 0, "every structure is in BAR0");
                 let at = bar0 + u64::from(self.cfg_read(u32::from(pos) + 8, 4));
                 match ty {
                     1 if c.common == 0 => c.common = at,
@@ -343,11 +328,7 @@ impl Guest {
     pub fn notify(&mut self, q: u16) {
         self.common_write(0x16, 2, q.into());
         let off = self.common_read(0x1e, 2);
-        self.write(
-            self.caps.notify + off * u64::from(self.caps.notify_mult),
-            2,
-            q.into(),
-        );
+        self.write(self.caps.notify + off * u64::from(self.caps.notify_mult), 2, q.into());
     }
 }
 
@@ -388,8 +369,7 @@ impl Ring {
         d[8..12].copy_from_slice(&len.to_le_bytes());
         d[12..14].copy_from_slice(&flags.to_le_bytes());
         d[14..16].copy_from_slice(&next.to_le_bytes());
-        mem.write_slice(&d, GuestAddress(self.desc + 16 * u64::from(i)))
-            .unwrap();
+        mem.write_slice(&d, GuestAddress(self.desc + 16 * u64::from(i))).unwrap();
     }
 
     /// Puts a chain of (addr, len, device-writable) buffers in the ring; returns its head.
@@ -398,8 +378,7 @@ impl Ring {
         for (k, &(addr, len, w)) in bufs.iter().enumerate() {
             let i = (self.next_desc + k as u16) % self.size;
             let last = k + 1 == bufs.len();
-            let flags =
-                if w { VRING_DESC_F_WRITE } else { 0 } | if last { 0 } else { VRING_DESC_F_NEXT };
+            let flags = if w { VRING_DESC_F_WRITE } else { 0 } | if last { 0 } else { VRING_DESC_F_NEXT };
             self.write_desc(mem, i, addr, len, flags, (i + 1) % self.size);
         }
         self.next_desc = (self.next_desc + bufs.len() as u16) % self.size;
@@ -412,8 +391,7 @@ impl Ring {
         let slot = self.avail + 4 + 2 * u64::from(self.avail_idx % self.size);
         mem.write_obj(head, GuestAddress(slot)).unwrap();
         self.avail_idx = self.avail_idx.wrapping_add(1);
-        mem.write_obj(self.avail_idx, GuestAddress(self.avail + 2))
-            .unwrap();
+        mem.write_obj(self.avail_idx, GuestAddress(self.avail + 2)).unwrap();
     }
 
     pub fn used_idx(&self, mem: &GuestMem) -> u16 {
@@ -424,28 +402,19 @@ impl Ring {
     pub fn wait_used(&mut self, mem: &GuestMem, n: u16) -> Vec<(u32, u32)> {
         let deadline = Instant::now() + Duration::from_secs(5);
         while self.used_idx(mem).wrapping_sub(self.seen_used) < n {
-            assert!(
-                Instant::now() < deadline,
-                "device did not complete {n} requests"
-            );
+            assert!(Instant::now() < deadline, "device did not complete {n} requests");
             std::thread::sleep(Duration::from_millis(1));
         }
         let done = (0..n)
             .map(|_| {
                 let e = self.used + 4 + 8 * u64::from(self.seen_used % self.size);
                 self.seen_used = self.seen_used.wrapping_add(1);
-                (
-                    mem.read_obj(GuestAddress(e)).unwrap(),
-                    mem.read_obj(GuestAddress(e + 4)).unwrap(),
-                )
+                (mem.read_obj(GuestAddress(e)).unwrap(), mem.read_obj(GuestAddress(e + 4)).unwrap())
             })
             .collect();
         // With EVENT_IDX, ask for an interrupt on the next completion, as Linux does.
-        mem.write_obj(
-            self.seen_used,
-            GuestAddress(self.avail + 4 + 2 * u64::from(self.size)),
-        )
-        .unwrap();
+        mem.write_obj(self.seen_used, GuestAddress(self.avail + 4 + 2 * u64::from(self.size)))
+            .unwrap();
         done
     }
 

@@ -18,10 +18,7 @@ pub const MAX_QUEUES: usize = 64;
 #[derive(Debug, Error)]
 pub enum WorkerError {
     #[error("cannot spawn thread '{name}': {source}")]
-    Spawn {
-        name: String,
-        source: std::io::Error,
-    },
+    Spawn { name: String, source: std::io::Error },
     #[error("{0} queues are more than the {MAX_QUEUES} an I/O thread serves")]
     TooManyQueues(usize),
 }
@@ -63,29 +60,18 @@ impl Worker {
     /// Starts the thread. It first looks at every queue once (a restored device may have
     /// requests that were notified before the snapshot), unless started `paused`, in which
     /// case that happens on resume.
-    pub fn spawn<H: QueueHandler>(
-        name: &str,
-        queues: usize,
-        handler: H,
-        paused: bool,
-    ) -> Result<Worker, WorkerError> {
+    pub fn spawn<H: QueueHandler>(name: &str, queues: usize, handler: H, paused: bool) -> Result<Worker, WorkerError> {
         if queues > MAX_QUEUES {
             return Err(WorkerError::TooManyQueues(queues));
         }
         let (tx, rx) = unbounded();
         let kicks = Arc::new(AtomicU64::new(0));
         let control = Arc::new(AtomicBool::new(false));
-        let all = if queues == MAX_QUEUES {
-            u64::MAX
-        } else {
-            (1u64 << queues) - 1
-        };
+        let all = if queues == MAX_QUEUES { u64::MAX } else { (1u64 << queues) - 1 };
         let mut run = Run {
             rx,
             kicks: kicks.clone(),
-            ctl: Yield {
-                flag: control.clone(),
-            },
+            ctl: Yield { flag: control.clone() },
             pending: all,
             paused,
             handler,

@@ -82,8 +82,7 @@ impl Driver {
 
     /// Nothing left to do: no held input and no command running.
     pub(crate) fn is_idle(&self) -> bool {
-        (self.backlog.is_empty() || self.session.status() != SessionStatus::Ready)
-            && self.running.is_none()
+        (self.backlog.is_empty() || self.session.status() != SessionStatus::Ready) && self.running.is_none()
     }
 
     /// Whether more input may be read now.
@@ -94,10 +93,7 @@ impl Driver {
     /// How long the caller may wait for input before calling [`tick`].
     pub(crate) fn timeout(&self) -> Duration {
         if let Some(running) = &self.running {
-            return running
-                .next
-                .saturating_duration_since(Instant::now())
-                .min(TICK);
+            return running.next.saturating_duration_since(Instant::now()).min(TICK);
         }
         if !self.backlog.is_empty() && self.session.status() == SessionStatus::Ready {
             // Waiting for the client to read its echo.
@@ -114,11 +110,7 @@ impl Driver {
 
     /// Polls a pending command when due, then processes held input.
     pub(crate) fn tick(&mut self) {
-        if self
-            .running
-            .as_ref()
-            .is_some_and(|r| Instant::now() >= r.next)
-        {
+        if self.running.as_ref().is_some_and(|r| Instant::now() >= r.next) {
             self.poll_running();
         }
         self.pump();
@@ -154,9 +146,7 @@ impl Driver {
         out.flush(QUIT_FLUSH);
         let result = {
             let mut vmm = self.vmm.lock().unwrap_or_else(|p| p.into_inner());
-            catch_unwind(AssertUnwindSafe(|| {
-                vmm.execute(&Command::Quit, &mut QueueWriter::new(&*out))
-            }))
+            catch_unwind(AssertUnwindSafe(|| vmm.execute(&Command::Quit, &mut QueueWriter::new(&*out))))
         };
         if matches!(result, Ok(Ok(Outcome::Quit))) {
             self.running = None;
@@ -165,10 +155,7 @@ impl Driver {
     }
 
     fn pump(&mut self) {
-        while !self.backlog.is_empty()
-            && self.running.is_none()
-            && self.session.status() == SessionStatus::Ready
-        {
+        while !self.backlog.is_empty() && self.running.is_none() && self.session.status() == SessionStatus::Ready {
             if self.out.pending() > HIGH_WATER {
                 return;
             }
@@ -194,9 +181,7 @@ impl Driver {
         }
         let result = {
             let mut vmm = self.vmm.lock().unwrap_or_else(|p| p.into_inner());
-            catch_unwind(AssertUnwindSafe(|| {
-                vmm.execute(&command, &mut QueueWriter::new(&*out))
-            }))
+            catch_unwind(AssertUnwindSafe(|| vmm.execute(&command, &mut QueueWriter::new(&*out))))
         };
         let mut buf = Vec::new();
         match result {
@@ -204,16 +189,11 @@ impl Driver {
             Ok(Ok(Outcome::Quit)) => self.session.quit(),
             Ok(Ok(Outcome::Wait(job))) => {
                 // First poll at once, as QEMU's migrate timer does.
-                self.running = Some(Running {
-                    job,
-                    next: Instant::now(),
-                });
+                self.running = Some(Running { job, next: Instant::now() });
                 self.poll_running();
             }
             Ok(Err(message)) => self.session.fail(&message, &mut buf),
-            Err(_) => self
-                .session
-                .fail("internal error while running the command", &mut buf),
+            Err(_) => self.session.fail("internal error while running the command", &mut buf),
         }
         self.out.send(&buf);
     }
@@ -223,9 +203,7 @@ impl Driver {
             return;
         };
         let out = Arc::clone(&self.out);
-        let finished = catch_unwind(AssertUnwindSafe(|| {
-            running.job.poll(&mut QueueWriter::new(&*out))
-        }));
+        let finished = catch_unwind(AssertUnwindSafe(|| running.job.poll(&mut QueueWriter::new(&*out))));
         match finished {
             Ok(false) => {
                 running.next = Instant::now() + running.job.interval();
@@ -251,13 +229,11 @@ impl Writer {
     pub(crate) fn spawn(target: WriteTarget, overflow: Overflow) -> std::io::Result<Writer> {
         let queue = OutputQueue::new(QUEUE_LIMIT, overflow);
         let q = queue.clone();
-        let thread = thread::Builder::new()
-            .name("monitor-writer".into())
-            .spawn(move || {
-                let (raw, socket) = target.raw();
-                q.run_writer(|data, abort| fd::write_all(raw, socket, data, abort));
-                drop(target);
-            })?;
+        let thread = thread::Builder::new().name("monitor-writer".into()).spawn(move || {
+            let (raw, socket) = target.raw();
+            q.run_writer(|data, abort| fd::write_all(raw, socket, data, abort));
+            drop(target);
+        })?;
         Ok(Writer {
             queue,
             thread: Some(thread),
@@ -321,20 +297,12 @@ impl WriteTarget {
 /// still processed, but a pending command (a synchronous migrate) is
 /// abandoned: nobody is left to see its progress, and the next client must
 /// not wait for it.
-pub(crate) fn serve_fd(
-    fd: RawFd,
-    driver: &mut Driver,
-    stop: &AtomicBool,
-    mut telnet: Option<&mut TelnetFilter>,
-) {
+pub(crate) fn serve_fd(fd: RawFd, driver: &mut Driver, stop: &AtomicBool, mut telnet: Option<&mut TelnetFilter>) {
     let mut buf = vec![0u8; 4096];
     let mut eof = false;
     let mut filtered = Vec::new();
     loop {
-        if stop.load(Ordering::Acquire)
-            || driver.is_closed()
-            || (eof && (driver.is_idle() || driver.has_running()))
-        {
+        if stop.load(Ordering::Acquire) || driver.is_closed() || (eof && (driver.is_idle() || driver.has_running())) {
             return;
         }
         let timeout = driver.timeout();

@@ -16,11 +16,7 @@ pub(crate) enum Ready {
 }
 
 fn poll_one(fd: RawFd, events: libc::c_short, timeout: Duration) -> io::Result<libc::c_short> {
-    let mut pfd = libc::pollfd {
-        fd,
-        events,
-        revents: 0,
-    };
+    let mut pfd = libc::pollfd { fd, events, revents: 0 };
     let ms = libc::c_int::try_from(timeout.as_millis()).unwrap_or(libc::c_int::MAX);
     // SAFETY: `pfd` is a valid pollfd for the duration of the call and we
     // pass a count of one.
@@ -70,12 +66,7 @@ pub(crate) fn read(fd: RawFd, buf: &mut [u8]) -> io::Result<Option<usize>> {
 /// Writes all of `data`, waiting (in 100 ms slices) while the descriptor is
 /// full, and giving up once `abort` is set. Sockets are written with
 /// `MSG_NOSIGNAL` so a vanished peer gives EPIPE rather than SIGPIPE.
-pub(crate) fn write_all(
-    fd: RawFd,
-    socket: bool,
-    mut data: &[u8],
-    abort: &AtomicBool,
-) -> io::Result<()> {
+pub(crate) fn write_all(fd: RawFd, socket: bool, mut data: &[u8], abort: &AtomicBool) -> io::Result<()> {
     while !data.is_empty() {
         if abort.load(Ordering::Acquire) {
             return Err(io::Error::from(io::ErrorKind::BrokenPipe));
@@ -115,11 +106,7 @@ pub(crate) fn set_nonblocking(fd: RawFd, on: bool) -> io::Result<()> {
         if flags < 0 {
             return Err(io::Error::last_os_error());
         }
-        let flags = if on {
-            flags | libc::O_NONBLOCK
-        } else {
-            flags & !libc::O_NONBLOCK
-        };
+        let flags = if on { flags | libc::O_NONBLOCK } else { flags & !libc::O_NONBLOCK };
         if libc::fcntl(fd, libc::F_SETFL, flags) < 0 {
             return Err(io::Error::last_os_error());
         }
@@ -149,14 +136,7 @@ pub(crate) fn set_termios(fd: RawFd, t: &libc::termios) -> io::Result<()> {
 /// translation on input, 8-bit characters; output post-processing stays on
 /// and signals (Ctrl-C) stay on unless `keep_signals` is false.
 pub(crate) fn raw_mode(mut t: libc::termios, keep_signals: bool) -> libc::termios {
-    t.c_iflag &= !(libc::IGNBRK
-        | libc::BRKINT
-        | libc::PARMRK
-        | libc::ISTRIP
-        | libc::INLCR
-        | libc::IGNCR
-        | libc::ICRNL
-        | libc::IXON);
+    t.c_iflag &= !(libc::IGNBRK | libc::BRKINT | libc::PARMRK | libc::ISTRIP | libc::INLCR | libc::IGNCR | libc::ICRNL | libc::IXON);
     t.c_oflag |= libc::OPOST;
     t.c_lflag &= !(libc::ECHO | libc::ECHONL | libc::ICANON | libc::IEXTEN);
     if !keep_signals {

@@ -62,11 +62,7 @@ pub enum MonitorError {
     #[error(transparent)]
     Spec(#[from] SpecError),
     #[error("address resolution failed for {host}:{port}: {reason}")]
-    Resolve {
-        host: String,
-        port: String,
-        reason: String,
-    },
+    Resolve { host: String, port: String, reason: String },
     #[error("Failed to find an available port: {0}")]
     Bind(String),
     #[error("Failed to bind socket to {path}: {reason}")]
@@ -164,12 +160,7 @@ pub struct Monitor;
 
 impl Monitor {
     /// `MonitorBuilder::new(version, vmm).label(label).start(spec)`.
-    pub fn start(
-        spec: &str,
-        label: &str,
-        version: &str,
-        vmm: SharedVmm,
-    ) -> Result<MonitorHandle, MonitorError> {
+    pub fn start(spec: &str, label: &str, version: &str, vmm: SharedVmm) -> Result<MonitorHandle, MonitorError> {
         MonitorBuilder::new(version, vmm).label(label).start(spec)
     }
 }
@@ -244,13 +235,7 @@ impl MonitorBuilder {
         }
         let started = match &parsed {
             ChardevSpec::None => None,
-            ChardevSpec::Stdio { mux } => Some(stdio::start(
-                stdio::Terminal::Stdio,
-                *mux,
-                self.serial,
-                self.escape,
-                ctx,
-            )?),
+            ChardevSpec::Stdio { mux } => Some(stdio::start(stdio::Terminal::Stdio, *mux, self.serial, self.escape, ctx)?),
             ChardevSpec::Pty => Some(pty::start(ctx)?),
             ChardevSpec::Tcp(t) => Some(socket::start_tcp(t, spec, ctx)?),
             ChardevSpec::Unix(u) => Some(socket::start_unix(u, spec, ctx)?),
@@ -267,24 +252,13 @@ impl MonitorBuilder {
     /// process's stdin and stdout (for tests, or descriptors inherited from
     /// a parent). `mux` behaves like `mon:stdio`. The terminal mode of the
     /// descriptors is left alone.
-    pub fn start_on_fds(
-        self,
-        input: OwnedFd,
-        output: OwnedFd,
-        mux: bool,
-    ) -> Result<MonitorHandle, MonitorError> {
+    pub fn start_on_fds(self, input: OwnedFd, output: OwnedFd, mux: bool) -> Result<MonitorHandle, MonitorError> {
         if self.serial.is_some() && !mux {
             return Err(MonitorError::SerialWithoutMux);
         }
         let stop = Arc::new(AtomicBool::new(false));
         let ctx = self.context(&stop);
-        let started = stdio::start(
-            stdio::Terminal::Fds { input, output },
-            mux,
-            self.serial,
-            self.escape,
-            ctx,
-        )?;
+        let started = stdio::start(stdio::Terminal::Fds { input, output }, mux, self.serial, self.escape, ctx)?;
         Ok(MonitorHandle {
             label: self.label,
             stop,
@@ -315,11 +289,7 @@ impl MonitorHandle {
         let Some(started) = &self.started else {
             return Vec::new();
         };
-        let filename = started
-            .filename
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .clone();
+        let filename = started.filename.lock().unwrap_or_else(|p| p.into_inner()).clone();
         let mut list = Vec::new();
         if let Some(base) = &started.base_name {
             list.push(ChardevInfo {
@@ -343,11 +313,7 @@ impl MonitorHandle {
     /// `char device redirected to /dev/pts/N (label compat_monitor0)`.
     pub fn redirect_message(&self) -> Option<String> {
         let path = self.pty_path()?;
-        Some(format!(
-            "char device redirected to {} (label {})",
-            path.display(),
-            self.label
-        ))
+        Some(format!("char device redirected to {} (label {})", path.display(), self.label))
     }
 
     /// For `tcp:`/`telnet:` servers: the bound address (useful with port 0).

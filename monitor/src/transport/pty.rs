@@ -19,15 +19,7 @@ fn open_pty() -> std::io::Result<(OwnedFd, PathBuf)> {
     let mut slave: libc::c_int = -1;
     // SAFETY: the out-pointers are valid; name, termios and winsize may be
     // null.
-    let rc = unsafe {
-        libc::openpty(
-            &mut master,
-            &mut slave,
-            std::ptr::null_mut(),
-            std::ptr::null(),
-            std::ptr::null(),
-        )
-    };
+    let rc = unsafe { libc::openpty(&mut master, &mut slave, std::ptr::null_mut(), std::ptr::null(), std::ptr::null()) };
     if rc != 0 {
         return Err(std::io::Error::last_os_error());
     }
@@ -88,11 +80,7 @@ fn run(master: OwnedFd, ctx: Context) {
             thread::sleep(TICK);
             continue;
         };
-        let mut driver = Driver::new(
-            &ctx.version,
-            Arc::clone(&ctx.vmm),
-            Arc::new(writer.queue.clone()),
-        );
+        let mut driver = Driver::new(&ctx.version, Arc::clone(&ctx.vmm), Arc::new(writer.queue.clone()));
         driver.open();
         serve_fd(raw, &mut driver, &ctx.stop, None);
         writer.finish(false);

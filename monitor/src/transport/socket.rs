@@ -67,10 +67,7 @@ fn accept(listener: &Listener) -> std::io::Result<Client> {
             let local = stream.local_addr().ok();
             Client {
                 fd: OwnedFd::from(stream),
-                addrs: TcpOrUnix::Tcp {
-                    local,
-                    peer: Some(peer),
-                },
+                addrs: TcpOrUnix::Tcp { local, peer: Some(peer) },
             }
         }
         Listener::Unix(l) => {
@@ -94,28 +91,17 @@ fn resolve(host: &str, port: &str) -> Result<SocketAddr, MonitorError> {
         port: port.to_string(),
         reason: reason.to_string(),
     };
-    let port_number: u16 = port
-        .parse()
-        .map_err(|_| fail("Servname not supported for ai_socktype"))?;
+    let port_number: u16 = port.parse().map_err(|_| fail("Servname not supported for ai_socktype"))?;
     let lookup_host = if host.is_empty() { "0.0.0.0" } else { host };
     let mut addrs = (lookup_host, port_number).to_socket_addrs().map_err(|e| {
         let text = error_text(&e);
-        fail(
-            text.strip_prefix("failed to lookup address information: ")
-                .unwrap_or(&text),
-        )
+        fail(text.strip_prefix("failed to lookup address information: ").unwrap_or(&text))
     })?;
-    addrs
-        .next()
-        .ok_or_else(|| fail("No address associated with hostname"))
+    addrs.next().ok_or_else(|| fail("No address associated with hostname"))
 }
 
 /// Starts a `tcp:` or `telnet:` monitor.
-pub(crate) fn start_tcp(
-    spec: &TcpSpec,
-    spec_text: &str,
-    ctx: Context,
-) -> Result<Started, MonitorError> {
+pub(crate) fn start_tcp(spec: &TcpSpec, spec_text: &str, ctx: Context) -> Result<Started, MonitorError> {
     let addr = resolve(&spec.host, &spec.port)?;
     let scheme = if spec.telnet { "telnet" } else { "tcp" };
     let options = Options {
@@ -140,40 +126,23 @@ pub(crate) fn start_tcp(
         return start_client(client, name, disconnected, options, ctx);
     }
     let listener = TcpListener::bind(addr).map_err(|e| MonitorError::Bind(error_text(&e)))?;
-    let local = listener
-        .local_addr()
-        .map_err(|e| MonitorError::Bind(error_text(&e)))?;
+    let local = listener.local_addr().map_err(|e| MonitorError::Bind(error_text(&e)))?;
     let names = Names {
         disconnected: format!("disconnected:{scheme}:{},server=on", addr_text(Some(local))),
         connected: Box::new(move |addrs| match addrs {
             TcpOrUnix::Tcp { local, peer } => {
-                format!(
-                    "{scheme}:{},server=on <-> {}",
-                    addr_text(*local),
-                    addr_text(*peer)
-                )
+                format!("{scheme}:{},server=on <-> {}", addr_text(*local), addr_text(*peer))
             }
             TcpOrUnix::Unix => String::new(),
         }),
     };
-    let mut started = start_server(
-        Listener::Tcp(listener),
-        names,
-        spec.wait,
-        spec_text,
-        options,
-        ctx,
-    )?;
+    let mut started = start_server(Listener::Tcp(listener), names, spec.wait, spec_text, options, ctx)?;
     started.local_addr = Some(local);
     Ok(started)
 }
 
 /// Starts a `unix:` monitor.
-pub(crate) fn start_unix(
-    spec: &UnixSpec,
-    spec_text: &str,
-    ctx: Context,
-) -> Result<Started, MonitorError> {
+pub(crate) fn start_unix(spec: &UnixSpec, spec_text: &str, ctx: Context) -> Result<Started, MonitorError> {
     let path = spec.path.clone();
     let options = Options {
         telnet: false,
@@ -188,13 +157,7 @@ pub(crate) fn start_unix(
             fd: OwnedFd::from(stream),
             addrs: TcpOrUnix::Unix,
         };
-        return start_client(
-            client,
-            format!("unix:{path}"),
-            format!("disconnected:unix:{path}"),
-            options,
-            ctx,
-        );
+        return start_client(client, format!("unix:{path}"), format!("disconnected:unix:{path}"), options, ctx);
     }
     // Like QEMU, replace a stale socket left by an earlier run (but never
     // anything that is not a socket).
@@ -210,14 +173,7 @@ pub(crate) fn start_unix(
         disconnected: format!("disconnected:unix:{path},server=on"),
         connected: Box::new(move |_| connected_name.clone()),
     };
-    let mut started = start_server(
-        Listener::Unix(listener),
-        names,
-        spec.wait,
-        spec_text,
-        options,
-        ctx,
-    )?;
+    let mut started = start_server(Listener::Unix(listener), names, spec.wait, spec_text, options, ctx)?;
     started.unix_path = Some(PathBuf::from(path));
     Ok(started)
 }
@@ -248,9 +204,7 @@ fn start_server(
         set_name(&filename, (names.connected)(&client.addrs));
         first = Some(client);
     }
-    listener
-        .set_nonblocking(true)
-        .map_err(|e| MonitorError::Io(error_text(&e)))?;
+    listener.set_nonblocking(true).map_err(|e| MonitorError::Io(error_text(&e)))?;
     let name_slot = Arc::clone(&filename);
     let thread = thread::Builder::new()
         .name(format!("monitor-{}", ctx.label))
@@ -280,13 +234,7 @@ fn start_server(
     Ok(Started::new(filename, vec![thread]))
 }
 
-fn start_client(
-    client: Client,
-    connected: String,
-    disconnected: String,
-    options: Options,
-    ctx: Context,
-) -> Result<Started, MonitorError> {
+fn start_client(client: Client, connected: String, disconnected: String, options: Options, ctx: Context) -> Result<Started, MonitorError> {
     let filename = Arc::new(Mutex::new(connected));
     let name_slot = Arc::clone(&filename);
     let thread = thread::Builder::new()
@@ -331,11 +279,7 @@ fn serve_client(fd: OwnedFd, options: Options, ctx: &Context) {
     if options.telnet {
         writer.queue.push(&NEGOTIATION);
     }
-    let mut driver = Driver::new(
-        &ctx.version,
-        Arc::clone(&ctx.vmm),
-        Arc::new(writer.queue.clone()),
-    );
+    let mut driver = Driver::new(&ctx.version, Arc::clone(&ctx.vmm), Arc::new(writer.queue.clone()));
     driver.open();
     let mut telnet = options.telnet.then(TelnetFilter::new);
     serve_fd(raw, &mut driver, &ctx.stop, telnet.as_mut());

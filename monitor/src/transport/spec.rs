@@ -63,9 +63,7 @@ impl SpecError {
     pub fn adds_parse_error_line(&self) -> bool {
         matches!(
             self,
-            SpecError::InvalidDriver(_)
-                | SpecError::InvalidParameter(_)
-                | SpecError::ExpectsOnOff(_)
+            SpecError::InvalidDriver(_) | SpecError::InvalidParameter(_) | SpecError::ExpectsOnOff(_)
         )
     }
 }
@@ -88,16 +86,7 @@ const BOOL_OPTIONS: &[&str] = &[
     "websocket",
     "logappend",
 ];
-const VALUE_OPTIONS: &[&str] = &[
-    "host",
-    "port",
-    "path",
-    "to",
-    "reconnect",
-    "logfile",
-    "tls-creds",
-    "tls-authz",
-];
+const VALUE_OPTIONS: &[&str] = &["host", "port", "path", "to", "reconnect", "logfile", "tls-creds", "tls-authz"];
 const UNSUPPORTED: &[&str] = &["reconnect", "logfile", "tls-creds", "tls-authz"];
 
 #[derive(Debug, Default)]
@@ -128,11 +117,8 @@ impl Options {
                 rest = after;
             } else {
                 let flag = &rest[..name_len];
-                rest = rest[name_len..]
-                    .strip_prefix(',')
-                    .unwrap_or(&rest[name_len..]);
-                if let Some(stripped) = flag.strip_prefix("no").filter(|n| BOOL_OPTIONS.contains(n))
-                {
+                rest = rest[name_len..].strip_prefix(',').unwrap_or(&rest[name_len..]);
+                if let Some(stripped) = flag.strip_prefix("no").filter(|n| BOOL_OPTIONS.contains(n)) {
                     (name, value) = (stripped.to_string(), "off".to_string());
                 } else {
                     (name, value) = (flag.to_string(), "on".to_string());
@@ -151,16 +137,11 @@ impl Options {
     }
 
     fn get(&self, name: &str) -> Option<&str> {
-        self.items
-            .iter()
-            .rev()
-            .find(|(n, _)| n == name)
-            .map(|(_, v)| v.as_str())
+        self.items.iter().rev().find(|(n, _)| n == name).map(|(_, v)| v.as_str())
     }
 
     fn flag(&self, name: &str, default: bool) -> bool {
-        self.get(name)
-            .map_or(default, |v| parse_bool(name, v).unwrap_or(default))
+        self.get(name).map_or(default, |v| parse_bool(name, v).unwrap_or(default))
     }
 
     fn check_supported(&self) -> Result<(), SpecError> {
@@ -249,9 +230,7 @@ impl ChardevSpec {
             "/dev/",
         ] {
             if text.starts_with(prefix) {
-                return Err(SpecError::UnsupportedBackend(
-                    prefix.trim_end_matches(':').to_string(),
-                ));
+                return Err(SpecError::UnsupportedBackend(prefix.trim_end_matches(':').to_string()));
             }
         }
         Err(SpecError::InvalidDriver(text.to_string()))
@@ -308,14 +287,8 @@ mod tests {
 
     #[test]
     fn simple_backends() {
-        assert_eq!(
-            ChardevSpec::parse("stdio"),
-            Ok(ChardevSpec::Stdio { mux: false })
-        );
-        assert_eq!(
-            ChardevSpec::parse("mon:stdio"),
-            Ok(ChardevSpec::Stdio { mux: true })
-        );
+        assert_eq!(ChardevSpec::parse("stdio"), Ok(ChardevSpec::Stdio { mux: false }));
+        assert_eq!(ChardevSpec::parse("mon:stdio"), Ok(ChardevSpec::Stdio { mux: true }));
         assert_eq!(ChardevSpec::parse("pty"), Ok(ChardevSpec::Pty));
         assert_eq!(ChardevSpec::parse("none"), Ok(ChardevSpec::None));
     }
@@ -341,11 +314,7 @@ mod tests {
         assert_eq!(u.path, "/tmp/a,b.sock");
         assert!(u.server && !u.wait);
         assert!(ChardevSpec::parse("unix:/x.sock,server").unwrap().waits());
-        assert!(
-            !ChardevSpec::parse("unix:/x.sock,server,nowait")
-                .unwrap()
-                .waits()
-        );
+        assert!(!ChardevSpec::parse("unix:/x.sock,server,nowait").unwrap().waits());
     }
 
     #[test]
@@ -356,28 +325,11 @@ mod tests {
         assert_eq!(err("stdio,foo"), "'stdio,foo' is not a valid char driver");
         assert_eq!(err("pty:x"), "'pty:x' is not a valid char driver");
         assert_eq!(err("tcp:127.0.0.1"), "parse error: tcp:127.0.0.1");
-        assert_eq!(
-            err("tcp:127.0.0.1:5761,server,nowait,foo"),
-            "Invalid parameter 'foo'"
-        );
-        assert_eq!(
-            err("tcp:127.0.0.1:5761,server=maybe"),
-            "Parameter 'server' expects 'on' or 'off'"
-        );
-        assert!(
-            ChardevSpec::parse("bogus:1")
-                .unwrap_err()
-                .adds_parse_error_line()
-        );
-        assert!(
-            !ChardevSpec::parse("tcp:x")
-                .unwrap_err()
-                .adds_parse_error_line()
-        );
-        assert!(matches!(
-            ChardevSpec::parse("file:/tmp/x"),
-            Err(SpecError::UnsupportedBackend(_))
-        ));
+        assert_eq!(err("tcp:127.0.0.1:5761,server,nowait,foo"), "Invalid parameter 'foo'");
+        assert_eq!(err("tcp:127.0.0.1:5761,server=maybe"), "Parameter 'server' expects 'on' or 'off'");
+        assert!(ChardevSpec::parse("bogus:1").unwrap_err().adds_parse_error_line());
+        assert!(!ChardevSpec::parse("tcp:x").unwrap_err().adds_parse_error_line());
+        assert!(matches!(ChardevSpec::parse("file:/tmp/x"), Err(SpecError::UnsupportedBackend(_))));
         assert!(matches!(
             ChardevSpec::parse("tcp:h:1,server,tls-creds=x"),
             Err(SpecError::UnsupportedOption(_))

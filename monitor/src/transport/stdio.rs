@@ -50,11 +50,7 @@ pub(crate) struct MuxSink {
 impl Sink for MuxSink {
     fn send(&self, bytes: &[u8]) {
         let now = u64::try_from(self.clock.elapsed().as_millis()).unwrap_or(u64::MAX);
-        let filtered = self
-            .mux
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .filter_output(bytes, now);
+        let filtered = self.mux.lock().unwrap_or_else(|p| p.into_inner()).filter_output(bytes, now);
         self.queue.push(&filtered);
     }
     fn pending(&self) -> usize {
@@ -105,23 +101,12 @@ pub(crate) fn start(
                 // mon:stdio passes Ctrl-C to the guest, as QEMU does.
                 let _ = fd::set_termios(libc::STDIN_FILENO, &fd::raw_mode(t, !mux));
             }
-            (
-                libc::STDIN_FILENO,
-                WriteTarget::Borrowed(libc::STDOUT_FILENO),
-                None,
-            )
+            (libc::STDIN_FILENO, WriteTarget::Borrowed(libc::STDOUT_FILENO), None)
         }
-        Terminal::Fds { input, output } => {
-            (input.as_raw_fd(), WriteTarget::Owned(output), Some(input))
-        }
+        Terminal::Fds { input, output } => (input.as_raw_fd(), WriteTarget::Owned(output), Some(input)),
     };
-    let writer =
-        Writer::spawn(output, Overflow::Drop).map_err(|e| MonitorError::Io(error_text(&e)))?;
-    let (name_base, name) = if mux {
-        ("stdio", "mux")
-    } else {
-        ("stdio", "stdio")
-    };
+    let writer = Writer::spawn(output, Overflow::Drop).map_err(|e| MonitorError::Io(error_text(&e)))?;
+    let (name_base, name) = if mux { ("stdio", "mux") } else { ("stdio", "stdio") };
     let filename = Arc::new(Mutex::new(name.to_string()));
     let mut started;
     if mux {
@@ -132,9 +117,7 @@ pub(crate) fn start(
             mux: Arc::clone(&mux),
             clock: Instant::now(),
         });
-        let serial_writer = SerialWriter {
-            sink: Arc::clone(&sink),
-        };
+        let serial_writer = SerialWriter { sink: Arc::clone(&sink) };
         let thread = thread::Builder::new()
             .name(format!("monitor-{}", ctx.label))
             .spawn(move || {
@@ -150,11 +133,7 @@ pub(crate) fn start(
         let thread = thread::Builder::new()
             .name(format!("monitor-{}", ctx.label))
             .spawn(move || {
-                let mut driver = Driver::new(
-                    &ctx.version,
-                    Arc::clone(&ctx.vmm),
-                    Arc::new(writer.queue.clone()),
-                );
+                let mut driver = Driver::new(&ctx.version, Arc::clone(&ctx.vmm), Arc::new(writer.queue.clone()));
                 driver.open();
                 serve_fd(input, &mut driver, &ctx.stop, None);
                 writer.finish(!ctx.stop.load(Ordering::Acquire));
@@ -166,19 +145,9 @@ pub(crate) fn start(
     Ok(started)
 }
 
-fn run_mux(
-    input: RawFd,
-    mux: Arc<Mutex<Mux>>,
-    sink: Arc<MuxSink>,
-    mut serial: Option<Box<dyn SerialFrontend>>,
-    ctx: &Context,
-) {
+fn run_mux(input: RawFd, mux: Arc<Mutex<Mux>>, sink: Arc<MuxSink>, mut serial: Option<Box<dyn SerialFrontend>>, ctx: &Context) {
     let has_serial = serial.is_some();
-    let mut driver = Driver::new(
-        &ctx.version,
-        Arc::clone(&ctx.vmm),
-        Arc::clone(&sink) as Arc<dyn Sink>,
-    );
+    let mut driver = Driver::new(&ctx.version, Arc::clone(&ctx.vmm), Arc::clone(&sink) as Arc<dyn Sink>);
     if !has_serial {
         driver.open();
     }
@@ -187,10 +156,7 @@ fn run_mux(
     loop {
         // With a serial port attached, input ending (stdin at EOF, as under a test
         // harness) must not stop the guest's output: keep serving until stopped.
-        if ctx.stop.load(Ordering::Acquire)
-            || driver.is_closed()
-            || (eof && !has_serial && (driver.is_idle() || driver.has_running()))
-        {
+        if ctx.stop.load(Ordering::Acquire) || driver.is_closed() || (eof && !has_serial && (driver.is_idle() || driver.has_running())) {
             return;
         }
         let timeout = driver.timeout();
@@ -201,19 +167,9 @@ fn run_mux(
                 Ok(Ready::Readable) => match fd::read(input, &mut buf) {
                     Ok(Some(0)) | Err(_) => eof = true,
                     Ok(Some(n)) => {
-                        let items = mux
-                            .lock()
-                            .unwrap_or_else(|p| p.into_inner())
-                            .feed(&buf[..n]);
+                        let items = mux.lock().unwrap_or_else(|p| p.into_inner()).feed(&buf[..n]);
                         for item in items {
-                            handle(
-                                item,
-                                &mut driver,
-                                &sink,
-                                &mux,
-                                serial.as_deref_mut(),
-                                has_serial,
-                            );
+                            handle(item, &mut driver, &sink, &mux, serial.as_deref_mut(), has_serial);
                         }
                     }
                     Ok(None) => {}

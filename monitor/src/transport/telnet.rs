@@ -3,9 +3,7 @@
 
 /// Sent on connect before the banner: WILL ECHO, WILL SUPPRESS-GO-AHEAD,
 /// WILL BINARY, DO BINARY (what QEMU sends).
-pub const NEGOTIATION: [u8; 12] = [
-    0xff, 0xfb, 0x01, 0xff, 0xfb, 0x03, 0xff, 0xfb, 0x00, 0xff, 0xfd, 0x00,
-];
+pub const NEGOTIATION: [u8; 12] = [0xff, 0xfb, 0x01, 0xff, 0xfb, 0x03, 0xff, 0xfb, 0x00, 0xff, 0xfd, 0x00];
 
 const IAC: u8 = 0xff;
 const SB: u8 = 250;
@@ -80,9 +78,7 @@ mod tests {
     fn strips_negotiation() {
         // A Linux telnet client's answers, then a command.
         let input = [
-            &[
-                0xff, 0xfd, 0x01, 0xff, 0xfd, 0x03, 0xff, 0xfd, 0x00, 0xff, 0xfb, 0x00,
-            ][..],
+            &[0xff, 0xfd, 0x01, 0xff, 0xfd, 0x03, 0xff, 0xfd, 0x00, 0xff, 0xfb, 0x00][..],
             b"info status\r",
         ];
         assert_eq!(run(&input), b"info status\r".to_vec());
@@ -92,10 +88,7 @@ mod tests {
     fn split_sequences_and_escapes() {
         assert_eq!(run(&[b"a\xff", b"\xfb", b"\x18b"]), b"ab".to_vec());
         assert_eq!(run(&[b"a\xff\xffb"]), b"a\xffb".to_vec());
-        assert_eq!(
-            run(&[b"a\xff\xfa\x1f\x00\x50\x00\x18\xff\xf0b"]),
-            b"ab".to_vec()
-        );
+        assert_eq!(run(&[b"a\xff\xfa\x1f\x00\x50\x00\x18\xff\xf0b"]), b"ab".to_vec());
         assert_eq!(run(&[b"a\xff\xf1b\xff\xf3c"]), b"abc".to_vec());
     }
 }

@@ -55,13 +55,9 @@ impl Vmm for FakeVmm {
             Command::Cont => self.paused = false,
             Command::Quit => return Ok(Outcome::Quit),
             Command::LoadVm { tag } => {
-                return Err(format!(
-                    "Snapshot '{tag}' does not exist in one or more devices"
-                ));
+                return Err(format!("Snapshot '{tag}' does not exist in one or more devices"));
             }
-            Command::Migrate {
-                detach: false, uri, ..
-            } => {
+            Command::Migrate { detach: false, uri, .. } => {
                 // "slow" runs for minutes; anything else for three polls.
                 let ticks = if uri == "slow" { 10_000 } else { 3 };
                 return Ok(Outcome::Wait(Box::new(FakeMigration { ticks, done: 0 })));
@@ -89,9 +85,7 @@ pub fn read_until(stream: &mut impl Read, suffix: &[u8], timeout: Duration) -> V
         match stream.read(&mut buf) {
             Ok(0) => break,
             Ok(n) => data.extend_from_slice(&buf[..n]),
-            Err(e)
-                if e.kind() == std::io::ErrorKind::WouldBlock
-                    || e.kind() == std::io::ErrorKind::TimedOut => {}
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock || e.kind() == std::io::ErrorKind::TimedOut => {}
             Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
             Err(_) => break,
         }
@@ -102,17 +96,9 @@ pub fn read_until(stream: &mut impl Read, suffix: &[u8], timeout: Duration) -> V
 /// Sends a line and returns the output after the echo, up to and
 /// excluding the next prompt.
 pub fn command(stream: &mut (impl Read + Write), line: &str) -> String {
-    stream
-        .write_all(format!("{line}\n").as_bytes())
-        .expect("send");
+    stream.write_all(format!("{line}\n").as_bytes()).expect("send");
     let data = read_until(stream, b"(qemu) ", Duration::from_secs(5));
     let text = String::from_utf8_lossy(&data).into_owned();
-    let after_echo = text
-        .split_once("\r\n")
-        .map(|(_, rest)| rest.to_string())
-        .unwrap_or_default();
-    after_echo
-        .strip_suffix("(qemu) ")
-        .map(str::to_string)
-        .unwrap_or(after_echo)
+    let after_echo = text.split_once("\r\n").map(|(_, rest)| rest.to_string()).unwrap_or_default();
+    after_echo.strip_suffix("(qemu) ").map(str::to_string).unwrap_or(after_echo)
 }

@@ -102,12 +102,7 @@ impl TableCache {
 
     /// Offsets of all dirty tables, ascending.
     pub fn dirty(&self) -> Vec<u64> {
-        let mut v: Vec<u64> = self
-            .slots
-            .iter()
-            .filter(|(_, s)| s.dirty)
-            .map(|(&o, _)| o)
-            .collect();
+        let mut v: Vec<u64> = self.slots.iter().filter(|(_, s)| s.dirty).map(|(&o, _)| o).collect();
         v.sort_unstable();
         v
     }

@@ -55,11 +55,7 @@ impl Qcow2 {
         for (host, n) in self.tree_deltas(&l1)? {
             *refs.entry(host >> cb).or_default() += n;
         }
-        add_range(
-            &mut refs,
-            self.header.snapshots_offset,
-            self.snapshot_table_bytes,
-        );
+        add_range(&mut refs, self.header.snapshots_offset, self.snapshot_table_bytes);
         for i in 0..self.snapshots.len() {
             let s = &self.snapshots[i];
             add_range(&mut refs, s.l1_offset, u64::from(s.l1_size) * 8);
@@ -69,11 +65,7 @@ impl Qcow2 {
             }
         }
         if refcount_structs {
-            add_range(
-                &mut refs,
-                self.rc.table_offset,
-                u64::from(self.rc.table_clusters) * cs,
-            );
+            add_range(&mut refs, self.rc.table_offset, u64::from(self.rc.table_clusters) * cs);
             for &b in &self.rc.table {
                 if b != 0 {
                     add_range(&mut refs, b, 1);
@@ -113,14 +105,10 @@ impl Qcow2 {
             let have = self.rc.get(&mut *self.file, c)?;
             if have > want {
                 report.leaks += 1;
-                report.messages.push(format!(
-                    "Leaked cluster {c} refcount={have} reference={want}"
-                ));
+                report.messages.push(format!("Leaked cluster {c} refcount={have} reference={want}"));
             } else if have < want {
                 report.corruptions += 1;
-                report.messages.push(format!(
-                    "ERROR cluster {c} refcount={have} reference={want}"
-                ));
+                report.messages.push(format!("ERROR cluster {c} refcount={have} reference={want}"));
             }
         }
         self.check_copied(&mut report)?;
@@ -149,9 +137,9 @@ impl Qcow2 {
                 let rc = self.refcount(host)?;
                 if (rc == 1) != (e & COPIED != 0) {
                     report.copied_errors += 1;
-                    report.messages.push(format!(
-                        "ERROR OFLAG_COPIED data cluster: l2_entry={e:x} refcount={rc}"
-                    ));
+                    report
+                        .messages
+                        .push(format!("ERROR OFLAG_COPIED data cluster: l2_entry={e:x} refcount={rc}"));
                 }
             }
         }
@@ -209,14 +197,7 @@ impl Qcow2 {
         self.file.sync()?;
         let barriers = self.rc.barriers;
         let cache_tables = (1usize << 20) >> cb;
-        self.rc = Refcounts::load(
-            self.file.as_ref(),
-            table_off,
-            nt as u32,
-            order,
-            cb,
-            cache_tables.max(4),
-        )?;
+        self.rc = Refcounts::load(self.file.as_ref(), table_off, nt as u32, order, cb, cache_tables.max(4))?;
         self.rc.barriers = barriers;
         self.fix_copied()?;
         self.write_metadata()?;

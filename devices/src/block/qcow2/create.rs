@@ -55,12 +55,7 @@ fn invalid(msg: &str) -> BlockError {
 
 impl Qcow2 {
     /// Creates an empty v3 image at `path` (replacing any file there).
-    pub fn create(
-        path: &Path,
-        virtual_size: u64,
-        cluster_bits: u32,
-        backing: Option<(&Path, Format)>,
-    ) -> Result<()> {
+    pub fn create(path: &Path, virtual_size: u64, cluster_bits: u32, backing: Option<(&Path, Format)>) -> Result<()> {
         let mut opts = CreateOptions::new(virtual_size);
         opts.cluster_bits = cluster_bits;
         opts.backing = backing.map(|(p, f)| (p.to_path_buf(), f));
@@ -70,19 +65,13 @@ impl Qcow2 {
     /// Creates an image described by `opts`.
     pub fn create_with(path: &Path, opts: &CreateOptions) -> Result<()> {
         if !(9..=21).contains(&opts.cluster_bits) {
-            return Err(invalid(
-                "Cluster size must be a power of two between 512 and 2048k",
-            ));
+            return Err(invalid("Cluster size must be a power of two between 512 and 2048k"));
         }
         if opts.refcount_order > 6 {
-            return Err(invalid(
-                "Refcount width must be a power of two and may not exceed 64 bits",
-            ));
+            return Err(invalid("Refcount width must be a power of two and may not exceed 64 bits"));
         }
         if opts.version == 2 && (opts.refcount_order != 4 || opts.lazy_refcounts) {
-            return Err(invalid(
-                "compat=0.10 images use 16-bit refcounts and no lazy refcounts",
-            ));
+            return Err(invalid("compat=0.10 images use 16-bit refcounts and no lazy refcounts"));
         }
         if opts.version != 2 && opts.version != 3 {
             return Err(invalid("Unsupported qcow2 version"));
@@ -95,8 +84,7 @@ impl Qcow2 {
                 read_only: true,
                 ..ImageOptions::default()
             };
-            let b = open_layer(&full, &backing_opts, 1)
-                .map_err(|e| BlockError::Backing(Box::new(e)))?;
+            let b = open_layer(&full, &backing_opts, 1).map_err(|e| BlockError::Backing(Box::new(e)))?;
             if size == 0 {
                 size = b.virtual_size();
             }
@@ -140,12 +128,7 @@ impl Qcow2 {
         }
         let hdr = h.to_bytes()?;
 
-        let file = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(false)
-            .open(path)?;
+        let file = OpenOptions::new().read(true).write(true).create(true).truncate(false).open(path)?;
         lock::lock_image(&file, path, LockMode::Write)?;
         let mut file = HostFile::from_file(file);
         file.set_len(0)?;

@@ -100,16 +100,12 @@ pub struct Header {
 
 /// Big-endian u32 at `off`; 0 when `b` is too short.
 pub(crate) fn be32(b: &[u8], off: usize) -> u32 {
-    b.get(off..off + 4)
-        .and_then(|s| s.try_into().ok())
-        .map_or(0, u32::from_be_bytes)
+    b.get(off..off + 4).and_then(|s| s.try_into().ok()).map_or(0, u32::from_be_bytes)
 }
 
 /// Big-endian u64 at `off`; 0 when `b` is too short.
 pub(crate) fn be64(b: &[u8], off: usize) -> u64 {
-    b.get(off..off + 8)
-        .and_then(|s| s.try_into().ok())
-        .map_or(0, u64::from_be_bytes)
+    b.get(off..off + 8).and_then(|s| s.try_into().ok()).map_or(0, u64::from_be_bytes)
 }
 
 /// Entries of the L2 table (standard 64-bit entries) for `cluster_bits`.
@@ -204,11 +200,7 @@ impl Header {
                 return invalid("Backing file name too long");
             }
             let start = usize::try_from(backing_offset).unwrap_or(usize::MAX);
-            if start < h.header_length as usize
-                || start
-                    .checked_add(backing_size)
-                    .is_none_or(|end| end > cluster_size.min(c0.len()))
-            {
+            if start < h.header_length as usize || start.checked_add(backing_size).is_none_or(|end| end > cluster_size.min(c0.len())) {
                 return invalid("backing file name outside the header cluster");
             }
             ext_end = ext_end.min(start);
@@ -227,13 +219,9 @@ impl Header {
             let names = feature_names(c0, self.header_length as usize);
             for bit in 0..64 {
                 if unknown & (1 << bit) != 0 {
-                    match names
-                        .iter()
-                        .find(|(t, b, _)| *t == 0 && u32::from(*b) == bit)
-                    {
+                    match names.iter().find(|(t, b, _)| *t == 0 && u32::from(*b) == bit) {
                         Some((_, _, name)) => problems.push(name.clone()),
-                        None => problems
-                            .push(format!("Unknown incompatible feature: {:x}", 1u64 << bit)),
+                        None => problems.push(format!("Unknown incompatible feature: {:x}", 1u64 << bit)),
                     }
                 }
             }
@@ -262,10 +250,7 @@ impl Header {
             return invalid("v2 images use 16-bit refcounts");
         }
         if self.refcount_order > 6 {
-            return invalid(format!(
-                "refcount order {} out of range",
-                self.refcount_order
-            ));
+            return invalid(format!("refcount order {} out of range", self.refcount_order));
         }
         Ok(())
     }
@@ -288,17 +273,13 @@ impl Header {
         if misaligned(self.refcount_table_offset) || self.refcount_table_offset == 0 {
             return invalid("Invalid reference count table offset");
         }
-        if self.refcount_table_clusters == 0
-            || u64::from(self.refcount_table_clusters) * cs > MAX_REFTABLE_BYTES
-        {
+        if self.refcount_table_clusters == 0 || u64::from(self.refcount_table_clusters) * cs > MAX_REFTABLE_BYTES {
             return invalid("Reference count table too large");
         }
         if self.nb_snapshots > MAX_SNAPSHOTS {
             return invalid("Too many snapshots");
         }
-        if self.nb_snapshots > 0
-            && (misaligned(self.snapshots_offset) || self.snapshots_offset == 0)
-        {
+        if self.nb_snapshots > 0 && (misaligned(self.snapshots_offset) || self.snapshots_offset == 0) {
             return invalid("Invalid snapshot table offset");
         }
         Ok(())
@@ -318,9 +299,7 @@ impl Header {
             }
             let data = c0[pos + 8..data_end].to_vec();
             if kind == EXT_BACKING_FORMAT {
-                let fmt = String::from_utf8_lossy(&data)
-                    .trim_end_matches('\0')
-                    .to_string();
+                let fmt = String::from_utf8_lossy(&data).trim_end_matches('\0').to_string();
                 self.backing_format = Some(fmt);
             }
             self.extensions.push(Extension { kind, data });
@@ -395,10 +374,7 @@ impl Header {
                 push_ext(&mut b, ext.kind, &ext.data);
             }
         }
-        let name = self
-            .backing_file
-            .as_ref()
-            .map(|p| p.as_os_str().as_bytes().to_vec());
+        let name = self.backing_file.as_ref().map(|p| p.as_os_str().as_bytes().to_vec());
         let name_len = name.as_ref().map_or(0, Vec::len);
         if name_len > MAX_BACKING_NAME {
             return invalid("Backing file name too long");
@@ -498,10 +474,7 @@ mod tests {
         let mut b = h.to_bytes().unwrap();
         b[72 + 7] |= 0x20; // unknown incompatible bit 5
         let err = Header::parse(&b).unwrap_err().to_string();
-        assert_eq!(
-            err,
-            "Unsupported qcow2 feature(s): Unknown incompatible feature: 20"
-        );
+        assert_eq!(err, "Unsupported qcow2 feature(s): Unknown incompatible feature: 20");
         b[72 + 7] = 0;
         b[20..24].copy_from_slice(&30u32.to_be_bytes());
         assert_eq!(Header::parse(&b), Err(HeaderError::ClusterBits(30)));

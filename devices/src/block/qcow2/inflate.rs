@@ -22,24 +22,20 @@ type Result<T> = std::result::Result<T, InflateError>;
 const MAX_BITS: usize = 15;
 
 const LEN_BASE: [u16; 29] = [
-    3, 4, 5, 6, 7, 8, 9, 10, 11, 13, 15, 17, 19, 23, 27, 31, 35, 43, 51, 59, 67, 83, 99, 115, 131,
-    163, 195, 227, 258,
+    3, 4, 5, 6, 7, 8, 9, 10, 11, 13, 15, 17, 19, 23, 27, 31, 35, 43, 51, 59, 67, 83, 99, 115, 131, 163, 195, 227, 258,
 ];
 const LEN_EXTRA: [u8; 29] = [
     0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 2, 2, 2, 2, 3, 3, 3, 3, 4, 4, 4, 4, 5, 5, 5, 5, 0,
 ];
 const DIST_BASE: [u16; 30] = [
-    1, 2, 3, 4, 5, 7, 9, 13, 17, 25, 33, 49, 65, 97, 129, 193, 257, 385, 513, 769, 1025, 1537,
-    2049, 3073, 4097, 6145, 8193, 12289, 16385, 24577,
+    1, 2, 3, 4, 5, 7, 9, 13, 17, 25, 33, 49, 65, 97, 129, 193, 257, 385, 513, 769, 1025, 1537, 2049, 3073, 4097, 6145, 8193, 12289, 16385,
+    24577,
 ];
 const DIST_EXTRA: [u8; 30] = [
-    0, 0, 0, 0, 1, 1, 2, 2, 3, 3, 4, 4, 5, 5, 6, 6, 7, 7, 8, 8, 9, 9, 10, 10, 11, 11, 12, 12, 13,
-    13,
+    0, 0, 0, 0, 1, 1, 2, 2, 3, 3, 4, 4, 5, 5, 6, 6, 7, 7, 8, 8, 9, 9, 10, 10, 11, 11, 12, 12, 13, 13,
 ];
 /// Order in which code length code lengths are stored.
-const CLEN_ORDER: [usize; 19] = [
-    16, 17, 18, 0, 8, 7, 9, 6, 10, 5, 11, 4, 12, 3, 13, 2, 14, 1, 15,
-];
+const CLEN_ORDER: [usize; 19] = [16, 17, 18, 0, 8, 7, 9, 6, 10, 5, 11, 4, 12, 3, 13, 2, 14, 1, 15];
 
 /// LSB-first bit reader.
 struct Bits<'a> {
@@ -221,19 +217,10 @@ fn dynamic_codes(bits: &mut Bits<'_>) -> Result<(Huffman, Huffman)> {
     if lengths[256] == 0 {
         return Err(InflateError::Corrupt("no end-of-block code"));
     }
-    Ok((
-        Huffman::new(&lengths[..nlen])?,
-        Huffman::new(&lengths[nlen..nlen + ndist])?,
-    ))
+    Ok((Huffman::new(&lengths[..nlen])?, Huffman::new(&lengths[nlen..nlen + ndist])?))
 }
 
-fn codes(
-    bits: &mut Bits<'_>,
-    out: &mut [u8],
-    mut pos: usize,
-    lit: &Huffman,
-    dist: &Huffman,
-) -> Result<usize> {
+fn codes(bits: &mut Bits<'_>, out: &mut [u8], mut pos: usize, lit: &Huffman, dist: &Huffman) -> Result<usize> {
     loop {
         let sym = lit.decode(bits)? as usize;
         if sym < 256 {
@@ -284,9 +271,7 @@ mod tests {
     #[test]
     fn fixed_huffman_with_matches() {
         // Raw deflate of b"hello hello hello hello\n" (fixed codes).
-        let input = [
-            0xcb, 0x48, 0xcd, 0xc9, 0xc9, 0x57, 0xc8, 0x40, 0x27, 0xb9, 0x00,
-        ];
+        let input = [0xcb, 0x48, 0xcd, 0xc9, 0xc9, 0x57, 0xc8, 0x40, 0x27, 0xb9, 0x00];
         let mut out = [0u8; 24];
         assert_eq!(inflate(&input, &mut out), Ok(24));
         assert_eq!(&out, b"hello hello hello hello\n");

@@ -19,9 +19,7 @@ impl Qcow2 {
         while len < max {
             let pos = vaddr + len;
             let (l1i, _) = self.split(pos);
-            if first == Mapping::Unallocated
-                && self.l1.get(l1i).is_none_or(|e| e & super::OFFSET_MASK == 0)
-            {
+            if first == Mapping::Unallocated && self.l1.get(l1i).is_none_or(|e| e & super::OFFSET_MASK == 0) {
                 // A whole missing L2 table.
                 let span = 1u64 << (self.cluster_bits + self.l2_bits);
                 len = (len + span - (pos & (span - 1))).min(max);
@@ -68,18 +66,13 @@ impl Qcow2 {
     /// Whether reading unallocated clusters at `vaddr` can return
     /// anything but zeroes.
     fn backing_covers(&self, vaddr: u64) -> bool {
-        self.backing
-            .as_ref()
-            .is_some_and(|b| vaddr < b.virtual_size().min(self.size))
+        self.backing.as_ref().is_some_and(|b| vaddr < b.virtual_size().min(self.size))
     }
 
     /// Whether the backing chain reads as zeroes over `[vaddr, vaddr+len)`
     /// (asked from its allocation status, which is cheap).
     fn backing_reads_zero(&mut self, vaddr: u64, len: u64) -> Result<bool> {
-        let limit = self
-            .backing
-            .as_ref()
-            .map_or(0, |b| b.virtual_size().min(self.size));
+        let limit = self.backing.as_ref().map_or(0, |b| b.virtual_size().min(self.size));
         let n = limit.saturating_sub(vaddr).min(len);
         match self.backing.as_mut() {
             Some(b) if n > 0 => Ok(b.block_status(vaddr, n)?.iter().all(|e| e.zero)),
@@ -94,21 +87,13 @@ impl Qcow2 {
             let mut input = vec![0u8; len as usize];
             self.file.read_at(&mut input, host)?;
             let mut out = vec![0u8; cs];
-            let n = inflate(&input, &mut out).map_err(|source| Qcow2Error::Inflate {
-                offset: host,
-                source,
-            })?;
+            let n = inflate(&input, &mut out).map_err(|source| Qcow2Error::Inflate { offset: host, source })?;
             if n != cs {
-                return corrupt(format!(
-                    "compressed cluster at {host:#x} expands to {n} bytes"
-                ));
+                return corrupt(format!("compressed cluster at {host:#x} expands to {n} bytes"));
             }
             self.decompressed = Some((l2e, out));
         }
-        Ok(self
-            .decompressed
-            .as_ref()
-            .map_or(&[][..], |(_, d)| d.as_slice()))
+        Ok(self.decompressed.as_ref().map_or(&[][..], |(_, d)| d.as_slice()))
     }
 
     /// Raw L2 entry of `vaddr`, 0 when no L2 table maps it.
@@ -309,12 +294,7 @@ impl Qcow2 {
     /// Calls `f(self, pos, whole)` for each cluster piece of the range;
     /// `pos` is the first byte of the piece and `whole` tells whether it
     /// covers its cluster entirely.
-    fn for_each_cluster(
-        &mut self,
-        off: u64,
-        len: u64,
-        mut f: impl FnMut(&mut Self, u64, bool) -> Result<()>,
-    ) -> Result<()> {
+    fn for_each_cluster(&mut self, off: u64, len: u64, mut f: impl FnMut(&mut Self, u64, bool) -> Result<()>) -> Result<()> {
         let cs = self.cluster_size();
         let end = off + len;
         let mut pos = off;

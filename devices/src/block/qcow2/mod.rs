@@ -74,9 +74,7 @@ pub enum Qcow2Error {
     Corrupt(String),
     #[error("Failed to decompress cluster at host offset {offset:#x}: {source}")]
     Inflate { offset: u64, source: InflateError },
-    #[error(
-        "The image size is too large for file format 'qcow2' (try using a larger cluster size)"
-    )]
+    #[error("The image size is too large for file format 'qcow2' (try using a larger cluster size)")]
     TooLarge,
     #[error("Unknown backing file format '{0}'")]
     BackingFormat(String),
@@ -129,19 +127,13 @@ pub(crate) fn decode_l2(e: u64, cluster_bits: u32) -> Result<Mapping> {
         return Ok(Mapping::Unallocated);
     }
     if host & ((1 << cluster_bits) - 1) != 0 {
-        return corrupt(format!(
-            "data cluster offset {host:#x} is not cluster-aligned"
-        ));
+        return corrupt(format!("data cluster offset {host:#x} is not cluster-aligned"));
     }
     Ok(Mapping::Data { host })
 }
 
 /// Host clusters (offsets) a compressed range touches.
-pub(crate) fn compressed_clusters(
-    host: u64,
-    len: u64,
-    cluster_bits: u32,
-) -> impl Iterator<Item = u64> {
+pub(crate) fn compressed_clusters(host: u64, len: u64, cluster_bits: u32) -> impl Iterator<Item = u64> {
     let first = host >> cluster_bits;
     let last = (host + len.max(1) - 1) >> cluster_bits;
     (first..=last).map(move |c| c << cluster_bits)
@@ -192,12 +184,7 @@ impl Qcow2 {
     }
 
     /// Opens a qcow2 layer; `depth` counts the layers above it.
-    pub(crate) fn open_chain(
-        file: Box<dyn Storage>,
-        path: &Path,
-        opts: &ImageOptions,
-        depth: u32,
-    ) -> Result<Qcow2> {
+    pub(crate) fn open_chain(file: Box<dyn Storage>, path: &Path, opts: &ImageOptions, depth: u32) -> Result<Qcow2> {
         let file_len = file.len()?;
         let mut start = [0u8; 24];
         file.read_at(&mut start, 0)?;
@@ -215,9 +202,7 @@ impl Qcow2 {
 
         let mut raw_l1 = vec![0u8; header.l1_size as usize * 8];
         file.read_at(&mut raw_l1, header.l1_table_offset)?;
-        let l1 = (0..header.l1_size as usize)
-            .map(|i| entry(&raw_l1, i))
-            .collect();
+        let l1 = (0..header.l1_size as usize).map(|i| entry(&raw_l1, i)).collect();
 
         let rc = Refcounts::load(
             file.as_ref(),
@@ -227,20 +212,10 @@ impl Qcow2 {
             cluster_bits,
             (REFBLOCK_CACHE_BYTES as u64 / cs).max(4) as usize,
         )?;
-        let (snapshots, snapshot_table_bytes) = snapshot::read_table(
-            file.as_ref(),
-            header.snapshots_offset,
-            header.nb_snapshots,
-            cluster_bits,
-        )?;
+        let (snapshots, snapshot_table_bytes) =
+            snapshot::read_table(file.as_ref(), header.snapshots_offset, header.nb_snapshots, cluster_bits)?;
         let backing = match &header.backing_file {
-            Some(name) => Some(open_backing(
-                path,
-                name,
-                header.backing_format.as_deref(),
-                opts,
-                depth,
-            )?),
+            Some(name) => Some(open_backing(path, name, header.backing_format.as_deref(), opts, depth)?),
             None => None,
         };
         let l2_tables = (opts.l2_cache_bytes as u64 / cs).max(4) as usize;
@@ -362,10 +337,7 @@ impl Qcow2 {
     /// Index in the L1 table and in the L2 table of guest offset `vaddr`.
     pub(crate) fn split(&self, vaddr: u64) -> (usize, usize) {
         let c = vaddr >> self.cluster_bits;
-        (
-            (c >> self.l2_bits) as usize,
-            (c & ((1 << self.l2_bits) - 1)) as usize,
-        )
+        ((c >> self.l2_bits) as usize, (c & ((1 << self.l2_bits) - 1)) as usize)
     }
 
     /// Makes sure the L2 table at `off` is cached.
@@ -485,9 +457,7 @@ impl Qcow2 {
     /// Decrements the refcount of `host` now; frees and forgets it at 0.
     /// Returns the host offset when the cluster became free.
     pub(crate) fn decref(&mut self, host: u64) -> Result<Option<u64>> {
-        let v = self
-            .rc
-            .update(&mut *self.file, host >> self.cluster_bits, -1)?;
+        let v = self.rc.update(&mut *self.file, host >> self.cluster_bits, -1)?;
         if v == 0 {
             self.l2.remove(host);
             return Ok(Some(host));
@@ -509,8 +479,7 @@ impl Qcow2 {
                 i += 1;
             }
             if start < self.file_end {
-                self.file
-                    .punch_hole(start, end.min(self.file_end) - start)?;
+                self.file.punch_hole(start, end.min(self.file_end) - start)?;
             }
         }
         Ok(())
@@ -649,13 +618,7 @@ impl Drop for Qcow2 {
 }
 
 /// Opens the backing file `name` of the image at `path`.
-fn open_backing(
-    path: &Path,
-    name: &Path,
-    format: Option<&str>,
-    opts: &ImageOptions,
-    depth: u32,
-) -> Result<Box<dyn BlockBackend>> {
+fn open_backing(path: &Path, name: &Path, format: Option<&str>, opts: &ImageOptions, depth: u32) -> Result<Box<dyn BlockBackend>> {
     let full = resolve_backing(path, name);
     let format = match format {
         None | Some("") => None,

@@ -45,9 +45,7 @@ pub fn rc_get(block: &[u8], order: u32, idx: usize) -> u64 {
         u64::from(block[idx / per_byte] >> shift) & ((1 << bits) - 1)
     } else {
         let n = bits / 8;
-        block[idx * n..idx * n + n]
-            .iter()
-            .fold(0u64, |acc, &b| (acc << 8) | u64::from(b))
+        block[idx * n..idx * n + n].iter().fold(0u64, |acc, &b| (acc << 8) | u64::from(b))
     }
 }
 
@@ -141,10 +139,7 @@ impl Refcounts {
 
     /// Refcount blocks and block index of cluster `c`.
     fn split(&self, c: u64) -> (usize, usize) {
-        (
-            (c >> self.rb_bits) as usize,
-            (c & ((1 << self.rb_bits) - 1)) as usize,
-        )
+        ((c >> self.rb_bits) as usize, (c & ((1 << self.rb_bits) - 1)) as usize)
     }
 
     fn write(&mut self, file: &mut dyn Storage, data: &[u8], off: u64) -> Result<()> {
@@ -208,10 +203,7 @@ impl Refcounts {
         }
         self.load_block(file, block)?;
         let (order, max) = (self.order, self.max_value());
-        let data = self
-            .cache
-            .get_mut(block)
-            .ok_or(RefcountError::BadBlock(block))?;
+        let data = self.cache.get_mut(block).ok_or(RefcountError::BadBlock(block))?;
         let old = rc_get(data, order, bi);
         let new = if delta >= 0 {
             old.checked_add(delta as u64)
@@ -258,11 +250,7 @@ impl Refcounts {
             for c in start..start + n {
                 self.update(file, c, 1)?;
             }
-            self.free_hint = if first_free < start {
-                first_free
-            } else {
-                start + n
-            };
+            self.free_hint = if first_free < start { first_free } else { start + n };
             return Ok(start << self.cluster_bits);
         }
     }
@@ -344,9 +332,7 @@ impl Refcounts {
         let new_len = loop {
             let end = start + nb + nt;
             let last_range = (end.max(start + 1) - 1) >> self.rb_bits;
-            let want = (need + 1)
-                .max(last_range as usize + 1)
-                .max(old_len + old_len / 2);
+            let want = (need + 1).max(last_range as usize + 1).max(old_len + old_len / 2);
             let new_len = want.next_multiple_of(per_cluster);
             let nt2 = (new_len / per_cluster) as u64;
             let nb2 = ((start + nb + nt2 - 1) >> self.rb_bits) - (start >> self.rb_bits) + 1;
@@ -426,20 +412,12 @@ mod tests {
             let bits = 1u32 << order;
             let mut block = vec![0u8; 512];
             let n = 512 * 8 / bits as usize;
-            let max = if bits == 64 {
-                u64::MAX
-            } else {
-                (1u64 << bits) - 1
-            };
+            let max = if bits == 64 { u64::MAX } else { (1u64 << bits) - 1 };
             for i in 0..n {
                 rc_set(&mut block, order, i, (i as u64 * 7 + 1) & max);
             }
             for i in 0..n {
-                assert_eq!(
-                    rc_get(&block, order, i),
-                    (i as u64 * 7 + 1) & max,
-                    "order {order} idx {i}"
-                );
+                assert_eq!(rc_get(&block, order, i), (i as u64 * 7 + 1) & max, "order {order} idx {i}");
             }
         }
         // Sub-byte refcounts start at the least significant bit.

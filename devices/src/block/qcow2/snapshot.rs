@@ -77,19 +77,12 @@ pub(crate) struct Snapshot {
 }
 
 fn be<const N: usize>(b: &[u8], off: usize) -> u64 {
-    b[off..off + N]
-        .iter()
-        .fold(0, |a, &x| (a << 8) | u64::from(x))
+    b[off..off + N].iter().fold(0, |a, &x| (a << 8) | u64::from(x))
 }
 
 /// Reads and validates the snapshot table; returns the entries and the
 /// table's size in bytes.
-pub(crate) fn read_table(
-    file: &dyn Storage,
-    offset: u64,
-    count: u32,
-    cluster_bits: u32,
-) -> Result<(Vec<Snapshot>, u64)> {
+pub(crate) fn read_table(file: &dyn Storage, offset: u64, count: u32, cluster_bits: u32) -> Result<(Vec<Snapshot>, u64)> {
     let mut out = Vec::with_capacity(count.min(1024) as usize);
     let mut pos = offset;
     for i in 0..count {
@@ -227,11 +220,7 @@ impl Qcow2 {
     /// Whole-cluster zeroing used for the VM state area (outside the disk,
     /// where the range checks of the public calls do not apply).
     fn zero_range_raw(&mut self, pos: u64) -> Result<()> {
-        let value = if self.header.version >= 3 {
-            super::ZERO
-        } else {
-            0
-        };
+        let value = if self.header.version >= 3 { super::ZERO } else { 0 };
         let (l1i, l2i) = self.split(pos);
         let Some(&l1e) = self.l1.get(l1i) else {
             return Ok(());
@@ -289,8 +278,7 @@ impl Qcow2 {
             }
         }
         for (host, n) in deltas {
-            self.rc
-                .update(&mut *self.file, host >> self.cluster_bits, n as i64)?;
+            self.rc.update(&mut *self.file, host >> self.cluster_bits, n as i64)?;
         }
         Ok(())
     }
@@ -320,11 +308,7 @@ impl Qcow2 {
             if l2_off == 0 {
                 continue;
             }
-            let want = if self.refcount(l2_off)? == 1 {
-                l2_off | COPIED
-            } else {
-                l2_off
-            };
+            let want = if self.refcount(l2_off)? == 1 { l2_off | COPIED } else { l2_off };
             if l1e != want {
                 self.set_l1(i, want);
             }
@@ -333,11 +317,7 @@ impl Qcow2 {
                     Mapping::Data { host } | Mapping::Zero { host: Some(host) } => host,
                     _ => continue,
                 };
-                let want = if self.refcount(host)? == 1 {
-                    e | COPIED
-                } else {
-                    e & !COPIED
-                };
+                let want = if self.refcount(host)? == 1 { e | COPIED } else { e & !COPIED };
                 if want != e {
                     self.l2_set(l2_off, j, want)?;
                 }
@@ -408,13 +388,7 @@ impl Qcow2 {
     /// Takes a snapshot of the active disk named `name`. `vm_state_size`
     /// bytes of VM state must already have been written with
     /// [`write_vmstate`](Self::write_vmstate); they move into the snapshot.
-    pub fn snapshot_create(
-        &mut self,
-        name: &str,
-        vm_state_size: u64,
-        vm_clock_nsec: u64,
-        icount: Option<u64>,
-    ) -> Result<SnapshotInfo> {
+    pub fn snapshot_create(&mut self, name: &str, vm_state_size: u64, vm_clock_nsec: u64, icount: Option<u64>) -> Result<SnapshotInfo> {
         let next_id = self
             .snapshots
             .iter()
@@ -474,9 +448,7 @@ impl Qcow2 {
         self.write_metadata()?;
         self.barrier()?;
 
-        let now = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .unwrap_or_default();
+        let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default();
         let info = SnapshotInfo {
             id,
             name: name.to_string(),
@@ -506,9 +478,7 @@ impl Qcow2 {
         let s = &self.snapshots[idx];
         let mut raw = vec![0u8; s.l1_size as usize * 8];
         self.file.read_at(&mut raw, s.l1_offset)?;
-        Ok((0..s.l1_size as usize)
-            .map(|i| super::cache::entry(&raw, i))
-            .collect())
+        Ok((0..s.l1_size as usize).map(|i| super::cache::entry(&raw, i)).collect())
     }
 
     /// Makes the active disk (and VM state area) equal to snapshot `key`

@@ -24,13 +24,8 @@ impl Qcow2 {
             };
             let in_cluster = pos & (cs - 1);
             match m {
-                Mapping::Data { host } => {
-                    push_extent(&mut out, here(true, false, true, Some(host + in_cluster)))
-                }
-                Mapping::Zero { host } => push_extent(
-                    &mut out,
-                    here(true, true, false, host.map(|h| h + in_cluster)),
-                ),
+                Mapping::Data { host } => push_extent(&mut out, here(true, false, true, Some(host + in_cluster))),
+                Mapping::Zero { host } => push_extent(&mut out, here(true, true, false, host.map(|h| h + in_cluster))),
                 Mapping::Compressed { .. } => push_extent(&mut out, here(true, false, true, None)),
                 Mapping::Unallocated => self.backing_status(&mut out, pos, n)?,
             }
@@ -41,10 +36,7 @@ impl Qcow2 {
 
     /// Status of bytes this layer does not allocate.
     fn backing_status(&mut self, out: &mut Vec<Extent>, pos: u64, n: u64) -> Result<()> {
-        let limit = self
-            .backing
-            .as_ref()
-            .map_or(0, |b| b.virtual_size().min(self.size));
+        let limit = self.backing.as_ref().map_or(0, |b| b.virtual_size().min(self.size));
         let mut covered = 0;
         if pos < limit
             && let Some(b) = self.backing.as_mut()

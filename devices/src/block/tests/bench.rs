@@ -39,12 +39,7 @@ fn bench_4k_writes_at_64k_stride() {
     let ov0 = p(&dir, "ov0.qcow2");
     Qcow2::create(&ov0, size, 16, Some((Path::new("empty.raw"), Format::Raw))).unwrap();
     // The raw pass writes base.raw, so the first overlay copies real data.
-    let cases = [
-        ("raw", &raw),
-        ("qcow2", &q),
-        ("overlay (COW)", &ov),
-        ("overlay, sparse", &ov0),
-    ];
+    let cases = [("raw", &raw), ("qcow2", &q), ("overlay (COW)", &ov), ("overlay, sparse", &ov0)];
     for (name, path) in cases {
         let mut img = open(path, None, false);
         let alloc = pass(img.as_mut(), true);

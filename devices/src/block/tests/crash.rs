@@ -99,9 +99,7 @@ fn crash_points(
 /// Every point below 48, then a spread up to `total`.
 fn spread(total: i64) -> Vec<i64> {
     let step = (total / 40).max(1);
-    (0..total.min(48))
-        .chain((48..total).step_by(step as usize))
-        .collect()
+    (0..total.min(48)).chain((48..total).step_by(step as usize)).collect()
 }
 
 fn data_scenario(img: &mut Qcow2) -> crate::block::Result<()> {
@@ -140,10 +138,7 @@ fn crash_during_data_writes_leaves_only_leaks() {
             rng.fill(&mut buf);
             img.write_at(&buf, i << 20).unwrap();
         }
-        img.as_qcow2()
-            .unwrap()
-            .snapshot_create("before", 0, 0, None)
-            .unwrap();
+        img.as_qcow2().unwrap().snapshot_create("before", 0, 0, None).unwrap();
     }
     assert_check_clean(&base);
     crash_points(&base, &data_scenario, &spread, &|img, n| {
@@ -182,10 +177,7 @@ fn crash_during_refcount_growth_leaves_only_leaks() {
             let q = img.as_qcow2().unwrap();
             q.flush_all().unwrap();
             let mut clusters = [0u8; 4];
-            File::open(&base)
-                .unwrap()
-                .read_exact_at(&mut clusters, 56)
-                .unwrap();
+            File::open(&base).unwrap().read_exact_at(&mut clusters, 56).unwrap();
             let reach = u64::from(u32::from_be_bytes(clusters)) * 64 * 256 * 512;
             let len = std::fs::metadata(&base).unwrap().len();
             if len + (300 << 10) >= reach {
@@ -206,10 +198,7 @@ fn crash_during_refcount_growth_leaves_only_leaks() {
         let mut g = open(img, None, true);
         let mut v = vec![0u8; 1 << 20];
         g.read_at(&mut v, 3 << 20).unwrap();
-        assert!(
-            v.iter().all(|&b| b == 0x11),
-            "old data damaged after {n} writes"
-        );
+        assert!(v.iter().all(|&b| b == 0x11), "old data damaged after {n} writes");
     });
     let mut full = open(&base, None, false);
     growth_scenario(full.as_qcow2().unwrap()).unwrap();
@@ -241,10 +230,7 @@ fn crash_during_snapshot_ops_is_repaired_on_open() {
     {
         let mut img = open(&base, None, false);
         img.write_at(&[1u8; 20000], 0).unwrap();
-        img.as_qcow2()
-            .unwrap()
-            .snapshot_create("s1", 0, 0, None)
-            .unwrap();
+        img.as_qcow2().unwrap().snapshot_create("s1", 0, 0, None).unwrap();
         img.write_at(&[2u8; 3000], 10000).unwrap();
     }
     crash_points(&base, &snapshot_scenario, &spread, &|img, n| {

@@ -52,10 +52,7 @@ fn sample_image(dir: &TempDir) -> (PathBuf, Vec<u8>) {
         rng.fill(&mut buf);
         img.write_at(&buf, i * 300_000).unwrap();
     }
-    img.as_qcow2()
-        .unwrap()
-        .snapshot_create("snap", 0, 0, None)
-        .unwrap();
+    img.as_qcow2().unwrap().snapshot_create("snap", 0, 0, None).unwrap();
     img.write_at(&buf, 7777).unwrap();
     drop(img);
     let bytes = std::fs::read(&path).unwrap();
@@ -120,9 +117,6 @@ fn huge_header_values_are_refused() {
             read_only: true,
             ..ImageOptions::default()
         };
-        assert!(
-            open_image_with(&victim, &opts).is_err(),
-            "field at {off} accepted"
-        );
+        assert!(open_image_with(&victim, &opts).is_err(), "field at {off} accepted");
     }
 }

@@ -50,10 +50,7 @@ impl Json {
 }
 
 pub fn parse(s: &str) -> Result<Json, String> {
-    let mut p = Parser {
-        b: s.as_bytes(),
-        i: 0,
-    };
+    let mut p = Parser { b: s.as_bytes(), i: 0 };
     let v = p.value()?;
     p.ws();
     if p.i != p.b.len() {
@@ -143,9 +140,7 @@ impl Parser<'_> {
                     self.i += 1;
                 }
                 let t = std::str::from_utf8(&self.b[start..self.i]).map_err(|e| e.to_string())?;
-                t.parse::<f64>()
-                    .map(Json::Num)
-                    .map_err(|_| format!("bad number '{t}' at {start}"))
+                t.parse::<f64>().map(Json::Num).map_err(|_| format!("bad number '{t}' at {start}"))
             }
         }
     }
@@ -176,8 +171,7 @@ impl Parser<'_> {
                         b'n' => out.push(b'\n'),
                         b't' => out.push(b'\t'),
                         b'u' => {
-                            let hex = std::str::from_utf8(&self.b[self.i..self.i + 4])
-                                .map_err(|e| e.to_string())?;
+                            let hex = std::str::from_utf8(&self.b[self.i..self.i + 4]).map_err(|e| e.to_string())?;
                             let cp = u32::from_str_radix(hex, 16).map_err(|e| e.to_string())?;
                             self.i += 4;
                             let ch = char::from_u32(cp).unwrap_or('?');
@@ -204,8 +198,5 @@ fn parses_qemu_output() {
     assert_eq!(v.array()[0].u64("offset"), Some(327680));
     assert_eq!(v.array()[1].bool("present"), Some(false));
     let o = parse(r#"{"a": {"b": [1, -2.5e1, "x\"y"]}, "c": null}"#).unwrap();
-    assert_eq!(
-        o.get("a").unwrap().get("b").unwrap().array()[2],
-        Json::Str("x\"y".into())
-    );
+    assert_eq!(o.get("a").unwrap().get("b").unwrap().array()[2], Json::Str("x\"y".into()));
 }

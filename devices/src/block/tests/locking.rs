@@ -16,26 +16,29 @@ fn lock_error(path: &Path, read_only: bool) -> Option<String> {
 }
 
 /// Starts an interactive qemu-io on `path` and waits until it holds its
-/// locks (our probe open starts failing).
+/// locks (our probe open starts failing). The probe open itself locks the image for a
+/// moment: a qemu-io that starts in that moment fails and exits, so it is started again.
 fn hold_with_qemu_io(path: &Path, read_only: bool) -> Child {
-    let mut cmd = Command::new("qemu-io");
-    if read_only {
-        cmd.arg("-r");
-    }
-    let child = cmd
-        .arg(path)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("spawn qemu-io");
+    let spawn = || {
+        let mut cmd = Command::new("qemu-io");
+        if read_only {
+            cmd.arg("-r");
+        }
+        cmd.arg(path)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("spawn qemu-io")
+    };
+    let mut child = spawn();
     let start = Instant::now();
     // A writer blocks every other opener; a reader blocks writers.
     while lock_error(path, false).is_none() {
-        assert!(
-            start.elapsed() < Duration::from_secs(10),
-            "qemu-io did not lock the image"
-        );
+        assert!(start.elapsed() < Duration::from_secs(10), "qemu-io did not lock the image");
+        if matches!(child.try_wait(), Ok(Some(_))) {
+            child = spawn();
+        }
         std::thread::sleep(Duration::from_millis(20));
     }
     child
@@ -86,10 +89,7 @@ fn godwit_and_qemu_exclude_each_other() {
     let (code, _, err) = run_once("qemu-img", &["info", s]);
     assert_eq!(code, 1);
     assert!(err.contains("Failed to get shared \"write\" lock"), "{err}");
-    assert!(
-        err.contains(&format!("Is another process using the image [{s}]?")),
-        "{err}"
-    );
+    assert!(err.contains(&format!("Is another process using the image [{s}]?")), "{err}");
     let (code, out, err) = run_once("qemu-io", &["-c", "read 0 512", s]);
     assert_ne!(code, 0, "{out}");
     assert!(err.contains("Failed to get \"write\" lock"), "{err}");
@@ -109,10 +109,7 @@ fn godwit_and_qemu_exclude_each_other() {
     let child = hold_with_qemu_io(&path, false);
     let err = lock_error(&path, false).unwrap();
     assert!(err.contains("Failed to get \"write\" lock"), "{err}");
-    assert!(
-        err.contains(&format!("Is another process using the image [{s}]?")),
-        "{err}"
-    );
+    assert!(err.contains(&format!("Is another process using the image [{s}]?")), "{err}");
     let err = lock_error(&path, true).unwrap();
     assert!(err.contains("Failed to get shared \"write\" lock"), "{err}");
     release(child);

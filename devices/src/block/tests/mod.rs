@@ -65,12 +65,7 @@ pub fn p(dir: &TempDir, name: &str) -> PathBuf {
 pub fn qemu_available() -> bool {
     static HAVE: OnceLock<bool> = OnceLock::new();
     *HAVE.get_or_init(|| {
-        let ok = |bin: &str| {
-            Command::new(bin)
-                .arg("--version")
-                .output()
-                .is_ok_and(|o| o.status.success())
-        };
+        let ok = |bin: &str| Command::new(bin).arg("--version").output().is_ok_and(|o| o.status.success());
         ok("qemu-img") && ok("qemu-io")
     })
 }
@@ -133,10 +128,7 @@ pub fn qemu_io_ok(fmt: &str, img: &Path, cmds: &[&str]) {
     args.push(path);
     let (code, out, err) = qemu_io(&args);
     assert_eq!(code, 0, "qemu-io {cmds:?} failed: {out}{err}");
-    assert!(
-        !out.contains("error") && !err.contains("error"),
-        "qemu-io: {out}{err}"
-    );
+    assert!(!out.contains("error") && !err.contains("error"), "qemu-io: {out}{err}");
 }
 
 pub fn qemu_img_ok(args: &[&str]) -> String {
@@ -157,10 +149,7 @@ pub fn assert_check_clean(img: &Path) {
     let (code, j) = check_json(img);
     assert_eq!(code, 0, "qemu-img check not clean: {j:?}");
     assert_eq!(j.u64("check-errors"), Some(0));
-    assert!(
-        j.get("leaks").is_none() && j.get("corruptions").is_none(),
-        "{j:?}"
-    );
+    assert!(j.get("leaks").is_none() && j.get("corruptions").is_none(), "{j:?}");
 }
 
 /// Asserts `qemu-img check` finds at most leaks.
@@ -173,15 +162,7 @@ pub fn assert_check_leaks_only(img: &Path, what: &str) {
 
 /// `qemu-img compare` of two images (formats given).
 pub fn assert_compare(a: &Path, fa: &str, b: &Path, fb: &str) {
-    let (code, out, err) = qemu_img(&[
-        "compare",
-        "-f",
-        fa,
-        "-F",
-        fb,
-        a.to_str().unwrap(),
-        b.to_str().unwrap(),
-    ]);
+    let (code, out, err) = qemu_img(&["compare", "-f", fa, "-F", fb, a.to_str().unwrap(), b.to_str().unwrap()]);
     assert_eq!(code, 0, "qemu-img compare: {out}{err}");
 }
 
@@ -245,17 +226,11 @@ pub fn assert_map_matches(img: &mut dyn BlockBackend, raw_depth: u32) {
 /// Opens an image, retrying briefly on lock conflicts: a child process
 /// spawned by a concurrent test can hold a copy of a just-closed image
 /// descriptor (and so its lock) for a moment between fork and exec.
-pub fn open(
-    path: &Path,
-    format: Option<crate::block::Format>,
-    read_only: bool,
-) -> Box<dyn BlockBackend> {
+pub fn open(path: &Path, format: Option<crate::block::Format>, read_only: bool) -> Box<dyn BlockBackend> {
     for _ in 0..200 {
         match crate::block::open_image(path, format, read_only) {
             Ok(img) => return img,
-            Err(e) if e.to_string().contains("lock") => {
-                std::thread::sleep(std::time::Duration::from_millis(10))
-            }
+            Err(e) if e.to_string().contains("lock") => std::thread::sleep(std::time::Duration::from_millis(10)),
             Err(e) => panic!("open {}: {e}", path.display()),
         }
     }

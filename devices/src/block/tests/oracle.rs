@@ -6,15 +6,7 @@ use crate::block::Format;
 
 /// Converts `img` to raw with qemu-img into a new shadow file.
 fn qemu_to_shadow(img: &Path, fmt: &str, out: PathBuf) -> Shadow {
-    qemu_img_ok(&[
-        "convert",
-        "-f",
-        fmt,
-        "-O",
-        "raw",
-        img.to_str().unwrap(),
-        out.to_str().unwrap(),
-    ]);
+    qemu_img_ok(&["convert", "-f", fmt, "-O", "raw", img.to_str().unwrap(), out.to_str().unwrap()]);
     let file = File::options().read(true).write(true).open(&out).unwrap();
     Shadow { file, path: out }
 }
@@ -31,15 +23,7 @@ fn read_then_modify(img: &Path, seed: u64, cluster: u64, discard_zeroes: bool) {
     drop(g);
     let mut g = open(img, None, false);
     let hot = [0, size / 2, size - 1];
-    random_ops(
-        g.as_mut(),
-        &shadow,
-        &mut Rng::new(seed),
-        120,
-        cluster,
-        &hot,
-        discard_zeroes,
-    );
+    random_ops(g.as_mut(), &shadow, &mut Rng::new(seed), 120, cluster, &hot, discard_zeroes);
     assert_same(g.as_mut(), &shadow, 0, size);
     drop(g);
     assert_check_clean(img);
@@ -54,16 +38,7 @@ fn qemu_written_images() {
         let base = p(&dir, "base.qcow2");
         let ov = p(&dir, "ov.qcow2");
         let opt = format!("cluster_size={cs}");
-        qemu_img_ok(&[
-            "create",
-            "-q",
-            "-f",
-            "qcow2",
-            "-o",
-            &opt,
-            base.to_str().unwrap(),
-            "8M",
-        ]);
+        qemu_img_ok(&["create", "-q", "-f", "qcow2", "-o", &opt, base.to_str().unwrap(), "8M"]);
         qemu_io_ok(
             "qcow2",
             &base,
@@ -154,15 +129,7 @@ fn qemu_v2_images() {
         img.to_str().unwrap(),
         "8M",
     ]);
-    qemu_io_ok(
-        "qcow2",
-        &img,
-        &[
-            "write -P 0x42 0 1M",
-            "write -z 512k 64k",
-            "write -P 0x43 4M 10k",
-        ],
-    );
+    qemu_io_ok("qcow2", &img, &["write -P 0x42 0 1M", "write -z 512k 64k", "write -P 0x43 4M 10k"]);
     read_then_modify(&img, 300, 4096, true);
 }
 
@@ -173,25 +140,8 @@ fn qemu_refcount_widths() {
         let dir = tmpdir();
         let img = p(&dir, "rc.qcow2");
         let opt = format!("refcount_bits={bits},cluster_size=4096");
-        qemu_img_ok(&[
-            "create",
-            "-q",
-            "-f",
-            "qcow2",
-            "-o",
-            &opt,
-            img.to_str().unwrap(),
-            "4M",
-        ]);
-        qemu_io_ok(
-            "qcow2",
-            &img,
-            &[
-                "write -P 0x42 0 300k",
-                "write -z 1M 64k",
-                "write -P 0x43 3M 10k",
-            ],
-        );
+        qemu_img_ok(&["create", "-q", "-f", "qcow2", "-o", &opt, img.to_str().unwrap(), "4M"]);
+        qemu_io_ok("qcow2", &img, &["write -P 0x42 0 300k", "write -z 1M 64k", "write -P 0x43 3M 10k"]);
         read_then_modify(&img, 400 + u64::from(bits), 4096, true);
     }
 }
@@ -235,15 +185,7 @@ fn dirty_lazy_refcount_image_is_repaired() {
     assert_check_clean(&img);
     let info = qemu_img_ok(&["info", "--output=json", img.to_str().unwrap()]);
     assert!(info.contains("\"dirty-flag\": false"), "{info}");
-    qemu_io_ok(
-        "qcow2",
-        &img,
-        &[
-            "read -P 0x5a 0 256k",
-            "read -P 0x5b 1M 8k",
-            "read -P 7 2M 4k",
-        ],
-    );
+    qemu_io_ok("qcow2", &img, &["read -P 0x5a 0 256k", "read -P 0x5b 1M 8k", "read -P 7 2M 4k"]);
 }
 
 fn patch(img: &Path, off: u64, bytes: &[u8]) {
@@ -259,29 +201,20 @@ fn feature_bits_and_extensions() {
     qemu_img_ok(&["create", "-q", "-f", "qcow2", img.to_str().unwrap(), "1G"]);
     // Unknown incompatible bit: refused with QEMU's wording.
     patch(&img, 72, &(1u64 << 20).to_be_bytes());
-    let err = crate::block::open_image(&img, None, true)
-        .unwrap_err()
-        .to_string();
+    let err = crate::block::open_image(&img, None, true).unwrap_err().to_string();
     assert!(
         err.ends_with("Unsupported qcow2 feature(s): Unknown incompatible feature: 100000"),
         "{err}"
     );
     // Corrupt bit: read-only only.
     patch(&img, 72, &2u64.to_be_bytes());
-    let err = crate::block::open_image(&img, None, false)
-        .unwrap_err()
-        .to_string();
-    assert!(
-        err.ends_with("qcow2: Image is corrupt; cannot be opened read/write"),
-        "{err}"
-    );
+    let err = crate::block::open_image(&img, None, false).unwrap_err().to_string();
+    assert!(err.ends_with("qcow2: Image is corrupt; cannot be opened read/write"), "{err}");
     drop(open(&img, None, true));
     patch(&img, 72, &0u64.to_be_bytes());
     // Extended L2 and external data files are refused.
     patch(&img, 72, &(1u64 << 4).to_be_bytes());
-    let err = crate::block::open_image(&img, None, true)
-        .unwrap_err()
-        .to_string();
+    let err = crate::block::open_image(&img, None, true).unwrap_err().to_string();
     assert!(err.contains("Unsupported qcow2 feature(s)"), "{err}");
     patch(&img, 72, &0u64.to_be_bytes());
 
@@ -301,10 +234,7 @@ fn feature_bits_and_extensions() {
     g.write_at(&[1u8; 512], 0).unwrap();
     drop(g);
     let mut after = vec![0u8; 0x210];
-    File::open(&img)
-        .unwrap()
-        .read_exact_at(&mut after, 0)
-        .unwrap();
+    File::open(&img).unwrap().read_exact_at(&mut after, 0).unwrap();
     assert_eq!(&after[0x1f8..0x210], &ext[..]);
     assert_eq!(&after[88..96], &[0u8; 8]);
     assert_check_clean(&img);

@@ -17,24 +17,14 @@ fn contents(img: &mut dyn BlockBackend) -> Vec<u8> {
 /// A snapshot's disk contents according to qemu-img.
 fn qemu_snapshot_contents(img: &Path, name: &str, out: &Path) -> Vec<u8> {
     let opt = format!("snapshot.name={name}");
-    qemu_img_ok(&[
-        "convert",
-        "-l",
-        &opt,
-        "-O",
-        "raw",
-        img.to_str().unwrap(),
-        out.to_str().unwrap(),
-    ]);
+    qemu_img_ok(&["convert", "-l", &opt, "-O", "raw", img.to_str().unwrap(), out.to_str().unwrap()]);
     std::fs::read(out).unwrap()
 }
 
 fn qemu_snapshot_list(img: &Path) -> Vec<json::Json> {
     let out = qemu_img_ok(&["info", "--output=json", "-U", img.to_str().unwrap()]);
     let j = json::parse(&out).unwrap();
-    j.get("snapshots")
-        .map(|s| s.array().to_vec())
-        .unwrap_or_default()
+    j.get("snapshots").map(|s| s.array().to_vec()).unwrap_or_default()
 }
 
 #[test]
@@ -48,51 +38,23 @@ fn snapshot_lifecycle() {
     let shadow = Shadow::new(p(&dir, "shadow.raw"), size);
     let mut rng = Rng::new(500);
     let mut img = open(&path, None, false);
-    random_ops(
-        img.as_mut(),
-        &shadow,
-        &mut rng,
-        80,
-        4096,
-        &[0, 4 << 20],
-        true,
-    );
+    random_ops(img.as_mut(), &shadow, &mut rng, 80, 4096, &[0, 4 << 20], true);
     let at_s1 = contents(img.as_mut());
     let mut vmstate = vec![0u8; 300_000];
     rng.fill(&mut vmstate);
     let q = qcow(&mut img);
     q.write_vmstate(&vmstate, 0).unwrap();
-    let s1 = q
-        .snapshot_create("s1", vmstate.len() as u64, 1_234_567_890, None)
-        .unwrap();
+    let s1 = q.snapshot_create("s1", vmstate.len() as u64, 1_234_567_890, None).unwrap();
     assert_eq!(s1.id, "1");
     // The state left the active image.
     let mut back = vec![1u8; 4096];
     q.read_vmstate(&mut back, 0).unwrap();
     assert!(back.iter().all(|&b| b == 0));
-    random_ops(
-        img.as_mut(),
-        &shadow,
-        &mut rng,
-        80,
-        4096,
-        &[0, 4 << 20],
-        true,
-    );
+    random_ops(img.as_mut(), &shadow, &mut rng, 80, 4096, &[0, 4 << 20], true);
     let at_s2 = contents(img.as_mut());
-    let s2 = qcow(&mut img)
-        .snapshot_create("s2", 0, 5, Some(42))
-        .unwrap();
+    let s2 = qcow(&mut img).snapshot_create("s2", 0, 5, Some(42)).unwrap();
     assert_eq!(s2.id, "2");
-    random_ops(
-        img.as_mut(),
-        &shadow,
-        &mut rng,
-        80,
-        4096,
-        &[0, 4 << 20],
-        true,
-    );
+    random_ops(img.as_mut(), &shadow, &mut rng, 80, 4096, &[0, 4 << 20], true);
     let report = qcow(&mut img).check().unwrap();
     assert!(report.is_clean(), "{report:?}");
     drop(img);
@@ -109,14 +71,8 @@ fn snapshot_lifecycle() {
         assert_eq!(list[0].u64("date-sec"), Some(u64::from(s1.date_sec)));
         assert!(list[0].get("icount").is_none());
         assert_eq!(list[1].u64("icount"), Some(42));
-        assert_eq!(
-            qemu_snapshot_contents(&path, "s1", &p(&dir, "s1.raw")),
-            at_s1
-        );
-        assert_eq!(
-            qemu_snapshot_contents(&path, "s2", &p(&dir, "s2.raw")),
-            at_s2
-        );
+        assert_eq!(qemu_snapshot_contents(&path, "s1", &p(&dir, "s1.raw")), at_s1);
+        assert_eq!(qemu_snapshot_contents(&path, "s2", &p(&dir, "s2.raw")), at_s2);
         let text = qemu_img_ok(&["snapshot", "-l", path.to_str().unwrap()]);
         assert!(text.contains("s1") && text.contains("s2"), "{text}");
     }
@@ -175,11 +131,7 @@ fn qemu_made_snapshots() {
     let a = qemu_snapshot_contents(&path, "a", &p(&dir, "a.raw"));
     let b = qemu_snapshot_contents(&path, "b", &p(&dir, "b.raw"));
     let mut img = open(&path, None, false);
-    let names: Vec<String> = qcow(&mut img)
-        .snapshots()
-        .into_iter()
-        .map(|s| s.name)
-        .collect();
+    let names: Vec<String> = qcow(&mut img).snapshots().into_iter().map(|s| s.name).collect();
     assert_eq!(names, ["a", "b"]);
     qcow(&mut img).snapshot_revert("a").unwrap();
     assert_eq!(contents(img.as_mut()), a);
@@ -208,13 +160,9 @@ fn refcount_overflow_is_refused_without_leaks() {
         let mut img = open(&path, None, false);
         img.write_at(&[5u8; 65536], 0).unwrap();
         for i in 0..ok {
-            qcow(&mut img)
-                .snapshot_create(&format!("s{i}"), 0, 0, None)
-                .unwrap();
+            qcow(&mut img).snapshot_create(&format!("s{i}"), 0, 0, None).unwrap();
         }
-        let err = qcow(&mut img)
-            .snapshot_create("too-many", 0, 0, None)
-            .unwrap_err();
+        let err = qcow(&mut img).snapshot_create("too-many", 0, 0, None).unwrap_err();
         assert!(err.to_string().contains("overflow"), "{err}");
         let report = qcow(&mut img).check().unwrap();
         assert!(report.is_clean(), "{report:?}");
@@ -242,9 +190,7 @@ fn many_snapshots_with_random_ops() {
         match rng.below(10) {
             0..=5 => {
                 let name = format!("snap{round}");
-                qcow(&mut img)
-                    .snapshot_create(&name, 0, round, None)
-                    .unwrap();
+                qcow(&mut img).snapshot_create(&name, 0, round, None).unwrap();
                 saved.push((name, shadow.read(size as usize, 0)));
             }
             6..=7 if !saved.is_empty() => {
@@ -271,11 +217,7 @@ fn many_snapshots_with_random_ops() {
         assert_check_clean(&path);
         assert_eq!(qemu_snapshot_list(&path).len(), saved.len());
         for (name, data) in saved.iter().rev().take(5) {
-            assert_eq!(
-                &qemu_snapshot_contents(&path, name, &p(&dir, "x.raw")),
-                data,
-                "{name}"
-            );
+            assert_eq!(&qemu_snapshot_contents(&path, name, &p(&dir, "x.raw")), data, "{name}");
         }
     }
 }
@@ -285,16 +227,7 @@ fn qemu_system(img: &Path, extra: &[&str], commands: &str) -> Option<String> {
     use std::io::Write;
     use std::process::Stdio;
     let drive = format!("file={},if=virtio", img.display());
-    let mut args = vec![
-        "-M",
-        "pc",
-        "-m",
-        "32",
-        "-nodefaults",
-        "-display",
-        "none",
-        "-S",
-    ];
+    let mut args = vec!["-M", "pc", "-m", "32", "-nodefaults", "-display", "none", "-S"];
     args.extend_from_slice(&["-drive", &drive, "-monitor", "stdio"]);
     args.extend_from_slice(extra);
     let mut child = Command::new("qemu-system-x86_64")
@@ -325,14 +258,7 @@ fn vm_state_interoperates_with_qemu_savevm_loadvm() {
     }
     let dir = tmpdir();
     let theirs = p(&dir, "theirs.qcow2");
-    qemu_img_ok(&[
-        "create",
-        "-q",
-        "-f",
-        "qcow2",
-        theirs.to_str().unwrap(),
-        "64M",
-    ]);
+    qemu_img_ok(&["create", "-q", "-f", "qcow2", theirs.to_str().unwrap(), "64M"]);
     let out = qemu_system(&theirs, &[], "savevm snapA\n").unwrap();
     assert!(!out.contains("Error"), "{out}");
     assert_check_clean(&theirs);
@@ -354,15 +280,11 @@ fn vm_state_interoperates_with_qemu_savevm_loadvm() {
     let mut img = open(&ours, None, false);
     let q = qcow(&mut img);
     q.write_vmstate(&state, 0).unwrap();
-    q.snapshot_create("mine", state.len() as u64, 0, None)
-        .unwrap();
+    q.snapshot_create("mine", state.len() as u64, 0, None).unwrap();
     drop(img);
     assert_check_clean(&ours);
     let out = qemu_system(&ours, &["-loadvm", "mine"], "info status\n").unwrap();
-    assert!(
-        out.contains("paused (prelaunch)") || out.contains("VM status: paused"),
-        "{out}"
-    );
+    assert!(out.contains("paused (prelaunch)") || out.contains("VM status: paused"), "{out}");
     assert!(!out.to_lowercase().contains("error"), "{out}");
     // QEMU really parsed the bytes: with another RAM size it refuses them.
     let out = qemu_system(&ours, &["-m", "64", "-loadvm", "mine"], "info status\n").unwrap();

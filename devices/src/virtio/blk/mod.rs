@@ -11,9 +11,7 @@ pub mod worker;
 mod tests;
 
 use super::worker::Worker;
-use super::{
-    Activation, VIRTIO_F_RING_EVENT_IDX, VIRTIO_F_RING_INDIRECT_DESC, VirtioDevice, VirtioError,
-};
+use super::{Activation, VIRTIO_F_RING_EVENT_IDX, VIRTIO_F_RING_INDIRECT_DESC, VirtioDevice, VirtioError};
 use crate::block::{BlockBackend, SECTOR_SIZE};
 use crate::bus::lock;
 use crate::state::{StateError, StateReader, StateWriter, VersionedState};
@@ -200,11 +198,7 @@ impl VirtioDevice for VirtioBlk {
     fn read_config(&self, offset: u64, data: &mut [u8]) {
         let c = self.config_bytes();
         for (i, d) in data.iter_mut().enumerate() {
-            *d = usize::try_from(offset)
-                .ok()
-                .and_then(|o| c.get(o + i))
-                .copied()
-                .unwrap_or(0);
+            *d = usize::try_from(offset).ok().and_then(|o| c.get(o + i)).copied().unwrap_or(0);
         }
     }
 
@@ -212,11 +206,7 @@ impl VirtioDevice for VirtioBlk {
         if self.shut_down {
             return Err(VirtioError::ShutDown);
         }
-        if !act
-            .queues
-            .first()
-            .is_some_and(|q| virtio_queue::QueueT::ready(&*lock(q)))
-        {
+        if !act.queues.first().is_some_and(|q| virtio_queue::QueueT::ready(&*lock(q))) {
             return Err(VirtioError::QueueNotReady(0));
         }
         let acked = act.acked_features;
@@ -274,20 +264,12 @@ impl VirtioDevice for VirtioBlk {
     fn set_state(&mut self, bytes: &[u8]) -> Result<(), StateError> {
         let s = VirtioBlkState::from_bytes(bytes)?;
         // The guest was told a size and features; a different disk would corrupt it.
-        if s.capacity != self.capacity
-            || s.read_only != self.read_only
-            || s.features != self.features
-        {
+        if s.capacity != self.capacity || s.read_only != self.read_only || s.features != self.features {
             return Err(StateError::Invalid {
                 name: VirtioBlkState::NAME,
                 why: format!(
                     "saved disk has {} sectors (read-only {}, features {:#x}), this one {} (read-only {}, features {:#x})",
-                    s.capacity,
-                    s.read_only,
-                    s.features,
-                    self.capacity,
-                    self.read_only,
-                    self.features
+                    s.capacity, s.read_only, s.features, self.capacity, self.read_only, self.features
                 ),
             });
         }

@@ -63,12 +63,7 @@ impl RequestError {
 
 /// Runs the request in `chain` and returns the used length (bytes written to the guest,
 /// status included).
-pub fn process(
-    chain: DescriptorChain<&GuestMem>,
-    mem: &GuestMem,
-    disk: &Disk,
-    buf: &mut Vec<u8>,
-) -> u32 {
+pub fn process(chain: DescriptorChain<&GuestMem>, mem: &GuestMem, disk: &Disk, buf: &mut Vec<u8>) -> u32 {
     let reader = chain.clone().reader(mem);
     let Ok(mut writer) = chain.writer(mem) else {
         return 0;
@@ -112,12 +107,7 @@ fn disk_range(disk: &Disk, sector: u64, bytes: u64) -> Result<u64, RequestError>
         .ok_or(RequestError::OutOfRange { sector, bytes })
 }
 
-fn execute<B: BitmapSlice>(
-    r: &mut Reader<'_, B>,
-    w: &mut Writer<'_, B>,
-    disk: &Disk,
-    buf: &mut Vec<u8>,
-) -> Result<(), RequestError> {
+fn execute<B: BitmapSlice>(r: &mut Reader<'_, B>, w: &mut Writer<'_, B>, disk: &Disk, buf: &mut Vec<u8>) -> Result<(), RequestError> {
     if r.available_bytes() < HEADER_LEN {
         return Err(RequestError::ShortHeader);
     }
@@ -128,11 +118,7 @@ fn execute<B: BitmapSlice>(
     // write is data for the driver; each type allows only one of them.
     let (to_device, to_driver) = (r.available_bytes(), w.available_bytes());
     let expect_none = |n: usize| {
-        if n == 0 {
-            Ok(())
-        } else {
-            Err(RequestError::WrongDirection(ty))
-        }
+        if n == 0 { Ok(()) } else { Err(RequestError::WrongDirection(ty)) }
     };
     match ty {
         vb::VIRTIO_BLK_T_IN => {
@@ -171,13 +157,7 @@ fn check_len(len: usize) -> Result<u64, RequestError> {
     Ok(len as u64)
 }
 
-fn read_disk<B: BitmapSlice>(
-    w: &mut Writer<'_, B>,
-    disk: &Disk,
-    sector: u64,
-    len: usize,
-    buf: &mut Vec<u8>,
-) -> Result<(), RequestError> {
+fn read_disk<B: BitmapSlice>(w: &mut Writer<'_, B>, disk: &Disk, sector: u64, len: usize, buf: &mut Vec<u8>) -> Result<(), RequestError> {
     let start = disk_range(disk, sector, check_len(len)?)?;
     let mut backend = lock(&disk.backend);
     let mut done = 0usize;
@@ -192,13 +172,7 @@ fn read_disk<B: BitmapSlice>(
     Ok(())
 }
 
-fn write_disk<B: BitmapSlice>(
-    r: &mut Reader<'_, B>,
-    disk: &Disk,
-    sector: u64,
-    len: usize,
-    buf: &mut Vec<u8>,
-) -> Result<(), RequestError> {
+fn write_disk<B: BitmapSlice>(r: &mut Reader<'_, B>, disk: &Disk, sector: u64, len: usize, buf: &mut Vec<u8>) -> Result<(), RequestError> {
     let start = disk_range(disk, sector, check_len(len)?)?;
     let mut backend = lock(&disk.backend);
     let mut done = 0usize;
@@ -214,16 +188,9 @@ fn write_disk<B: BitmapSlice>(
 
 /// DISCARD or WRITE_ZEROES: a list of `{le64 sector, le32 num_sectors, le32 flags}`. The
 /// whole list is checked before anything is done, so a bad segment changes nothing.
-fn segments<B: BitmapSlice>(
-    r: &mut Reader<'_, B>,
-    disk: &Disk,
-    zeroes: bool,
-) -> Result<(), RequestError> {
+fn segments<B: BitmapSlice>(r: &mut Reader<'_, B>, disk: &Disk, zeroes: bool) -> Result<(), RequestError> {
     let len = r.available_bytes();
-    if len == 0
-        || !len.is_multiple_of(SEGMENT_LEN)
-        || len / SEGMENT_LEN > MAX_DISCARD_SEGMENTS as usize
-    {
+    if len == 0 || !len.is_multiple_of(SEGMENT_LEN) || len / SEGMENT_LEN > MAX_DISCARD_SEGMENTS as usize {
         return Err(RequestError::BadSegments);
     }
     let unmap_flag = vb::VIRTIO_BLK_WRITE_ZEROES_FLAG_UNMAP;
@@ -241,11 +208,7 @@ fn segments<B: BitmapSlice>(
             return Err(RequestError::BadSegments);
         }
         let bytes = u64::from(count) * SECTOR_SIZE;
-        list.push((
-            disk_range(disk, sector, bytes)?,
-            bytes,
-            flags & unmap_flag != 0,
-        ));
+        list.push((disk_range(disk, sector, bytes)?, bytes, flags & unmap_flag != 0));
     }
     let mut backend = lock(&disk.backend);
     for (offset, bytes, unmap) in list {

@@ -23,10 +23,7 @@ struct Blk {
 
 impl Blk {
     fn start(backend: Box<dyn BlockBackend>, cfg: BlkConfig) -> Blk {
-        let g = Guest::new(
-            Box::new(VirtioBlk::new(backend, cfg).unwrap()),
-            guest_memory(),
-        );
+        let g = Guest::new(Box::new(VirtioBlk::new(backend, cfg).unwrap()), guest_memory());
         Blk::init(g)
     }
 
@@ -61,10 +58,7 @@ impl Blk {
         self.g.notify(0);
         let used = self.ring.wait_used(&self.g.mem, 1);
         assert_eq!(used[0].0, u32::from(head));
-        (
-            self.mem().read_obj(GuestAddress(STATUS)).unwrap(),
-            used[0].1,
-        )
+        (self.mem().read_obj(GuestAddress(STATUS)).unwrap(), used[0].1)
     }
 
     /// A well-formed request: header, optional data, status.
@@ -77,9 +71,7 @@ impl Blk {
     }
 
     fn fill(&self, addr: u64, len: usize, seed: u8) -> Vec<u8> {
-        let v: Vec<u8> = (0..len)
-            .map(|i| (i as u8).wrapping_mul(31).wrapping_add(seed))
-            .collect();
+        let v: Vec<u8> = (0..len).map(|i| (i as u8).wrapping_mul(31).wrapping_add(seed)).collect();
         self.mem().write_slice(&v, GuestAddress(addr)).unwrap();
         v
     }
@@ -151,11 +143,7 @@ fn raw_image_write_read_flush_get_id() {
 
     let pattern = b.fill(DATA, 4096, 7);
     assert_eq!(b.request(T_OUT, 8, Some((DATA, 4096, false))), (OK, 1));
-    assert_eq!(
-        b.g.msi.wait(),
-        Some((0xfee0_1000, 0x41)),
-        "queue 0 uses vector 1"
-    );
+    assert_eq!(b.g.msi.wait(), Some((0xfee0_1000, 0x41)), "queue 0 uses vector 1");
     // Read back into two descriptors.
     let hdr = b.header(T_IN, 8);
     assert_eq!(
@@ -167,107 +155,64 @@ fn raw_image_write_read_flush_get_id() {
         ]),
         (OK, 4097)
     );
-    assert_eq!(
-        [b.get(DATA2, 2048), b.get(DATA2 + 0x8000, 2048)].concat(),
-        pattern
-    );
+    assert_eq!([b.get(DATA2, 2048), b.get(DATA2 + 0x8000, 2048)].concat(), pattern);
     let mut on_disk = vec![0u8; 4096 + 4096];
     file.as_file().read_exact(&mut on_disk).unwrap();
     assert_eq!(&on_disk[4096..], &pattern[..]);
 
     assert_eq!(b.request(vb::VIRTIO_BLK_T_FLUSH, 0, None).0, OK);
-    assert_eq!(
-        b.request(vb::VIRTIO_BLK_T_GET_ID, 0, Some((DATA2, 20, true))),
-        (OK, 21)
-    );
+    assert_eq!(b.request(vb::VIRTIO_BLK_T_GET_ID, 0, Some((DATA2, 20, true))), (OK, 21));
     assert_eq!(&b.get(DATA2, 20), b"drive-virtio-disk0-l");
 }
 
 #[test]
 fn errors_unsupported_and_read_only() {
     let (mut b, disk) = mem_blk(128);
-    assert_eq!(
-        b.request(T_IN, 127, Some((DATA, 1024, true))).0,
-        IOERR,
-        "past the end"
-    );
-    assert_eq!(
-        b.request(T_IN, u64::MAX / 256, Some((DATA, 512, true))).0,
-        IOERR,
-        "sector overflow"
-    );
-    assert_eq!(
-        b.request(T_IN, 0, Some((DATA, 100, true))).0,
-        IOERR,
-        "not whole sectors"
-    );
+    assert_eq!(b.request(T_IN, 127, Some((DATA, 1024, true))).0, IOERR, "past the end");
+    assert_eq!(b.request(T_IN, u64::MAX / 256, Some((DATA, 512, true))).0, IOERR, "sector overflow");
+    assert_eq!(b.request(T_IN, 0, Some((DATA, 100, true))).0, IOERR, "not whole sectors");
     assert_eq!(b.request(99, 0, None).0, UNSUPP);
     assert_eq!(b.request(vb::VIRTIO_BLK_T_SECURE_ERASE, 0, None).0, UNSUPP);
-    assert_eq!(
-        b.request(T_IN, 127, Some((DATA, 512, true))),
-        (OK, 513),
-        "last sector is fine"
-    );
+    assert_eq!(b.request(T_IN, 127, Some((DATA, 512, true))), (OK, 513), "last sector is fine");
 
     // Discard and write zeroes.
     lock(&disk.data)[512..1024].fill(0xaa);
     b.segment(DATA, 1, 1, 0);
-    assert_eq!(
-        b.request(vb::VIRTIO_BLK_T_WRITE_ZEROES, 0, Some((DATA, 16, false)))
-            .0,
-        OK
-    );
+    assert_eq!(b.request(vb::VIRTIO_BLK_T_WRITE_ZEROES, 0, Some((DATA, 16, false))).0, OK);
     assert!(lock(&disk.data)[512..1024].iter().all(|&x| x == 0));
     b.segment(DATA, 2, 3, vb::VIRTIO_BLK_WRITE_ZEROES_FLAG_UNMAP);
-    assert_eq!(
-        b.request(vb::VIRTIO_BLK_T_WRITE_ZEROES, 0, Some((DATA, 16, false)))
-            .0,
-        OK
-    );
+    assert_eq!(b.request(vb::VIRTIO_BLK_T_WRITE_ZEROES, 0, Some((DATA, 16, false))).0, OK);
     b.segment(DATA, 4, 8, 0);
-    assert_eq!(
-        b.request(vb::VIRTIO_BLK_T_DISCARD, 0, Some((DATA, 16, false)))
-            .0,
-        OK
-    );
+    assert_eq!(b.request(vb::VIRTIO_BLK_T_DISCARD, 0, Some((DATA, 16, false))).0, OK);
     assert_eq!(
         *lock(&disk.log),
-        [
-            "zeroes 512 512 false",
-            "zeroes 1024 1536 true",
-            "discard 2048 4096"
-        ]
+        ["zeroes 512 512 false", "zeroes 1024 1536 true", "discard 2048 4096"]
     );
     b.segment(DATA, 4, 8, vb::VIRTIO_BLK_WRITE_ZEROES_FLAG_UNMAP);
     assert_eq!(
-        b.request(vb::VIRTIO_BLK_T_DISCARD, 0, Some((DATA, 16, false)))
-            .0,
+        b.request(vb::VIRTIO_BLK_T_DISCARD, 0, Some((DATA, 16, false))).0,
         UNSUPP,
         "unmap flag on discard"
     );
     b.segment(DATA, 4, 8, 0x80);
     assert_eq!(
-        b.request(vb::VIRTIO_BLK_T_WRITE_ZEROES, 0, Some((DATA, 16, false)))
-            .0,
+        b.request(vb::VIRTIO_BLK_T_WRITE_ZEROES, 0, Some((DATA, 16, false))).0,
         UNSUPP,
         "unknown flag"
     );
     b.segment(DATA, 120, 9, 0);
     assert_eq!(
-        b.request(vb::VIRTIO_BLK_T_DISCARD, 0, Some((DATA, 16, false)))
-            .0,
+        b.request(vb::VIRTIO_BLK_T_DISCARD, 0, Some((DATA, 16, false))).0,
         IOERR,
         "past the end"
     );
     assert_eq!(
-        b.request(vb::VIRTIO_BLK_T_DISCARD, 0, Some((DATA, 8, false)))
-            .0,
+        b.request(vb::VIRTIO_BLK_T_DISCARD, 0, Some((DATA, 8, false))).0,
         IOERR,
         "half a segment"
     );
     assert_eq!(
-        b.request(vb::VIRTIO_BLK_T_DISCARD, 0, Some((DATA, 17 * 16, false)))
-            .0,
+        b.request(vb::VIRTIO_BLK_T_DISCARD, 0, Some((DATA, 17 * 16, false))).0,
         IOERR,
         "too many segments"
     );
@@ -283,17 +228,10 @@ fn errors_unsupported_and_read_only() {
     );
     let f = ro.g.device_features();
     assert_ne!(f & (1 << vb::VIRTIO_BLK_F_RO), 0);
-    assert_eq!(
-        f & (1 << vb::VIRTIO_BLK_F_DISCARD | 1 << vb::VIRTIO_BLK_F_WRITE_ZEROES),
-        0
-    );
+    assert_eq!(f & (1 << vb::VIRTIO_BLK_F_DISCARD | 1 << vb::VIRTIO_BLK_F_WRITE_ZEROES), 0);
     assert_eq!(ro.request(T_OUT, 0, Some((DATA, 512, false))).0, IOERR);
     ro.segment(DATA, 0, 1, 0);
-    assert_eq!(
-        ro.request(vb::VIRTIO_BLK_T_DISCARD, 0, Some((DATA, 16, false)))
-            .0,
-        UNSUPP
-    );
+    assert_eq!(ro.request(vb::VIRTIO_BLK_T_DISCARD, 0, Some((DATA, 16, false))).0, UNSUPP);
     assert_eq!(ro.request(T_IN, 0, Some((DATA, 512, true))).0, OK);
 }
 
@@ -302,31 +240,16 @@ fn malformed_chains_do_no_harm() {
     let (mut b, disk) = mem_blk(64);
     let outside = MEM_SIZE as u64 + 0x1000;
     let hdr = b.header(T_IN, 0);
-    assert_eq!(
-        b.submit(&[(hdr, 8, false), (STATUS, 1, true)]),
-        (IOERR, 1),
-        "short header"
-    );
+    assert_eq!(b.submit(&[(hdr, 8, false), (STATUS, 1, true)]), (IOERR, 1), "short header");
     // Device-writable data outside RAM: no status can be trusted, used length 0.
     let hdr = b.header(T_IN, 0);
-    assert_eq!(
-        b.submit(&[(hdr, 16, false), (outside, 512, true), (STATUS, 1, true)])
-            .1,
-        0
-    );
+    assert_eq!(b.submit(&[(hdr, 16, false), (outside, 512, true), (STATUS, 1, true)]).1, 0);
     // Readable data outside RAM: status still reported.
     let hdr = b.header(T_OUT, 0);
-    assert_eq!(
-        b.submit(&[(hdr, 16, false), (outside, 512, false), (STATUS, 1, true)]),
-        (IOERR, 1)
-    );
+    assert_eq!(b.submit(&[(hdr, 16, false), (outside, 512, false), (STATUS, 1, true)]), (IOERR, 1));
     let hdr = b.header(T_OUT, 0);
     assert_eq!(
-        b.submit(&[
-            (hdr, 16, false),
-            (DATA, 0x8000_0000, false),
-            (STATUS, 1, true)
-        ]),
+        b.submit(&[(hdr, 16, false), (DATA, 0x8000_0000, false), (STATUS, 1, true)]),
         (IOERR, 1),
         "huge length"
     );
@@ -341,17 +264,11 @@ fn malformed_chains_do_no_harm() {
     lock(&disk.data)[..512].fill(0x5a);
     b.fill(DATA, 512, 1);
     let hdr = b.header(T_IN, 0);
-    assert_eq!(
-        b.submit(&[(hdr, 16, false), (DATA, 512, false), (STATUS, 1, true)]),
-        (IOERR, 1)
-    );
+    assert_eq!(b.submit(&[(hdr, 16, false), (DATA, 512, false), (STATUS, 1, true)]), (IOERR, 1));
     assert_ne!(b.get(DATA, 512), vec![0x5a; 512]);
     // A write whose data is device-writable: refused, disk untouched.
     let hdr = b.header(T_OUT, 0);
-    assert_eq!(
-        b.submit(&[(hdr, 16, false), (DATA, 512, true), (STATUS, 1, true)]),
-        (IOERR, 1)
-    );
+    assert_eq!(b.submit(&[(hdr, 16, false), (DATA, 512, true), (STATUS, 1, true)]), (IOERR, 1));
     assert_eq!(lock(&disk.data)[..512], [0x5a; 512]);
     // Nothing device-writable at all.
     let hdr = b.header(vb::VIRTIO_BLK_T_FLUSH, 0);
@@ -359,8 +276,7 @@ fn malformed_chains_do_no_harm() {
 
     // A descriptor that points at itself: the chain ends after queue-size hops.
     let hdr = b.header(T_IN, 0);
-    b.ring
-        .write_desc(&b.g.mem, 15, hdr, 16, VRING_DESC_F_NEXT, 15);
+    b.ring.write_desc(&b.g.mem, 15, hdr, 16, VRING_DESC_F_NEXT, 15);
     b.ring.publish(&b.g.mem, 15);
     b.g.notify(0);
     assert_eq!(b.ring.wait_used(&b.g.mem, 1), vec![(15, 0)]);
@@ -373,17 +289,9 @@ fn malformed_chains_do_no_harm() {
     let hdr = b.header(T_IN, 0);
     let ind = Ring::new(table, 3);
     ind.write_desc(&b.g.mem, 0, hdr, 16, VRING_DESC_F_NEXT, 1);
-    ind.write_desc(
-        &b.g.mem,
-        1,
-        DATA2,
-        512,
-        VRING_DESC_F_NEXT | VRING_DESC_F_WRITE,
-        2,
-    );
+    ind.write_desc(&b.g.mem, 1, DATA2, 512, VRING_DESC_F_NEXT | VRING_DESC_F_WRITE, 2);
     ind.write_desc(&b.g.mem, 2, STATUS, 1, VRING_DESC_F_WRITE, 0);
-    b.ring
-        .write_desc(&b.g.mem, 14, table, 48, VRING_DESC_F_INDIRECT, 0);
+    b.ring.write_desc(&b.g.mem, 14, table, 48, VRING_DESC_F_INDIRECT, 0);
     b.ring.publish(&b.g.mem, 14);
     b.g.notify(0);
     assert_eq!(b.ring.wait_used(&b.g.mem, 1), vec![(14, 513)]);
@@ -392,10 +300,7 @@ fn malformed_chains_do_no_harm() {
     // A driver publishing more entries than the ring holds: the device stops looking at
     // the queue instead of spinning or panicking, and the transport still answers.
     b.g.mem
-        .write_obj(
-            b.ring.avail_idx.wrapping_add(1000),
-            GuestAddress(b.ring.avail + 2),
-        )
+        .write_obj(b.ring.avail_idx.wrapping_add(1000), GuestAddress(b.ring.avail + 2))
         .unwrap();
     b.g.notify(0);
     assert!(b.ring.idle_for(&b.g.mem, 20));
@@ -405,9 +310,7 @@ fn malformed_chains_do_no_harm() {
 #[test]
 fn large_request_and_dirty_bitmap() {
     let (mut b, disk) = mem_blk(4096);
-    let pattern: Vec<u8> = (0..(1usize << 20))
-        .map(|i| (i / 512) as u8 ^ i as u8)
-        .collect();
+    let pattern: Vec<u8> = (0..(1usize << 20)).map(|i| (i / 512) as u8 ^ i as u8).collect();
     lock(&disk.data)[..1 << 20].copy_from_slice(&pattern);
     let hdr = b.header(T_IN, 0);
     let mem = b.g.mem.clone();
@@ -422,21 +325,12 @@ fn large_request_and_dirty_bitmap() {
         (STATUS, 1, true),
     ];
     assert_eq!(b.submit(&bufs), (OK, (1 << 20) + 1));
-    assert_eq!(
-        [b.get(DATA, 0x80000), b.get(DATA2, 0x80000)].concat(),
-        pattern
-    );
+    assert_eq!([b.get(DATA, 0x80000), b.get(DATA2, 0x80000)].concat(), pattern);
     for page in [DATA, DATA + 0x7f000, DATA2 + 0x7f000, STATUS, b.ring.used] {
-        assert!(
-            map.is_addr_set(page as usize),
-            "device write to {page:#x} not logged"
-        );
+        assert!(map.is_addr_set(page as usize), "device write to {page:#x} not logged");
     }
     for page in [HDR, DATA + 0x80000, 0x3f0000] {
-        assert!(
-            !map.is_addr_set(page as usize),
-            "{page:#x} was never written"
-        );
+        assert!(!map.is_addr_set(page as usize), "{page:#x} was never written");
     }
 }
 
@@ -446,8 +340,7 @@ fn pause_resume_and_reset() {
     assert_eq!(b.request(vb::VIRTIO_BLK_T_FLUSH, 0, None).0, OK);
     lock(&b.g.dev).pause();
     let hdr = b.header(vb::VIRTIO_BLK_T_FLUSH, 0);
-    b.ring
-        .push(&b.g.mem, &[(hdr, 16, false), (STATUS, 1, true)]);
+    b.ring.push(&b.g.mem, &[(hdr, 16, false), (STATUS, 1, true)]);
     b.g.notify(0);
     assert!(b.ring.idle_for(&b.g.mem, 30), "paused device did I/O");
     lock(&b.g.dev).resume();
@@ -460,15 +353,10 @@ fn pause_resume_and_reset() {
     assert_eq!(b.g.common_read(0x1c, 2), 0, "queue disabled");
     assert_eq!(b.g.common_read(0x18, 2), u64::from(DEFAULT_QUEUE_SIZE));
     assert_eq!(b.g.common_read(0x1a, 2), 0xffff, "vector unmapped");
-    b.g.mem
-        .write_slice(&[0u8; 0x2000], GuestAddress(RING))
-        .unwrap();
+    b.g.mem.write_slice(&[0u8; 0x2000], GuestAddress(RING)).unwrap();
     let g = b.g;
     let mut b = Blk::init(g);
-    assert_eq!(
-        b.request(vb::VIRTIO_BLK_T_GET_ID, 0, Some((DATA, 20, true))),
-        (OK, 21)
-    );
+    assert_eq!(b.request(vb::VIRTIO_BLK_T_GET_ID, 0, Some((DATA, 20, true))), (OK, 21));
 }
 
 #[test]
@@ -480,10 +368,7 @@ fn save_restore_continues_the_queue() {
     // Quiesce, then the guest queues a read the device must not see before the snapshot.
     lock(&a.g.dev).pause();
     let hdr = a.header(T_IN, 4);
-    a.ring.push(
-        &a.g.mem,
-        &[(hdr, 16, false), (DATA2, 1024, true), (STATUS, 1, true)],
-    );
+    a.ring.push(&a.g.mem, &[(hdr, 16, false), (DATA2, 1024, true), (STATUS, 1, true)]);
     a.g.notify(0);
     assert!(a.ring.idle_for(&a.g.mem, 20));
     let state = lock(&a.g.dev).state();
@@ -513,16 +398,11 @@ fn save_restore_continues_the_queue() {
     assert_eq!(b.get(DATA2, 1024), pattern);
     assert_eq!(b.g.msi.wait(), Some((0xfee0_1000, 0x41)));
     // And new requests go on in the same ring.
-    assert_eq!(
-        b.request(vb::VIRTIO_BLK_T_GET_ID, 0, Some((DATA, 20, true))),
-        (OK, 21)
-    );
+    assert_eq!(b.request(vb::VIRTIO_BLK_T_GET_ID, 0, Some((DATA, 20, true))), (OK, 21));
     assert_eq!(&b.get(DATA, 13), b"drive-virtio0");
 
     // A state for a different disk size is refused.
     let other = VirtioBlk::new(Box::new(MemDisk::new(1024)), BlkConfig::default()).unwrap();
-    let mut c =
-        crate::virtio::pci::VirtioPciDevice::new(Box::new(other), b.g.mem.clone(), FakeMsi::new())
-            .unwrap();
+    let mut c = crate::virtio::pci::VirtioPciDevice::new(Box::new(other), b.g.mem.clone(), FakeMsi::new()).unwrap();
     assert!(c.set_state(&state).is_err());
 }

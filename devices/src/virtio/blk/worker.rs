@@ -20,12 +20,7 @@ pub struct BlkHandler {
 }
 
 impl BlkHandler {
-    pub fn new(
-        mem: GuestMem,
-        queues: Vec<SharedQueue>,
-        interrupt: Arc<dyn VirtioInterrupt>,
-        disk: Disk,
-    ) -> Self {
+    pub fn new(mem: GuestMem, queues: Vec<SharedQueue>, interrupt: Arc<dyn VirtioInterrupt>, disk: Disk) -> Self {
         BlkHandler {
             mem,
             queues,

@@ -75,11 +75,7 @@ pub fn region(offset: u64, len: usize) -> Option<(Region, u64)> {
         0x1000..0x2000 => (Region::Isr, ISR_OFFSET, REGION_LEN),
         0x2000..0x3000 => (Region::Device, DEVICE_OFFSET, REGION_LEN),
         0x3000..0x4000 => (Region::Notify, NOTIFY_OFFSET, REGION_LEN),
-        0x4000..0x6000 => (
-            Region::MsixTable,
-            MSIX_TABLE_OFFSET,
-            MSIX_PBA_OFFSET - MSIX_TABLE_OFFSET,
-        ),
+        0x4000..0x6000 => (Region::MsixTable, MSIX_TABLE_OFFSET, MSIX_PBA_OFFSET - MSIX_TABLE_OFFSET),
         0x6000..0x7000 => (Region::MsixPba, MSIX_PBA_OFFSET, REGION_LEN),
         _ => return None,
     };
@@ -100,24 +96,11 @@ fn vendor_cap(cfg_type: u8, offset: u64, length: u64, extra: &[u8]) -> Vec<u8> {
 /// Adds BAR0 and all capabilities for a function with `vectors` MSI-X vectors.
 pub fn build(config: &mut ConfigSpace, vectors: u16) -> Result<(), ConfigError> {
     config.add_mem_bar(0, BAR0_SIZE, true, false)?;
-    config.add_capability(
-        CAP_COMMON,
-        &vendor_cap(CFG_TYPE_COMMON, COMMON_OFFSET, COMMON_CFG_LEN, &[]),
-        &[],
-    )?;
-    let notify = vendor_cap(
-        CFG_TYPE_NOTIFY,
-        NOTIFY_OFFSET,
-        REGION_LEN,
-        &NOTIFY_MULTIPLIER.to_le_bytes(),
-    );
+    config.add_capability(CAP_COMMON, &vendor_cap(CFG_TYPE_COMMON, COMMON_OFFSET, COMMON_CFG_LEN, &[]), &[])?;
+    let notify = vendor_cap(CFG_TYPE_NOTIFY, NOTIFY_OFFSET, REGION_LEN, &NOTIFY_MULTIPLIER.to_le_bytes());
     config.add_capability(CAP_NOTIFY, &notify, &[])?;
     config.add_capability(CAP_ISR, &vendor_cap(CFG_TYPE_ISR, ISR_OFFSET, 1, &[]), &[])?;
-    config.add_capability(
-        CAP_DEVICE,
-        &vendor_cap(CFG_TYPE_DEVICE, DEVICE_OFFSET, REGION_LEN, &[]),
-        &[],
-    )?;
+    config.add_capability(CAP_DEVICE, &vendor_cap(CFG_TYPE_DEVICE, DEVICE_OFFSET, REGION_LEN, &[]), &[])?;
     // The access window: the driver picks bar, offset and length, then reads or writes data.
     let pci_cfg = vendor_cap(CFG_TYPE_PCI, 0, 0, &[0; 4]);
     let mut writable = vec![0u8; 20];
@@ -138,9 +121,6 @@ pub fn pci_cfg_window(config: &ConfigSpace) -> Option<(u64, usize)> {
     let bar = config.u8_at(PCI_CFG_BAR);
     let offset = u64::from(config.u32_at(PCI_CFG_OFFSET));
     let len = config.u32_at(PCI_CFG_LENGTH) as usize;
-    let ok = bar == 0
-        && matches!(len, 1 | 2 | 4)
-        && offset.is_multiple_of(len as u64)
-        && offset + len as u64 <= BAR0_SIZE;
+    let ok = bar == 0 && matches!(len, 1 | 2 | 4) && offset.is_multiple_of(len as u64) && offset + len as u64 <= BAR0_SIZE;
     ok.then_some((offset, len))
 }

@@ -77,38 +77,14 @@ impl CommonCfg {
         let q = self.selected(r).map(|q| lock(q));
         let qv = |f: &dyn Fn(&virtio_queue::Queue) -> u64| q.as_ref().map_or(0, |q| f(q));
         let word = |v: u64, sel: u32| {
-            if sel < 2 {
-                (v >> (32 * sel)) & 0xffff_ffff
-            } else {
-                0
-            }
+            if sel < 2 { (v >> (32 * sel)) & 0xffff_ffff } else { 0 }
         };
         let (start, width, value) = match off {
-            0x00..0x04 => (
-                DEVICE_FEATURE_SELECT,
-                4,
-                u64::from(self.device_feature_select),
-            ),
-            0x04..0x08 => (
-                DEVICE_FEATURE,
-                4,
-                word(r.offered, self.device_feature_select),
-            ),
-            0x08..0x0c => (
-                DRIVER_FEATURE_SELECT,
-                4,
-                u64::from(self.driver_feature_select),
-            ),
-            0x0c..0x10 => (
-                DRIVER_FEATURE,
-                4,
-                word(self.driver_features, self.driver_feature_select),
-            ),
-            0x10..0x12 => (
-                CONFIG_MSIX_VECTOR,
-                2,
-                u64::from(r.interrupt.config_vector()),
-            ),
+            0x00..0x04 => (DEVICE_FEATURE_SELECT, 4, u64::from(self.device_feature_select)),
+            0x04..0x08 => (DEVICE_FEATURE, 4, word(r.offered, self.device_feature_select)),
+            0x08..0x0c => (DRIVER_FEATURE_SELECT, 4, u64::from(self.driver_feature_select)),
+            0x0c..0x10 => (DRIVER_FEATURE, 4, word(self.driver_features, self.driver_feature_select)),
+            0x10..0x12 => (CONFIG_MSIX_VECTOR, 2, u64::from(r.interrupt.config_vector())),
             0x12..0x14 => (NUM_QUEUES, 2, r.queues.len() as u64),
             0x14 => (DEVICE_STATUS, 1, u64::from(self.status)),
             0x15 => (CONFIG_GENERATION, 1, u64::from(self.config_generation)),
@@ -161,8 +137,7 @@ impl CommonCfg {
             (QUEUE_SELECT, 2) => self.queue_select = v as u16,
             (QUEUE_MSIX_VECTOR, 2) => {
                 if self.selected(r).is_some() {
-                    r.interrupt
-                        .set_queue_vector(usize::from(self.queue_select), v as u16);
+                    r.interrupt.set_queue_vector(usize::from(self.queue_select), v as u16);
                 }
             }
             _ => self.write_queue(offset, len, v, r),
@@ -187,10 +162,7 @@ impl CommonCfg {
         let old = self.status;
         let mut new = v;
         // FEATURES_OK sticks only for an acceptable set: modern drivers must take VERSION_1.
-        if new & status::FEATURES_OK != 0
-            && old & status::FEATURES_OK == 0
-            && self.driver_features & VIRTIO_F_VERSION_1 == 0
-        {
+        if new & status::FEATURES_OK != 0 && old & status::FEATURES_OK == 0 && self.driver_features & VIRTIO_F_VERSION_1 == 0 {
             new &= !status::FEATURES_OK;
         }
         let starting = new & status::DRIVER_OK != 0 && old & status::DRIVER_OK == 0;

@@ -50,11 +50,7 @@ impl PciInterrupt {
     /// A vector the driver may select: one in the table, or NO_VECTOR. Anything else reads
     /// back as NO_VECTOR, which is how the driver learns the mapping failed.
     fn valid(&self, v: u16) -> u16 {
-        if v < lock(&self.msix).vectors() {
-            v
-        } else {
-            NO_VECTOR
-        }
+        if v < lock(&self.msix).vectors() { v } else { NO_VECTOR }
     }
 
     pub fn config_vector(&self) -> u16 {
@@ -66,9 +62,7 @@ impl PciInterrupt {
     }
 
     pub fn queue_vector(&self, q: usize) -> u16 {
-        self.queue_vectors
-            .get(q)
-            .map_or(NO_VECTOR, |v| v.load(Ordering::Acquire))
+        self.queue_vectors.get(q).map_or(NO_VECTOR, |v| v.load(Ordering::Acquire))
     }
 
     pub fn set_queue_vector(&self, q: usize, v: u16) {

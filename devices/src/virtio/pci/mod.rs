@@ -11,10 +11,7 @@ pub mod state;
 mod tests;
 
 use super::queue::{SharedQueue, new_queue, queue_from_state};
-use super::{
-    Activation, GuestMem, MsiSink, VIRTIO_F_VERSION_1, VirtioDevice, VirtioError, VirtioInterrupt,
-    status,
-};
+use super::{Activation, GuestMem, MsiSink, VIRTIO_F_VERSION_1, VirtioDevice, VirtioError, VirtioInterrupt, status};
 use crate::bus::lock;
 use crate::pci::config_space::ConfigError;
 use crate::pci::{ConfigSpace, PciBar, PciDevice};
@@ -89,11 +86,7 @@ pub struct VirtioPciDevice {
 impl VirtioPciDevice {
     /// Wraps `device` as a PCI function using `mem` for DMA and `msi` for interrupts. Its
     /// BAR0 is at address 0 until [`crate::pci::assign_bars`] (or the guest) places it.
-    pub fn new(
-        device: Box<dyn VirtioDevice>,
-        mem: GuestMem,
-        msi: Arc<dyn MsiSink>,
-    ) -> Result<Self, VirtioPciError> {
+    pub fn new(device: Box<dyn VirtioDevice>, mem: GuestMem, msi: Arc<dyn MsiSink>) -> Result<Self, VirtioPciError> {
         let max_sizes = device.queue_max_sizes();
         let nq = max_sizes.len();
         // One vector per queue plus one for config changes: what Linux asks for first.
@@ -102,14 +95,7 @@ impl VirtioPciDevice {
         }
         let vectors = nq as u16 + 1;
         let id = VIRTIO_PCI_DEVICE_BASE + device.device_type() as u16;
-        let mut config = ConfigSpace::new(
-            VIRTIO_PCI_VENDOR,
-            id,
-            device.pci_class(),
-            REVISION,
-            VIRTIO_PCI_VENDOR,
-            SUBSYSTEM_ID,
-        );
+        let mut config = ConfigSpace::new(VIRTIO_PCI_VENDOR, id, device.pci_class(), REVISION, VIRTIO_PCI_VENDOR, SUBSYSTEM_ID);
         caps::build(&mut config, vectors)?;
         let queues = max_sizes
             .iter()
@@ -158,9 +144,7 @@ impl VirtioPciDevice {
             msix_vectors: m.vectors(),
             msix_enabled: m.enabled(),
             config_vector: self.interrupt.config_vector(),
-            queue_vectors: (0..self.queues.len())
-                .map(|q| self.interrupt.queue_vector(q))
-                .collect(),
+            queue_vectors: (0..self.queues.len()).map(|q| self.interrupt.queue_vector(q)).collect(),
             queue_sizes: self.queues.iter().map(|q| lock(q).size()).collect(),
             status: self.common.status,
             features_offered: self.offered,
@@ -281,17 +265,11 @@ impl VirtioPciDevice {
                 // The value written is the queue index; the address says the same.
                 let mult = u64::from(NOTIFY_MULTIPLIER);
                 let q = off / mult;
-                if self.activated
-                    && !self.shut_down
-                    && off % mult == 0
-                    && q < self.queues.len() as u64
-                {
+                if self.activated && !self.shut_down && off % mult == 0 && q < self.queues.len() as u64 {
                     self.device.queue_notify(q as u16);
                 }
             }
-            Region::MsixTable => self
-                .interrupt
-                .with_msix(|m, sink| m.write_table(off, data, sink)),
+            Region::MsixTable => self.interrupt.with_msix(|m, sink| m.write_table(off, data, sink)),
             Region::Isr | Region::MsixPba => {}
         }
     }
@@ -299,9 +277,8 @@ impl VirtioPciDevice {
     /// Follows the MSI-X Message Control bits the guest just wrote.
     fn sync_msix_control(&self) {
         let ctl = self.config.u16_at(MSIX_CONTROL);
-        self.interrupt.with_msix(|m, sink| {
-            m.set_control(ctl & MSIX_ENABLE != 0, ctl & MSIX_FUNCTION_MASK != 0, sink)
-        });
+        self.interrupt
+            .with_msix(|m, sink| m.set_control(ctl & MSIX_ENABLE != 0, ctl & MSIX_FUNCTION_MASK != 0, sink));
     }
 }
 
@@ -375,9 +352,7 @@ impl Persist for VirtioPciDevice {
             config: self.config.clone(),
             common: self.common.clone(),
             queues: self.queues.iter().map(|q| lock(q).state()).collect(),
-            queue_vectors: (0..self.queues.len())
-                .map(|q| self.interrupt.queue_vector(q))
-                .collect(),
+            queue_vectors: (0..self.queues.len()).map(|q| self.interrupt.queue_vector(q)).collect(),
             config_vector: self.interrupt.config_vector(),
             isr: self.interrupt.isr(),
             msix: self.interrupt.msix(),
@@ -400,9 +375,7 @@ impl Persist for VirtioPciDevice {
                 self.device.device_type()
             )));
         }
-        if s.queues.len() != self.queues.len()
-            || s.msix.vectors() != self.interrupt.msix().vectors()
-        {
+        if s.queues.len() != self.queues.len() || s.msix.vectors() != self.interrupt.msix().vectors() {
             return Err(invalid("queue or MSI-X vector count differs".into()));
         }
         if s.config.bar(0).map(|b| b.size) != Some(BAR0_SIZE) {
@@ -431,8 +404,7 @@ impl Persist for VirtioPciDevice {
         }
         self.interrupt.set_isr(s.isr);
         if s.activated {
-            self.activate()
-                .map_err(|e| invalid(format!("cannot restart the device: {e}")))?;
+            self.activate().map_err(|e| invalid(format!("cannot restart the device: {e}")))?;
         }
         Ok(())
     }

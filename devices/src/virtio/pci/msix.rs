@@ -146,10 +146,7 @@ impl Msix {
     /// the PCI spec leaves them undefined).
     pub fn write_table(&mut self, offset: u64, data: &[u8], sink: &dyn MsiSink) {
         let len = data.len() as u64;
-        if !(len == 4 || len == 8)
-            || !offset.is_multiple_of(len)
-            || offset.saturating_add(len) > self.table_len()
-        {
+        if !(len == 4 || len == 8) || !offset.is_multiple_of(len) || offset.saturating_add(len) > self.table_len() {
             return;
         }
         let o = offset as usize;
@@ -192,11 +189,7 @@ impl VersionedState for Msix {
         let table = r.bytes()?.to_vec();
         let n = table.len() / ENTRY_SIZE;
         let pba_len = r.u32()? as usize;
-        if table.is_empty()
-            || table.len() % ENTRY_SIZE != 0
-            || n > usize::from(MAX_VECTORS)
-            || pba_len != n.div_ceil(64)
-        {
+        if table.is_empty() || table.len() % ENTRY_SIZE != 0 || n > usize::from(MAX_VECTORS) || pba_len != n.div_ceil(64) {
             return Err(StateError::Invalid {
                 name: Self::NAME,
                 why: "table and PBA sizes disagree".into(),

@@ -30,10 +30,7 @@ fn ready(g: &mut Guest) -> Ring {
 /// A FLUSH request; returns the used length once done.
 fn flush(g: &mut Guest, ring: &mut Ring) -> u32 {
     g.mem
-        .write_slice(
-            &[4, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0],
-            GuestAddress(HDR),
-        )
+        .write_slice(&[4, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0], GuestAddress(HDR))
         .unwrap();
     ring.push(&g.mem, &[(HDR, 16, false), (STATUS_BYTE, 1, true)]);
     g.notify(0);
@@ -58,24 +55,13 @@ fn probe_like_linux() {
     assert_ne!(g.cfg_read(0x04, 2) & 2, 0, "memory decode on");
 
     let c = g.walk_caps();
-    assert!(
-        c.common != 0
-            && c.notify != 0
-            && c.isr != 0
-            && c.device != 0
-            && c.pci_cfg != 0
-            && c.msix != 0
-    );
+    assert!(c.common != 0 && c.notify != 0 && c.isr != 0 && c.device != 0 && c.pci_cfg != 0 && c.msix != 0);
     assert_eq!(c.notify_mult, 4);
     assert_eq!(c.common, base);
     for a in [c.common, c.notify, c.isr, c.device, c.table, c.pba] {
         assert!(a >= base && a < base + caps::BAR0_SIZE);
     }
-    assert_eq!(
-        g.cfg_read(u32::from(c.msix) + 2, 2) & 0x7ff,
-        1,
-        "two vectors"
-    );
+    assert_eq!(g.cfg_read(u32::from(c.msix) + 2, 2) & 0x7ff, 1, "two vectors");
     assert_eq!(g.cfg_read(u32::from(c.msix) + 4, 4) & 7, 0, "table in BAR0");
     // Linux maps at least 56 bytes of common config.
     let mut pos = g.cfg_read(0x34, 1);
@@ -106,27 +92,15 @@ fn bar_sizing_and_relocation() {
     g.cfg_write(0x04, 2, cmd);
     assert_eq!(g.bar0(), new);
     assert_eq!(g.read(new + 0x12, 2), 1);
-    assert_eq!(
-        g.read(old + 0x12, 2),
-        0xffff,
-        "nothing left at the old address"
-    );
+    assert_eq!(g.read(old + 0x12, 2), 0xffff, "nothing left at the old address");
     g.caps = g.walk_caps();
     assert_eq!(g.caps.common, new);
     let mut ring = ready(&mut g);
     assert_eq!(flush(&mut g, &mut ring), 1);
     let info = lock(&g.dev).info();
+    assert_eq!(info.bar0.map(|b| (b.base, b.size)), Some((new, caps::BAR0_SIZE)));
     assert_eq!(
-        info.bar0.map(|b| (b.base, b.size)),
-        Some((new, caps::BAR0_SIZE))
-    );
-    assert_eq!(
-        (
-            info.vendor_id,
-            info.device_id,
-            info.class,
-            info.msix_vectors
-        ),
+        (info.vendor_id, info.device_id, info.class, info.msix_vectors),
         (0x1af4, 0x1042, 0x018000, 2)
     );
     assert_eq!(info.queue_vectors, vec![1]);
@@ -152,11 +126,7 @@ fn features_and_status() {
     g.common_write(0x08, 4, 1);
     assert_eq!(g.common_read(0x0c, 4), 0, "unoffered bits dropped");
     g.set_status(status::ACKNOWLEDGE | status::DRIVER | status::FEATURES_OK);
-    assert_eq!(
-        g.status() & status::FEATURES_OK,
-        0,
-        "refused without VERSION_1"
-    );
+    assert_eq!(g.status() & status::FEATURES_OK, 0, "refused without VERSION_1");
 
     let acked = g.negotiate(!0);
     assert_eq!(acked, f);
@@ -216,11 +186,7 @@ fn queue_registers() {
     g.common_write(0x10, 2, 0);
     g.driver_ok();
     assert_ne!(g.status() & status::NEEDS_RESET, 0);
-    assert_eq!(
-        g.msi.wait(),
-        Some((0xfee0_0000, 0x40)),
-        "config interrupt for NEEDS_RESET"
-    );
+    assert_eq!(g.msi.wait(), Some((0xfee0_0000, 0x40)), "config interrupt for NEEDS_RESET");
     assert_eq!(g.read(g.caps.isr, 1) & 2, 2);
 }
 
@@ -267,11 +233,7 @@ fn pci_cfg_access_window() {
         g.cfg_write(cap + 12, 4, len);
     };
     window(&mut g, 0x12, 2);
-    assert_eq!(
-        g.cfg_read(cap + 16, 4),
-        1,
-        "num_queues through config space"
-    );
+    assert_eq!(g.cfg_read(cap + 16, 4), 1, "num_queues through config space");
     window(&mut g, 0x14, 1);
     g.cfg_write(cap + 16, 1, u32::from(status::ACKNOWLEDGE));
     assert_eq!(g.status(), status::ACKNOWLEDGE);
@@ -342,16 +304,8 @@ fn hostile_driver() {
                 _ => {
                     // A random chain: descriptors anywhere, any flags, any links.
                     for i in 0..size.min(4) {
-                        let addr = if rnd() % 2 == 0 {
-                            rnd() % mem_size
-                        } else {
-                            rnd()
-                        };
-                        let len = if rnd() % 2 == 0 {
-                            (rnd() % 0x3000) as u32
-                        } else {
-                            rnd() as u32
-                        };
+                        let addr = if rnd() % 2 == 0 { rnd() % mem_size } else { rnd() };
+                        let len = if rnd() % 2 == 0 { (rnd() % 0x3000) as u32 } else { rnd() as u32 };
                         ring.write_desc(
                             &g.mem,
                             (rnd() % u64::from(size)) as u16 ^ i,
@@ -382,9 +336,7 @@ fn hostile_driver() {
             lock(&g.dev).resume();
         }
     }
-    g.mem
-        .write_slice(&[0u8; 0x2000], GuestAddress(0x10000))
-        .unwrap();
+    g.mem.write_slice(&[0u8; 0x2000], GuestAddress(0x10000)).unwrap();
     let ctl = g.cfg_read(u32::from(g.caps.msix) + 2, 2);
     g.cfg_write(u32::from(g.caps.msix) + 2, 2, ctl & !0x4000);
     let mut ring = ready(&mut g);
