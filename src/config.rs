@@ -64,6 +64,8 @@ pub struct Config {
     pub monitors: Vec<String>,
     /// Disks, attached as virtio-blk devices in order.
     pub drives: Vec<DriveConfig>,
+    /// `-loadvm TAG`: load this snapshot before the guest runs.
+    pub loadvm: Option<String>,
 }
 
 /// QEMU's default RAM size for x86 machines.
@@ -91,6 +93,7 @@ impl Default for Config {
             incoming: None,
             monitors: Vec::new(),
             drives: Vec::new(),
+            loadvm: None,
         }
     }
 }

@@ -13,6 +13,7 @@ mod machine;
 mod memory;
 mod migration;
 mod process;
+mod snapshot;
 #[cfg(test)]
 mod testutil;
 mod vm;
@@ -140,11 +141,19 @@ fn run_machine(
     let mut cfg = cfg.clone();
     let tx = machine_events(machine);
     loop {
-        cfg.start_paused = machine.state() != RunState::Running;
+        // -loadvm applies to the first boot only; the VM waits, paused, until it is loaded.
+        let load_tag = cfg.loadvm.take();
+        cfg.start_paused = machine.state() != RunState::Running || load_tag.is_some();
         let vm = Arc::new(Vm::build(kvm, &cfg, Box::new(console.output()), tx.clone()).map_err(|e| e.to_string())?);
         console.attach(vm.serial());
         vm.start().map_err(|e| e.to_string())?;
         machine.set_vm(vm.clone());
+        if let Some(tag) = load_tag {
+            snapshot::load(&vm, &tag)?;
+            if machine.state() == RunState::Running {
+                vm.resume();
+            }
+        }
         if let Some(spec) = &cfg.incoming {
             incoming::start(spec, vm.clone(), tx.clone(), machine.incoming.clone())?;
         }

@@ -71,3 +71,19 @@ pub fn register(vm: &VmFd, ram: &GuestRam, log_dirty: bool) -> Result<(), Memory
     }
     Ok(())
 }
+
+/// Returns `len` bytes of guest RAM at `gpa` (page aligned, inside one region) to zero by
+/// giving the pages back to the kernel, far cheaper than writing zeros.
+pub fn discard_range(ram: &GuestRam, gpa: u64, len: u64) -> Result<(), MemoryError> {
+    use vm_memory::GuestAddress;
+    let host = ram
+        .get_slice(GuestAddress(gpa), len as usize)
+        .map_err(|e| MemoryError::Allocate(e.to_string()))?;
+    // SAFETY: the slice lies inside a private anonymous mapping `ram` owns (get_slice checked
+    // the range); MADV_DONTNEED only makes those pages read back as zero.
+    let rc = unsafe { libc::madvise(host.ptr_guard_mut().as_ptr().cast(), len as usize, libc::MADV_DONTNEED) };
+    if rc != 0 {
+        return Err(MemoryError::Allocate(std::io::Error::last_os_error().to_string()));
+    }
+    Ok(())
+}

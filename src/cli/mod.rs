@@ -67,6 +67,9 @@ pub fn parse<I: IntoIterator<Item = String>>(args: I) -> Result<Action, CliError
         None => crate::config::SerialBackend::Null,
     };
     check_stdio(&mut cfg)?;
+    if cfg.incoming.is_some() && cfg.loadvm.is_some() {
+        return Err(CliError("'incoming' and 'loadvm' options are mutually exclusive".into()));
+    }
     if cfg.kernel.is_none() && cfg.bios.is_none() {
         return Err(CliError(
             "no -kernel or -bios given: godwit boots a kernel directly or runs the firmware you name".into(),

@@ -128,7 +128,10 @@ static OPTIONS: &[Opt] = &[
         cfg.incoming = Some(c.value.to_string());
         Ok(Effect::None)
     }),
-    arg("loadvm", not_yet),
+    arg("loadvm", |c, cfg| {
+        cfg.loadvm = Some(c.value.to_string());
+        Ok(Effect::None)
+    }),
 ];
 
 fn legacy_disk(c: &Ctx<'_>, cfg: &mut Config, index: usize) -> Result<Effect, CliError> {

@@ -30,9 +30,9 @@ impl Vmm for Hmp {
             Command::SystemPowerdown => {
                 return Err("this machine has no ACPI power button the guest could be told about (godwit has no ACPI yet)".into());
             }
-            Command::SaveVm { .. } | Command::LoadVm { .. } | Command::DelVm { .. } => {
-                return Err("no block device can store vmstate for snapshot".into());
-            }
+            Command::SaveVm { tag } => m.savevm(tag.as_deref())?,
+            Command::LoadVm { tag } => m.loadvm(tag)?,
+            Command::DelVm { tag } => crate::snapshot::delete(&*m.vm().ok_or("no VM")?, tag)?,
             Command::Migrate {
                 detach,
                 blk,
@@ -59,6 +59,41 @@ impl Vmm for Hmp {
 }
 
 impl Machine {
+    /// `savevm`: the VM stops for the save and runs again afterwards if it was running.
+    pub fn savevm(&self, tag: Option<&str>) -> Result<(), String> {
+        let vm = self.vm().ok_or("no VM")?;
+        if self.migrating() {
+            return Err("There's a migration process in progress".into());
+        }
+        let tag = tag.map_or_else(crate::snapshot::default_tag, str::to_string);
+        let running = self.state() == RunState::Running;
+        vm.pause();
+        let r = crate::snapshot::save(&vm, &tag);
+        if running {
+            vm.resume();
+        }
+        r
+    }
+
+    /// `loadvm`: checks the snapshot, reverts the disks, loads the state; runs again only
+    /// if the VM was running.
+    pub fn loadvm(&self, tag: &str) -> Result<(), String> {
+        let vm = self.vm().ok_or("no VM")?;
+        if self.migrating() {
+            return Err("There's a migration process in progress".into());
+        }
+        crate::snapshot::check_load(&vm, tag)?;
+        let running = self.state() == RunState::Running;
+        vm.pause();
+        let r = crate::snapshot::load(&vm, tag);
+        if running {
+            vm.resume();
+        } else if r.is_ok() && self.state() == RunState::Prelaunch {
+            self.set_state(RunState::Paused);
+        }
+        r
+    }
+
     /// `stop`: pauses the vCPUs (in `inmigrate` it only cancels the automatic start).
     pub fn stop(&self) {
         match self.state() {

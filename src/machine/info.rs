@@ -76,8 +76,7 @@ pub fn run(m: &Machine, cmd: &InfoCommand, out: &mut dyn Write) -> Result<(), St
                 None => all,
             }
         }
-        // godwit has no disks yet, so there is nowhere a snapshot could be (QEMU words it so).
-        InfoCommand::Snapshots => "no block device can store vmstate for snapshot\n".into(),
+        InfoCommand::Snapshots => crate::snapshot::info(&*m.vm().ok_or("no VM")?),
         InfoCommand::Migrate => {
             let inc = lock(&m.incoming);
             if inc.started || inc.deferred {

@@ -37,12 +37,57 @@ impl Written {
     }
 }
 
+impl Written {
+    /// Zeroes (gives back to the kernel) every touched page this stream did not write.
+    fn zero_the_rest(&self, vm: &Vm) -> Result<(), String> {
+        let touched = super::dirty::touched(vm.ram())?;
+        for ((base, size, written), touched) in self.regions.iter().zip(touched) {
+            let stale: Vec<u64> = touched.iter().zip(written).map(|(t, w)| t & !w).collect();
+            for (first, count) in super::dirty::runs(&stale, size / PAGE, u64::MAX) {
+                crate::memory::discard_range(vm.ram(), base + first * PAGE, count * PAGE).map_err(|e| e.to_string())?;
+            }
+        }
+        Ok(())
+    }
+}
+
 fn bad(what: &str, gpa: u64, len: u64) -> String {
     format!("{what} at guest address {gpa:#x}+{len:#x} lies outside guest RAM")
 }
 
-/// Loads one whole stream; on success the VM holds the source's RAM and state, paused.
+/// Loads one whole stream into a fresh VM (its RAM all zero); on success the VM holds the
+/// source's RAM and state, paused.
 pub fn run(vm: &Vm, input: Box<dyn Read + Send>) -> Result<(), String> {
+    load(vm, input, Mode::Fresh)
+}
+
+/// Loads one whole stream into a VM whose RAM holds other data (loadvm): the pages the
+/// stream carries are overwritten, and every other page the guest had touched is zeroed
+/// at the end, which is much cheaper than zeroing all of RAM first.
+pub fn run_over(vm: &Vm, input: Box<dyn Read + Send>) -> Result<(), String> {
+    load(vm, input, Mode::Over)
+}
+
+/// Checks a stream against this VM without changing anything: its configuration, and its
+/// machine state (decoded in full and matched to this VM's devices). Reads up to the STATE
+/// record only, checking every record on the way; savevm puts STATE first, so this is
+/// cheap for snapshots.
+pub fn check(vm: &Vm, input: Box<dyn Read + Send>) -> Result<(), String> {
+    load(vm, input, Mode::Check)
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Mode {
+    /// Change nothing; stop once the machine state is checked.
+    Check,
+    /// Into RAM that is all zero.
+    Fresh,
+    /// Into RAM that holds other data.
+    Over,
+}
+
+fn load(vm: &Vm, input: Box<dyn Read + Send>, mode: Mode) -> Result<(), String> {
+    let apply = mode != Mode::Check;
     let mut r = Reader::new(input).map_err(|e| e.to_string())?;
     let mut written = Written::new(vm);
     let mut state = None;
@@ -83,7 +128,9 @@ pub fn run(vm: &Vm, input: Box<dyn Read + Send>) -> Result<(), String> {
                 for p in (gpa - base) / PAGE..(gpa - base + len) / PAGE {
                     bm[(p / 64) as usize] |= 1 << (p % 64);
                 }
-                vm.ram().write_slice(data, GuestAddress(gpa)).map_err(|e| e.to_string())?;
+                if apply {
+                    vm.ram().write_slice(data, GuestAddress(gpa)).map_err(|e| e.to_string())?;
+                }
                 pages_seen += len / PAGE;
             }
             Record::Zero { gpa, pages } => {
@@ -100,7 +147,7 @@ pub fn run(vm: &Vm, input: Box<dyn Read + Send>) -> Result<(), String> {
                     }
                 }
                 pages_seen += pages;
-                for a in to_clear {
+                for a in to_clear.into_iter().filter(|_| apply) {
                     vm.ram().write_slice(&zero_page, GuestAddress(a)).map_err(|e| e.to_string())?;
                 }
             }
@@ -114,13 +161,20 @@ pub fn run(vm: &Vm, input: Box<dyn Read + Send>) -> Result<(), String> {
                 if state.is_some() {
                     return Err("a second machine state record".into());
                 }
-                state = Some(MachineState::from_bytes(bytes).map_err(|e| e.to_string())?);
+                let st = MachineState::from_bytes(bytes).map_err(|e| e.to_string())?;
+                if !apply {
+                    return vm.check_state(&st).map_err(|e| e.to_string());
+                }
+                state = Some(st);
             }
             Record::End { pages } => {
                 if pages != pages_seen {
                     return Err(format!("the stream announces {pages} pages but carried {pages_seen}"));
                 }
                 let st = state.ok_or("the stream ended without the machine state")?;
+                if mode == Mode::Over {
+                    written.zero_the_rest(vm)?;
+                }
                 return vm.restore_state(&st).map_err(|e| e.to_string());
             }
         }

@@ -99,6 +99,46 @@ fn is_zero(page: &[u8]) -> bool {
     pre.iter().all(|b| *b == 0) && words.iter().all(|w| *w == 0) && post.iter().all(|b| *b == 0)
 }
 
+/// Writes `count` guest pages from `gpa` as records: runs of zero pages as ZERO ranges,
+/// the rest as PAGES. Returns (zero pages, data pages). The pages are copied into `buf`
+/// first, since a running guest may be writing them meanwhile.
+pub fn write_pages<W: Write>(
+    w: &mut Writer<W>,
+    ram: &crate::memory::GuestRam,
+    gpa: u64,
+    count: u64,
+    buf: &mut Vec<u8>,
+) -> Result<(u64, u64), Stop> {
+    buf.resize((count * PAGE) as usize, 0);
+    ram.read_slice(buf, GuestAddress(gpa)).map_err(|e| Stop::Failed(e.to_string()))?;
+    write_page_data(w, gpa, buf)
+}
+
+/// Encodes whole pages `data` that belong at `gpa` (see [`write_pages`]).
+pub fn write_page_data<W: Write>(w: &mut Writer<W>, gpa: u64, data: &[u8]) -> Result<(u64, u64), Stop> {
+    let page = PAGE as usize;
+    let (mut zero, mut normal) = (0u64, 0u64);
+    let n = data.len() / page;
+    let mut i = 0usize;
+    while i < n {
+        let page_zero = is_zero(&data[i * page..(i + 1) * page]);
+        let mut j = i + 1;
+        while j < n && is_zero(&data[j * page..(j + 1) * page]) == page_zero {
+            j += 1;
+        }
+        let at = gpa + i as u64 * PAGE;
+        if page_zero {
+            w.zero(at, (j - i) as u64).map_err(io_err)?;
+            zero += (j - i) as u64;
+        } else {
+            w.pages(at, &data[i * page..j * page]).map_err(io_err)?;
+            normal += (j - i) as u64;
+        }
+        i = j;
+    }
+    Ok((zero, normal))
+}
+
 struct Sender<'a, W: Write> {
     vm: &'a Vm,
     w: Writer<W>,
@@ -119,32 +159,8 @@ impl<W: Write> Sender<'_, W> {
 
     /// Sends `count` pages from `gpa`: zero pages as ranges, the rest as data.
     fn send_run(&mut self, gpa: u64, count: u64) -> Result<(), Stop> {
-        let len = (count * PAGE) as usize;
-        self.buf.resize(len, 0);
-        self.vm
-            .ram()
-            .read_slice(&mut self.buf, GuestAddress(gpa))
-            .map_err(|e| Stop::Failed(e.to_string()))?;
         let before = self.w.bytes();
-        let (mut zero, mut normal) = (0u64, 0u64);
-        let mut i = 0usize;
-        let n = count as usize;
-        while i < n {
-            let page_zero = is_zero(&self.buf[i * PAGE as usize..(i + 1) * PAGE as usize]);
-            let mut j = i + 1;
-            while j < n && is_zero(&self.buf[j * PAGE as usize..(j + 1) * PAGE as usize]) == page_zero {
-                j += 1;
-            }
-            let at = gpa + i as u64 * PAGE;
-            if page_zero {
-                self.w.zero(at, (j - i) as u64).map_err(io_err)?;
-                zero += (j - i) as u64;
-            } else {
-                self.w.pages(at, &self.buf[i * PAGE as usize..j * PAGE as usize]).map_err(io_err)?;
-                normal += (j - i) as u64;
-            }
-            i = j;
-        }
+        let (zero, normal) = write_pages(&mut self.w, self.vm.ram(), gpa, count, &mut self.buf)?;
         let bytes = self.w.bytes() - before;
         {
             let mut s = lock(&self.shared.stats);

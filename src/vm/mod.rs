@@ -245,9 +245,9 @@ impl Vm {
         })
     }
 
-    /// Loads a saved state into this (paused or not yet started) machine: KVM's VM-wide
-    /// objects first, then vCPUs, then devices. Checks the configuration matches first.
-    pub fn restore_state(&self, st: &state::MachineState) -> Result<(), VmError> {
+    /// Checks a saved state against this machine (RAM size, vCPUs, devices, every device
+    /// state decodable) without loading anything.
+    pub fn check_state(&self, st: &state::MachineState) -> Result<(), VmError> {
         if st.mem_size != self.mem_size {
             return Err(VmError::State(format!(
                 "RAM size mismatch: the state has {} MiB, this VM {} MiB",
@@ -262,6 +262,15 @@ impl Vm {
                 self.vcpus.len()
             )));
         }
+        state::check_devices(&self.platform, &st.devices)
+            .map(|_| ())
+            .map_err(|e| VmError::State(e.to_string()))
+    }
+
+    /// Loads a saved state into this (paused or not yet started) machine: KVM's VM-wide
+    /// objects first, then vCPUs, then devices. Checks the configuration matches first.
+    pub fn restore_state(&self, st: &state::MachineState) -> Result<(), VmError> {
+        self.check_state(st)?;
         self.ensure_parked("load a state")?;
         st.vm
             .restore(&self.fd)

@@ -106,9 +106,19 @@ pub fn save_devices(p: &Platform) -> Vec<(String, Vec<u8>)> {
     v
 }
 
-/// Restores what [`save_devices`] produced; every device of this machine must be present
-/// exactly once, and nothing else.
-pub fn restore_devices(p: &Platform, states: &[(String, Vec<u8>)]) -> Result<(), StateError> {
+/// The device states of a saved machine, decoded and matched to this machine's devices.
+pub struct DecodedDevices<'a> {
+    serial: SerialState,
+    i8042: I8042State,
+    rtc: CmosState,
+    speaker: SpeakerState,
+    io: PciConfigIoState,
+    pci: Vec<(usize, &'a [u8])>,
+}
+
+/// Decodes every device state and checks it against this machine: every device present
+/// exactly once, and nothing else. Changes nothing.
+pub fn check_devices<'a>(p: &Platform, states: &'a [(String, Vec<u8>)]) -> Result<DecodedDevices<'a>, StateError> {
     let ours = save_devices(p);
     let names: Vec<&str> = ours.iter().map(|(n, _)| n.as_str()).collect();
     for (name, _) in states {
@@ -129,23 +139,31 @@ pub fn restore_devices(p: &Platform, states: &[(String, Vec<u8>)]) -> Result<(),
                 why: format!("missing device '{n}'"),
             })
     };
-    // Decode everything before changing anything, so a bad state leaves the machine as it was.
-    let serial = SerialState::from_bytes(get("serial0")?)?;
-    let i8042 = I8042State::from_bytes(get("i8042")?)?;
-    let rtc = CmosState::from_bytes(get("rtc")?)?;
-    let spk = SpeakerState::from_bytes(get("pcspk")?)?;
-    let io = PciConfigIoState::from_bytes(get("pci-config-io")?)?;
-    let pci: Vec<(usize, &[u8])> = lock(&p.pci)
+    let pci = lock(&p.pci)
         .devices()
         .map(|(slot, _)| Ok((slot, get(&format!("pci.0/{slot:02x}.0"))?)))
         .collect::<Result<_, StateError>>()?;
-    lock(&p.serial).restore(&serial)?;
-    lock(&p.i8042).restore(&i8042)?;
-    lock(&p.cmos).restore(&rtc)?;
-    lock(&p.speaker).restore(&spk)?;
-    lock(&p.pci_io).set_latch(io.latch);
+    Ok(DecodedDevices {
+        serial: SerialState::from_bytes(get("serial0")?)?,
+        i8042: I8042State::from_bytes(get("i8042")?)?,
+        rtc: CmosState::from_bytes(get("rtc")?)?,
+        speaker: SpeakerState::from_bytes(get("pcspk")?)?,
+        io: PciConfigIoState::from_bytes(get("pci-config-io")?)?,
+        pci,
+    })
+}
+
+/// Restores what [`save_devices`] produced; everything is decoded and checked first, so a
+/// bad state leaves the machine as it was.
+pub fn restore_devices(p: &Platform, states: &[(String, Vec<u8>)]) -> Result<(), StateError> {
+    let d = check_devices(p, states)?;
+    lock(&p.serial).restore(&d.serial)?;
+    lock(&p.i8042).restore(&d.i8042)?;
+    lock(&p.cmos).restore(&d.rtc)?;
+    lock(&p.speaker).restore(&d.speaker)?;
+    lock(&p.pci_io).set_latch(d.io.latch);
     let root = lock(&p.pci);
-    for (slot, bytes) in pci {
+    for (slot, bytes) in d.pci {
         if let Some(dev) = root.slot(slot) {
             lock(dev).set_state(bytes)?;
         }

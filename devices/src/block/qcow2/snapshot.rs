@@ -199,6 +199,19 @@ impl Qcow2 {
         self.read_vaddr(buf, at)
     }
 
+    /// Reads VM state bytes at `pos` of snapshot `key`'s state area, leaving the active
+    /// image as it is (so a state can be checked before reverting to it). Read-only: the
+    /// snapshot's L1 table stands in for the active one for the length of the read.
+    pub fn read_snapshot_vmstate(&mut self, key: &str, buf: &mut [u8], pos: u64) -> Result<()> {
+        let idx = self.find_snapshot(key)?;
+        let at = self.vm_state_range(pos, buf.len() as u64)?;
+        let snap_l1 = self.snapshot_l1(idx)?;
+        let active = std::mem::replace(&mut self.l1, snap_l1);
+        let r = self.read_vaddr(buf, at);
+        self.l1 = active;
+        r
+    }
+
     /// Drops `len` bytes of VM state from the active image.
     pub fn discard_vmstate(&mut self, len: u64) -> Result<()> {
         let cs = self.cluster_size();
