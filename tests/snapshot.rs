@@ -273,3 +273,50 @@ fn killed_during_savevm_leaves_older_snapshots_loadable() {
     assert!(hb[0] == at + 1 || hb[0] == at + 2, "resumed at {} after {at}", hb[0]);
     assert!(!m.g.seen.iter().any(|l| l.text.contains("MISMATCH") || l.text.contains("bad=")));
 }
+
+/// A full disk during savevm: the command fails, the guest runs on, and the image stays
+/// consistent (qemu-img check: nothing worse than leaked clusters) with no snapshot added.
+#[test]
+fn full_disk_during_savevm() {
+    let _l = vm_lock();
+    let dir = tmpdir("snap-full");
+    let fs = dir.join("small");
+    std::fs::create_dir_all(&fs).unwrap();
+    let m = Command::new("mount")
+        .args(["-t", "tmpfs", "-o", "size=48m", "tmpfs", fs.to_str().unwrap()])
+        .status()
+        .unwrap();
+    assert!(m.success(), "cannot mount a small tmpfs (the tests run as root)");
+    struct Unmount(std::path::PathBuf);
+    impl Drop for Unmount {
+        fn drop(&mut self) {
+            let _ = Command::new("umount").arg(&self.0).status();
+        }
+    }
+    let _u = Unmount(fs.clone());
+    let img = fs.join("vm.qcow2");
+    assert!(
+        qemu_img(&["create", "-q", "-f", "qcow2", img.to_str().unwrap(), "32M"])
+            .status
+            .success()
+    );
+    let drive = format!("file={},if=virtio", img.display());
+    let mut n = node(&dir, "a", "512", "1", "probe.ws=256 probe.rate=5", &["-drive", &drive]);
+    n.g.wait_for("VERIFY 1 ok", Duration::from_secs(60));
+    let e = n.mon.cmd_timeout("savevm big", Duration::from_secs(60));
+    assert!(e.starts_with("Error: ") && e.contains("No space left on device"), "{e}");
+    assert_eq!(n.mon.cmd("info status"), "VM status: running\n");
+    assert_eq!(n.mon.cmd("info snapshots"), "There is no snapshot available.\n");
+    let at = *heartbeats(&n.g.seen).last().unwrap();
+    n.g.wait_for(&format!("HB {}", at + 30), T);
+    n.g.wait_for("VERIFY", T);
+    n.mon.quit();
+    n.g.wait_exit(T);
+    let o = qemu_img(&["check", "--output=json", img.to_str().unwrap()]);
+    let text = String::from_utf8_lossy(&o.stdout).to_string();
+    let code = o.status.code().unwrap_or(-1);
+    assert!(
+        (code == 0 || code == 3) && !text.contains("\"corruptions\": 1") && !text.contains("\"check-errors\": 1"),
+        "qemu-img check exit {code}: {text}"
+    );
+}

@@ -86,7 +86,7 @@ pub fn start(m: &Arc<Machine>, detach: bool, blk: bool, inc: bool, resume: bool,
                     eprintln!("godwit: {e}");
                     machine.set_state(was);
                 }
-                Err(send::Stop::Cancelled) => machine.set_state(was),
+                Err(send::Stop::Cancelled | send::Stop::Io(_)) => machine.set_state(was),
             }
         })
         .map_err(|e| format!("cannot start the migration thread: {e}"))?;

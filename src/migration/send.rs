@@ -32,6 +32,8 @@ pub struct Shared {
 pub enum Stop {
     Cancelled,
     Failed(String),
+    /// Writing the stream failed; callers say where it was going.
+    Io(std::io::Error),
 }
 
 /// Counts what goes out, holds the average rate to `max-bandwidth` (a token bucket that
@@ -88,7 +90,7 @@ impl Pacer<'_> {
 }
 
 fn io_err(e: std::io::Error) -> Stop {
-    Stop::Failed(format!("Unable to write to socket: {}", crate::errtext::io(&e)))
+    Stop::Io(e)
 }
 
 fn is_zero(page: &[u8]) -> bool {
@@ -304,7 +306,8 @@ pub fn run(vm: &Vm, out: Box<dyn Write + Send>, shared: &Arc<Shared>) -> Result<
     dirty::stop(vm.fd(), vm.ram());
     // A cancel breaks the connection on purpose; the write error it causes is the cancel.
     let result = match result {
-        Err(Stop::Failed(_)) if shared.cancel.load(Ordering::SeqCst) => Err(Stop::Cancelled),
+        Err(Stop::Failed(_) | Stop::Io(_)) if shared.cancel.load(Ordering::SeqCst) => Err(Stop::Cancelled),
+        Err(Stop::Io(e)) => Err(Stop::Failed(format!("Unable to write to socket: {}", crate::errtext::io(&e)))),
         other => other,
     };
     let mut s = lock(&shared.stats);
@@ -325,6 +328,10 @@ pub fn run(vm: &Vm, out: Box<dyn Write + Send>, shared: &Arc<Shared>) -> Result<
                 Stop::Failed(e) => {
                     s.status = Status::Failed;
                     s.error = Some(e.clone());
+                }
+                Stop::Io(e) => {
+                    s.status = Status::Failed;
+                    s.error = Some(crate::errtext::io(e));
                 }
             }
         }

@@ -56,8 +56,15 @@ impl VmstateWriter {
         }
         let chunk = std::mem::replace(&mut self.buf, Vec::with_capacity(CHUNK));
         let tx = self.tx.as_ref().ok_or_else(|| io::Error::other("vmstate writer closed"))?;
-        // A closed channel means the writer thread stopped on an error; finish() reports it.
-        tx.send(chunk).map_err(|_| io::Error::other("writing the VM state failed"))
+        if tx.send(chunk).is_ok() {
+            return Ok(());
+        }
+        // The writer thread stopped on an error: report that error.
+        self.tx.take();
+        match self.worker.take().map(|w| w.join()) {
+            Some(Ok(Err(e))) => Err(e),
+            _ => Err(io::Error::other("the VM state writer stopped")),
+        }
     }
 
     /// Writes what is buffered, waits for the writer; returns the stream's total size.
@@ -190,14 +197,15 @@ impl Read for VmstateReader {
 pub fn write_state<W: Write>(vm: &Vm, out: &mut W) -> Result<u64, String> {
     let stop = |s: Stop| match s {
         Stop::Failed(e) => e,
+        Stop::Io(e) => format!("cannot write the VM state: {}", crate::errtext::io(&e)),
         Stop::Cancelled => "cancelled".into(),
     };
     // `out` buffers already (the vmstate writer writes 4 MiB at a time): no BufWriter.
-    let mut w = Writer::new(out).map_err(|e| e.to_string())?;
-    w.config(vm.mem_size(), vm.vcpu_count() as u32, "pc").map_err(|e| e.to_string())?;
+    let io_fail = |e: io::Error| stop(Stop::Io(e));
+    let mut w = Writer::new(out).map_err(io_fail)?;
+    w.config(vm.mem_size(), vm.vcpu_count() as u32, "pc").map_err(io_fail)?;
     let state = vm.save_state().map_err(|e| e.to_string())?;
-    w.state(&devices::state::VersionedState::to_bytes(&state))
-        .map_err(|e| e.to_string())?;
+    w.state(&devices::state::VersionedState::to_bytes(&state)).map_err(io_fail)?;
     let touched = dirty::touched(vm.ram())?;
     let regions: Vec<(u64, u64)> = vm.ram().iter().map(|r| (r.start_addr().0, r.len() / PAGE)).collect();
     let (mut buf, mut pages) = (Vec::new(), 0u64);
@@ -207,6 +215,6 @@ pub fn write_state<W: Write>(vm: &Vm, out: &mut W) -> Result<u64, String> {
             pages += n;
         }
     }
-    w.end(pages).map_err(|e| e.to_string())?;
+    w.end(pages).map_err(io_fail)?;
     Ok(state.vm.clock.clock)
 }
