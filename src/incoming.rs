@@ -30,9 +30,9 @@ pub fn start_parsed(target: &uri::Uri, vm: Arc<Vm>, events: Sender<VmEvent>, sta
     std::thread::Builder::new()
         .name("incoming".into())
         .spawn(move || {
-            let result = listener.accept().and_then(|input| {
+            let result = listener.accept().and_then(|(input, reply)| {
                 lock(&state).stats.status = Status::Active;
-                recv::run(&vm, input)
+                recv::run(&vm, input, reply)
             });
             lock(&state).stats.status = if result.is_ok() { Status::Completed } else { Status::Failed };
             let _ = events.send(VmEvent::Incoming(result));

@@ -79,6 +79,11 @@ fn run(cfg: &Config) -> Result<i32, String> {
     let machine = Machine::new(tx.clone(), cfg.name.clone(), initial_state(cfg), !cfg.start_paused);
     start_monitors(cfg, &machine, &console)?;
     let result = run_machine(&kvm, cfg, &machine, &console, &rx, &mut daemon);
+    // Whatever ended the run, the images get their cached metadata written back, as QEMU
+    // closes every block device on its way out.
+    if let Some(vm) = machine.vm() {
+        vm.teardown();
+    }
     console.restore_terminal();
     result
 }
@@ -89,7 +94,6 @@ fn run(cfg: &Config) -> Result<i32, String> {
 fn start_monitors(cfg: &Config, machine: &Arc<Machine>, console: &Console) -> Result<(), String> {
     let vmm: monitor::SharedVmm = Arc::new(Mutex::new(machine::Hmp(machine.clone())));
     let version = env!("CARGO_PKG_VERSION");
-    let mut count = 0;
     let serial_name = match &cfg.serial {
         SerialBackend::Stdio { mux: true } => "mux".to_string(),
         SerialBackend::Stdio { mux: false } => "stdio".to_string(),
@@ -105,9 +109,8 @@ fn start_monitors(cfg: &Config, machine: &Arc<Machine>, console: &Console) -> Re
         specs.push(("mon:stdio".into(), true));
     }
     specs.extend(cfg.monitors.iter().map(|m| (m.clone(), false)));
-    for (spec, with_serial) in specs {
+    for (count, (spec, with_serial)) in specs.into_iter().enumerate() {
         let label = monitor::compat_label(count);
-        count += 1;
         let mut b = monitor::MonitorBuilder::new(version, vmm.clone()).label(label);
         if with_serial {
             b = b.serial(console.frontend());
@@ -157,6 +160,7 @@ fn run_machine(
         if let Some(spec) = &cfg.incoming {
             incoming::start(spec, vm.clone(), tx.clone(), machine.incoming.clone())?;
         }
+        machine.set_ready();
         if let Some(d) = daemon.take() {
             d.ready();
         }

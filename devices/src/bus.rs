@@ -53,10 +53,10 @@ impl Bus {
             return Err(BusError::Empty(base));
         }
         let end = base.checked_add(len).ok_or(BusError::Overlap { base, len })?;
-        if let Some((b, e)) = self.ranges.range(..end).next_back() {
-            if b + e.len > base {
-                return Err(BusError::Overlap { base, len });
-            }
+        if let Some((b, e)) = self.ranges.range(..end).next_back()
+            && b + e.len > base
+        {
+            return Err(BusError::Overlap { base, len });
         }
         self.ranges.insert(base, Entry { len, dev_offset, dev });
         Ok(())

@@ -16,6 +16,7 @@ fn w(out: &mut dyn Write, text: &str) -> Result<(), String> {
 impl Vmm for Hmp {
     fn execute(&mut self, command: &Command, out: &mut dyn Write) -> Result<Outcome, String> {
         let m = &self.0;
+        m.wait_ready();
         match command {
             Command::Info(i) => return info::run(m, i, out).map(|()| Outcome::Done),
             Command::Stop => m.stop(),
@@ -49,7 +50,7 @@ impl Vmm for Hmp {
                 if m.migrating() {
                     return Err("There's a migration process in progress".into());
                 }
-                crate::migration::params::set_capability(capability, *state)?;
+                crate::migration::params::set_capability(&mut devices::bus::lock(&m.outgoing.params), capability, *state)?;
             }
             Command::MigrateStartPostcopy => return Err("Enable postcopy with migrate_set_capability before the start of migration".into()),
             Command::Help { topic } => w(out, &monitor::help_text(topic.as_deref()))?,
@@ -119,6 +120,9 @@ impl Machine {
             RunState::InternalError => Err("Resetting the Virtual Machine is required".into()),
             RunState::Paused | RunState::Prelaunch | RunState::PostMigrate => {
                 if let Some(vm) = self.vm() {
+                    // After a completed migration the images belong to the destination;
+                    // running again takes them back (and fails while it holds them).
+                    vm.activate_disks()?;
                     vm.resume();
                 }
                 self.set_state(RunState::Running);

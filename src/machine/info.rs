@@ -87,7 +87,7 @@ pub fn run(m: &Machine, cmd: &InfoCommand, out: &mut dyn Write) -> Result<(), St
             }
         }
         InfoCommand::MigrateParameters => lock(&m.outgoing.params).format(),
-        InfoCommand::MigrateCapabilities => params::format_capabilities(),
+        InfoCommand::MigrateCapabilities => params::format_capabilities(&lock(&m.outgoing.params)),
         // Answered by the session itself.
         InfoCommand::History => String::new(),
     };

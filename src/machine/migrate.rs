@@ -2,6 +2,7 @@
 //! settings, with QEMU 7.2's checks and error texts.
 
 use super::{Machine, RunState};
+use crate::migration::disks::Mode;
 use crate::migration::info::{Stats, Status};
 use crate::migration::{params, send, uri};
 use devices::bus::lock;
@@ -10,13 +11,29 @@ use std::io::Write;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
-/// Polled by a non-detached `migrate` until the migration leaves setup/active. (QEMU prints
-/// `Completed N %` only for block migration; a RAM-only migration prints nothing.)
-struct Wait(Arc<Machine>);
+/// Polled (every second) by a non-detached `migrate` until the migration leaves
+/// setup/active. Like QEMU, a block migration shows `Completed N %\r` each time and a
+/// newline at the end; a RAM-only migration prints nothing.
+struct Wait {
+    m: Arc<Machine>,
+    block: bool,
+}
 
 impl Pending for Wait {
-    fn poll(&mut self, _out: &mut dyn Write) -> bool {
-        !self.0.migrating()
+    fn poll(&mut self, out: &mut dyn Write) -> bool {
+        let s = lock(&self.m.outgoing.stats);
+        if s.status.in_progress() {
+            // Like QEMU, nothing until the disk figures exist (setup is over).
+            if let (true, Some((done, left, total))) = (self.block, s.disk) {
+                let pct = if left > 0 && total > 0 { done * 100 / total } else { 100 };
+                let _ = write!(out, "Completed {pct} %\r");
+            }
+            return false;
+        }
+        if self.block {
+            let _ = writeln!(out);
+        }
+        true
     }
 }
 
@@ -32,9 +49,17 @@ pub fn start(m: &Arc<Machine>, detach: bool, blk: bool, inc: bool, resume: bool,
         RunState::PostMigrate => return Err("Can't migrate the vm that was paused due to previous migration".into()),
         _ => {}
     }
-    if blk || inc {
-        return Err("block migration (-b/-i) is not supported by this godwit build yet".into());
-    }
+    let mode = {
+        let p = lock(&m.outgoing.params);
+        match (blk || inc, p.block) {
+            (true, true) => return Err("Command options are incompatible with current migration capabilities".into()),
+            (true, false) if inc => Mode::Incremental,
+            (true, false) => Mode::Full,
+            (false, true) if p.block_incremental => Mode::Incremental,
+            (false, true) => Mode::Full,
+            (false, false) => Mode::Shared,
+        }
+    };
     let vm = m.vm().ok_or("no VM")?;
     let Some(target) = uri::parse(spec).filter(|u| *u != uri::Uri::Defer) else {
         *lock(&m.outgoing.stats) = Stats {
@@ -75,7 +100,7 @@ pub fn start(m: &Arc<Machine>, detach: bool, blk: bool, inc: bool, resume: bool,
                 }
             }
             let was = machine.state();
-            let result = send::run(&vm, conn.writer, &machine.outgoing);
+            let result = send::run(&vm, conn.writer, conn.reply, &machine.outgoing, mode);
             if let Some(mut child) = conn.child {
                 let _ = child.wait();
             }
@@ -94,7 +119,10 @@ pub fn start(m: &Arc<Machine>, detach: bool, blk: bool, inc: bool, resume: bool,
     if detach {
         Ok(Outcome::Done)
     } else {
-        Ok(Outcome::Wait(Box::new(Wait(m.clone()))))
+        Ok(Outcome::Wait(Box::new(Wait {
+            m: m.clone(),
+            block: mode != Mode::Shared,
+        })))
     }
 }
 

@@ -71,6 +71,11 @@ pub struct Machine {
     chardevs: Mutex<Vec<String>>,
     /// The running monitors; asked live for `info chardev` (connected or not).
     monitors: Mutex<Vec<monitor::MonitorHandle>>,
+    /// Set once the first VM is built and `-incoming` listens. Monitors come up earlier (a
+    /// `server` without `nowait` waits for its client before the guest starts), but like
+    /// QEMU's, which serve nothing before its main loop runs, they answer only then: a
+    /// script that sees the monitor answer can count on the destination listening.
+    ready: (Mutex<bool>, std::sync::Condvar),
 }
 
 impl Machine {
@@ -87,7 +92,22 @@ impl Machine {
             incoming: Arc::new(Mutex::new(IncomingState::default())),
             chardevs: Mutex::new(Vec::new()),
             monitors: Mutex::new(Vec::new()),
+            ready: (Mutex::new(false), std::sync::Condvar::new()),
         })
+    }
+
+    /// The machine is set up (see `ready`); monitors may answer.
+    pub fn set_ready(&self) {
+        *lock(&self.ready.0) = true;
+        self.ready.1.notify_all();
+    }
+
+    /// Waits until the machine is set up (a start-up that fails exits the process).
+    pub fn wait_ready(&self) {
+        let mut r = lock(&self.ready.0);
+        while !*r {
+            r = self.ready.1.wait(r).unwrap_or_else(|e| e.into_inner());
+        }
     }
 
     pub fn events(&self) -> Sender<VmEvent> {

@@ -56,8 +56,10 @@ pub struct Stats {
     pub downtime_bytes: u64,
     /// Destination side: the listening addresses (`socket address:` block).
     pub socket_addresses: Vec<String>,
-    /// Disk statistics (block migration), when it runs.
+    /// Disk statistics (block migration), when it runs: transferred, remaining, total.
     pub disk: Option<(u64, u64, u64)>,
+    /// Stream bytes of disk records (counted in `transferred`, not shown as RAM).
+    pub disk_bytes: u64,
 }
 
 impl Default for Stats {
@@ -82,6 +84,7 @@ impl Default for Stats {
             downtime_bytes: 0,
             socket_addresses: Vec::new(),
             disk: None,
+            disk_bytes: 0,
         }
     }
 }
@@ -112,7 +115,7 @@ pub fn format(s: &Stats, destination: bool) -> String {
             }
             let _ = writeln!(o, "setup: {} ms", s.setup_ms);
             let k = |b: u64| b >> 10;
-            let _ = writeln!(o, "transferred ram: {} kbytes", k(s.transferred));
+            let _ = writeln!(o, "transferred ram: {} kbytes", k(s.transferred - s.disk_bytes.min(s.transferred)));
             let _ = writeln!(o, "throughput: {:.2} mbps", s.mbps);
             let _ = writeln!(o, "remaining ram: {} kbytes", k(s.remaining));
             let _ = writeln!(o, "total ram: {} kbytes", k(s.total_ram));

@@ -1,10 +1,13 @@
 //! Live migration: the stream format, the sender and the receiver.
 pub mod crc;
 pub mod dirty;
+pub mod disks;
 pub mod info;
 pub mod params;
 pub mod recv;
+mod recv_block;
 pub mod send;
+mod send_block;
 pub mod stream;
 #[cfg(test)]
 mod tests;

@@ -13,6 +13,9 @@ pub struct Params {
     pub max_postcopy_bandwidth: u64,
     pub multifd_channels: u64,
     pub block_incremental: bool,
+    /// The `block` capability: every `migrate` copies the disks (as `-b`, or `-i` with
+    /// `block-incremental` on).
+    pub block: bool,
 }
 
 pub const DEFAULT_BANDWIDTH: u64 = 128 << 20;
@@ -28,6 +31,7 @@ impl Default for Params {
             max_postcopy_bandwidth: 0,
             multifd_channels: 2,
             block_incremental: false,
+            block: false,
         }
     }
 }
@@ -54,18 +58,25 @@ impl Params {
 }
 
 /// QEMU 7.2's capabilities, in its order (the monitor's table, which completion uses too).
-/// godwit implements none of the optional data paths yet, so every one reads `off` and
-/// switching one on is refused.
+/// godwit implements `block`; the other optional data paths read `off` and switching one
+/// on is refused.
 pub use monitor::complete::MIGRATION_CAPABILITIES as CAPABILITIES;
 
-pub fn format_capabilities() -> String {
-    CAPABILITIES.iter().map(|c| format!("{c}: off\n")).collect()
+pub fn format_capabilities(p: &Params) -> String {
+    CAPABILITIES
+        .iter()
+        .map(|c| format!("{c}: {}\n", if *c == "block" && p.block { "on" } else { "off" }))
+        .collect()
 }
 
-/// Checks `migrate_set_capability NAME on|off`.
-pub fn set_capability(name: &str, on: bool) -> Result<(), String> {
+/// `migrate_set_capability NAME on|off`.
+pub fn set_capability(p: &mut Params, name: &str, on: bool) -> Result<(), String> {
     if !CAPABILITIES.contains(&name) {
         return Err(format!("invalid parameter value: {name}"));
+    }
+    if name == "block" {
+        p.block = on;
+        return Ok(());
     }
     if on {
         return Err(format!("capability '{name}' is not supported by godwit"));
@@ -82,9 +93,13 @@ mod tests {
         let t = Params::default().format();
         assert!(t.contains("\nmax-bandwidth: 134217728 bytes/second\ndowntime-limit: 300 ms\n"));
         assert_eq!(t.lines().count(), 24);
-        assert_eq!(format_capabilities().lines().count(), 21);
-        assert_eq!(set_capability("bogus", true).unwrap_err(), "invalid parameter value: bogus");
-        assert!(set_capability("xbzrle", true).is_err());
-        assert!(set_capability("xbzrle", false).is_ok());
+        let mut p = Params::default();
+        assert_eq!(format_capabilities(&p).lines().count(), 21);
+        assert_eq!(set_capability(&mut p, "bogus", true).unwrap_err(), "invalid parameter value: bogus");
+        assert!(set_capability(&mut p, "xbzrle", true).is_err());
+        assert!(set_capability(&mut p, "xbzrle", false).is_ok());
+        assert!(!format_capabilities(&p).contains("block: on"));
+        set_capability(&mut p, "block", true).unwrap();
+        assert!(format_capabilities(&p).contains("\nblock: on\n"));
     }
 }

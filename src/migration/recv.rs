@@ -3,11 +3,12 @@
 //! inside guest RAM, and the machine state is decoded in full before any of it is loaded.
 
 use super::dirty::PAGE;
+use super::recv_block::BlockSink;
 use super::stream::{Reader, Record};
 use crate::vm::Vm;
 use crate::vm::state::MachineState;
 use devices::state::VersionedState;
-use std::io::Read;
+use std::io::{Read, Write};
 use vm_memory::{Bytes, GuestAddress, GuestMemoryBackend, GuestMemoryRegion};
 
 /// Per-region bitmap of the pages this stream has written (only those may need zeroing;
@@ -56,16 +57,17 @@ fn bad(what: &str, gpa: u64, len: u64) -> String {
 }
 
 /// Loads one whole stream into a fresh VM (its RAM all zero); on success the VM holds the
-/// source's RAM and state, paused.
-pub fn run(vm: &Vm, input: Box<dyn Read + Send>) -> Result<(), String> {
-    load(vm, input, Mode::Fresh)
+/// source's RAM, disks and state, paused, and owns its images. `reply` is the connection's
+/// way back to the source (none for `exec:`).
+pub fn run(vm: &Vm, input: Box<dyn Read + Send>, reply: Option<Box<dyn Write + Send>>) -> Result<(), String> {
+    load(vm, input, Mode::Fresh, reply)
 }
 
 /// Loads one whole stream into a VM whose RAM holds other data (loadvm): the pages the
 /// stream carries are overwritten, and every other page the guest had touched is zeroed
 /// at the end, which is much cheaper than zeroing all of RAM first.
 pub fn run_over(vm: &Vm, input: Box<dyn Read + Send>) -> Result<(), String> {
-    load(vm, input, Mode::Over)
+    load(vm, input, Mode::Over, None)
 }
 
 /// Checks a stream against this VM without changing anything: its configuration, and its
@@ -73,7 +75,7 @@ pub fn run_over(vm: &Vm, input: Box<dyn Read + Send>) -> Result<(), String> {
 /// record only, checking every record on the way; savevm puts STATE first, so this is
 /// cheap for snapshots.
 pub fn check(vm: &Vm, input: Box<dyn Read + Send>) -> Result<(), String> {
-    load(vm, input, Mode::Check)
+    load(vm, input, Mode::Check, None)
 }
 
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -86,8 +88,9 @@ enum Mode {
     Over,
 }
 
-fn load(vm: &Vm, input: Box<dyn Read + Send>, mode: Mode) -> Result<(), String> {
+fn load(vm: &Vm, input: Box<dyn Read + Send>, mode: Mode, reply: Option<Box<dyn Write + Send>>) -> Result<(), String> {
     let apply = mode != Mode::Check;
+    let mut disks = BlockSink::new(vm, reply);
     let mut r = Reader::new(input).map_err(|e| e.to_string())?;
     let mut written = Written::new(vm);
     let mut state = None;
@@ -175,8 +178,20 @@ fn load(vm: &Vm, input: Box<dyn Read + Send>, mode: Mode) -> Result<(), String> 
                 if mode == Mode::Over {
                     written.zero_the_rest(vm)?;
                 }
+                if mode == Mode::Fresh {
+                    vm.check_state(&st).map_err(|e| e.to_string())?;
+                    disks.finish()?;
+                }
                 return vm.restore_state(&st).map_err(|e| e.to_string());
             }
+            // Disks migrate only into a fresh VM: a snapshot has its disks reverted instead.
+            Record::Disks(_) | Record::Block { .. } | Record::BlockZero { .. } | Record::Progress { .. } if mode != Mode::Fresh => {
+                return Err("disk records in a snapshot's state".into());
+            }
+            Record::Disks(p) => disks.disks(p)?,
+            Record::Block { disk, offset, data } => disks.block(disk, offset, data)?,
+            Record::BlockZero { disk, offset, len } => disks.zero(disk, offset, len)?,
+            Record::Progress { percent } => disks.progress(percent),
         }
     }
 }

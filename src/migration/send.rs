@@ -7,12 +7,14 @@
 //! stopped and the rest goes unlimited. QEMU 7.2's rules, godwit's stream.
 
 use super::dirty::{self, Bitmap, PAGE};
+use super::disks::{self, Mode};
 use super::info::{Stats, Status};
 use super::params::Params;
+use super::send_block::BlockState;
 use super::stream::{PAGES_PER_RECORD, Writer};
 use crate::vm::Vm;
 use devices::bus::lock;
-use std::io::Write;
+use std::io::{Read, Write};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -39,7 +41,7 @@ pub enum Stop {
 /// Counts what goes out, holds the average rate to `max-bandwidth` (a token bucket that
 /// carries every byte over, so large records cannot overshoot it), and measures the
 /// bandwidth per 100 ms window the way QEMU's `migration_update_counters` does.
-struct Pacer<'a> {
+pub(super) struct Pacer<'a> {
     shared: &'a Shared,
     window_start: Instant,
     window_bytes: u64,
@@ -52,7 +54,7 @@ struct Pacer<'a> {
 }
 
 impl Pacer<'_> {
-    fn account(&mut self, bytes: u64, pages: u64) {
+    pub(super) fn account(&mut self, bytes: u64, pages: u64) {
         self.window_bytes += bytes;
         self.window_pages += pages;
         let limit = if self.limited { lock(&self.shared.params).max_bandwidth } else { 0 };
@@ -79,7 +81,8 @@ impl Pacer<'_> {
             s.mbps = self.window_bytes as f64 * 8.0 / (ms / 1000.0) / 1e6;
             s.pages_per_second = (self.window_pages as f64 / (ms / 1000.0)) as u64;
             if self.window_bytes > 10_000 && self.bandwidth > 0.0 {
-                s.expected_downtime_ms = (s.remaining as f64 / self.bandwidth) as u64;
+                let disk_left = s.disk.map_or(0, |d| d.1);
+                s.expected_downtime_ms = ((s.remaining + disk_left) as f64 / self.bandwidth) as u64;
             }
             drop(s);
             self.window_start = Instant::now();
@@ -93,7 +96,7 @@ fn io_err(e: std::io::Error) -> Stop {
     Stop::Io(e)
 }
 
-fn is_zero(page: &[u8]) -> bool {
+pub(super) fn is_zero(page: &[u8]) -> bool {
     let (pre, words, post) = {
         // SAFETY: u64 has no invalid bit patterns; align_to only reinterprets.
         unsafe { page.align_to::<u64>() }
@@ -141,17 +144,19 @@ pub fn write_page_data<W: Write>(w: &mut Writer<W>, gpa: u64, data: &[u8]) -> Re
     Ok((zero, normal))
 }
 
-struct Sender<'a, W: Write> {
+pub(super) struct Sender<'a, W: Write> {
     vm: &'a Vm,
-    w: Writer<W>,
-    pacer: Pacer<'a>,
-    shared: &'a Shared,
+    pub(super) w: Writer<W>,
+    pub(super) pacer: Pacer<'a>,
+    pub(super) shared: &'a Shared,
     buf: Vec<u8>,
     pages_sent: u64,
+    /// The disk copy of a block migration.
+    pub(super) block: Option<BlockState>,
 }
 
 impl<W: Write> Sender<'_, W> {
-    fn check_cancel(&self) -> Result<(), Stop> {
+    pub(super) fn check_cancel(&self) -> Result<(), Stop> {
         if self.shared.cancel.load(Ordering::SeqCst) {
             Err(Stop::Cancelled)
         } else {
@@ -190,9 +195,21 @@ impl<W: Write> Sender<'_, W> {
     }
 }
 
+/// Sends one round's dirty RAM pages, then its dirty disk granules.
+fn send_round<W: Write>(sx: &mut Sender<'_, W>, bitmaps: &[Bitmap], taken: Option<&super::send_block::Taken>) -> Result<(), Stop> {
+    sx.send_bitmaps(bitmaps)?;
+    match taken {
+        Some(t) => sx.send_disk_dirty(t),
+        None => Ok(()),
+    }
+}
+
 /// Runs one outgoing migration to completion. On success the VM is left paused (the
-/// caller puts it in `postmigrate`); on failure or cancel it runs again if it was running.
-pub fn run(vm: &Vm, out: Box<dyn Write + Send>, shared: &Arc<Shared>) -> Result<(), Stop> {
+/// caller puts it in `postmigrate`) and its disks handed over; on failure or cancel it
+/// runs again, with its disks, if it was running. `reply` is the connection's way back
+/// (none for `exec:`); a block migration (`mode` Full or Incremental) waits there for the
+/// destination to accept its disks before any data moves.
+pub fn run(vm: &Vm, out: Box<dyn Write + Send>, reply: Option<Box<dyn Read + Send>>, shared: &Arc<Shared>, mode: Mode) -> Result<(), Stop> {
     let start = Instant::now();
     let total_pages = vm.mem_size() / PAGE;
     {
@@ -207,6 +224,7 @@ pub fn run(vm: &Vm, out: Box<dyn Write + Send>, shared: &Arc<Shared>) -> Result<
     }
     let was_running = !vm.is_paused();
     let mut paused_here = false;
+    let mut handed_over = false;
     let result = (|| -> Result<(), Stop> {
         let w = Writer::new(std::io::BufWriter::with_capacity(1 << 20, out)).map_err(io_err)?;
         let mut sx = Sender {
@@ -224,14 +242,33 @@ pub fn run(vm: &Vm, out: Box<dyn Write + Send>, shared: &Arc<Shared>) -> Result<
             shared,
             buf: Vec::new(),
             pages_sent: 0,
+            block: None,
         };
         sx.w.config(vm.mem_size(), vm.vcpu_count() as u32, "pc").map_err(io_err)?;
+        let announce = disks::describe(vm, mode).map_err(Stop::Failed)?;
+        sx.w.disks(&announce.encode()).map_err(io_err)?;
+        if mode != Mode::Shared {
+            sx.w.flush().map_err(io_err)?;
+            if let Some(mut r) = reply {
+                disks::reply::read(&mut r).map_err(Stop::Failed)?;
+            }
+            sx.block = Some(BlockState::start(vm, &announce));
+            {
+                let mut s = lock(&shared.stats);
+                s.setup_ms = start.elapsed().as_millis() as u64;
+                s.status = Status::Active;
+            }
+            // QEMU's order: the disks first (RAM waits), then RAM pre-copy with both.
+            sx.send_disks_bulk()?;
+        }
         dirty::start(vm.fd(), vm.ram()).map_err(Stop::Failed)?;
         let log_start = Instant::now();
         let touched = dirty::touched(vm.ram()).map_err(Stop::Failed)?;
         {
             let mut s = lock(&shared.stats);
-            s.setup_ms = start.elapsed().as_millis() as u64;
+            if mode == Mode::Shared {
+                s.setup_ms = start.elapsed().as_millis() as u64;
+            }
             s.status = Status::Active;
             s.dirty_sync_count = 1;
             s.transferred = sx.w.bytes();
@@ -249,6 +286,13 @@ pub fn run(vm: &Vm, out: Box<dyn Write + Send>, shared: &Arc<Shared>) -> Result<
             sx.check_cancel()?;
             let bitmaps = dirty::collect(vm.fd(), vm.ram()).map_err(Stop::Failed)?;
             let dirty_pages = dirty::count(&bitmaps);
+            let (taken, disk_bytes) = match sx.block.as_mut() {
+                Some(b) => {
+                    let (t, n) = b.take();
+                    (Some(t), n)
+                }
+                None => (None, 0),
+            };
             round += 1;
             sx.w.sync(round).map_err(io_err)?;
             let limit_ms = lock(&shared.params).downtime_limit_ms;
@@ -257,6 +301,9 @@ pub fn run(vm: &Vm, out: Box<dyn Write + Send>, shared: &Arc<Shared>) -> Result<
                 let mut s = lock(&shared.stats);
                 s.dirty_sync_count += 1;
                 s.remaining = dirty_pages * PAGE;
+                if let Some((done, _, all)) = s.disk {
+                    s.disk = Some((done, disk_bytes, all));
+                }
                 rate_pages += dirty_pages;
                 let secs = rate_start.elapsed().as_secs_f64();
                 if secs >= 1.0 {
@@ -265,51 +312,78 @@ pub fn run(vm: &Vm, out: Box<dyn Write + Send>, shared: &Arc<Shared>) -> Result<
                     rate_pages = 0;
                 }
             }
-            // QEMU stops as soon as the dirty data fits the downtime limit. godwit also
-            // wants the pause short: while each round still cuts the dirty set by a third
-            // or more, one more round (at most 8) beats stopping with it; once it is down
-            // to ~5 ms of data, or stops shrinking, stop.
-            let bytes = (dirty_pages * PAGE) as f64;
-            let fits = dirty_pages == 0 || bytes <= threshold;
-            let shrinking = prev_dirty.is_none_or(|p| dirty_pages * 3 < p * 2);
+            // QEMU stops as soon as the dirty data (RAM and disk) fits the downtime limit.
+            // godwit also wants the pause short: while each round still cuts the dirty set
+            // by a third or more, one more round (at most 8) beats stopping with it; once
+            // it is down to ~5 ms of data, or stops shrinking, stop.
+            let dirty_bytes = dirty_pages * PAGE + disk_bytes;
+            let bytes = dirty_bytes as f64;
+            let fits = dirty_bytes == 0 || bytes <= threshold;
+            let shrinking = prev_dirty.is_none_or(|p| dirty_bytes * 3 < p * 2);
             let tiny = bytes <= sx.pacer.bandwidth * 5.0;
-            prev_dirty = Some(dirty_pages);
+            prev_dirty = Some(dirty_bytes);
             if fits && !tiny && shrinking && extra_rounds < 8 {
                 extra_rounds += 1;
-                sx.send_bitmaps(&bitmaps)?;
+                send_round(&mut sx, &bitmaps, taken.as_ref())?;
                 continue;
             }
             if fits {
-                // Stop and copy: pause, last dirty pages at full speed, then the state.
+                // Stop and copy: pause, last dirty pages and granules at full speed, then
+                // the state; the disks are handed over before the stream ends.
+                // Write back what the images hold while the guest still runs, so the flush
+                // of the hand-over (inside the pause) has little left to do.
+                for d in vm.disks() {
+                    let _ = lock(&d.backend).flush();
+                }
                 let downtime_start = Instant::now();
                 vm.pause();
                 paused_here = true;
-                lock(&shared.stats).precopy_bytes = sx.w.bytes();
+                let disk_wire = |sx: &Sender<'_, _>| sx.block.as_ref().map_or(0, |b| b.wire);
+                let precopy = sx.w.bytes() - disk_wire(&sx);
+                lock(&shared.stats).precopy_bytes = precopy;
                 sx.pacer.limited = false;
-                sx.send_bitmaps(&bitmaps)?;
+                send_round(&mut sx, &bitmaps, taken.as_ref())?;
                 let last = dirty::collect(vm.fd(), vm.ram()).map_err(Stop::Failed)?;
-                sx.send_bitmaps(&last)?;
+                let last_disk = sx.block.as_mut().map(|b| b.take().0);
+                send_round(&mut sx, &last, last_disk.as_ref())?;
                 let state = vm.save_state().map_err(|e| Stop::Failed(e.to_string()))?;
                 sx.w.state(&devices::state::VersionedState::to_bytes(&state)).map_err(io_err)?;
+                handed_over = true;
+                vm.inactivate_disks().map_err(Stop::Failed)?;
                 let pages = sx.pages_sent;
                 sx.w.end(pages).map_err(io_err)?;
                 let mut s = lock(&shared.stats);
-                s.downtime_bytes = sx.w.bytes() - s.precopy_bytes;
+                s.downtime_bytes = sx.w.bytes() - disk_wire(&sx) - precopy;
                 s.transferred = sx.w.bytes();
                 s.downtime_ms = downtime_start.elapsed().as_millis() as u64;
                 s.dirty_sync_count += 1;
+                if let Some(b) = sx.block.as_ref() {
+                    s.disk_bytes = b.wire;
+                }
                 return Ok(());
             }
-            sx.send_bitmaps(&bitmaps)?;
+            send_round(&mut sx, &bitmaps, taken.as_ref())?;
         }
     })();
     dirty::stop(vm.fd(), vm.ram());
+    for d in vm.disks() {
+        d.dirty.stop();
+    }
     // A cancel breaks the connection on purpose; the write error it causes is the cancel.
-    let result = match result {
+    let mut result = match result {
         Err(Stop::Failed(_) | Stop::Io(_)) if shared.cancel.load(Ordering::SeqCst) => Err(Stop::Cancelled),
         Err(Stop::Io(e)) => Err(Stop::Failed(format!("Unable to write to socket: {}", crate::errtext::io(&e)))),
         other => other,
     };
+    // Failed after the hand-over began: take the images back before the guest runs.
+    if result.is_err()
+        && handed_over
+        && let Err(e) = vm.activate_disks()
+    {
+        result = Err(Stop::Failed(format!(
+            "the migration failed and the disks cannot be taken back: {e}"
+        )));
+    }
     let mut s = lock(&shared.stats);
     s.total_time_ms = start.elapsed().as_millis() as u64;
     match &result {

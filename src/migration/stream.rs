@@ -8,10 +8,17 @@ use std::io::{self, Read, Write};
 use thiserror::Error;
 
 pub const MAGIC: &[u8; 8] = b"GODWITMG";
-pub const VERSION: u32 = 1;
+/// Version 2 added the disk records (DISKS, BLOCK, BLOCK_ZERO, PROGRESS); version 1
+/// streams (older savevm snapshots) still load.
+pub const VERSION: u32 = 2;
+const OLDEST_VERSION: u32 = 1;
 pub const PAGE_SIZE: usize = 4096;
 /// Pages in one PAGES record (1 MiB of data).
 pub const PAGES_PER_RECORD: usize = 256;
+/// Largest data payload of one BLOCK record.
+pub const MAX_BLOCK_DATA: usize = 1 << 20;
+/// Disk data is addressed and sized in whole sectors.
+pub const SECTOR: u64 = 512;
 /// Largest payload accepted for any record.
 const MAX_PAYLOAD: u32 = 64 << 20;
 
@@ -24,6 +31,10 @@ pub enum Tag {
     Sync = 4,
     State = 5,
     End = 6,
+    Disks = 7,
+    Block = 8,
+    BlockZero = 9,
+    Progress = 10,
 }
 
 impl Tag {
@@ -35,6 +46,10 @@ impl Tag {
             4 => Tag::Sync,
             5 => Tag::State,
             6 => Tag::End,
+            7 => Tag::Disks,
+            8 => Tag::Block,
+            9 => Tag::BlockZero,
+            10 => Tag::Progress,
             _ => return None,
         })
     }
@@ -44,7 +59,7 @@ impl Tag {
 pub enum StreamError {
     #[error("not a godwit migration stream (bad magic)")]
     BadMagic,
-    #[error("migration stream version {0} is not supported (this godwit reads version {VERSION})")]
+    #[error("migration stream version {0} is not supported (this godwit reads versions {OLDEST_VERSION} to {VERSION})")]
     Version(u32),
     #[error("stream truncated at byte {0}")]
     Truncated(u64),
@@ -61,12 +76,44 @@ pub enum StreamError {
 /// A decoded record; page data borrows the reader's buffer.
 #[derive(Debug)]
 pub enum Record<'a> {
-    Config { mem_size: u64, vcpus: u32, machine: String },
-    Pages { gpa: u64, data: &'a [u8] },
-    Zero { gpa: u64, pages: u64 },
-    Sync { round: u32 },
+    Config {
+        mem_size: u64,
+        vcpus: u32,
+        machine: String,
+    },
+    Pages {
+        gpa: u64,
+        data: &'a [u8],
+    },
+    Zero {
+        gpa: u64,
+        pages: u64,
+    },
+    Sync {
+        round: u32,
+    },
     State(&'a [u8]),
-    End { pages: u64 },
+    End {
+        pages: u64,
+    },
+    /// The disks and how they migrate (see `migration::disks`), decoded by the receiver.
+    Disks(&'a [u8]),
+    /// Disk data: whole sectors of disk `disk` at byte `offset`.
+    Block {
+        disk: u32,
+        offset: u64,
+        data: &'a [u8],
+    },
+    /// `len` bytes of disk `disk` at `offset` read as zeroes.
+    BlockZero {
+        disk: u32,
+        offset: u64,
+        len: u64,
+    },
+    /// How far the disk copy is, in percent.
+    Progress {
+        percent: u32,
+    },
 }
 
 pub struct Writer<W: Write> {
@@ -146,6 +193,29 @@ impl<W: Write> Writer<W> {
         self.record(Tag::End, &[&pages.to_le_bytes()])?;
         self.out.flush()
     }
+
+    pub fn disks(&mut self, bytes: &[u8]) -> io::Result<()> {
+        self.record(Tag::Disks, &[bytes])
+    }
+
+    /// Whole sectors (at most MAX_BLOCK_DATA bytes) of disk `disk` at `offset`.
+    pub fn block(&mut self, disk: u32, offset: u64, data: &[u8]) -> io::Result<()> {
+        debug_assert!(data.len() as u64 % SECTOR == 0 && !data.is_empty() && data.len() <= MAX_BLOCK_DATA);
+        self.record(Tag::Block, &[&disk.to_le_bytes(), &offset.to_le_bytes(), data])
+    }
+
+    pub fn block_zero(&mut self, disk: u32, offset: u64, len: u64) -> io::Result<()> {
+        self.record(Tag::BlockZero, &[&disk.to_le_bytes(), &offset.to_le_bytes(), &len.to_le_bytes()])
+    }
+
+    pub fn progress(&mut self, percent: u32) -> io::Result<()> {
+        self.record(Tag::Progress, &[&percent.to_le_bytes()])
+    }
+
+    /// Pushes out what is buffered (before waiting for the destination's answer).
+    pub fn flush(&mut self) -> io::Result<()> {
+        self.out.flush()
+    }
 }
 
 pub struct Reader<R: Read> {
@@ -153,6 +223,7 @@ pub struct Reader<R: Read> {
     pos: u64,
     buf: Vec<u8>,
     ended: bool,
+    version: u32,
 }
 
 fn u64_at(b: &[u8], off: usize) -> u64 {
@@ -168,7 +239,7 @@ impl<R: Read> Reader<R> {
             return Err(StreamError::BadMagic);
         }
         let v = u32::from_le_bytes(h[8..12].try_into().expect("4 bytes"));
-        if v != VERSION {
+        if !(OLDEST_VERSION..=VERSION).contains(&v) {
             return Err(StreamError::Version(v));
         }
         if h[12..16] != [0, 0, 0, 0] {
@@ -183,6 +254,7 @@ impl<R: Read> Reader<R> {
             pos: 16,
             buf: Vec::new(),
             ended: false,
+            version: v,
         })
     }
 
@@ -198,7 +270,9 @@ impl<R: Read> Reader<R> {
         }
         let mut head = [0u8; 8];
         read_exact(&mut self.input, &mut head, at)?;
-        let tag = Tag::from_u8(head[0]).ok_or(StreamError::UnknownTag { tag: head[0], at })?;
+        let tag = Tag::from_u8(head[0])
+            .filter(|t| self.version >= 2 || (*t as u8) <= Tag::End as u8)
+            .ok_or(StreamError::UnknownTag { tag: head[0], at })?;
         let len = u32::from_le_bytes(head[4..8].try_into().expect("4 bytes"));
         let (min, max) = match tag {
             Tag::Config => (12, 12 + 4096),
@@ -207,6 +281,10 @@ impl<R: Read> Reader<R> {
             Tag::Sync => (4, 4),
             Tag::State => (1, MAX_PAYLOAD),
             Tag::End => (8, 8),
+            Tag::Disks => (5, 64 << 10),
+            Tag::Block => (12 + SECTOR as u32, 12 + MAX_BLOCK_DATA as u32),
+            Tag::BlockZero => (20, 20),
+            Tag::Progress => (4, 4),
         };
         if len < min || len > max || head[1..4] != [0, 0, 0] {
             return Err(StreamError::Bad {
@@ -255,6 +333,37 @@ impl<R: Read> Reader<R> {
                 self.ended = true;
                 Record::End { pages: u64_at(p, 0) }
             }
+            Tag::Disks => Record::Disks(p),
+            Tag::Block => {
+                if (p.len() - 12) as u64 % SECTOR != 0 {
+                    return Err(StreamError::Bad {
+                        what: "BLOCK",
+                        at,
+                        why: format!("{} bytes is not whole sectors", p.len() - 12),
+                    });
+                }
+                Record::Block {
+                    disk: u32::from_le_bytes(p[..4].try_into().expect("4 bytes")),
+                    offset: u64_at(p, 4),
+                    data: &p[12..],
+                }
+            }
+            Tag::BlockZero => Record::BlockZero {
+                disk: u32::from_le_bytes(p[..4].try_into().expect("4 bytes")),
+                offset: u64_at(p, 4),
+                len: u64_at(p, 12),
+            },
+            Tag::Progress => {
+                let percent = u32::from_le_bytes(p[..4].try_into().expect("4 bytes"));
+                if percent > 100 {
+                    return Err(StreamError::Bad {
+                        what: "PROGRESS",
+                        at,
+                        why: format!("{percent} %"),
+                    });
+                }
+                Record::Progress { percent }
+            }
         })
     }
 }
@@ -267,6 +376,10 @@ fn tag_name(t: Tag) -> &'static str {
         Tag::Sync => "SYNC",
         Tag::State => "STATE",
         Tag::End => "END",
+        Tag::Disks => "DISKS",
+        Tag::Block => "BLOCK",
+        Tag::BlockZero => "BLOCK_ZERO",
+        Tag::Progress => "PROGRESS",
     }
 }
 
@@ -285,6 +398,10 @@ mod tests {
     fn sample() -> Vec<u8> {
         let mut w = Writer::new(Vec::new()).unwrap();
         w.config(1 << 30, 2, "pc").unwrap();
+        w.disks(b"\x01\x00\x00\x00\x00").unwrap();
+        w.block(0, 4096, &[9u8; 1024]).unwrap();
+        w.block_zero(0, 1 << 20, 1 << 20).unwrap();
+        w.progress(100).unwrap();
         w.zero(0, 10).unwrap();
         w.pages(0x1000, &vec![7u8; 2 * PAGE_SIZE]).unwrap();
         w.sync(1).unwrap();
@@ -313,6 +430,17 @@ mod tests {
         let s = sample();
         let mut r = Reader::new(&s[..]).unwrap();
         assert!(matches!(r.next().unwrap(), Record::Config { mem_size: 0x4000_0000, vcpus: 2, ref machine } if machine == "pc"));
+        assert!(matches!(r.next().unwrap(), Record::Disks(b"\x01\x00\x00\x00\x00")));
+        assert!(matches!(r.next().unwrap(), Record::Block { disk: 0, offset: 4096, data } if data == [9u8; 1024]));
+        assert!(matches!(
+            r.next().unwrap(),
+            Record::BlockZero {
+                disk: 0,
+                offset: 0x10_0000,
+                len: 0x10_0000
+            }
+        ));
+        assert!(matches!(r.next().unwrap(), Record::Progress { percent: 100 }));
         assert!(matches!(r.next().unwrap(), Record::Zero { gpa: 0, pages: 10 }));
         match r.next().unwrap() {
             Record::Pages { gpa, data } => assert_eq!((gpa, data.len(), data[5]), (0x1000, 2 * PAGE_SIZE, 7)),
@@ -330,7 +458,7 @@ mod tests {
         for cut in 0..s.len() {
             assert!(read_all(&s[..cut]).is_err(), "cut at {cut}");
         }
-        assert_eq!(read_all(&s).unwrap(), 6);
+        assert_eq!(read_all(&s).unwrap(), 10);
     }
 
     #[test]
@@ -383,6 +511,22 @@ mod tests {
         let mut v = sample();
         v[8] = 9;
         assert!(matches!(read_all(&v), Err(StreamError::Version(9))));
+        // Version 1 streams have no disk records.
+        v[8] = 1;
+        assert!(matches!(read_all(&v), Err(StreamError::UnknownTag { tag: 7, .. })));
+        let mut w = Writer::new(Vec::new()).unwrap();
+        w.config(1 << 20, 1, "pc").unwrap();
+        w.end(0).unwrap();
+        let mut v1 = w.out;
+        v1[8] = 1;
+        assert_eq!(read_all(&v1).unwrap(), 2);
+        // A BLOCK of a partial sector, a PROGRESS above 100.
+        let mut w = Writer::new(Vec::new()).unwrap();
+        w.record(Tag::Block, &[&[0u8; 12], &[1u8; 600]]).unwrap();
+        assert!(matches!(read_all(&w.out), Err(StreamError::Bad { what: "BLOCK", .. })));
+        let mut w = Writer::new(Vec::new()).unwrap();
+        w.progress(101).unwrap();
+        assert!(matches!(read_all(&w.out), Err(StreamError::Bad { what: "PROGRESS", .. })));
         assert!(matches!(read_all(b"QEVM\0\0\0\x03xxxxxxxx"), Err(StreamError::BadMagic)));
     }
 }

@@ -45,10 +45,10 @@ fn migrate(append: &str, max_bandwidth: u64) -> (super::info::Stats, String, Str
     let shared = Arc::new(Shared::default());
     lock(&shared.params).max_bandwidth = max_bandwidth;
     let receiver = std::thread::spawn(move || {
-        let r = recv::run(&dst, Box::new(b));
+        let r = recv::run(&dst, Box::new(b), None);
         (dst, r)
     });
-    let result = send::run(&src, Box::new(a), &shared);
+    let result = send::run(&src, Box::new(a), None, &shared, super::disks::Mode::Shared);
     assert!(result.is_ok(), "sender failed: {:?}", lock(&shared.stats).error);
     let (dst, r) = receiver.join().unwrap();
     r.unwrap();
@@ -171,7 +171,7 @@ fn bad_streams_are_refused_with_a_reason() {
         (b"QEVM\0\0\0\x03\0\0\0\0\0\0\0\0".to_vec(), "bad magic"),
     ];
     for (bytes, want) in cases {
-        let err = recv::run(&dst, Box::new(std::io::Cursor::new(bytes))).unwrap_err();
+        let err = recv::run(&dst, Box::new(std::io::Cursor::new(bytes)), None).unwrap_err();
         assert!(err.contains(want), "expected {want:?} in {err:?}");
     }
 }

@@ -55,6 +55,8 @@ pub type Aborter = Box<dyn Fn() + Send + Sync>;
 
 pub struct Outgoing {
     pub writer: Box<dyn Write + Send>,
+    /// The connection's way back (sockets only), for the destination's answers.
+    pub reply: Option<Box<dyn Read + Send>>,
     pub abort: Aborter,
     /// An `exec:` command to wait for once the stream is written.
     pub child: Option<Child>,
@@ -80,8 +82,11 @@ pub fn connect(uri: &Uri) -> Result<Outgoing, String> {
                         s.set_write_timeout(Some(STALL_TIMEOUT)).map_err(|e| e.to_string())?;
                         let _ = s.set_nodelay(true);
                         let k = s.try_clone().map_err(|e| e.to_string())?;
+                        let back = s.try_clone().map_err(|e| e.to_string())?;
+                        back.set_read_timeout(Some(STALL_TIMEOUT)).map_err(|e| e.to_string())?;
                         return Ok(Outgoing {
                             writer: Box::new(s),
+                            reply: Some(Box::new(back)),
                             abort: Box::new(move || {
                                 let _ = k.shutdown(Shutdown::Both);
                             }),
@@ -100,8 +105,11 @@ pub fn connect(uri: &Uri) -> Result<Outgoing, String> {
             let s = UnixStream::connect(p).map_err(|e| format!("Failed to connect to '{}': {}", p.display(), errtext::io(&e)))?;
             s.set_write_timeout(Some(STALL_TIMEOUT)).map_err(|e| e.to_string())?;
             let k = s.try_clone().map_err(|e| e.to_string())?;
+            let back = s.try_clone().map_err(|e| e.to_string())?;
+            back.set_read_timeout(Some(STALL_TIMEOUT)).map_err(|e| e.to_string())?;
             Ok(Outgoing {
                 writer: Box::new(s),
+                reply: Some(Box::new(back)),
                 abort: Box::new(move || {
                     let _ = k.shutdown(Shutdown::Both);
                 }),
@@ -119,6 +127,7 @@ pub fn connect(uri: &Uri) -> Result<Outgoing, String> {
             let pid = child.id() as i32;
             Ok(Outgoing {
                 writer: Box::new(stdin),
+                reply: None,
                 // SAFETY: kill(2) on the command we started; it is reaped by `child.wait`.
                 abort: Box::new(move || unsafe {
                     libc::kill(pid, libc::SIGTERM);
@@ -129,6 +138,9 @@ pub fn connect(uri: &Uri) -> Result<Outgoing, String> {
         Uri::Defer => Err("Parameter 'uri' expects a valid migration protocol".into()),
     }
 }
+
+/// The stream to read, and for sockets the way back to the source.
+pub type Accepted = (Box<dyn Read + Send>, Option<Box<dyn Write + Send>>);
 
 /// The destination's end, listening (or its command started) before the stream arrives.
 pub enum Incoming {
@@ -174,23 +186,27 @@ impl Incoming {
         }
     }
 
-    /// Waits for the source and returns the stream to read.
-    pub fn accept(self) -> Result<Box<dyn Read + Send>, String> {
+    /// Waits for the source and returns the stream to read, and for sockets the way back.
+    pub fn accept(self) -> Result<Accepted, String> {
         match self {
             Incoming::Tcp(l, _) => {
                 let (s, _) = l.accept().map_err(|e| format!("accept: {}", errtext::io(&e)))?;
-                Ok(Box::new(std::io::BufReader::with_capacity(1 << 20, s)))
+                let back = s.try_clone().map_err(|e| e.to_string())?;
+                back.set_write_timeout(Some(STALL_TIMEOUT)).map_err(|e| e.to_string())?;
+                Ok((Box::new(std::io::BufReader::with_capacity(1 << 20, s)), Some(Box::new(back))))
             }
             Incoming::Unix(l, p) => {
                 let (s, _) = l.accept().map_err(|e| format!("accept: {}", errtext::io(&e)))?;
                 let _ = std::fs::remove_file(p);
-                Ok(Box::new(std::io::BufReader::with_capacity(1 << 20, s)))
+                let back = s.try_clone().map_err(|e| e.to_string())?;
+                back.set_write_timeout(Some(STALL_TIMEOUT)).map_err(|e| e.to_string())?;
+                Ok((Box::new(std::io::BufReader::with_capacity(1 << 20, s)), Some(Box::new(back))))
             }
             Incoming::Exec(mut c) => {
                 let out = c.stdout.take().ok_or("no stdout from the exec command")?;
                 // The command is reaped when godwit exits; its output is all we need.
                 std::mem::forget(c);
-                Ok(Box::new(std::io::BufReader::with_capacity(1 << 20, out)))
+                Ok((Box::new(std::io::BufReader::with_capacity(1 << 20, out)), None))
             }
         }
     }

@@ -1,15 +1,25 @@
 //! Disks: each `-drive` becomes a virtio-blk device on the PCI bus, its image opened (and
 //! locked, as QEMU does) through the block layer.
+//!
+//! A disk is *active* while this process owns its image. A migration destination opens its
+//! images inactive (read-only, no locks: the source still writes them) and activates them
+//! once the source has flushed and let go; a source inactivates its disks at switch-over
+//! (flush, then close, which drops the locks) and activates them again if the migration
+//! fails late or the user runs `cont`. Activating reopens the image, so every piece of
+//! metadata is read fresh. `snapshot=on` disks are private temporary files: never handed over.
 
 use crate::config::DriveConfig;
 use crate::memory::GuestRam;
-use devices::block::{BlockBackend, Format, Qcow2, open_image};
+use devices::block::dirty::DirtyMap;
+use devices::block::inactive::Inactive;
+use devices::block::{BlockBackend, Format, ImageOptions, Qcow2, open_image, open_image_with};
 use devices::bus::lock;
 use devices::pci::PciRoot;
 use devices::virtio::MsiSink;
 use devices::virtio::blk::{BlkConfig, VirtioBlk};
 use devices::virtio::pci::VirtioPciDevice;
 use kvm_ioctls::VmFd;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
 /// Delivers a virtio device's MSI-X messages with KVM_SIGNAL_MSI.
@@ -33,6 +43,52 @@ pub struct Disk {
     pub cfg: DriveConfig,
     pub dev: Arc<Mutex<VirtioPciDevice>>,
     pub backend: Arc<Mutex<Box<dyn BlockBackend>>>,
+    /// Guest writes, recorded while a block migration runs.
+    pub dirty: Arc<DirtyMap>,
+    /// Virtual size in bytes (fixed: the guest was told).
+    pub size: u64,
+    active: AtomicBool,
+}
+
+impl Disk {
+    pub fn is_active(&self) -> bool {
+        self.active.load(Ordering::SeqCst)
+    }
+
+    /// Flushes the image and closes it, releasing its locks for another process. The
+    /// device must be paused. A no-op for an inactive or `snapshot=on` disk.
+    pub fn inactivate(&self) -> Result<(), String> {
+        if self.cfg.snapshot || !self.is_active() {
+            return Ok(());
+        }
+        let mut b = lock(&self.backend);
+        b.flush()
+            .map_err(|e| format!("cannot flush '{}': {}", self.cfg.file.display(), one_line(e)))?;
+        let stand_in = Inactive::replacing(b.as_ref());
+        // Dropping the image closes its files, which releases the locks.
+        *b = Box::new(stand_in);
+        self.active.store(false, Ordering::SeqCst);
+        Ok(())
+    }
+
+    /// Reopens the image with its locks and fresh metadata. The device must be paused.
+    pub fn activate(&self) -> Result<(), String> {
+        if self.is_active() {
+            return Ok(());
+        }
+        let image = open(&self.cfg, false)?;
+        if image.virtual_size() != self.size {
+            return Err(format!(
+                "-drive {}: the image's size changed from {} to {} bytes",
+                self.cfg.spec,
+                self.size,
+                image.virtual_size()
+            ));
+        }
+        *lock(&self.backend) = image;
+        self.active.store(true, Ordering::SeqCst);
+        Ok(())
+    }
 }
 
 fn one_line(e: impl std::fmt::Display) -> String {
@@ -44,9 +100,19 @@ fn format_of(d: &DriveConfig) -> Option<Format> {
 }
 
 /// Opens the drive's image; with `snapshot=on`, a temporary qcow2 overlay over it (unlinked
-/// at once, so it vanishes when godwit exits) takes the writes.
-fn open(d: &DriveConfig) -> Result<Box<dyn BlockBackend>, String> {
+/// at once, so it vanishes when godwit exits) takes the writes. `inactive`: read-only and
+/// without locks, for a migration destination whose source still owns the image.
+fn open(d: &DriveConfig, inactive: bool) -> Result<Box<dyn BlockBackend>, String> {
     let err = |e: String| format!("-drive {}: {e}", d.spec);
+    if inactive && !d.snapshot {
+        let opts = ImageOptions {
+            format: format_of(d),
+            read_only: true,
+            lock: false,
+            ..ImageOptions::default()
+        };
+        return open_image_with(&d.file, &opts).map_err(|e| err(one_line(e)));
+    }
     if !d.snapshot {
         return open_image(&d.file, format_of(d), d.read_only).map_err(|e| err(one_line(e)));
     }
@@ -61,18 +127,28 @@ fn open(d: &DriveConfig) -> Result<Box<dyn BlockBackend>, String> {
     opened.map_err(|e| err(one_line(e)))
 }
 
-/// Creates and plugs every disk; BARs are assigned afterwards by the caller.
-pub fn attach(vm: &Arc<VmFd>, ram: &GuestRam, pci: &Arc<Mutex<PciRoot>>, drives: &[DriveConfig]) -> Result<Vec<Disk>, String> {
+/// Creates and plugs every disk (inactive ones for a migration destination); BARs are
+/// assigned afterwards by the caller.
+pub fn attach(
+    vm: &Arc<VmFd>,
+    ram: &GuestRam,
+    pci: &Arc<Mutex<PciRoot>>,
+    drives: &[DriveConfig],
+    inactive: bool,
+) -> Result<Vec<Disk>, String> {
     let mut disks = Vec::new();
     for d in drives {
-        let image = open(d)?;
+        let image = open(d, inactive)?;
+        let size = image.virtual_size();
         let cfg = BlkConfig {
             serial: d.id.clone(),
             read_only: d.read_only,
+            backend_ro_for_now: inactive,
             ..BlkConfig::default()
         };
         let blk = VirtioBlk::new(image, cfg).map_err(|e| format!("-drive {}: {e}", d.spec))?;
         let backend = blk.backend();
+        let dirty = blk.dirty_map();
         let dev = VirtioPciDevice::new(Box::new(blk), ram.clone(), Arc::new(KvmMsi(vm.clone())))
             .map_err(|e| format!("-drive {}: {e}", d.spec))?;
         let dev = Arc::new(Mutex::new(dev));
@@ -81,6 +157,9 @@ pub fn attach(vm: &Arc<VmFd>, ram: &GuestRam, pci: &Arc<Mutex<PciRoot>>, drives:
             cfg: d.clone(),
             dev,
             backend,
+            dirty,
+            size,
+            active: AtomicBool::new(!inactive || d.snapshot),
         });
     }
     Ok(disks)

@@ -114,7 +114,7 @@ impl Vm {
         let below = ranges[0].1;
         let above = ranges.get(1).map_or(0, |r| r.1);
         let mut platform = platform::build(&fd, serial_out, events.clone(), below, above)?;
-        let disks = disks::attach(&fd, &ram, &platform.pci, &cfg.drives).map_err(VmError::Disk)?;
+        let disks = disks::attach(&fd, &ram, &platform.pci, &cfg.drives, cfg.incoming.is_some()).map_err(VmError::Disk)?;
         if !disks.is_empty() {
             // godwit is the firmware here: it places the BARs before the kernel looks.
             let root = devices::bus::lock(&platform.pci);
@@ -221,6 +221,16 @@ impl Vm {
     /// The attached disks.
     pub fn disks(&self) -> &[disks::Disk] {
         &self.disks
+    }
+
+    /// Hands every disk's image over (flushed, closed, unlocked). The VM must be paused.
+    pub fn inactivate_disks(&self) -> Result<(), String> {
+        self.disks.iter().try_for_each(|d| d.inactivate())
+    }
+
+    /// Takes every disk's image (back): locks and fresh metadata. The VM must be paused.
+    pub fn activate_disks(&self) -> Result<(), String> {
+        self.disks.iter().try_for_each(|d| d.activate())
     }
 
     /// Reads the machine's state: devices first (a device may still raise an interrupt),

@@ -66,3 +66,48 @@ pub fn wait_active(src: &mut Hmp) -> String {
         std::thread::sleep(Duration::from_millis(20));
     }
 }
+
+/// A TCP relay between a migration's source and its destination that counts the bytes
+/// the source sends: the figure on the wire, measured outside godwit.
+pub struct Relay {
+    pub port: u16,
+    pub bytes: std::sync::Arc<std::sync::atomic::AtomicU64>,
+}
+
+impl Relay {
+    pub fn start(to_port: u16) -> Relay {
+        use std::io::{Read, Write};
+        use std::net::{Shutdown, TcpListener, TcpStream};
+        use std::sync::atomic::Ordering;
+        let l = TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = l.local_addr().unwrap().port();
+        let bytes = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
+        let count = bytes.clone();
+        std::thread::spawn(move || {
+            let Ok((src, _)) = l.accept() else { return };
+            let Ok(dst) = TcpStream::connect(("127.0.0.1", to_port)) else {
+                return;
+            };
+            let (mut src_r, mut dst_w) = (src.try_clone().unwrap(), dst.try_clone().unwrap());
+            let (mut dst_r, mut src_w) = (dst, src);
+            // The way back (the destination's answers) is relayed but not counted.
+            std::thread::spawn(move || {
+                let _ = std::io::copy(&mut dst_r, &mut src_w);
+                let _ = src_w.shutdown(Shutdown::Write);
+            });
+            let mut buf = vec![0u8; 1 << 16];
+            while let Ok(n) = src_r.read(&mut buf) {
+                if n == 0 || dst_w.write_all(&buf[..n]).is_err() {
+                    break;
+                }
+                count.fetch_add(n as u64, Ordering::SeqCst);
+            }
+            let _ = dst_w.shutdown(Shutdown::Write);
+        });
+        Relay { port, bytes }
+    }
+
+    pub fn sent(&self) -> u64 {
+        self.bytes.load(std::sync::atomic::Ordering::SeqCst)
+    }
+}

@@ -6,6 +6,8 @@
 //! chain the way `qemu-img map` does. [`open_image`] probes the format and
 //! takes QEMU-compatible image locks.
 
+pub mod dirty;
+pub mod inactive;
 pub mod lock;
 pub mod probe;
 pub mod qcow2;
@@ -151,6 +153,9 @@ pub enum BlockError {
     /// qcow2 format or consistency error.
     #[error(transparent)]
     Qcow2(#[from] qcow2::Qcow2Error),
+    /// The image was handed over to another process (a migration's destination).
+    #[error("the image is inactive: a migration handed it over to its destination")]
+    Inactive,
     /// Host I/O error.
     #[error("I/O error: {}", errno_text(.0))]
     Io(#[from] io::Error),

@@ -12,6 +12,7 @@ mod tests;
 
 use super::worker::Worker;
 use super::{Activation, VIRTIO_F_RING_EVENT_IDX, VIRTIO_F_RING_INDIRECT_DESC, VirtioDevice, VirtioError};
+use crate::block::dirty::DirtyMap;
 use crate::block::{BlockBackend, SECTOR_SIZE};
 use crate::bus::lock;
 use crate::state::{StateError, StateReader, StateWriter, VersionedState};
@@ -57,6 +58,9 @@ pub struct BlkConfig {
     /// Offer WRITE_ZEROES; never on read-only disks.
     pub write_zeroes: bool,
     pub queue_size: u16,
+    /// The backend is read-only only until the VMM swaps in the real one (a migration
+    /// destination's image before hand-over): `read_only` alone decides.
+    pub backend_ro_for_now: bool,
 }
 
 impl Default for BlkConfig {
@@ -66,6 +70,7 @@ impl Default for BlkConfig {
             read_only: false,
             discard: true,
             write_zeroes: true,
+            backend_ro_for_now: false,
             queue_size: DEFAULT_QUEUE_SIZE,
         }
     }
@@ -74,6 +79,8 @@ impl Default for BlkConfig {
 /// The disk as the request code sees it.
 pub struct Disk {
     pub backend: Arc<Mutex<Box<dyn BlockBackend>>>,
+    /// Written ranges, for block migration (marked after each write completes).
+    pub dirty: Arc<DirtyMap>,
     /// Size in 512-byte sectors.
     pub capacity: u64,
     pub read_only: bool,
@@ -85,6 +92,7 @@ pub struct Disk {
 
 pub struct VirtioBlk {
     backend: Arc<Mutex<Box<dyn BlockBackend>>>,
+    dirty: Arc<DirtyMap>,
     config: BlkConfig,
     read_only: bool,
     capacity: u64,
@@ -99,7 +107,9 @@ impl VirtioBlk {
         if !(4..=32768).contains(&qs) || !qs.is_power_of_two() {
             return Err(BlkError::BadQueueSize(qs));
         }
-        let read_only = config.read_only || backend.read_only();
+        // An image opened read-only makes the disk read-only, unless the VMM says it only
+        // holds the image that way for now (a migration destination, before hand-over).
+        let read_only = config.read_only || (backend.read_only() && !config.backend_ro_for_now);
         // A tail shorter than a sector cannot be addressed by the guest.
         let capacity = backend.virtual_size() / SECTOR_SIZE;
         let mut features = VIRTIO_F_RING_INDIRECT_DESC
@@ -119,6 +129,7 @@ impl VirtioBlk {
             }
         }
         Ok(VirtioBlk {
+            dirty: Arc::new(DirtyMap::new(capacity * SECTOR_SIZE)),
             backend: Arc::new(Mutex::new(backend)),
             config,
             read_only,
@@ -133,6 +144,11 @@ impl VirtioBlk {
     /// the guest must not see the change mid-request.
     pub fn backend(&self) -> Arc<Mutex<Box<dyn BlockBackend>>> {
         self.backend.clone()
+    }
+
+    /// The bitmap of guest writes (off until block migration starts it).
+    pub fn dirty_map(&self) -> Arc<DirtyMap> {
+        self.dirty.clone()
     }
 
     pub fn capacity_sectors(&self) -> u64 {
@@ -212,6 +228,7 @@ impl VirtioDevice for VirtioBlk {
         let acked = act.acked_features;
         let disk = Disk {
             backend: self.backend.clone(),
+            dirty: self.dirty.clone(),
             capacity: self.capacity,
             read_only: self.read_only,
             discard: acked & bit(vb::VIRTIO_BLK_F_DISCARD) != 0,

@@ -181,6 +181,7 @@ fn write_disk<B: BitmapSlice>(r: &mut Reader<'_, B>, disk: &Disk, sector: u64, l
         buf.resize(n.max(buf.len()), 0);
         r.read_exact(&mut buf[..n])?;
         backend.write_at(&buf[..n], start + done as u64)?;
+        disk.dirty.mark(start + done as u64, n as u64);
         done += n;
     }
     Ok(())
@@ -217,6 +218,7 @@ fn segments<B: BitmapSlice>(r: &mut Reader<'_, B>, disk: &Disk, zeroes: bool) ->
         } else {
             backend.discard(offset, bytes)?;
         }
+        disk.dirty.mark(offset, bytes);
     }
     Ok(())
 }

@@ -406,3 +406,23 @@ fn save_restore_continues_the_queue() {
     let mut c = crate::virtio::pci::VirtioPciDevice::new(Box::new(other), b.g.mem.clone(), FakeMsi::new()).unwrap();
     assert!(c.set_state(&state).is_err());
 }
+
+#[test]
+fn guest_writes_mark_the_disk_dirty_map() {
+    use crate::block::dirty::{GRANULE, runs};
+    let blk = VirtioBlk::new(Box::new(MemDisk::new(4 << 20)), BlkConfig::default()).unwrap();
+    let dirty = blk.dirty_map();
+    let mut b = Blk::init(Guest::new(Box::new(blk), guest_memory()));
+    b.fill(DATA, 4096, 3);
+    // Off: nothing recorded.
+    assert_eq!(b.request(T_OUT, 0, Some((DATA, 4096, false))).0, OK);
+    assert!(dirty.take().iter().all(|w| *w == 0));
+    dirty.start();
+    let sector = 3 * GRANULE / 512 - 1; // the last sector of granule 2 and the first of 3
+    assert_eq!(b.request(T_OUT, sector, Some((DATA, 1024, false))).0, OK);
+    assert_eq!(b.request(T_IN, 0, Some((DATA2, 4096, true))).0, OK, "reads mark nothing");
+    b.segment(DATA, 40 * GRANULE / 512, 8, 0);
+    assert_eq!(b.request(vb::VIRTIO_BLK_T_WRITE_ZEROES, 0, Some((DATA, 16, false))).0, OK);
+    let bits = dirty.take();
+    assert_eq!(runs(&bits, dirty.granules()).collect::<Vec<_>>(), vec![(2, 2), (40, 1)]);
+}

@@ -1,0 +1,402 @@
+//! Migrating VMs with disks, between godwit processes driven through the monitor: shared
+//! storage (both on one image file), `migrate -b` (whole disk) and `migrate -i` (the top
+//! layer over a shared base), with the probe writing its disk throughout. `qemu-img` is
+//! the oracle: the images compare identical, check clean, and hold what the guest wrote.
+
+mod common;
+
+use common::disk::{verify_exact, writes};
+use common::hmp::{info_field, info_num};
+use common::migrate::{Node, Relay, node, wait_migration};
+use common::{free_port, tmpdir, vm_lock};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::time::{Duration, Instant};
+
+const T: Duration = Duration::from_secs(30);
+/// The probe writes and re-verifies the first 8 MiB of its disk; it exits after 4 s.
+const APPEND: &str = "probe.disk=8 probe.diskrate=1024 probe.diskverify=0 probe.exit=400";
+const MIB: u64 = 1 << 20;
+
+fn qemu_img(args: &[&str]) -> Output {
+    Command::new("qemu-img")
+        .args(args)
+        .output()
+        .expect("qemu-img (scripts/setup.sh installs qemu-utils)")
+}
+
+fn ok(o: Output) -> Output {
+    assert!(
+        o.status.success(),
+        "{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    );
+    o
+}
+
+fn s(p: &Path) -> &str {
+    p.to_str().unwrap()
+}
+
+fn create(fmt: &str, path: &Path, size: &str, base: Option<&str>) {
+    let mut args = vec!["create", "-q", "-f", fmt];
+    let opt;
+    if let Some(b) = base {
+        opt = format!("backing_file={b},backing_fmt=raw");
+        args.extend(["-o", &opt]);
+    }
+    args.push(s(path));
+    if base.is_none() {
+        args.push(size);
+    }
+    ok(qemu_img(&args));
+}
+
+fn qemu_io(fmt: &str, path: &Path, cmd: &str) {
+    ok(Command::new("qemu-io")
+        .args(["-f", fmt, "-c", cmd, s(path)])
+        .output()
+        .expect("qemu-io"));
+}
+
+fn drive(path: &Path, fmt: &str) -> String {
+    format!("file={},format={fmt},if=virtio", path.display())
+}
+
+/// `qemu-img check` passes (exit 0: no corruption, no leaks).
+fn check_clean(img: &Path) {
+    let o = qemu_img(&["check", "-U", s(img)]);
+    assert!(
+        o.status.success(),
+        "qemu-img check {}: {}",
+        img.display(),
+        String::from_utf8_lossy(&o.stdout)
+    );
+}
+
+fn identical(a: &Path, afmt: &str, b: &Path, bfmt: &str) -> bool {
+    let o = qemu_img(&["compare", "-U", "-f", afmt, "-F", bfmt, s(a), s(b)]);
+    o.status.code() == Some(0)
+}
+
+fn contents(img: &Path, fmt: &str) -> Vec<u8> {
+    let out = PathBuf::from(format!("{}.contents", img.display()));
+    ok(qemu_img(&["convert", "-U", "-f", fmt, "-O", "raw", s(img), s(&out)]));
+    let v = std::fs::read(&out).unwrap();
+    let _ = std::fs::remove_file(out);
+    v
+}
+
+/// Bytes the top layer of `img` stores as data (`qemu-img map`, depth 0).
+fn allocated_in_top(img: &Path) -> u64 {
+    let o = ok(qemu_img(&["map", "-U", "--output=json", s(img)]));
+    let text = String::from_utf8(o.stdout).unwrap();
+    let mut total = 0;
+    for line in text.lines() {
+        let num = |key: &str| -> Option<u64> {
+            let rest = &line[line.find(&format!("\"{key}\": "))? + key.len() + 4..];
+            rest.split([',', '}']).next()?.trim().parse().ok()
+        };
+        if num("depth") == Some(0) && line.contains("\"data\": true") {
+            total += num("length").unwrap();
+        }
+    }
+    total
+}
+
+/// The destination runs the guest to its exit; nothing went wrong on its disk. Returns the
+/// number of writes the guest made in all (before and after the move).
+fn run_to_exit(dst: &mut Node) -> u64 {
+    dst.g.wait_for("PROBE EXIT", Duration::from_secs(60));
+    assert_eq!(dst.g.wait_exit(T).code(), Some(0), "{}", dst.g.stderr());
+    for bad in ["MISMATCH", "bad=", "DISK ERROR", "FAULT"] {
+        assert!(!dst.g.seen.iter().any(|l| l.text.contains(bad)), "{bad}: {:#?}", dst.g.seen);
+    }
+    assert!(
+        dst.g
+            .seen
+            .iter()
+            .any(|l| l.text.starts_with("DISKVERIFY") && l.text.ends_with(" ok"))
+    );
+    writes(&dst.g.seen)
+}
+
+fn incoming() -> String {
+    format!("tcp:127.0.0.1:{}", free_port())
+}
+
+/// Starts a destination and waits until it listens (its monitor comes up a moment before).
+fn destination(dir: &Path, name: &str, append: &str, extra: &[&str]) -> Node {
+    let mut n = node(dir, name, "256M", "1", append, extra);
+    let end = Instant::now() + T;
+    while !n.mon.cmd("info migrate").contains("socket address") {
+        assert!(Instant::now() < end, "{name} never listened");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    n
+}
+
+fn completed(src: &mut Node) -> String {
+    let info = wait_migration(&mut src.mon, Duration::from_secs(120));
+    assert_eq!(info_field(&info, "Migration status"), Some("completed"), "{info}");
+    assert_eq!(src.mon.cmd("info status"), "VM status: paused (postmigrate)\n");
+    info
+}
+
+#[test]
+fn shared_storage_hands_the_image_over() {
+    let _l = vm_lock();
+    let dir = tmpdir("bmig-shared");
+    let img = dir.join("vm.qcow2");
+    create("qcow2", &img, "64M", None);
+    let d = drive(&img, "qcow2");
+    let mut src = node(&dir, "src", "256M", "1", APPEND, &["-no-reboot", "-drive", &d]);
+    src.g.wait_for("DISKVERIFY 1 ok", T);
+    // The destination opens the image the source is writing, without taking it over.
+    let inc = incoming();
+    let mut dst = destination(&dir, "dst", APPEND, &["-no-reboot", "-drive", &d, "-incoming", &inc]);
+    assert!(
+        dst.mon
+            .cmd("info block")
+            .contains(&format!("virtio0 (#block100): {} (qcow2)", img.display()))
+    );
+    assert_eq!(src.mon.cmd_timeout(&format!("migrate {inc}"), Duration::from_secs(60)), "");
+    let info = completed(&mut src);
+    assert!(!info.contains("disk"), "no disk data moves with shared storage: {info}");
+    // The destination owns the image now: the source cannot take it back while it runs.
+    let refused = src.mon.cmd("cont");
+    assert!(
+        refused.starts_with("Error: ") && refused.contains("Failed to get \"write\" lock"),
+        "{refused}"
+    );
+    assert_eq!(src.mon.cmd("info status"), "VM status: paused (postmigrate)\n");
+    let w = run_to_exit(&mut dst);
+    src.mon.send_raw(b"quit\n");
+    assert_eq!(src.g.wait_exit(T).code(), Some(0));
+    // Every write of both processes is in the image, none lost or doubled.
+    check_clean(&img);
+    verify_exact(&contents(&img, "qcow2"), 8, w).unwrap();
+}
+
+#[test]
+fn full_copy_to_an_empty_raw_image() {
+    let _l = vm_lock();
+    let dir = tmpdir("bmig-full");
+    let (src_img, dst_img) = (dir.join("src.qcow2"), dir.join("dst.raw"));
+    create("qcow2", &src_img, "64M", None);
+    qemu_io("qcow2", &src_img, "write -P 0x5a 24M 24M");
+    create("raw", &dst_img, "64M", None);
+    let mut src = node(
+        &dir,
+        "src",
+        "256M",
+        "1",
+        APPEND,
+        &["-no-reboot", "-drive", &drive(&src_img, "qcow2")],
+    );
+    src.g.wait_for("DISKVERIFY 1 ok", T);
+    let inc = incoming();
+    let dd = drive(&dst_img, "raw");
+    let mut dst = destination(&dir, "dst", APPEND, &["-no-reboot", "-S", "-drive", &dd, "-incoming", &inc]);
+    // Slow enough that the synchronous command shows its progress at least once.
+    src.mon.cmd("migrate_set_speed 16m");
+    let out = src.mon.cmd_timeout(&format!("migrate -b {inc}"), Duration::from_secs(60));
+    assert!(out.contains("Completed ") && out.ends_with("\n"), "{out:?}");
+    let info = completed(&mut src);
+    assert_eq!(info_field(&info, "remaining ram"), Some("0 kbytes"), "{info}");
+    let err = dst.g.stderr();
+    assert!(
+        err.contains("Receiving block device images") && err.contains("Completed 100 %\n"),
+        "{err}"
+    );
+    // Both sides frozen: the destination's disk is the source's, byte for byte.
+    assert!(identical(&src_img, "qcow2", &dst_img, "raw"), "images differ after -b");
+    // Unallocated regions were not written out as data.
+    let map = String::from_utf8(ok(qemu_img(&["map", "--output=json", "-f", "raw", "-U", s(&dst_img)])).stdout).unwrap();
+    assert!(map.contains("\"data\": false"), "{map}");
+    assert_eq!(dst.mon.cmd("cont"), "");
+    let w = run_to_exit(&mut dst);
+    src.mon.send_raw(b"quit\n");
+    check_clean(&src_img);
+    let raw = std::fs::read(&dst_img).unwrap();
+    verify_exact(&raw, 8, w).unwrap();
+    assert!(raw[(24 * MIB) as usize..(48 * MIB) as usize].iter().all(|b| *b == 0x5a));
+}
+
+#[test]
+fn incremental_copy_of_an_overlay_over_a_shared_base() {
+    let _l = vm_lock();
+    let dir = tmpdir("bmig-inc");
+    let base = dir.join("base.raw");
+    create("raw", &base, "64M", None);
+    qemu_io("raw", &base, "write -P 0x11 16M 32M");
+    let base_bytes = std::fs::read(&base).unwrap();
+    let (src_img, dst_img) = (dir.join("src.qcow2"), dir.join("dst.qcow2"));
+    create("qcow2", &src_img, "", Some("base.raw"));
+    qemu_io("qcow2", &src_img, "write -P 0x5a 20M 4M");
+    qemu_io("qcow2", &src_img, "write -z 40M 1M");
+    create("qcow2", &dst_img, "", Some("base.raw"));
+    let mut src = node(
+        &dir,
+        "src",
+        "256M",
+        "1",
+        APPEND,
+        &["-no-reboot", "-drive", &drive(&src_img, "qcow2")],
+    );
+    src.g.wait_for("DISKVERIFY 1 ok", T);
+    let inc = incoming();
+    let dd = drive(&dst_img, "qcow2");
+    let mut dst = destination(&dir, "dst", APPEND, &["-no-reboot", "-S", "-drive", &dd, "-incoming", &inc]);
+    assert!(
+        src.mon
+            .cmd_timeout(&format!("migrate -i {inc}"), Duration::from_secs(60))
+            .ends_with('\n')
+    );
+    completed(&mut src);
+    assert!(identical(&src_img, "qcow2", &dst_img, "qcow2"), "images differ after -i");
+    assert_eq!(dst.mon.cmd("cont"), "");
+    let w = run_to_exit(&mut dst);
+    src.mon.send_raw(b"quit\n");
+    check_clean(&src_img);
+    check_clean(&dst_img);
+    let raw = contents(&dst_img, "qcow2");
+    verify_exact(&raw, 8, w).unwrap();
+    assert!(raw[(20 * MIB) as usize..(24 * MIB) as usize].iter().all(|b| *b == 0x5a));
+    assert!(raw[(40 * MIB) as usize..(41 * MIB) as usize].iter().all(|b| *b == 0));
+    assert!(raw[(41 * MIB) as usize..(48 * MIB) as usize].iter().all(|b| *b == 0x11));
+    assert_eq!(std::fs::read(&base).unwrap(), base_bytes, "the shared base was written");
+}
+
+#[test]
+fn incremental_sends_only_the_top_layer_and_refuses_another_base() {
+    let _l = vm_lock();
+    let dir = tmpdir("bmig-wire");
+    let (base, other) = (dir.join("base.raw"), dir.join("other.raw"));
+    create("raw", &base, "256M", None);
+    qemu_io("raw", &base, "write -P 0x11 0 128M");
+    create("raw", &other, "256M", None);
+    qemu_io("raw", &other, "write -P 0x22 0 1M");
+    let (src_img, wrong, dst_img) = (dir.join("src.qcow2"), dir.join("wrong.qcow2"), dir.join("dst.qcow2"));
+    create("qcow2", &src_img, "", Some("base.raw"));
+    qemu_io("qcow2", &src_img, "write -P 0x5a 4M 16M");
+    qemu_io("qcow2", &src_img, "write -P 0x5b 200M 8M");
+    create("qcow2", &wrong, "", Some("other.raw"));
+    create("qcow2", &dst_img, "", Some("base.raw"));
+    // A quiet guest: only what qemu-io put in the overlay is there to send.
+    let quiet = "probe.disk=0";
+    let mut src = node(&dir, "src", "256M", "1", quiet, &["-drive", &drive(&src_img, "qcow2")]);
+    src.g.wait_for("HB 20", T);
+
+    // A destination whose overlay sits on another base is refused before any data moves.
+    let inc = incoming();
+    let mut bad = destination(&dir, "bad", quiet, &["-drive", &drive(&wrong, "qcow2"), "-incoming", &inc]);
+    assert_eq!(src.mon.cmd(&format!("migrate -d -i {inc}")), "");
+    let info = wait_migration(&mut src.mon, T);
+    let status = info_field(&info, "Migration status").unwrap();
+    assert!(
+        status.starts_with("failed (the destination refused: disk 'virtio0': the source's image has a base of 268435456 bytes"),
+        "{info}"
+    );
+    assert_eq!(src.mon.cmd("info status"), "VM status: running\n");
+    assert_eq!(bad.g.wait_exit(T).code(), Some(1));
+    assert!(bad.g.stderr().contains("load of migration failed: "), "{}", bad.g.stderr());
+    assert_eq!(allocated_in_top(&wrong), 0, "the refused destination's image was written");
+
+    let inc = incoming();
+    let mut dst = destination(&dir, "dst", quiet, &["-S", "-drive", &drive(&dst_img, "qcow2"), "-incoming", &inc]);
+    let port: u16 = inc.rsplit(':').next().unwrap().parse().unwrap();
+    let relay = Relay::start(port);
+    src.mon
+        .cmd_timeout(&format!("migrate -i tcp:127.0.0.1:{}", relay.port), Duration::from_secs(60));
+    let info = completed(&mut src);
+    let ram = info_num(&info, "transferred ram").unwrap() << 10;
+    let top = allocated_in_top(&src_img);
+    assert_eq!(top, 24 * MIB);
+    let expect = top + ram;
+    let sent = relay.sent();
+    assert!(
+        sent.abs_diff(expect) * 20 <= expect,
+        "{sent} bytes on the wire, expected {top} (top layer) + {ram} (RAM) within 5%"
+    );
+    assert!(identical(&src_img, "qcow2", &dst_img, "qcow2"));
+    assert_eq!(
+        allocated_in_top(&dst_img),
+        top,
+        "the destination's overlay holds exactly the top layer"
+    );
+    dst.mon.send_raw(b"quit\n");
+    src.mon.send_raw(b"quit\n");
+    check_clean(&dst_img);
+}
+
+/// Waits until the disk copy has moved some data.
+fn wait_disk_progress(src: &mut Node) {
+    let end = Instant::now() + T;
+    loop {
+        let t = src.mon.cmd("info migrate");
+        if info_num(&t, "transferred disk").unwrap_or(0) > 1024 {
+            assert_eq!(info_num(&t, "total disk"), Some(64 << 10), "{t}");
+            return;
+        }
+        assert!(Instant::now() < end, "the disk copy never started: {t}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+#[test]
+fn cancel_and_a_dead_destination_leave_the_source_and_its_disk_intact() {
+    let _l = vm_lock();
+    let dir = tmpdir("bmig-cancel");
+    let src_img = dir.join("src.qcow2");
+    create("qcow2", &src_img, "64M", None);
+    qemu_io("qcow2", &src_img, "write -P 0x5a 16M 48M");
+    let append = "probe.disk=8 probe.diskrate=1024 probe.diskverify=0 probe.exit=600";
+    let mut src = node(
+        &dir,
+        "src",
+        "256M",
+        "1",
+        append,
+        &["-no-reboot", "-drive", &drive(&src_img, "qcow2")],
+    );
+    src.g.wait_for("DISKVERIFY 1 ok", T);
+    src.mon.cmd("migrate_set_speed 4m");
+
+    let (d1, d2) = (dir.join("d1.raw"), dir.join("d2.raw"));
+    create("raw", &d1, "64M", None);
+    create("raw", &d2, "64M", None);
+    let inc = incoming();
+    let mut dst = destination(&dir, "dst1", append, &["-drive", &drive(&d1, "raw"), "-incoming", &inc]);
+    assert_eq!(src.mon.cmd(&format!("migrate -d -b {inc}")), "");
+    wait_disk_progress(&mut src);
+    assert_eq!(src.mon.cmd("migrate_cancel"), "");
+    let info = wait_migration(&mut src.mon, T);
+    assert_eq!(info_field(&info, "Migration status"), Some("cancelled"), "{info}");
+    assert_eq!(src.mon.cmd("info status"), "VM status: running\n");
+    assert_eq!(dst.g.wait_exit(T).code(), Some(1));
+
+    let inc = incoming();
+    let mut dst = destination(&dir, "dst2", append, &["-drive", &drive(&d2, "raw"), "-incoming", &inc]);
+    assert_eq!(src.mon.cmd(&format!("migrate -d -b {inc}")), "");
+    wait_disk_progress(&mut src);
+    dst.g.child.kill().unwrap();
+    let info = wait_migration(&mut src.mon, T);
+    assert!(info_field(&info, "Migration status").unwrap().starts_with("failed ("), "{info}");
+    assert_eq!(src.mon.cmd("info status"), "VM status: running\n");
+
+    // The guest ran on throughout, and its disk holds everything it wrote.
+    src.g.wait_for("PROBE EXIT", Duration::from_secs(60));
+    assert_eq!(src.g.wait_exit(T).code(), Some(0), "{}", src.g.stderr());
+    assert!(
+        !src.g
+            .seen
+            .iter()
+            .any(|l| ["MISMATCH", "bad=", "DISK ERROR"].iter().any(|b| l.text.contains(b)))
+    );
+    check_clean(&src_img);
+    let raw = contents(&src_img, "qcow2");
+    verify_exact(&raw, 8, writes(&src.g.seen)).unwrap();
+    assert!(raw[(16 * MIB) as usize..].iter().all(|b| *b == 0x5a));
+}
