@@ -175,3 +175,120 @@ fn bad_streams_are_refused_with_a_reason() {
         assert!(err.contains(want), "expected {want:?} in {err:?}");
     }
 }
+
+#[test]
+fn bad_disk_records_are_refused_and_write_nothing() {
+    use super::disks::{Announce, DiskDesc, Mode};
+    let dir = std::env::temp_dir().join(format!("godwit-diskrec-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let img = dir.join("d.raw");
+    std::fs::write(&img, vec![0xa5u8; 1 << 20]).unwrap();
+    let kvm = crate::vm::kvm::open().expect("/dev/kvm");
+    let (tx, _rx) = crossbeam_channel::unbounded::<VmEvent>();
+    let cfg = Config {
+        incoming: Some("unix:test".into()),
+        start_paused: true,
+        mem_size: 64 << 20,
+        vcpus: 1,
+        kernel: Some(probe()),
+        drives: vec![crate::config::DriveConfig {
+            file: img.clone(),
+            format: Some("raw".into()),
+            read_only: false,
+            snapshot: false,
+            ignore_flush: false,
+            id: "virtio0".into(),
+            spec: format!("file={},format=raw", img.display()),
+        }],
+        ..Config::default()
+    };
+    let dst = Vm::build(&kvm, &cfg, Box::new(std::io::sink()), tx).unwrap();
+    let list = |mode, disks: &[(&str, u64, bool)]| {
+        Announce {
+            mode,
+            disks: disks
+                .iter()
+                .map(|(id, size, copied)| DiskDesc {
+                    id: id.to_string(),
+                    size: *size,
+                    copied: *copied,
+                    base: None,
+                })
+                .collect(),
+        }
+        .encode()
+    };
+    let full = list(Mode::Full, &[("virtio0", 1 << 20, true)]);
+    let stream_with = |f: &dyn Fn(&mut stream::Writer<&mut Vec<u8>>)| {
+        let mut v = Vec::new();
+        let mut w = stream::Writer::new(&mut v).unwrap();
+        w.config(64 << 20, 1, "pc").unwrap();
+        f(&mut w);
+        v
+    };
+    let cases: Vec<(Vec<u8>, &str)> = vec![
+        (stream_with(&|w| w.block(0, 0, &[1u8; 512]).unwrap()), "disk data before the disk list"),
+        (
+            stream_with(&|w| w.disks(&list(Mode::Shared, &[("virtio0", 1 << 20, false), ("x", 512, false)])).unwrap()),
+            "the source has 2 disks, this VM 1",
+        ),
+        (
+            stream_with(&|w| w.disks(&list(Mode::Full, &[("disk9", 1 << 20, true)])).unwrap()),
+            "the source's disk 'disk9' is not here",
+        ),
+        (
+            stream_with(&|w| w.disks(&list(Mode::Full, &[("virtio0", 2 << 20, true)])).unwrap()),
+            "has 2097152 bytes on the source, 1048576 here",
+        ),
+        (stream_with(&|w| w.disks(&full[..full.len() - 1]).unwrap()), "cut short"),
+        (
+            stream_with(&|w| {
+                w.disks(&list(Mode::Shared, &[("virtio0", 1 << 20, false)])).unwrap();
+                w.block(0, 0, &[1u8; 512]).unwrap();
+            }),
+            "disk 0, which receives none",
+        ),
+        (
+            stream_with(&|w| {
+                w.disks(&full).unwrap();
+                w.block(1, 0, &[1u8; 512]).unwrap();
+            }),
+            "disk 1, which receives none",
+        ),
+        (
+            stream_with(&|w| {
+                w.disks(&full).unwrap();
+                w.block(0, (1 << 20) - 512, &[1u8; 1024]).unwrap();
+            }),
+            "lies outside disk 'virtio0'",
+        ),
+        (
+            stream_with(&|w| {
+                w.disks(&full).unwrap();
+                w.block(0, 100, &[1u8; 512]).unwrap();
+            }),
+            "not whole sectors",
+        ),
+        (
+            stream_with(&|w| {
+                w.disks(&full).unwrap();
+                w.block_zero(0, 512, u64::MAX).unwrap();
+            }),
+            "lies outside disk 'virtio0'",
+        ),
+        (
+            stream_with(&|w| {
+                w.disks(&full).unwrap();
+                w.disks(&full).unwrap();
+            }),
+            "a second disk list",
+        ),
+    ];
+    for (bytes, want) in cases {
+        let err = recv::run(&dst, Box::new(std::io::Cursor::new(bytes)), None).unwrap_err();
+        assert!(err.contains(want), "expected {want:?} in {err:?}");
+    }
+    drop(dst);
+    assert!(std::fs::read(&img).unwrap().iter().all(|b| *b == 0xa5), "a refused record wrote the image");
+    std::fs::remove_dir_all(&dir).unwrap();
+}
