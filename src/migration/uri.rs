@@ -139,6 +139,10 @@ pub fn connect(uri: &Uri) -> Result<Outgoing, String> {
     }
 }
 
+/// Small enough that a record's 1 MiB payload mostly bypasses the buffer (read straight
+/// into the reader's own), large enough that small records cost few system calls.
+const READ_BUFFER: usize = 64 << 10;
+
 /// The stream to read, and for sockets the way back to the source.
 pub type Accepted = (Box<dyn Read + Send>, Option<Box<dyn Write + Send>>);
 
@@ -193,20 +197,20 @@ impl Incoming {
                 let (s, _) = l.accept().map_err(|e| format!("accept: {}", errtext::io(&e)))?;
                 let back = s.try_clone().map_err(|e| e.to_string())?;
                 back.set_write_timeout(Some(STALL_TIMEOUT)).map_err(|e| e.to_string())?;
-                Ok((Box::new(std::io::BufReader::with_capacity(1 << 20, s)), Some(Box::new(back))))
+                Ok((Box::new(std::io::BufReader::with_capacity(READ_BUFFER, s)), Some(Box::new(back))))
             }
             Incoming::Unix(l, p) => {
                 let (s, _) = l.accept().map_err(|e| format!("accept: {}", errtext::io(&e)))?;
                 let _ = std::fs::remove_file(p);
                 let back = s.try_clone().map_err(|e| e.to_string())?;
                 back.set_write_timeout(Some(STALL_TIMEOUT)).map_err(|e| e.to_string())?;
-                Ok((Box::new(std::io::BufReader::with_capacity(1 << 20, s)), Some(Box::new(back))))
+                Ok((Box::new(std::io::BufReader::with_capacity(READ_BUFFER, s)), Some(Box::new(back))))
             }
             Incoming::Exec(mut c) => {
                 let out = c.stdout.take().ok_or("no stdout from the exec command")?;
                 // The command is reaped when godwit exits; its output is all we need.
                 std::mem::forget(c);
-                Ok((Box::new(std::io::BufReader::with_capacity(1 << 20, out)), None))
+                Ok((Box::new(std::io::BufReader::with_capacity(READ_BUFFER, out)), None))
             }
         }
     }
