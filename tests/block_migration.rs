@@ -126,6 +126,13 @@ fn incoming() -> String {
     format!("tcp:127.0.0.1:{}", free_port())
 }
 
+/// Starts the source with the probe's disk workload and waits for its first verify pass.
+fn source(dir: &Path, extra: &[&str]) -> Node {
+    let mut n = node(dir, "src", "256M", "1", APPEND, extra);
+    n.g.wait_for("DISKVERIFY 1 ok", T);
+    n
+}
+
 /// Starts a destination and waits until it listens (its monitor comes up a moment before).
 fn destination(dir: &Path, name: &str, append: &str, extra: &[&str]) -> Node {
     let mut n = node(dir, name, "256M", "1", append, extra);
@@ -151,8 +158,7 @@ fn shared_storage_hands_the_image_over() {
     let img = dir.join("vm.qcow2");
     create("qcow2", &img, "64M", None);
     let d = drive(&img, "qcow2");
-    let mut src = node(&dir, "src", "256M", "1", APPEND, &["-no-reboot", "-drive", &d]);
-    src.g.wait_for("DISKVERIFY 1 ok", T);
+    let mut src = source(&dir, &["-no-reboot", "-drive", &d]);
     // The destination opens the image the source is writing, without taking it over.
     let inc = incoming();
     let mut dst = destination(&dir, "dst", APPEND, &["-no-reboot", "-drive", &d, "-incoming", &inc]);
@@ -187,15 +193,7 @@ fn full_copy_to_an_empty_raw_image() {
     create("qcow2", &src_img, "64M", None);
     qemu_io("qcow2", &src_img, "write -P 0x5a 24M 24M");
     create("raw", &dst_img, "64M", None);
-    let mut src = node(
-        &dir,
-        "src",
-        "256M",
-        "1",
-        APPEND,
-        &["-no-reboot", "-drive", &drive(&src_img, "qcow2")],
-    );
-    src.g.wait_for("DISKVERIFY 1 ok", T);
+    let mut src = source(&dir, &["-no-reboot", "-drive", &drive(&src_img, "qcow2")]);
     let inc = incoming();
     let dd = drive(&dst_img, "raw");
     let mut dst = destination(&dir, "dst", APPEND, &["-no-reboot", "-S", "-drive", &dd, "-incoming", &inc]);
@@ -237,15 +235,7 @@ fn incremental_copy_of_an_overlay_over_a_shared_base() {
     qemu_io("qcow2", &src_img, "write -P 0x5a 20M 4M");
     qemu_io("qcow2", &src_img, "write -z 40M 1M");
     create("qcow2", &dst_img, "", Some("base.raw"));
-    let mut src = node(
-        &dir,
-        "src",
-        "256M",
-        "1",
-        APPEND,
-        &["-no-reboot", "-drive", &drive(&src_img, "qcow2")],
-    );
-    src.g.wait_for("DISKVERIFY 1 ok", T);
+    let mut src = source(&dir, &["-no-reboot", "-drive", &drive(&src_img, "qcow2")]);
     let inc = incoming();
     let dd = drive(&dst_img, "qcow2");
     let mut dst = destination(&dir, "dst", APPEND, &["-no-reboot", "-S", "-drive", &dd, "-incoming", &inc]);
@@ -414,19 +404,27 @@ fn two_disks_at_once_and_a_sparse_raw_source_costs_only_its_data() {
     qemu_io("raw", &b_src, "write -P 0x77 512M 8M");
     create("qcow2", &b_dst, "1G", None);
     let data_a = format!("file={},if=virtio,id=data", b_src.display());
-    let mut src = node(&dir, "src", "256M", "1", APPEND, &["-no-reboot", "-drive", &drive(&a_src, "qcow2"), "-drive", &data_a]);
-    src.g.wait_for("DISKVERIFY 1 ok", T);
+    let mut src = source(&dir, &["-no-reboot", "-drive", &drive(&a_src, "qcow2"), "-drive", &data_a]);
     let inc = incoming();
     let (da, db) = (drive(&a_dst, "qcow2"), format!("file={},if=virtio,id=data", b_dst.display()));
-    let mut dst = destination(&dir, "dst", APPEND, &["-no-reboot", "-S", "-drive", &da, "-drive", &db, "-incoming", &inc]);
+    let mut dst = destination(
+        &dir,
+        "dst",
+        APPEND,
+        &["-no-reboot", "-S", "-drive", &da, "-drive", &db, "-incoming", &inc],
+    );
     let port: u16 = inc.rsplit(':').next().unwrap().parse().unwrap();
     let relay = Relay::start(port);
-    src.mon.cmd_timeout(&format!("migrate -b tcp:127.0.0.1:{}", relay.port), Duration::from_secs(60));
+    src.mon
+        .cmd_timeout(&format!("migrate -b tcp:127.0.0.1:{}", relay.port), Duration::from_secs(60));
     let info = completed(&mut src);
     let ram = info_num(&info, "transferred ram").unwrap() << 10;
     // The qcow2 disk holds at most the probe's 8 MiB; resent granules and records add little.
     let sent = relay.sent();
-    assert!(sent < ram + 8 * MIB + 8 * MIB + 2 * MIB, "{sent} bytes on the wire for ~16 MiB of disk data");
+    assert!(
+        sent < ram + 8 * MIB + 8 * MIB + 2 * MIB,
+        "{sent} bytes on the wire for ~16 MiB of disk data"
+    );
     assert!(identical(&a_src, "qcow2", &a_dst, "qcow2"), "first disk differs");
     assert!(identical(&b_src, "raw", &b_dst, "qcow2"), "second disk differs");
     assert_eq!(allocated_in_top(&b_dst), 8 * MIB, "the sparse disk's holes were written");
