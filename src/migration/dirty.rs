@@ -84,29 +84,8 @@ pub fn touched(ram: &GuestRam) -> Result<Vec<Bitmap>, String> {
     Ok(out)
 }
 
-/// Runs of set bits as (first page, page count), each at most `max` long.
-pub fn runs(bm: &[u64], pages: u64, max: u64) -> impl Iterator<Item = (u64, u64)> + '_ {
-    let mut p = 0u64;
-    std::iter::from_fn(move || {
-        while p < pages {
-            let w = bm[(p / 64) as usize];
-            if w == 0 && p % 64 == 0 {
-                p += 64;
-                continue;
-            }
-            if w & (1 << (p % 64)) == 0 {
-                p += 1;
-                continue;
-            }
-            let start = p;
-            while p < pages && p - start < max && bm[(p / 64) as usize] & (1 << (p % 64)) != 0 {
-                p += 1;
-            }
-            return Some((start, p - start));
-        }
-        None
-    })
-}
+/// Runs of dirty pages, as (first page, count), at most `max` long.
+pub use devices::block::dirty::runs;
 
 #[cfg(test)]
 mod tests {

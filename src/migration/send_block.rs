@@ -214,7 +214,7 @@ impl<W: Write> Sender<'_, W> {
                 let d = &self.blocks().disks[k];
                 (d.dirty.granules(), d.size)
             };
-            for (first, count) in dirty::runs(bits, granules) {
+            for (first, count) in dirty::runs(bits, granules, u64::MAX) {
                 let start = first * GRANULE;
                 let len = ((first + count) * GRANULE).min(size) - start;
                 self.send_disk_range(k, start, len, false)?;

@@ -94,7 +94,7 @@ impl DirtyMap {
 
     /// Bytes of disk the bits set in `bits` stand for (the last granule may be short).
     pub fn bytes_of(&self, bits: &[u64]) -> u64 {
-        runs(bits, self.granules())
+        runs(bits, self.granules(), u64::MAX)
             .map(|(first, count)| {
                 let start = first * GRANULE;
                 ((first + count) * GRANULE).min(self.size) - start
@@ -103,8 +103,9 @@ impl DirtyMap {
     }
 }
 
-/// Runs of set bits among the first `n` bits of `bits`, as (first, count).
-pub fn runs(bits: &[u64], n: u64) -> impl Iterator<Item = (u64, u64)> + '_ {
+/// Runs of set bits among the first `n` bits of `bits`, as (first, count), none longer
+/// than `max` (a longer run comes out in pieces). Used for RAM pages and disk granules alike.
+pub fn runs(bits: &[u64], n: u64, max: u64) -> impl Iterator<Item = (u64, u64)> + '_ {
     let mut i = 0u64;
     std::iter::from_fn(move || {
         while i < n {
@@ -118,7 +119,7 @@ pub fn runs(bits: &[u64], n: u64) -> impl Iterator<Item = (u64, u64)> + '_ {
                 continue;
             }
             let start = i;
-            while i < n && bits[(i / 64) as usize] & (1 << (i % 64)) != 0 {
+            while i < n && i - start < max && bits[(i / 64) as usize] & (1 << (i % 64)) != 0 {
                 i += 1;
             }
             return Some((start, i - start));
@@ -142,7 +143,7 @@ mod tests {
         m.mark(10 * GRANULE, 512); // the short last granule
         m.mark(u64::MAX - 10, 100); // past the end: ignored, no panic
         let bits = m.take();
-        assert_eq!(runs(&bits, m.granules()).collect::<Vec<_>>(), vec![(0, 2), (10, 1)]);
+        assert_eq!(runs(&bits, m.granules(), u64::MAX).collect::<Vec<_>>(), vec![(0, 2), (10, 1)]);
         assert_eq!(m.bytes_of(&bits), 2 * GRANULE + 512);
         assert!(m.take().iter().all(|w| *w == 0), "take clears");
         m.stop();
@@ -157,10 +158,10 @@ mod tests {
         m.mark(0, 4 * GRANULE);
         m.clear(512, 2 * GRANULE); // covers granule 1 only wholly
         let bits = m.take();
-        assert_eq!(runs(&bits, 4).collect::<Vec<_>>(), vec![(0, 1), (2, 2)]);
+        assert_eq!(runs(&bits, 4, u64::MAX).collect::<Vec<_>>(), vec![(0, 1), (2, 2)]);
         m.mark(0, 4 * GRANULE);
         m.clear(3 * GRANULE, GRANULE);
-        assert_eq!(runs(&m.take(), 4).collect::<Vec<_>>(), vec![(0, 3)]);
+        assert_eq!(runs(&m.take(), 4, u64::MAX).collect::<Vec<_>>(), vec![(0, 3)]);
     }
 
     #[test]
@@ -170,7 +171,8 @@ mod tests {
             bits[i / 64] |= 1 << (i % 64);
         }
         bits[2] |= 1 << 63;
-        assert_eq!(runs(&bits, 192).collect::<Vec<_>>(), vec![(60, 70), (191, 1)]);
-        assert_eq!(runs(&bits, 100).collect::<Vec<_>>(), vec![(60, 40)]);
+        assert_eq!(runs(&bits, 192, u64::MAX).collect::<Vec<_>>(), vec![(60, 70), (191, 1)]);
+        assert_eq!(runs(&bits, 192, 50).collect::<Vec<_>>(), vec![(60, 50), (110, 20), (191, 1)]);
+        assert_eq!(runs(&bits, 100, u64::MAX).collect::<Vec<_>>(), vec![(60, 40)]);
     }
 }
