@@ -122,13 +122,26 @@ fn run_to_exit(dst: &mut Node) -> u64 {
     writes(&dst.g.seen)
 }
 
+/// The number of the last `DISKVERIFY n ok` seen.
+fn last_verify(n: &Node) -> u64 {
+    n.g.seen
+        .iter()
+        .filter_map(|l| l.text.strip_prefix("DISKVERIFY ")?.strip_suffix(" ok")?.parse().ok())
+        .last()
+        .unwrap_or(0)
+}
+
 fn incoming() -> String {
     format!("tcp:127.0.0.1:{}", free_port())
 }
 
 /// Starts the source with the probe's disk workload and waits for its first verify pass.
 fn source(dir: &Path, extra: &[&str]) -> Node {
-    let mut n = node(dir, "src", "256M", "1", APPEND, extra);
+    source_with(dir, APPEND, extra)
+}
+
+fn source_with(dir: &Path, append: &str, extra: &[&str]) -> Node {
+    let mut n = node(dir, "src", "256M", "1", append, extra);
     n.g.wait_for("DISKVERIFY 1 ok", T);
     n
 }
@@ -158,7 +171,26 @@ fn shared_storage_hands_the_image_over() {
     let img = dir.join("vm.qcow2");
     create("qcow2", &img, "64M", None);
     let d = drive(&img, "qcow2");
-    let mut src = source(&dir, &["-no-reboot", "-drive", &d]);
+    // Runs 8 s: a cancelled hand-over first, then the real one.
+    let append = APPEND.replace("probe.exit=400", "probe.exit=800");
+    let mut src = source_with(&dir, &append, &["-no-reboot", "-drive", &d]);
+    // A cancelled hand-over leaves the image with the source, which writes on.
+    src.mon.cmd("migrate_set_speed 16k");
+    let inc = incoming();
+    let mut gone = destination(&dir, "dst0", &append, &["-drive", &d, "-incoming", &inc]);
+    assert_eq!(src.mon.cmd(&format!("migrate -d {inc}")), "");
+    let end = Instant::now() + T;
+    while info_num(&src.mon.cmd("info migrate"), "transferred ram").unwrap_or(0) < 32 {
+        assert!(Instant::now() < end, "the migration never got going");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert_eq!(src.mon.cmd("migrate_cancel"), "");
+    let info = wait_migration(&mut src.mon, T);
+    assert_eq!(info_field(&info, "Migration status"), Some("cancelled"), "{info}");
+    assert_eq!(gone.g.wait_exit(T).code(), Some(1));
+    assert_eq!(src.mon.cmd("info status"), "VM status: running\n");
+    src.g.wait_for(&format!("DISKVERIFY {} ok", last_verify(&src) + 1), T);
+    src.mon.cmd("migrate_set_speed 10g");
     // The destination opens the image the source is writing, without taking it over.
     let inc = incoming();
     let mut dst = destination(&dir, "dst", APPEND, &["-no-reboot", "-drive", &d, "-incoming", &inc]);
