@@ -126,8 +126,8 @@ fn run_to_exit(dst: &mut Node) -> u64 {
 fn last_verify(n: &Node) -> u64 {
     n.g.seen
         .iter()
-        .filter_map(|l| l.text.strip_prefix("DISKVERIFY ")?.strip_suffix(" ok")?.parse().ok())
-        .last()
+        .rev()
+        .find_map(|l| l.text.strip_prefix("DISKVERIFY ")?.strip_suffix(" ok")?.parse().ok())
         .unwrap_or(0)
 }
 
