@@ -124,7 +124,10 @@ disk_setup:
 	call	putdec
 	PUTS	str_crlf
 	call	out_unlock
-	pop	%rbx
+	cmpq	$0, disk_bench_on(%rip)	# probe.diskbench=1 (diskbench.S)
+	je	5f
+	call	disk_bench
+5:	pop	%rbx
 	ret
 
 80:	call	out_lock
@@ -222,6 +225,7 @@ cmdline_has_word:
 	ret
 
 # fill_block: rdi = buffer, rsi = block, rdx = generation.
+	.globl fill_block
 fill_block:
 	movabs	$BLOCK_MAGIC, %rax
 	mov	%rax, (%rdi)
@@ -243,6 +247,7 @@ fill_block:
 # block_gen: rdi = buffer, rsi = block -> rax = the generation the buffer
 # holds for that block: g >= 1 for a complete, valid block, 0 for all
 # zeroes, -1 for anything else (other magic or block, a wrong word).
+	.globl block_gen
 block_gen:
 	movabs	$BLOCK_MAGIC, %rax
 	cmp	%rax, (%rdi)
@@ -606,6 +611,7 @@ fail_timeout_w:
 fail_timeout_r:
 	lea	str_read(%rip), %rsi
 	mov	dr_first(%rip), %rdx
+	.globl fail_timeout, fail_io		# rsi = op, rdx = block (diskbench.S)
 fail_timeout:
 	mov	$-1, %eax
 	lea	str_timeout(%rip), %rdi
@@ -692,6 +698,7 @@ disk_finish:
 	ret
 
 	.section .rodata
+	.globl str_write, str_read, str_flush
 word_persist:	.asciz "probe.diskcheck=persist"
 str_disk_vda:	.asciz "DISK vda cap="
 str_mib:	.asciz " mib="
@@ -722,7 +729,7 @@ str_flushes:	.asciz " flushes="
 	.balign 8
 # Command line (main.S: kw_table) and mode.
 	.globl disk_mib, disk_rate, disk_flush, disk_verify, disk_reassign
-	.globl disk_active
+	.globl disk_active, d_blocks, d_gen, dw_state, dw_block
 disk_mib:	.quad 0			# probe.disk=<MiB>
 disk_rate:	.quad 256		# probe.diskrate=<KiB/s>
 disk_flush:	.quad 0			# probe.diskflush=1

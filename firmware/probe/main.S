@@ -502,6 +502,7 @@ kw_diskrate:	.asciz "probe.diskrate="
 kw_diskflush:	.asciz "probe.diskflush="
 kw_diskverify:	.asciz "probe.diskverify="
 kw_diskreassign: .asciz "probe.diskreassign="
+kw_diskbench:	.asciz "probe.diskbench="
 
 	.data
 	.balign 8
@@ -515,6 +516,7 @@ kw_table:
 	.quad	kw_diskflush, disk_flush
 	.quad	kw_diskverify, disk_verify
 	.quad	kw_diskreassign, disk_reassign
+	.quad	kw_diskbench, disk_bench_on	# diskbench.S
 	.quad	0, 0
 
 # Everything the probe keeps across a migration lives here, in guest RAM,

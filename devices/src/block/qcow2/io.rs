@@ -221,44 +221,57 @@ impl Qcow2 {
             _ => {}
         }
         let new = self.alloc_clusters(1)?;
-        let fresh = new >= self.file_end;
         if data.len() == cs {
             self.file_write(data, new)?;
         } else {
-            let mut cl = vec![0u8; cs];
-            let nonzero = match m {
-                Mapping::Unallocated if self.backing_covers(cvaddr) => {
-                    if self.backing_reads_zero(cvaddr, cs as u64)? {
-                        false
-                    } else {
-                        self.read_backing(&mut cl, cvaddr)?;
-                        true
-                    }
-                }
-                Mapping::Data { host } => {
-                    self.file.read_at(&mut cl, host)?;
-                    true
-                }
-                Mapping::Compressed { host, len } => {
-                    cl.copy_from_slice(self.decompress(e, host, len)?);
-                    true
-                }
-                _ => false,
-            };
-            // Copied-up bytes that are all zero need not be written to a
-            // cluster past the end of the file (a sparse base, say).
-            let nonzero = nonzero && cl.iter().any(|&b| b != 0);
-            cl[in_cluster..in_cluster + data.len()].copy_from_slice(data);
-            if fresh && !nonzero {
-                // Past the end of the file everything reads as zeroes.
-                self.file_write(data, new + in_cluster as u64)?;
-            } else {
-                self.file_write(&cl, new)?;
-            }
+            let mut cl = std::mem::take(&mut self.cow_buf);
+            cl.resize(cs, 0);
+            let r = self.write_partial(&mut cl, m, cvaddr, new, in_cluster, data);
+            self.cow_buf = cl;
+            r?;
         }
         self.l2_set(l2_off, l2i, new | COPIED)?;
         self.release(m);
         Ok(())
+    }
+
+    /// Writes `data` at `in_cluster` of the new cluster `new` that replaces
+    /// mapping `m` of the guest cluster at `cvaddr`, with the old contents
+    /// around it, unless they read as zeroes. `cl` is a cluster-sized
+    /// scratch buffer (any contents).
+    fn write_partial(&mut self, cl: &mut [u8], m: Mapping, cvaddr: u64, new: u64, in_cluster: usize, data: &[u8]) -> Result<()> {
+        let cs = cl.len();
+        let (head, tail) = (in_cluster, in_cluster + data.len());
+        let old = match m {
+            Mapping::Unallocated if self.backing_covers(cvaddr) => {
+                let zero =
+                    self.backing_reads_zero(cvaddr, head as u64)? && self.backing_reads_zero(cvaddr + tail as u64, (cs - tail) as u64)?;
+                if !zero {
+                    self.read_backing(cl, cvaddr)?;
+                }
+                !zero
+            }
+            Mapping::Data { host } => {
+                self.file.read_at(cl, host)?;
+                true
+            }
+            Mapping::Compressed { host, len } => {
+                let e = self.raw_entry(cvaddr)?;
+                cl.copy_from_slice(self.decompress(e, host, len)?);
+                true
+            }
+            _ => false,
+        };
+        let old = old && !(is_zero(&cl[..head]) && is_zero(&cl[tail..]));
+        if !old && new >= self.file_end {
+            // Past the end of the file everything reads as zeroes.
+            return self.file_write(data, new + in_cluster as u64);
+        }
+        if !old {
+            cl.fill(0);
+        }
+        cl[head..tail].copy_from_slice(data);
+        self.file_write(cl, new)
     }
 
     /// Zero-writes `[off, off+len)`: zero flags for whole clusters (v3),
@@ -351,6 +364,10 @@ impl Qcow2 {
             _ => self.set_entry_dropping(pos, ZERO),
         }
     }
+}
+
+fn is_zero(b: &[u8]) -> bool {
+    b.iter().all(|&x| x == 0)
 }
 
 /// Length of the partial-cluster piece starting at `pos` inside the range.

@@ -170,6 +170,8 @@ pub struct Qcow2 {
     write_prepared: bool,
     /// Last decompressed cluster: (L2 entry, bytes).
     pub(crate) decompressed: Option<(u64, Vec<u8>)>,
+    /// A cluster-sized buffer for copy-on-write, kept between writes.
+    pub(crate) cow_buf: Vec<u8>,
 }
 
 impl Qcow2 {
@@ -240,6 +242,7 @@ impl Qcow2 {
             lazy: false,
             write_prepared: false,
             decompressed: None,
+            cow_buf: Vec::new(),
         };
         if !img.read_only {
             if img.header.incompatible_features & INCOMPAT_DIRTY != 0 {
@@ -377,6 +380,9 @@ impl Qcow2 {
 
     /// Raw L2 entry `idx` of the table at `l2_off`.
     pub(crate) fn l2_get(&mut self, l2_off: u64, idx: usize) -> Result<u64> {
+        if let Some(t) = self.l2.get(l2_off) {
+            return Ok(entry(t, idx));
+        }
         self.load_l2(l2_off)?;
         Ok(self.l2.get(l2_off).map_or(0, |t| entry(t, idx)))
     }

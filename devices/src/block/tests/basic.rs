@@ -294,3 +294,59 @@ fn backing_format_is_probed_when_missing() {
         assert_check_clean(&top);
     }
 }
+
+/// A partial write into a cluster the base holds: only the bytes around the
+/// write are copied up, and not at all when they read as zeroes there (the
+/// base's data under the write is replaced anyway).
+#[test]
+fn copy_on_write_copies_only_what_the_write_leaves() {
+    let dir = tmpdir();
+    let size = 1u64 << 20;
+    let base = p(&dir, "base.raw");
+    let f = File::options().read(true).write(true).create_new(true).open(&base).unwrap();
+    f.set_len(size).unwrap();
+    // Cluster 0: data only where the overlay will write. Cluster 1: data
+    // before the write. Cluster 2: data after it.
+    f.write_all_at(&[0x11; 4096], 0).unwrap();
+    f.write_all_at(&[0x22; 512], 65536).unwrap();
+    f.write_all_at(&[0x33; 512], 2 * 65536 + 65024).unwrap();
+    let top = p(&dir, "top.qcow2");
+    Qcow2::create(&top, size, 16, Some((Path::new("base.raw"), Format::Raw))).unwrap();
+    let shadow = Shadow::new(p(&dir, "shadow.raw"), size);
+    let mut b = vec![0u8; size as usize];
+    f.read_exact_at(&mut b, 0).unwrap();
+    shadow.file.write_all_at(&b, 0).unwrap();
+    let mut img = open_rw(&top);
+    for c in 0..3u64 {
+        let off = c * 65536 + 4096 * (c != 0) as u64;
+        img.write_at(&[0x5a; 4096], off).unwrap();
+        shadow.file.write_all_at(&[0x5a; 4096], off).unwrap();
+    }
+    assert_same(img.as_mut(), &shadow, 0, size);
+    img.flush().unwrap();
+    // Cluster 0 is data only where written (a hole after it), clusters 1 and
+    // 2 were copied whole.
+    let host = |img: &mut Box<dyn BlockBackend>, c: u64| img.block_status(c * 65536, 65536).unwrap()[0].offset.unwrap();
+    let file = File::open(&top).unwrap();
+    let data_from = |off: u64| {
+        // SAFETY: lseek on a descriptor we own; no memory is passed.
+        unsafe { libc::lseek(std::os::fd::AsRawFd::as_raw_fd(&file), off as libc::off_t, libc::SEEK_DATA) as u64 }
+    };
+    let h0 = host(&mut img, 0);
+    assert!(data_from(h0 + 4096) >= h0 + 65536, "cluster 0 copied up zeroes");
+    for c in 1..3 {
+        let h = host(&mut img, c);
+        assert!(
+            data_from(h) == h && data_from(h + 65024) == h + 65024,
+            "cluster {c} not copied whole"
+        );
+    }
+    drop(img);
+    let mut img = open(&top, None, true);
+    assert_same(img.as_mut(), &shadow, 0, size);
+    if qemu_available() {
+        drop(img);
+        assert_check_clean(&top);
+        assert_compare(&top, "qcow2", &shadow.path, "raw");
+    }
+}
