@@ -227,9 +227,15 @@ fn bad_disk_records_are_refused_and_write_nothing() {
         v
     };
     let cases: Vec<(Vec<u8>, &str)> = vec![
-        (stream_with(&|w| w.block(0, 0, &[1u8; 512]).unwrap()), "disk data before the disk list"),
         (
-            stream_with(&|w| w.disks(&list(Mode::Shared, &[("virtio0", 1 << 20, false), ("x", 512, false)])).unwrap()),
+            stream_with(&|w| w.block(0, 0, &[1u8; 512]).unwrap()),
+            "disk data before the disk list",
+        ),
+        (
+            stream_with(&|w| {
+                w.disks(&list(Mode::Shared, &[("virtio0", 1 << 20, false), ("x", 512, false)]))
+                    .unwrap()
+            }),
             "the source has 2 disks, this VM 1",
         ),
         (
@@ -289,6 +295,9 @@ fn bad_disk_records_are_refused_and_write_nothing() {
         assert!(err.contains(want), "expected {want:?} in {err:?}");
     }
     drop(dst);
-    assert!(std::fs::read(&img).unwrap().iter().all(|b| *b == 0xa5), "a refused record wrote the image");
+    assert!(
+        std::fs::read(&img).unwrap().iter().all(|b| *b == 0xa5),
+        "a refused record wrote the image"
+    );
     std::fs::remove_dir_all(&dir).unwrap();
 }
