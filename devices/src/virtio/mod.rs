@@ -45,6 +45,13 @@ pub trait MsiSink: Send + Sync {
 }
 
 /// How a device's I/O thread tells the driver about used buffers or a config change.
+/// Lets a guest write to an MMIO address signal an eventfd inside KVM, without a VM exit
+/// to the VMM (KVM_IOEVENTFD): the transport's queue notifies use it when the VMM has it.
+pub trait IoEvents: Send + Sync {
+    fn register(&self, addr: u64, fd: &vmm_sys_util::eventfd::EventFd) -> std::io::Result<()>;
+    fn unregister(&self, addr: u64, fd: &vmm_sys_util::eventfd::EventFd) -> std::io::Result<()>;
+}
+
 pub trait VirtioInterrupt: Send + Sync {
     fn signal_queue(&self, queue: u16);
     fn signal_config(&self);
@@ -95,6 +102,11 @@ pub trait VirtioDevice: Send {
     fn activate(&mut self, act: Activation) -> Result<(), VirtioError>;
     /// The driver notified queue `queue` (called on a vCPU thread: must not block on I/O).
     fn queue_notify(&mut self, queue: u16);
+    /// While active, a handle that notifies the queues from another thread (for notifies
+    /// that arrive through an ioeventfd instead of a VM exit).
+    fn kicker(&self) -> Option<worker::Kicker> {
+        None
+    }
     /// Stops processing and forgets the activation (virtio reset); waits for the I/O thread.
     fn reset(&mut self);
     /// Finishes the request in progress and parks the I/O thread; returns when parked.

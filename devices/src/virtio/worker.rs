@@ -48,6 +48,26 @@ enum Msg {
     Stop,
 }
 
+/// Kicks a worker's queues from any thread (an ioeventfd listener); harmless once the
+/// worker is gone.
+#[derive(Clone)]
+pub struct Kicker {
+    tx: Sender<Msg>,
+    kicks: Arc<AtomicU64>,
+}
+
+impl Kicker {
+    pub fn kick(&self, queue: usize) {
+        if queue >= MAX_QUEUES {
+            return;
+        }
+        let bit = 1u64 << queue;
+        if self.kicks.fetch_or(bit, Ordering::AcqRel) & bit == 0 {
+            let _ = self.tx.send(Msg::Kick);
+        }
+    }
+}
+
 /// The handle the device keeps; dropping it stops and joins the thread.
 pub struct Worker {
     tx: Sender<Msg>,
@@ -93,12 +113,14 @@ impl Worker {
 
     /// Queue `queue` has new buffers (called on a vCPU thread; never blocks).
     pub fn kick(&self, queue: usize) {
-        if queue >= MAX_QUEUES {
-            return;
-        }
-        let bit = 1u64 << queue;
-        if self.kicks.fetch_or(bit, Ordering::AcqRel) & bit == 0 {
-            let _ = self.tx.send(Msg::Kick);
+        self.kicker().kick(queue);
+    }
+
+    /// A handle other threads can kick the queues with (see [`Kicker`]).
+    pub fn kicker(&self) -> Kicker {
+        Kicker {
+            tx: self.tx.clone(),
+            kicks: self.kicks.clone(),
         }
     }
 

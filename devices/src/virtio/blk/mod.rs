@@ -247,6 +247,10 @@ impl VirtioDevice for VirtioBlk {
         }
     }
 
+    fn kicker(&self) -> Option<crate::virtio::worker::Kicker> {
+        self.worker.as_ref().map(|w| w.kicker())
+    }
+
     fn reset(&mut self) {
         // Dropping the worker stops and joins it: no request is in flight after this.
         self.worker = None;

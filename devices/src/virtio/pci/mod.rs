@@ -4,6 +4,7 @@
 pub mod caps;
 pub mod common_cfg;
 pub mod interrupt;
+mod ioevent;
 pub mod msix;
 pub mod state;
 
@@ -81,6 +82,9 @@ pub struct VirtioPciDevice {
     activated: bool,
     paused: bool,
     shut_down: bool,
+    /// KVM's ioeventfds, when the VMM offers them, and the listeners armed with them.
+    ioevents: Option<Arc<dyn super::IoEvents>>,
+    notifiers: ioevent::Notifiers,
 }
 
 impl VirtioPciDevice {
@@ -116,7 +120,40 @@ impl VirtioPciDevice {
             activated: false,
             paused: false,
             shut_down: false,
+            ioevents: None,
+            notifiers: ioevent::Notifiers::default(),
         })
+    }
+
+    /// Lets queue notifies reach the device through ioeventfds while it runs.
+    pub fn set_ioevents(&mut self, io: Arc<dyn super::IoEvents>) {
+        self.ioevents = Some(io);
+        self.arm_notifiers();
+    }
+
+    /// (Re)ties the notify addresses to eventfds, if the device runs and BAR0 is mapped.
+    fn arm_notifiers(&mut self) {
+        self.disarm_notifiers();
+        let (Some(io), true) = (
+            self.ioevents.clone(),
+            self.activated && !self.shut_down && self.config.memory_enabled(),
+        ) else {
+            return;
+        };
+        let (Some(bar), Some(kicker)) = (self.config.bar(0), self.device.kicker()) else {
+            return;
+        };
+        if bar.base != 0 {
+            self.notifiers.arm(io.as_ref(), bar.base, self.queues.len(), kicker);
+        }
+    }
+
+    fn disarm_notifiers(&mut self) {
+        if let Some(io) = &self.ioevents
+            && self.notifiers.armed()
+        {
+            self.notifiers.disarm(io.as_ref());
+        }
     }
 
     pub fn device_type(&self) -> u32 {
@@ -167,6 +204,7 @@ impl VirtioPciDevice {
     /// Stops the I/O thread for good (VM teardown); later notifies are ignored.
     pub fn shutdown(&mut self) {
         self.shut_down = true;
+        self.disarm_notifiers();
         self.device.shutdown();
     }
 
@@ -201,7 +239,10 @@ impl VirtioPciDevice {
             }),
         };
         match &result {
-            Ok(()) => self.activated = true,
+            Ok(()) => {
+                self.activated = true;
+                self.arm_notifiers();
+            }
             Err(_) => {
                 self.common.status |= status::NEEDS_RESET;
                 self.interrupt.signal_config();
@@ -213,6 +254,7 @@ impl VirtioPciDevice {
     /// Virtio reset: the device stops (waiting for its I/O thread), queues and registers
     /// return to their initial values. The driver then reads back status 0.
     fn reset(&mut self) {
+        self.disarm_notifiers();
         self.device.reset();
         self.activated = false;
         for q in &self.queues {
@@ -303,6 +345,13 @@ impl PciDevice for VirtioPciDevice {
         if touches(MSIX_CONTROL, 2) {
             self.sync_msix_control();
         }
+        // BAR0 moved, or memory decoding changed: the notify addresses follow.
+        if self.notifiers.armed() || self.activated {
+            let (command, bar0) = (0x04, 0x10);
+            if touches(command, 2) || touches(bar0, 8) {
+                self.arm_notifiers();
+            }
+        }
         if touches(PCI_CFG_DATA, 4)
             && let Some((off, len)) = pci_cfg_window(&self.config)
         {
@@ -388,6 +437,7 @@ impl Persist for VirtioPciDevice {
             .map(|(q, &max)| queue_from_state(VirtioPciState::NAME, *q, max))
             .collect::<Result<Vec<_>, _>>()?;
         if self.activated {
+            self.disarm_notifiers();
             self.device.reset();
             self.activated = false;
         }
@@ -407,5 +457,11 @@ impl Persist for VirtioPciDevice {
             self.activate().map_err(|e| invalid(format!("cannot restart the device: {e}")))?;
         }
         Ok(())
+    }
+}
+
+impl Drop for VirtioPciDevice {
+    fn drop(&mut self) {
+        self.disarm_notifiers();
     }
 }

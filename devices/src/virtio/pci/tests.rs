@@ -343,3 +343,55 @@ fn hostile_driver() {
     assert_eq!(flush(&mut g, &mut ring), 1);
     assert_eq!(WORKER_PANICS.load(Ordering::SeqCst), 0);
 }
+
+/// Records the notify addresses tied to eventfds, as KVM would hold them.
+#[derive(Default)]
+struct FakeIoEvents(Mutex<Vec<(u64, vmm_sys_util::eventfd::EventFd)>>);
+
+impl crate::virtio::IoEvents for FakeIoEvents {
+    fn register(&self, addr: u64, fd: &vmm_sys_util::eventfd::EventFd) -> std::io::Result<()> {
+        lock(&self.0).push((addr, fd.try_clone()?));
+        Ok(())
+    }
+    fn unregister(&self, addr: u64, _fd: &vmm_sys_util::eventfd::EventFd) -> std::io::Result<()> {
+        lock(&self.0).retain(|(a, _)| *a != addr);
+        Ok(())
+    }
+}
+
+impl FakeIoEvents {
+    fn addrs(&self) -> Vec<u64> {
+        lock(&self.0).iter().map(|(a, _)| *a).collect()
+    }
+}
+
+#[test]
+fn notifies_through_ioeventfds_follow_bar_and_reset() {
+    let mut g = blk_guest();
+    let io = Arc::new(FakeIoEvents::default());
+    lock(&g.dev).set_ioevents(io.clone());
+    assert!(io.addrs().is_empty(), "nothing tied before the driver is ready");
+    let mut ring = ready(&mut g);
+    let bar = g.bar0();
+    assert_eq!(io.addrs(), vec![bar + caps::NOTIFY_OFFSET]);
+    // A request announced only through the eventfd (as KVM signals it) is served.
+    g.mem
+        .write_slice(&[4, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0], GuestAddress(HDR))
+        .unwrap();
+    ring.push(&g.mem, &[(HDR, 16, false), (STATUS_BYTE, 1, true)]);
+    lock(&io.0)[0].1.write(1).unwrap();
+    assert_eq!(ring.wait_used(&g.mem, 1)[0].1, 1);
+    // Decoding off: untied; BAR0 moved and decoding on: tied at the new place.
+    let cmd = g.cfg_read(0x04, 2);
+    g.cfg_write(0x04, 2, cmd & !2);
+    assert!(io.addrs().is_empty());
+    let new = 0xe000_0000u64;
+    g.cfg_write(0x10, 4, new as u32);
+    g.cfg_write(0x14, 4, 0);
+    g.cfg_write(0x04, 2, cmd);
+    assert_eq!(io.addrs(), vec![new + caps::NOTIFY_OFFSET]);
+    // A virtio reset unties them.
+    g.caps = g.walk_caps();
+    g.common_write(0x14, 1, 0);
+    assert!(io.addrs().is_empty());
+}
