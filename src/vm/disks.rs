@@ -38,6 +38,23 @@ impl MsiSink for KvmMsi {
     }
 }
 
+/// Ties MMIO addresses to eventfds in KVM (KVM_IOEVENTFD, any write length).
+pub struct KvmIoEvents(pub Arc<VmFd>);
+
+impl devices::virtio::IoEvents for KvmIoEvents {
+    fn register(&self, addr: u64, fd: &vmm_sys_util::eventfd::EventFd) -> std::io::Result<()> {
+        self.0
+            .register_ioevent(fd, &kvm_ioctls::IoEventAddress::Mmio(addr), kvm_ioctls::NoDatamatch)
+            .map_err(|e| std::io::Error::from_raw_os_error(e.errno()))
+    }
+
+    fn unregister(&self, addr: u64, fd: &vmm_sys_util::eventfd::EventFd) -> std::io::Result<()> {
+        self.0
+            .unregister_ioevent(fd, &kvm_ioctls::IoEventAddress::Mmio(addr), kvm_ioctls::NoDatamatch)
+            .map_err(|e| std::io::Error::from_raw_os_error(e.errno()))
+    }
+}
+
 /// A disk attached to the VM.
 pub struct Disk {
     pub cfg: DriveConfig,
@@ -137,6 +154,8 @@ pub fn attach(
     inactive: bool,
 ) -> Result<Vec<Disk>, String> {
     let mut disks = Vec::new();
+    // KVM with ioeventfds of any length lets queue notifies skip the exit to godwit.
+    let ioevents = vm.check_extension_raw(u64::from(kvm_bindings::KVM_CAP_IOEVENTFD_ANY_LENGTH)) > 0;
     for d in drives {
         let image = open(d, inactive)?;
         let size = image.virtual_size();
@@ -149,8 +168,11 @@ pub fn attach(
         let blk = VirtioBlk::new(image, cfg).map_err(|e| format!("-drive {}: {e}", d.spec))?;
         let backend = blk.backend();
         let dirty = blk.dirty_map();
-        let dev = VirtioPciDevice::new(Box::new(blk), ram.clone(), Arc::new(KvmMsi(vm.clone())))
+        let mut dev = VirtioPciDevice::new(Box::new(blk), ram.clone(), Arc::new(KvmMsi(vm.clone())))
             .map_err(|e| format!("-drive {}: {e}", d.spec))?;
+        if ioevents {
+            dev.set_ioevents(Arc::new(KvmIoEvents(vm.clone())));
+        }
         let dev = Arc::new(Mutex::new(dev));
         lock(pci).add(dev.clone()).map_err(|e| format!("-drive {}: {e}", d.spec))?;
         disks.push(Disk {
