@@ -33,15 +33,22 @@ fn hold_with_qemu_io(path: &Path, read_only: bool) -> Child {
     };
     let mut child = spawn();
     let start = Instant::now();
-    // A writer blocks every other opener; a reader blocks writers.
-    while lock_error(path, false).is_none() {
+    // A writer blocks every other opener; a reader blocks writers. A qemu-io caught by our
+    // probe while starting may hold its locks for a moment and then give up: it counts as
+    // holding the image only if it is still there, locks held, a little later.
+    loop {
         assert!(start.elapsed() < Duration::from_secs(10), "qemu-io did not lock the image");
+        if lock_error(path, false).is_some() {
+            std::thread::sleep(Duration::from_millis(100));
+            if matches!(child.try_wait(), Ok(None)) && lock_error(path, false).is_some() {
+                return child;
+            }
+        }
         if matches!(child.try_wait(), Ok(Some(_))) {
             child = spawn();
         }
         std::thread::sleep(Duration::from_millis(20));
     }
-    child
 }
 
 fn release(mut child: Child) {
