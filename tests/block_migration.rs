@@ -447,8 +447,15 @@ fn two_disks_at_once_and_a_sparse_raw_source_costs_only_its_data() {
     );
     let port: u16 = inc.rsplit(':').next().unwrap().parse().unwrap();
     let relay = Relay::start(port);
-    src.mon
-        .cmd_timeout(&format!("migrate -b tcp:127.0.0.1:{}", relay.port), Duration::from_secs(60));
+    // The `block` capability instead of -b (as QEMU 7.2 has it); the two do not mix.
+    assert_eq!(src.mon.cmd("migrate_set_capability block on"), "");
+    assert!(src.mon.cmd("info migrate_capabilities").contains("\nblock: on\n"));
+    let target = format!("tcp:127.0.0.1:{}", relay.port);
+    assert_eq!(
+        src.mon.cmd(&format!("migrate -b {target}")),
+        "Error: Command options are incompatible with current migration capabilities\n"
+    );
+    src.mon.cmd_timeout(&format!("migrate {target}"), Duration::from_secs(60));
     let info = completed(&mut src);
     let ram = info_num(&info, "transferred ram").unwrap() << 10;
     // The qcow2 disk holds at most the probe's 8 MiB; resent granules and records add little.
