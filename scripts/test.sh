@@ -6,7 +6,7 @@ cd "$(dirname "$0")/.."
 
 bash scripts/setup.sh --no-release
 # Guests boot one at a time inside each test binary; binaries run one after another.
-cargo test --workspace -- --test-threads=2
+cargo test --workspace --no-fail-fast -- --test-threads=2
 passed=0; failed=0
 for t in tests/expect/*.exp; do
     [ -e "$t" ] || continue

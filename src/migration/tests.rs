@@ -57,10 +57,7 @@ fn migrate(append: &str, max_bandwidth: u64) -> (super::info::Stats, String, Str
     if busy {
         out2.wait_for("VERIFY", Duration::from_secs(30));
     }
-    let dst_text = out2.wait_for(
-        &format!("HB {}", heartbeats(&src_text).last().unwrap() + 30),
-        Duration::from_secs(30),
-    );
+    let dst_text = out2.wait_for_heartbeats(30, Duration::from_secs(30));
     src.teardown();
     dst.teardown();
     let stats = lock(&shared.stats).clone();
