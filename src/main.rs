@@ -84,6 +84,8 @@ fn run(cfg: &Config) -> Result<i32, String> {
     if let Some(vm) = machine.vm() {
         vm.teardown();
     }
+    // The guest's last serial output may still sit in a monitor multiplexer's queue.
+    machine.drain_serial();
     console.restore_terminal();
     result
 }

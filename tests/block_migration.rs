@@ -423,6 +423,84 @@ fn cancel_and_a_dead_destination_leave_the_source_and_its_disk_intact() {
     assert!(raw[(16 * MIB) as usize..].iter().all(|b| *b == 0x5a));
 }
 
+/// An interactive qemu-io on `img`, once it holds the image's write lock (`qemu-img info`
+/// is then refused). `qemu-img info` locks the image for a moment itself: a qemu-io that
+/// starts in that moment gives up, so it is started again.
+fn hold_with_qemu_io(img: &Path) -> std::process::Child {
+    use std::process::Stdio;
+    let spawn = || {
+        Command::new("qemu-io")
+            .args(["-f", "qcow2", s(img)])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("spawn qemu-io")
+    };
+    let mut child = spawn();
+    let end = Instant::now() + T;
+    loop {
+        assert!(Instant::now() < end, "qemu-io never locked {}", img.display());
+        let held = || !qemu_img(&["info", s(img)]).status.success();
+        if held() {
+            std::thread::sleep(Duration::from_millis(100));
+            if matches!(child.try_wait(), Ok(None)) && held() {
+                return child;
+            }
+        }
+        if matches!(child.try_wait(), Ok(Some(_))) {
+            child = spawn();
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// The destination answers END with the outcome of its load; one that cannot take its
+/// image over at the switch-over (another process holds it) makes the migration fail, and
+/// the source's guest runs on with its own image, as if nothing had been tried.
+#[test]
+fn a_destination_failing_at_the_switch_over_leaves_the_source_running() {
+    let _l = vm_lock();
+    let dir = tmpdir("bmig-late");
+    let (src_img, dst_img) = (dir.join("src.qcow2"), dir.join("dst.qcow2"));
+    create("qcow2", &src_img, "64M", None);
+    create("qcow2", &dst_img, "64M", None);
+    let append = APPEND.replace("probe.exit=400", "probe.exit=600");
+    let mut src = source_with(&dir, &append, &["-no-reboot", "-drive", &drive(&src_img, "qcow2")]);
+    let inc = incoming();
+    // Shared storage as far as the source knows: the destination opens its image without
+    // locks, so a qemu-io can take it meanwhile and refuse it the hand-over at END.
+    let mut dst = destination(&dir, "dst", &append, &["-drive", &drive(&dst_img, "qcow2"), "-incoming", &inc]);
+    let mut holder = hold_with_qemu_io(&dst_img);
+    src.mon.cmd_timeout(&format!("migrate {inc}"), Duration::from_secs(60));
+    let info = wait_migration(&mut src.mon, T);
+    let status = info_field(&info, "Migration status").unwrap();
+    assert!(
+        status.starts_with("failed (the destination could not load the migration: ") && status.contains("Failed to get \"write\" lock"),
+        "{info}"
+    );
+    assert_eq!(src.mon.cmd("info status"), "VM status: running\n");
+    assert_eq!(dst.g.wait_exit(T).code(), Some(1));
+    drop(holder.stdin.take());
+    let _ = holder.wait();
+
+    // The source took its image back and wrote on: every write is there.
+    src.g.wait_for(&format!("DISKVERIFY {} ok", last_verify(&src) + 1), T);
+    src.g.wait_for("PROBE EXIT", Duration::from_secs(60));
+    assert_eq!(src.g.wait_exit(T).code(), Some(0), "{}", src.g.stderr());
+    assert!(
+        !src.g
+            .seen
+            .iter()
+            .any(|l| ["MISMATCH", "bad=", "DISK ERROR"].iter().any(|b| l.text.contains(b)))
+    );
+    check_clean(&src_img);
+    verify_exact(&contents(&src_img, "qcow2"), 8, writes(&src.g.seen)).unwrap();
+    // The destination's image was never written.
+    check_clean(&dst_img);
+    assert!(contents(&dst_img, "qcow2").iter().all(|b| *b == 0));
+}
+
 #[test]
 fn two_disks_at_once_and_a_sparse_raw_source_costs_only_its_data() {
     let _l = vm_lock();

@@ -157,6 +157,20 @@ fn cancel_and_failures_leave_the_source_running() {
     );
     assert_eq!(src.mon.cmd("info status"), "VM status: running\n");
 
+    // Refused by the destination, which says why on the way back before it closes.
+    let port = free_port();
+    let inc = format!("tcp:127.0.0.1:{port}");
+    let mut dst = node(&dir, "dst0", "512", "2", append, &["-incoming", &inc]);
+    src.mon.cmd(&format!("migrate -d {inc}"));
+    let info = wait_migration(&mut src.mon, T);
+    assert_eq!(
+        info_field(&info, "Migration status"),
+        Some("failed (the destination refused: RAM size mismatch: the source has 1024 MiB, this VM 512 MiB)"),
+        "{info}"
+    );
+    assert_eq!(dst.g.wait_exit(T).code(), Some(1));
+    assert_eq!(src.mon.cmd("info status"), "VM status: running\n");
+
     // Cancelled half-way: the destination gives up, the source carries on.
     let port = free_port();
     let inc = format!("tcp:127.0.0.1:{port}");
@@ -200,4 +214,21 @@ fn cancel_and_failures_leave_the_source_running() {
     let err = dst.g.stderr();
     assert!(err.contains("godwit: load of migration failed: stream truncated at byte"), "{err}");
     assert!(!err.contains("panicked"), "{err}");
+}
+
+/// A monitor shows its banner only once the machine is set up, so a script that has seen
+/// the destination's prompt can migrate to it at once: `-incoming` already listens.
+#[test]
+fn the_destination_listens_before_its_monitor_greets() {
+    let _l = vm_lock();
+    let dir = tmpdir("mig-ready");
+    for i in 0..5 {
+        let port = free_port();
+        let inc = format!("tcp:127.0.0.1:{port}");
+        let dst = node(&dir, &format!("dst{i}"), "256", "1", "", &["-incoming", &inc]);
+        // `node` returned after the banner and first prompt.
+        assert!(!dst.mon.banner.is_empty());
+        let c = std::net::TcpStream::connect(("127.0.0.1", port));
+        assert!(c.is_ok(), "try {i}: the prompt came before -incoming listened: {c:?}");
+    }
 }

@@ -53,6 +53,11 @@ pub trait Pending: Send {
 /// by the session and never get here.
 pub trait Vmm: Send {
     fn execute(&mut self, command: &Command, out: &mut dyn Write) -> Result<Outcome, String>;
+
+    /// Called before a session shows its banner. A VMM that cannot answer yet (still
+    /// setting up, as QEMU serves no monitor before its main loop) blocks here, so a
+    /// client that has seen the prompt can rely on the machine being there.
+    fn wait_ready(&mut self) {}
 }
 
 /// The VMM as the transports share it between monitors.

@@ -14,6 +14,10 @@ fn w(out: &mut dyn Write, text: &str) -> Result<(), String> {
 }
 
 impl Vmm for Hmp {
+    fn wait_ready(&mut self) {
+        self.0.wait_ready();
+    }
+
     fn execute(&mut self, command: &Command, out: &mut dyn Write) -> Result<Outcome, String> {
         let m = &self.0;
         m.wait_ready();

@@ -9,7 +9,6 @@ use devices::bus::lock;
 use monitor::{Outcome, Pending, SizeUnit, parse_size};
 use std::io::Write;
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
 
 /// Polled (every second) by a non-detached `migrate` until the migration leaves
 /// setup/active. Like QEMU, a block migration shows `Completed N %\r` each time and a
@@ -68,7 +67,7 @@ pub fn start(m: &Arc<Machine>, detach: bool, blk: bool, inc: bool, resume: bool,
         };
         return Err("Parameter 'uri' expects a valid migration protocol".into());
     };
-    m.outgoing.cancel.store(false, Ordering::SeqCst);
+    m.outgoing.begin();
     *lock(&m.outgoing.stats) = Stats {
         status: Status::Setup,
         total_ram: vm.mem_size(),
@@ -93,23 +92,22 @@ pub fn start(m: &Arc<Machine>, detach: bool, blk: bool, inc: bool, resume: bool,
                     return;
                 }
             };
-            *lock(&machine.outgoing_abort) = Some(conn.abort);
-            if machine.outgoing.cancel.load(Ordering::SeqCst) {
-                if let Some(a) = lock(&machine.outgoing_abort).as_ref() {
-                    a();
-                }
-            }
+            machine.outgoing.connected(conn.abort);
             let was = machine.state();
             let result = send::run(&vm, conn.writer, conn.reply, &machine.outgoing, mode);
             if let Some(mut child) = conn.child {
                 let _ = child.wait();
             }
-            lock(&machine.outgoing_abort).take();
+            machine.outgoing.disconnected();
             match result {
                 Ok(()) => machine.set_state(RunState::PostMigrate),
                 Err(send::Stop::Failed(e)) => {
                     eprintln!("godwit: {e}");
                     machine.set_state(was);
+                }
+                Err(send::Stop::Undecided(e)) => {
+                    eprintln!("godwit: {e}");
+                    machine.set_state(RunState::PostMigrate);
                 }
                 Err(send::Stop::Cancelled | send::Stop::Io(_)) => machine.set_state(was),
             }
@@ -131,11 +129,8 @@ pub fn cancel(m: &Machine) {
     if !m.migrating() {
         return;
     }
-    m.outgoing.cancel.store(true, Ordering::SeqCst);
-    lock(&m.outgoing.stats).status = Status::Cancelling;
-    if let Some(a) = lock(&m.outgoing_abort).as_ref() {
-        a();
-    }
+    // Once END is on its way the destination decides; QEMU too ignores a late cancel.
+    m.outgoing.request_cancel();
 }
 
 pub fn incoming(m: &Arc<Machine>, spec: &str) -> Result<(), String> {

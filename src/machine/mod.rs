@@ -64,7 +64,6 @@ pub struct Machine {
     events: Sender<VmEvent>,
     name: Option<String>,
     pub outgoing: Arc<Shared>,
-    outgoing_abort: Mutex<Option<crate::migration::uri::Aborter>>,
     outgoing_thread: Mutex<Option<std::thread::JoinHandle<()>>>,
     pub incoming: Arc<Mutex<IncomingState>>,
     /// `info chardev` lines for devices other than monitors (the serial port).
@@ -87,7 +86,6 @@ impl Machine {
             events,
             name,
             outgoing: Arc::new(Shared::default()),
-            outgoing_abort: Mutex::new(None),
             outgoing_thread: Mutex::new(None),
             incoming: Arc::new(Mutex::new(IncomingState::default())),
             chardevs: Mutex::new(Vec::new()),
@@ -146,6 +144,13 @@ impl Machine {
 
     pub fn add_monitor(&self, h: monitor::MonitorHandle) {
         lock(&self.monitors).push(h);
+    }
+
+    /// Waits (a second at most) until serial output queued in monitor multiplexers is out.
+    pub fn drain_serial(&self) {
+        for h in lock(&self.monitors).iter() {
+            h.drain_serial(std::time::Duration::from_secs(1));
+        }
     }
 
     /// `info chardev`, one line each.

@@ -231,8 +231,9 @@ pub fn accept(vm: &Vm, a: &Announce) -> Result<(), String> {
     Ok(())
 }
 
-/// The destination's answer to a DISKS record of a block migration, on the connection's
-/// way back: `GWOK` + `u32 0`, or `GWER` + `u32 length` + the reason (UTF-8, at most 4 KiB).
+/// The destination's answers on the connection's way back, to a DISKS record of a block
+/// migration and (stream version 3) to END: `GWOK` + `u32 0`, or `GWER` + `u32 length` +
+/// the reason (UTF-8, at most 4 KiB).
 pub mod reply {
     use std::io::{Read, Write};
 
@@ -253,20 +254,39 @@ pub mod reply {
         w.flush()
     }
 
-    /// Reads the answer; `Err` is the destination's reason, or why no answer came.
+    /// Reads the answer to DISKS; `Err` is the destination's reason, or why no answer came.
     pub fn read(r: &mut dyn Read) -> Result<(), String> {
-        let gone = |e: std::io::Error| format!("the destination did not answer: {}", crate::errtext::io(&e));
+        answer(r)
+            .map_err(|e| no_answer(&e))?
+            .map_err(|m| format!("the destination refused: {m}"))
+    }
+
+    /// Why `answer` found no answer, in words.
+    pub fn no_answer(e: &std::io::Error) -> String {
+        match e.kind() {
+            std::io::ErrorKind::InvalidData => e.to_string(),
+            std::io::ErrorKind::UnexpectedEof => "the destination did not answer: the connection was closed".into(),
+            _ => format!("the destination did not answer: {}", crate::errtext::io(e)),
+        }
+    }
+
+    /// Reads one answer: `Ok(Ok)` for GWOK, `Ok(Err(reason))` for GWER, `Err` when no
+    /// answer came (the read's error, or `InvalidData` for bytes that are not an answer).
+    pub fn answer(r: &mut dyn Read) -> std::io::Result<Result<(), String>> {
         let mut h = [0u8; 8];
-        r.read_exact(&mut h).map_err(gone)?;
+        r.read_exact(&mut h)?;
         let len = u32::from_le_bytes(h[4..8].try_into().expect("4 bytes")) as usize;
         match &h[..4] {
-            b"GWOK" if len == 0 => Ok(()),
+            b"GWOK" if len == 0 => Ok(Ok(())),
             b"GWER" if len <= MAX_REASON => {
                 let mut m = vec![0u8; len];
-                r.read_exact(&mut m).map_err(gone)?;
-                Err(format!("the destination refused: {}", String::from_utf8_lossy(&m)))
+                r.read_exact(&mut m)?;
+                Ok(Err(String::from_utf8_lossy(&m).into_owned()))
             }
-            _ => Err("the destination answered something that is not a godwit reply".into()),
+            _ => Err(std::io::Error::new(
+                std::io::ErrorKind::InvalidData,
+                "the destination answered something that is not a godwit reply",
+            )),
         }
     }
 }

@@ -58,16 +58,26 @@ fn bad(what: &str, gpa: u64, len: u64) -> String {
 
 /// Loads one whole stream into a fresh VM (its RAM all zero); on success the VM holds the
 /// source's RAM, disks and state, paused, and owns its images. `reply` is the connection's
-/// way back to the source (none for `exec:`).
-pub fn run(vm: &Vm, input: Box<dyn Read + Send>, reply: Option<Box<dyn Write + Send>>) -> Result<(), String> {
-    load(vm, input, Mode::Fresh, reply)
+/// way back to the source (none for `exec:`). A version 3 source waits there, after END,
+/// for the outcome: it resumes its guest unless this VM has everything and may run.
+pub fn run(vm: &Vm, input: Box<dyn Read + Send>, mut reply: Option<Box<dyn Write + Send>>) -> Result<(), String> {
+    let mut version = 0;
+    let result = load(vm, input, Mode::Fresh, reply.as_mut(), &mut version);
+    if version >= 3
+        && let Some(r) = reply.as_mut()
+    {
+        // After a refused DISKS this is a second answer nobody reads, which does no harm.
+        // If the source is gone, nobody waits for this one either.
+        let _ = super::disks::reply::send(r.as_mut(), &result);
+    }
+    result
 }
 
 /// Loads one whole stream into a VM whose RAM holds other data (loadvm): the pages the
 /// stream carries are overwritten, and every other page the guest had touched is zeroed
 /// at the end, which is much cheaper than zeroing all of RAM first.
 pub fn run_over(vm: &Vm, input: Box<dyn Read + Send>) -> Result<(), String> {
-    load(vm, input, Mode::Over, None)
+    load(vm, input, Mode::Over, None, &mut 0)
 }
 
 /// Checks a stream against this VM without changing anything: its configuration, and its
@@ -75,7 +85,7 @@ pub fn run_over(vm: &Vm, input: Box<dyn Read + Send>) -> Result<(), String> {
 /// record only, checking every record on the way; savevm puts STATE first, so this is
 /// cheap for snapshots.
 pub fn check(vm: &Vm, input: Box<dyn Read + Send>) -> Result<(), String> {
-    load(vm, input, Mode::Check, None)
+    load(vm, input, Mode::Check, None, &mut 0)
 }
 
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -88,10 +98,18 @@ enum Mode {
     Over,
 }
 
-fn load(vm: &Vm, input: Box<dyn Read + Send>, mode: Mode, reply: Option<Box<dyn Write + Send>>) -> Result<(), String> {
+/// `version` receives the stream's version once its header is read.
+fn load(
+    vm: &Vm,
+    input: Box<dyn Read + Send>,
+    mode: Mode,
+    reply: Option<&mut Box<dyn Write + Send>>,
+    version: &mut u32,
+) -> Result<(), String> {
     let apply = mode != Mode::Check;
     let mut disks = BlockSink::new(vm, reply);
     let mut r = Reader::new(input).map_err(|e| e.to_string())?;
+    *version = r.version();
     let mut written = Written::new(vm);
     let mut state = None;
     let mut first = true;

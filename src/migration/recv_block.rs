@@ -125,13 +125,13 @@ pub struct BlockSink<'a> {
     vm: &'a Vm,
     announce: Option<Announce>,
     /// The way back to the source, for the answer to DISKS.
-    reply: Option<Box<dyn Write + Send>>,
+    reply: Option<&'a mut Box<dyn Write + Send>>,
     shown: bool,
     writer: Option<Writer>,
 }
 
 impl<'a> BlockSink<'a> {
-    pub fn new(vm: &'a Vm, reply: Option<Box<dyn Write + Send>>) -> Self {
+    pub fn new(vm: &'a Vm, reply: Option<&'a mut Box<dyn Write + Send>>) -> Self {
         BlockSink {
             vm,
             announce: None,

@@ -28,6 +28,60 @@ pub struct Shared {
     pub stats: Mutex<Stats>,
     pub params: Mutex<Params>,
     pub cancel: AtomicBool,
+    /// Breaks the connection, for a cancel; none once the migration is committed.
+    abort: Mutex<Option<super::uri::Aborter>>,
+    /// END is on its way: from here the destination decides, and a cancel could only make
+    /// both sides run the guest, so it is refused.
+    committed: AtomicBool,
+}
+
+impl Shared {
+    /// Clears what a previous migration left: no cancel asked, nothing committed.
+    pub fn begin(&self) {
+        let mut slot = lock(&self.abort);
+        slot.take();
+        self.cancel.store(false, Ordering::SeqCst);
+        self.committed.store(false, Ordering::SeqCst);
+    }
+
+    /// Readies a new migration over a connection that `abort` breaks. A cancel asked for
+    /// before the connection existed breaks it at once.
+    pub fn connected(&self, abort: super::uri::Aborter) {
+        let mut slot = lock(&self.abort);
+        if self.cancel.load(Ordering::SeqCst) {
+            abort();
+        }
+        *slot = Some(abort);
+    }
+
+    /// The connection is closed; nothing is left to break.
+    pub fn disconnected(&self) {
+        lock(&self.abort).take();
+    }
+
+    /// `migrate_cancel`: stops the migration unless END is already on its way; false then.
+    pub fn request_cancel(&self) -> bool {
+        let slot = lock(&self.abort);
+        if self.committed.load(Ordering::SeqCst) {
+            return false;
+        }
+        self.cancel.store(true, Ordering::SeqCst);
+        lock(&self.stats).status = Status::Cancelling;
+        if let Some(abort) = slot.as_ref() {
+            abort();
+        }
+        true
+    }
+
+    /// Commits to the switch-over (under the same lock as a cancel, so exactly one wins).
+    fn commit(&self) -> Result<(), Stop> {
+        let _slot = lock(&self.abort);
+        if self.cancel.load(Ordering::SeqCst) {
+            return Err(Stop::Cancelled);
+        }
+        self.committed.store(true, Ordering::SeqCst);
+        Ok(())
+    }
 }
 
 /// Why a migration stopped early.
@@ -36,6 +90,10 @@ pub enum Stop {
     Failed(String),
     /// Writing the stream failed; callers say where it was going.
     Io(std::io::Error),
+    /// Everything was sent but the destination did not say whether it runs the guest: the
+    /// guest stays paused and the disks handed over (`cont` takes them back, unless the
+    /// destination holds them).
+    Undecided(String),
 }
 
 /// Counts what goes out, holds the average rate to `max-bandwidth` (a token bucket that
@@ -204,12 +262,46 @@ fn send_round<W: Write>(sx: &mut Sender<'_, W>, bitmaps: &[Bitmap], taken: Optio
     }
 }
 
+/// Waits for the destination's outcome after END. Its refusal, or the connection closing
+/// without an answer (it is gone, so it runs nothing), fails the migration and the guest
+/// runs on here; silence past the stall timeout leaves it undecided.
+fn end_answer(r: &mut dyn Read) -> Result<(), Stop> {
+    use std::io::ErrorKind::{TimedOut, WouldBlock};
+    match disks::reply::answer(r) {
+        Ok(Ok(())) => Ok(()),
+        Ok(Err(e)) => Err(Stop::Failed(format!("the destination could not load the migration: {e}"))),
+        Err(e) if matches!(e.kind(), TimedOut | WouldBlock) => Err(Stop::Undecided(format!(
+            "the destination did not confirm the switch-over within {} s; the VM stays paused ('cont' resumes it here if the destination does not hold its disks)",
+            super::uri::STALL_TIMEOUT.as_secs()
+        ))),
+        Err(e) => Err(Stop::Failed(disks::reply::no_answer(&e))),
+    }
+}
+
+/// A version 3 destination that gives up on a stream says why on the way back, then
+/// closes: when the peer closed the connection, its reason, if it left one.
+fn closed_with_reason(e: &std::io::Error, reply: Option<&mut Box<dyn Read + Send>>) -> Option<String> {
+    use std::io::ErrorKind::{BrokenPipe, ConnectionAborted, ConnectionReset};
+    if !matches!(e.kind(), BrokenPipe | ConnectionReset | ConnectionAborted) {
+        return None;
+    }
+    disks::reply::answer(reply?.as_mut()).ok()?.err()
+}
+
 /// Runs one outgoing migration to completion. On success the VM is left paused (the
 /// caller puts it in `postmigrate`) and its disks handed over; on failure or cancel it
 /// runs again, with its disks, if it was running. `reply` is the connection's way back
 /// (none for `exec:`); a block migration (`mode` Full or Incremental) waits there for the
-/// destination to accept its disks before any data moves.
-pub fn run(vm: &Vm, out: Box<dyn Write + Send>, reply: Option<Box<dyn Read + Send>>, shared: &Arc<Shared>, mode: Mode) -> Result<(), Stop> {
+/// destination to accept its disks before any data moves, and every migration waits there
+/// after END for the destination's outcome: only once it has loaded everything is the
+/// migration complete, and if it fails instead the guest runs on here.
+pub fn run(
+    vm: &Vm,
+    out: Box<dyn Write + Send>,
+    mut reply: Option<Box<dyn Read + Send>>,
+    shared: &Arc<Shared>,
+    mode: Mode,
+) -> Result<(), Stop> {
     let start = Instant::now();
     let total_pages = vm.mem_size() / PAGE;
     {
@@ -249,8 +341,8 @@ pub fn run(vm: &Vm, out: Box<dyn Write + Send>, reply: Option<Box<dyn Read + Sen
         sx.w.disks(&announce.encode()).map_err(io_err)?;
         if mode != Mode::Shared {
             sx.w.flush().map_err(io_err)?;
-            if let Some(mut r) = reply {
-                disks::reply::read(&mut r).map_err(Stop::Failed)?;
+            if let Some(r) = reply.as_mut() {
+                disks::reply::read(r).map_err(Stop::Failed)?;
             }
             sx.block = Some(BlockState::start(vm, &announce));
             {
@@ -348,13 +440,19 @@ pub fn run(vm: &Vm, out: Box<dyn Write + Send>, reply: Option<Box<dyn Read + Sen
                 send_round(&mut sx, &last, last_disk.as_ref())?;
                 let state = vm.save_state().map_err(|e| Stop::Failed(e.to_string()))?;
                 sx.w.state(&devices::state::VersionedState::to_bytes(&state)).map_err(io_err)?;
+                shared.commit()?;
                 handed_over = true;
                 vm.inactivate_disks().map_err(Stop::Failed)?;
                 let pages = sx.pages_sent;
                 sx.w.end(pages).map_err(io_err)?;
+                sx.w.flush().map_err(io_err)?;
+                if let Some(r) = reply.as_mut() {
+                    end_answer(r.as_mut())?;
+                }
                 let mut s = lock(&shared.stats);
                 s.downtime_bytes = sx.w.bytes() - disk_wire(&sx) - precopy;
                 s.transferred = sx.w.bytes();
+                // Until the destination said it has everything: its guest runs from then.
                 s.downtime_ms = downtime_start.elapsed().as_millis() as u64;
                 s.dirty_sync_count += 1;
                 if let Some(b) = sx.block.as_ref() {
@@ -372,11 +470,15 @@ pub fn run(vm: &Vm, out: Box<dyn Write + Send>, reply: Option<Box<dyn Read + Sen
     // A cancel breaks the connection on purpose; the write error it causes is the cancel.
     let mut result = match result {
         Err(Stop::Failed(_) | Stop::Io(_)) if shared.cancel.load(Ordering::SeqCst) => Err(Stop::Cancelled),
-        Err(Stop::Io(e)) => Err(Stop::Failed(format!("Unable to write to socket: {}", crate::errtext::io(&e)))),
+        Err(Stop::Io(e)) => Err(Stop::Failed(match closed_with_reason(&e, reply.as_mut()) {
+            Some(why) => format!("the destination refused: {why}"),
+            None => format!("Unable to write to socket: {}", crate::errtext::io(&e)),
+        })),
         other => other,
     };
     // Failed after the hand-over began: take the images back before the guest runs.
     if result.is_err()
+        && !matches!(result, Err(Stop::Undecided(_)))
         && handed_over
         && let Err(e) = vm.activate_disks()
     {
@@ -394,12 +496,12 @@ pub fn run(vm: &Vm, out: Box<dyn Write + Send>, reply: Option<Box<dyn Read + Sen
             s.mbps = s.transferred as f64 * 8.0 / secs / 1e6;
         }
         Err(stop) => {
-            if paused_here && was_running {
+            if paused_here && was_running && !matches!(stop, Stop::Undecided(_)) {
                 vm.resume();
             }
             match stop {
                 Stop::Cancelled => s.status = Status::Cancelled,
-                Stop::Failed(e) => {
+                Stop::Failed(e) | Stop::Undecided(e) => {
                     s.status = Status::Failed;
                     s.error = Some(e.clone());
                 }
@@ -411,4 +513,59 @@ pub fn run(vm: &Vm, out: Box<dyn Write + Send>, reply: Option<Box<dyn Read + Sen
         }
     }
     result
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::AtomicUsize;
+
+    fn counting(aborts: &Arc<AtomicUsize>) -> crate::migration::uri::Aborter {
+        let a = aborts.clone();
+        Box::new(move || {
+            a.fetch_add(1, Ordering::SeqCst);
+        })
+    }
+
+    #[test]
+    fn a_cancel_wins_before_the_commit_and_is_refused_after_it() {
+        let aborts = Arc::new(AtomicUsize::new(0));
+        let s = Shared::default();
+        s.begin();
+        s.connected(counting(&aborts));
+        assert!(s.request_cancel());
+        assert_eq!(aborts.load(Ordering::SeqCst), 1, "the connection was broken");
+        assert!(matches!(s.commit(), Err(Stop::Cancelled)));
+
+        // The next migration starts clean; once committed, a cancel changes nothing.
+        s.begin();
+        lock(&s.stats).status = Status::Active;
+        s.connected(counting(&aborts));
+        assert!(s.commit().is_ok());
+        assert!(!s.request_cancel());
+        assert_eq!(aborts.load(Ordering::SeqCst), 1);
+        assert_eq!(lock(&s.stats).status, Status::Active);
+
+        // A cancel asked before the connection exists breaks it as soon as it does.
+        s.begin();
+        assert!(s.request_cancel());
+        s.connected(counting(&aborts));
+        assert_eq!(aborts.load(Ordering::SeqCst), 2);
+    }
+
+    #[test]
+    fn the_answer_to_end_decides_the_outcome() {
+        let mut ok = Vec::new();
+        disks::reply::send(&mut ok, &Ok(())).unwrap();
+        assert!(end_answer(&mut &ok[..]).is_ok());
+        let mut no = Vec::new();
+        disks::reply::send(&mut no, &Err("Failed to get \"write\" lock".into())).unwrap();
+        assert!(matches!(end_answer(&mut &no[..]), Err(Stop::Failed(e)) if e.contains("could not load the migration: Failed to get")));
+        // Closed without a word: the destination is gone and runs nothing.
+        assert!(matches!(end_answer(&mut &b""[..]), Err(Stop::Failed(e)) if e.contains("connection was closed")));
+        // Silent but there: undecided.
+        let (a, _b) = std::os::unix::net::UnixStream::pair().unwrap();
+        a.set_read_timeout(Some(Duration::from_millis(20))).unwrap();
+        assert!(matches!(end_answer(&mut &a), Err(Stop::Undecided(_))));
+    }
 }

@@ -8,9 +8,10 @@ use std::io::{self, Read, Write};
 use thiserror::Error;
 
 pub const MAGIC: &[u8; 8] = b"GODWITMG";
-/// Version 2 added the disk records (DISKS, BLOCK, BLOCK_ZERO, PROGRESS); version 1
-/// streams (older savevm snapshots) still load.
-pub const VERSION: u32 = 2;
+/// Version 2 added the disk records (DISKS, BLOCK, BLOCK_ZERO, PROGRESS); version 3 adds
+/// no record, but over a socket its destination answers END with the outcome of the load
+/// (docs/migration.md). Versions 1 and 2 (older savevm snapshots) still load.
+pub const VERSION: u32 = 3;
 const OLDEST_VERSION: u32 = 1;
 pub const PAGE_SIZE: usize = 4096;
 /// Pages in one PAGES record (1 MiB of data).
@@ -256,6 +257,11 @@ impl<R: Read> Reader<R> {
             ended: false,
             version: v,
         })
+    }
+
+    /// The version the stream's header gives.
+    pub fn version(&self) -> u32 {
+        self.version
     }
 
     /// The next record. After END, always an error: nothing may follow it.

@@ -196,7 +196,7 @@ impl Read for VmstateReader {
 /// Returns the guest clock (ns) the state was taken at.
 pub fn write_state<W: Write>(vm: &Vm, out: &mut W) -> Result<u64, String> {
     let stop = |s: Stop| match s {
-        Stop::Failed(e) => e,
+        Stop::Failed(e) | Stop::Undecided(e) => e,
         Stop::Io(e) => format!("cannot write the VM state: {}", crate::errtext::io(&e)),
         Stop::Cancelled => "cancelled".into(),
     };

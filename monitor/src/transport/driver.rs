@@ -59,8 +59,9 @@ impl Driver {
         }
     }
 
-    /// Prints the banner and prompt.
+    /// Prints the banner and prompt, once the VMM is ready to answer.
     pub(crate) fn open(&mut self) {
+        self.vmm.lock().unwrap_or_else(|p| p.into_inner()).wait_ready();
         let mut buf = Vec::new();
         self.session.open(&mut buf);
         self.out.send(&buf);

@@ -327,6 +327,14 @@ impl MonitorHandle {
         self.started.as_ref()?.serial.clone()
     }
 
+    /// Waits (at most `timeout`) until the guest serial output this monitor carries has
+    /// reached its terminal, so nothing is lost if the process exits next.
+    pub fn drain_serial(&self, timeout: std::time::Duration) {
+        if let Some(w) = self.started.as_ref().and_then(|s| s.serial.as_ref()) {
+            w.drain(timeout);
+        }
+    }
+
     /// Stops the monitor and waits for its threads (a command running in
     /// the VMM is waited for).
     pub fn shutdown(mut self) {

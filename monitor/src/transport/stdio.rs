@@ -68,6 +68,14 @@ pub struct SerialWriter {
     sink: Arc<MuxSink>,
 }
 
+impl SerialWriter {
+    /// Waits (at most `timeout`) until the terminal has taken every byte written so far.
+    /// `Write::flush` does not wait: the UART flushes after every byte, from a vCPU.
+    pub fn drain(&self, timeout: std::time::Duration) {
+        Sink::flush(&*self.sink, timeout);
+    }
+}
+
 impl Write for SerialWriter {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
         self.sink.send(buf);
