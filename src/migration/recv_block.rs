@@ -4,18 +4,20 @@
 //!
 //! The writes happen on a thread of their own, in stream order, so reading and checking
 //! the next records overlaps with writing the last ones; the first error is reported at
-//! the next record (and at the end).
+//! the next record (and at the end). That thread also flushes what it wrote as it goes,
+//! so the flush at the end, inside the guest's pause, has little left to write back.
 
 use super::disks::{self, Announce, Mode};
 use super::stream::SECTOR;
 use crate::vm::Vm;
 use crate::vm::disks::Disk;
-use crossbeam_channel::{Receiver, Sender, bounded};
+use crossbeam_channel::{Receiver, RecvTimeoutError, Sender, bounded};
 use devices::block::BlockBackend;
 use devices::bus::lock;
 use std::io::Write;
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
+use std::time::Duration;
 
 type Image = Arc<Mutex<Box<dyn BlockBackend>>>;
 
@@ -37,6 +39,44 @@ enum Job {
 
 /// Buffers in flight between the stream and the images (each at most 1 MiB).
 const IN_FLIGHT: usize = 8;
+/// Written data is flushed every this many bytes per image, and whenever the stream
+/// brings no disk data for `IDLE`, so that the flush at END, inside the guest's pause,
+/// finds little left to write back.
+const FLUSH_EVERY: u64 = 8 << 20;
+const IDLE: Duration = Duration::from_millis(5);
+
+/// The images the writer has written since it last flushed them, with the bytes.
+#[derive(Default)]
+struct Unflushed(Vec<(Image, String, u64)>);
+
+impl Unflushed {
+    fn wrote(&mut self, image: &Image, id: &str, bytes: u64, error: &Mutex<Option<String>>) {
+        let i = match self.0.iter().position(|(i, _, _)| Arc::ptr_eq(i, image)) {
+            Some(i) => i,
+            None => {
+                self.0.push((image.clone(), id.to_string(), 0));
+                self.0.len() - 1
+            }
+        };
+        self.0[i].2 += bytes;
+        if self.0[i].2 >= FLUSH_EVERY {
+            let (image, id, _) = self.0.swap_remove(i);
+            flush(&image, &id, error);
+        }
+    }
+
+    fn flush_all(&mut self, error: &Mutex<Option<String>>) {
+        for (image, id, _) in self.0.drain(..) {
+            flush(&image, &id, error);
+        }
+    }
+}
+
+fn flush(image: &Image, id: &str, error: &Mutex<Option<String>>) {
+    if let Err(e) = lock(image).flush() {
+        lock(error).get_or_insert(format!("cannot flush disk '{id}': {e}"));
+    }
+}
 
 struct Writer {
     jobs: Option<Sender<Job>>,
@@ -55,7 +95,18 @@ impl Writer {
         let thread = std::thread::Builder::new()
             .name("incoming-disks".into())
             .spawn(move || {
-                for job in rx {
+                let mut dirty = Unflushed::default();
+                loop {
+                    let job = match rx.recv_timeout(IDLE) {
+                        Ok(job) => job,
+                        Err(RecvTimeoutError::Timeout) => {
+                            // The stream has moved on to RAM (or is between rounds): write
+                            // back now what END would otherwise wait for.
+                            dirty.flush_all(&first_error);
+                            continue;
+                        }
+                        Err(RecvTimeoutError::Disconnected) => break,
+                    };
                     if lock(&first_error).is_some() {
                         continue;
                     }
@@ -64,13 +115,18 @@ impl Writer {
                             let r = lock(&image)
                                 .write_at(&data, offset)
                                 .map_err(|e| format!("cannot write disk '{id}' at {offset:#x}: {e}"));
+                            dirty.wrote(&image, &id, data.len() as u64, &first_error);
                             let _ = give_back.try_send(data);
                             r
                         }
-                        Job::Zero { image, id, offset, len } => zero(&image, &id, offset, len),
+                        Job::Zero { image, id, offset, len } => {
+                            let r = zero(&image, &id, offset, len);
+                            dirty.wrote(&image, &id, 0, &first_error);
+                            r
+                        }
                     };
                     if let Err(e) = result {
-                        *lock(&first_error) = Some(e);
+                        lock(&first_error).get_or_insert(e);
                     }
                 }
             })
@@ -234,5 +290,95 @@ impl<'a> BlockSink<'a> {
             }
         }
         self.vm.activate_disks()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use devices::block::{BlockError, Extent, Format};
+    use std::path::Path;
+    use std::time::Instant;
+
+    /// An image that only counts what it is asked to do.
+    #[derive(Default)]
+    struct Counting {
+        written: Arc<Mutex<u64>>,
+        flushes: Arc<Mutex<Vec<u64>>>,
+    }
+
+    impl BlockBackend for Counting {
+        fn format(&self) -> Format {
+            Format::Raw
+        }
+        fn path(&self) -> &Path {
+            Path::new("counting")
+        }
+        fn virtual_size(&self) -> u64 {
+            1 << 30
+        }
+        fn read_only(&self) -> bool {
+            false
+        }
+        fn read_at(&mut self, _: &mut [u8], _: u64) -> Result<(), BlockError> {
+            Ok(())
+        }
+        fn write_at(&mut self, buf: &[u8], _: u64) -> Result<(), BlockError> {
+            *lock(&self.written) += buf.len() as u64;
+            Ok(())
+        }
+        fn write_zeroes(&mut self, _: u64, _: u64, _: bool) -> Result<(), BlockError> {
+            Ok(())
+        }
+        fn discard(&mut self, _: u64, _: u64) -> Result<(), BlockError> {
+            Ok(())
+        }
+        fn flush(&mut self) -> Result<(), BlockError> {
+            let w = *lock(&self.written);
+            lock(&self.flushes).push(w);
+            Ok(())
+        }
+        fn block_status(&mut self, offset: u64, len: u64) -> Result<Vec<Extent>, BlockError> {
+            Ok(vec![Extent {
+                start: offset,
+                length: len,
+                depth: 0,
+                present: false,
+                zero: true,
+                data: false,
+                offset: None,
+            }])
+        }
+    }
+
+    /// Written data is flushed as it goes, every FLUSH_EVERY bytes and once the stream
+    /// pauses, so the flush at END finds nothing left.
+    #[test]
+    fn written_data_is_flushed_on_the_way() {
+        let c = Counting::default();
+        let flushes = c.flushes.clone();
+        let image: Image = Arc::new(Mutex::new(Box::new(c)));
+        let mut w = Writer::start().unwrap();
+        let chunk = 1 << 20;
+        let n = FLUSH_EVERY / chunk + 2;
+        for i in 0..n {
+            let job = Job::Data {
+                image: image.clone(),
+                id: "virtio0".into(),
+                offset: i * chunk,
+                data: vec![0u8; chunk as usize],
+            };
+            w.send(job).unwrap();
+        }
+        let end = Instant::now() + Duration::from_secs(10);
+        while lock(&flushes).last() != Some(&(n * chunk)) {
+            assert!(Instant::now() < end, "not flushed once idle: {:?}", lock(&flushes));
+            std::thread::sleep(IDLE);
+        }
+        // Never more than FLUSH_EVERY unflushed (the stream pausing may flush earlier).
+        let f = lock(&flushes).clone();
+        assert!(f.len() >= 2, "{f:?}");
+        assert!(std::iter::once(&0).chain(&f).zip(&f).all(|(a, b)| b - a <= FLUSH_EVERY), "{f:?}");
+        w.drain().unwrap();
     }
 }
