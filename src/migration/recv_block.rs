@@ -39,13 +39,13 @@ enum Job {
 
 /// Buffers in flight between the stream and the images (each at most 1 MiB).
 const IN_FLIGHT: usize = 8;
-/// Written data is flushed every this many bytes per image, and whenever the stream
-/// brings no disk data for `IDLE`, so that the flush at END, inside the guest's pause,
-/// finds little left to write back.
+/// Written data is sent on its way to the disk (writeback started, not waited for) every
+/// this many bytes per image, and whenever the stream brings no disk data for `IDLE`, so
+/// that the flush at END, inside the guest's pause, finds little left to write back.
 const FLUSH_EVERY: u64 = 8 << 20;
 const IDLE: Duration = Duration::from_millis(5);
 
-/// The images the writer has written since it last flushed them, with the bytes.
+/// The images the writer has written since it last started their writeback, with the bytes.
 #[derive(Default)]
 struct Unflushed(Vec<(Image, String, u64)>);
 
@@ -61,20 +61,20 @@ impl Unflushed {
         self.0[i].2 += bytes;
         if self.0[i].2 >= FLUSH_EVERY {
             let (image, id, _) = self.0.swap_remove(i);
-            flush(&image, &id, error);
+            write_back(&image, &id, error);
         }
     }
 
-    fn flush_all(&mut self, error: &Mutex<Option<String>>) {
+    fn write_back_all(&mut self, error: &Mutex<Option<String>>) {
         for (image, id, _) in self.0.drain(..) {
-            flush(&image, &id, error);
+            write_back(&image, &id, error);
         }
     }
 }
 
-fn flush(image: &Image, id: &str, error: &Mutex<Option<String>>) {
-    if let Err(e) = lock(image).flush() {
-        lock(error).get_or_insert(format!("cannot flush disk '{id}': {e}"));
+fn write_back(image: &Image, id: &str, error: &Mutex<Option<String>>) {
+    if let Err(e) = lock(image).start_writeback() {
+        lock(error).get_or_insert(format!("cannot write back disk '{id}': {e}"));
     }
 }
 
@@ -102,7 +102,7 @@ impl Writer {
                         Err(RecvTimeoutError::Timeout) => {
                             // The stream has moved on to RAM (or is between rounds): write
                             // back now what END would otherwise wait for.
-                            dirty.flush_all(&first_error);
+                            dirty.write_back_all(&first_error);
                             continue;
                         }
                         Err(RecvTimeoutError::Disconnected) => break,
@@ -334,6 +334,9 @@ mod tests {
             Ok(())
         }
         fn flush(&mut self) -> Result<(), BlockError> {
+            Ok(())
+        }
+        fn start_writeback(&mut self) -> Result<(), BlockError> {
             let w = *lock(&self.written);
             lock(&self.flushes).push(w);
             Ok(())
@@ -351,10 +354,10 @@ mod tests {
         }
     }
 
-    /// Written data is flushed as it goes, every FLUSH_EVERY bytes and once the stream
-    /// pauses, so the flush at END finds nothing left.
+    /// Written data is sent on its way to the disk as it goes, every FLUSH_EVERY bytes and
+    /// once the stream pauses, so the flush at END finds little left.
     #[test]
-    fn written_data_is_flushed_on_the_way() {
+    fn written_data_is_written_back_on_the_way() {
         let c = Counting::default();
         let flushes = c.flushes.clone();
         let image: Image = Arc::new(Mutex::new(Box::new(c)));
@@ -372,7 +375,7 @@ mod tests {
         }
         let end = Instant::now() + Duration::from_secs(10);
         while lock(&flushes).last() != Some(&(n * chunk)) {
-            assert!(Instant::now() < end, "not flushed once idle: {:?}", lock(&flushes));
+            assert!(Instant::now() < end, "no writeback once idle: {:?}", lock(&flushes));
             std::thread::sleep(IDLE);
         }
         // Never more than FLUSH_EVERY unflushed (the stream pausing may flush earlier).

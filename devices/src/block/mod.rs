@@ -212,6 +212,11 @@ pub trait BlockBackend: Send {
     /// Writes back all cached metadata and makes every completed write
     /// durable.
     fn flush(&mut self) -> Result<()>;
+    /// Starts writing completed data writes back to the disk without waiting, so a
+    /// later `flush` has less to wait for (metadata stays cached). A hint only.
+    fn start_writeback(&mut self) -> Result<()> {
+        Ok(())
+    }
     /// Allocation status of `[offset, offset+len)` through the backing
     /// chain, as sorted, non-overlapping, merged extents covering the whole
     /// range.

@@ -694,6 +694,13 @@ impl BlockBackend for Qcow2 {
         self.flush_all()
     }
 
+    fn start_writeback(&mut self) -> Result<()> {
+        if self.read_only {
+            return Ok(());
+        }
+        Ok(self.file.start_writeback()?)
+    }
+
     fn block_status(&mut self, offset: u64, len: u64) -> Result<Vec<Extent>> {
         check_range(offset, len, self.size)?;
         self.status(offset, len)

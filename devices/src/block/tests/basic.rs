@@ -350,3 +350,34 @@ fn copy_on_write_copies_only_what_the_write_leaves() {
         assert_compare(&top, "qcow2", &shadow.path, "raw");
     }
 }
+
+/// Starting the writeback early changes nothing a reader sees, in either format, and the
+/// image stays clean.
+#[test]
+fn start_writeback_is_only_a_hint() {
+    let dir = tmpdir();
+    let q = p(&dir, "wb.qcow2");
+    Qcow2::create(&q, 8 << 20, 16, None).unwrap();
+    let r = p(&dir, "wb.raw");
+    std::fs::File::create(&r).unwrap().set_len(8 << 20).unwrap();
+    for (path, fmt) in [(&q, Format::Qcow2), (&r, Format::Raw)] {
+        let data: Vec<u8> = (0..(1 << 20)).map(|i| (i % 251) as u8).collect();
+        {
+            let mut img = open(path, Some(fmt), false);
+            img.write_at(&data, 3 << 20).unwrap();
+            img.start_writeback().unwrap();
+            let mut back = vec![0u8; data.len()];
+            img.read_at(&mut back, 3 << 20).unwrap();
+            assert_eq!(back, data);
+            img.flush().unwrap();
+        }
+        let mut img = open(path, Some(fmt), true);
+        img.start_writeback().unwrap();
+        let mut back = vec![0u8; data.len()];
+        img.read_at(&mut back, 3 << 20).unwrap();
+        assert_eq!(back, data);
+    }
+    if qemu_available() {
+        assert_eq!(check_json(&q).0, 0);
+    }
+}
