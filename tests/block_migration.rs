@@ -235,10 +235,13 @@ fn full_copy_to_an_empty_raw_image() {
     assert!(out.contains("Completed ") && out.ends_with("\n"), "{out:?}");
     let info = completed(&mut src);
     assert_eq!(info_field(&info, "remaining ram"), Some("0 kbytes"), "{info}");
-    let err = dst.g.stderr();
+    // The destination shows its own progress on stdout, as QEMU did: a line, then
+    // `Completed N %` each ended by a carriage return, the last one by a newline.
+    dst.g.wait_for("Receiving block device images", T);
+    let progress = dst.g.wait_for("Completed ", T).text;
     assert!(
-        err.contains("Receiving block device images") && err.contains("Completed 100 %\n"),
-        "{err}"
+        progress.starts_with("Completed ") && progress.ends_with("Completed 100 %"),
+        "{progress:?}"
     );
     // Both sides frozen: the destination's disk is the source's, byte for byte.
     assert!(identical(&src_img, "qcow2", &dst_img, "raw"), "images differ after -b");

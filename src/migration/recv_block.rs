@@ -1,5 +1,5 @@
 //! The destination side of the disk records: the DISKS check (answered on the way back),
-//! BLOCK and BLOCK_ZERO written into this VM's images, PROGRESS shown on stderr, and at
+//! BLOCK and BLOCK_ZERO written into this VM's images, PROGRESS shown on stdout, and at
 //! the end every image flushed and taken over.
 //!
 //! The writes happen on a thread of their own, in stream order, so reading and checking
@@ -263,9 +263,10 @@ impl<'a> BlockSink<'a> {
         })
     }
 
-    /// `Completed N %`, on stderr (stdout may carry the guest's console).
+    /// `Completed N %`, on stdout as QEMU prints it (beside the guest's console, if that
+    /// is on stdout too).
     pub fn progress(&mut self, percent: u32) {
-        let mut e = std::io::stderr().lock();
+        let mut e = std::io::stdout().lock();
         if !self.shown {
             let _ = writeln!(e, "Receiving block device images");
             self.shown = true;
