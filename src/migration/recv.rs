@@ -207,7 +207,14 @@ fn load(
                 return Err("disk records in a snapshot's state".into());
             }
             Record::Disks(p) => disks.disks(p)?,
-            Record::Block { disk, offset, data } => disks.block(disk, offset, data)?,
+            Record::Block { disk, offset, data } => {
+                let len = data.len();
+                disks.check_block(disk, offset, len as u64)?;
+                // The payload is `u32` disk, `u64` offset, then the data: it goes to the
+                // writer in the reader's own buffer, which takes a spare one instead.
+                let buf = r.take_buffer(disks.spare());
+                disks.block(disk, offset, buf, 12..12 + len)?;
+            }
             Record::BlockZero { disk, offset, len } => disks.zero(disk, offset, len)?,
             Record::Progress { percent } => disks.progress(percent),
         }

@@ -23,11 +23,13 @@ type Image = Arc<Mutex<Box<dyn BlockBackend>>>;
 
 /// Work for the writer thread.
 enum Job {
+    /// `buf[data]` goes to `offset`; `buf` is then given back for reuse.
     Data {
         image: Image,
         id: String,
         offset: u64,
-        data: Vec<u8>,
+        buf: Vec<u8>,
+        data: std::ops::Range<usize>,
     },
     Zero {
         image: Image,
@@ -111,12 +113,18 @@ impl Writer {
                         continue;
                     }
                     let result = match job {
-                        Job::Data { image, id, offset, data } => {
+                        Job::Data {
+                            image,
+                            id,
+                            offset,
+                            buf,
+                            data,
+                        } => {
                             let r = lock(&image)
-                                .write_at(&data, offset)
+                                .write_at(&buf[data.clone()], offset)
                                 .map_err(|e| format!("cannot write disk '{id}' at {offset:#x}: {e}"));
                             dirty.wrote(&image, &id, data.len() as u64, &first_error);
-                            let _ = give_back.try_send(data);
+                            let _ = give_back.try_send(buf);
                             r
                         }
                         Job::Zero { image, id, offset, len } => {
@@ -238,17 +246,25 @@ impl<'a> BlockSink<'a> {
         Ok(&self.vm.disks()[disk as usize])
     }
 
-    pub fn block(&mut self, disk: u32, offset: u64, data: &[u8]) -> Result<(), String> {
+    /// Checks that a BLOCK record's range lies on a disk that receives data.
+    pub fn check_block(&self, disk: u32, offset: u64, len: u64) -> Result<(), String> {
+        self.target(disk, offset, len).map(|_| ())
+    }
+
+    /// An emptied buffer back from the writer, or a new one.
+    pub fn spare(&mut self) -> Vec<u8> {
+        self.writer.as_ref().and_then(|w| w.spare.try_recv().ok()).unwrap_or_default()
+    }
+
+    /// Queues `buf[data]` to be written at `offset` of `disk` (the range checked already).
+    pub fn block(&mut self, disk: u32, offset: u64, buf: Vec<u8>, data: std::ops::Range<usize>) -> Result<(), String> {
         let d = self.target(disk, offset, data.len() as u64)?;
-        let w = self.writer()?;
-        let mut buf = w.spare.try_recv().unwrap_or_default();
-        buf.clear();
-        buf.extend_from_slice(data);
-        w.send(Job::Data {
+        self.writer()?.send(Job::Data {
             image: d.backend.clone(),
             id: d.cfg.id.clone(),
             offset,
-            data: buf,
+            buf,
+            data,
         })
     }
 
@@ -370,7 +386,8 @@ mod tests {
                 image: image.clone(),
                 id: "virtio0".into(),
                 offset: i * chunk,
-                data: vec![0u8; chunk as usize],
+                buf: vec![0u8; chunk as usize],
+                data: 0..chunk as usize,
             };
             w.send(job).unwrap();
         }

@@ -259,6 +259,12 @@ impl<R: Read> Reader<R> {
         })
     }
 
+    /// Hands over the buffer holding the last record read (its payload, then its 4-byte
+    /// CRC) and reads on into `spare`, so a large payload can move on without a copy.
+    pub fn take_buffer(&mut self, spare: Vec<u8>) -> Vec<u8> {
+        std::mem::replace(&mut self.buf, spare)
+    }
+
     /// The version the stream's header gives.
     pub fn version(&self) -> u32 {
         self.version
