@@ -412,6 +412,13 @@ fn cancel_and_a_dead_destination_leave_the_source_and_its_disk_intact() {
     assert_eq!(src.mon.cmd("info status"), "VM status: running\n");
 
     // The guest ran on throughout, and its disk holds everything it wrote.
+    let raw = source_ran_on(&mut src, &src_img);
+    assert!(raw[(16 * MIB) as usize..].iter().all(|b| *b == 0x5a));
+}
+
+/// The source's guest runs to its exit with no disk error, and its qcow2 image checks
+/// clean and holds exactly what the guest wrote; returns the image's contents.
+fn source_ran_on(src: &mut Node, img: &Path) -> Vec<u8> {
     src.g.wait_for("PROBE EXIT", Duration::from_secs(60));
     assert_eq!(src.g.wait_exit(T).code(), Some(0), "{}", src.g.stderr());
     assert!(
@@ -420,10 +427,10 @@ fn cancel_and_a_dead_destination_leave_the_source_and_its_disk_intact() {
             .iter()
             .any(|l| ["MISMATCH", "bad=", "DISK ERROR"].iter().any(|b| l.text.contains(b)))
     );
-    check_clean(&src_img);
-    let raw = contents(&src_img, "qcow2");
+    check_clean(img);
+    let raw = contents(img, "qcow2");
     verify_exact(&raw, 8, writes(&src.g.seen)).unwrap();
-    assert!(raw[(16 * MIB) as usize..].iter().all(|b| *b == 0x5a));
+    raw
 }
 
 /// An interactive qemu-io on `img`, once it holds the image's write lock (`qemu-img info`
@@ -489,16 +496,7 @@ fn a_destination_failing_at_the_switch_over_leaves_the_source_running() {
 
     // The source took its image back and wrote on: every write is there.
     src.g.wait_for(&format!("DISKVERIFY {} ok", last_verify(&src) + 1), T);
-    src.g.wait_for("PROBE EXIT", Duration::from_secs(60));
-    assert_eq!(src.g.wait_exit(T).code(), Some(0), "{}", src.g.stderr());
-    assert!(
-        !src.g
-            .seen
-            .iter()
-            .any(|l| ["MISMATCH", "bad=", "DISK ERROR"].iter().any(|b| l.text.contains(b)))
-    );
-    check_clean(&src_img);
-    verify_exact(&contents(&src_img, "qcow2"), 8, writes(&src.g.seen)).unwrap();
+    source_ran_on(&mut src, &src_img);
     // The destination's image was never written.
     check_clean(&dst_img);
     assert!(contents(&dst_img, "qcow2").iter().all(|b| *b == 0));
