@@ -433,6 +433,46 @@ fn source_ran_on(src: &mut Node, img: &Path) -> Vec<u8> {
     raw
 }
 
+/// The destination's answer to END never reaches the source (a relay drops it). The source
+/// cannot know whether the destination runs the guest, so it stays paused after its stall
+/// timeout and says so; the image lock keeps its `cont` from running a second copy of the
+/// guest, while the destination, which did load, runs on.
+#[test]
+fn a_lost_answer_leaves_the_source_paused_and_the_image_with_the_destination() {
+    let _l = vm_lock();
+    let dir = tmpdir("bmig-lost");
+    let img = dir.join("vm.qcow2");
+    create("qcow2", &img, "64M", None);
+    let d = drive(&img, "qcow2");
+    let append = APPEND.replace("probe.exit=400", "probe.exit=1600");
+    let mut src = source_with(&dir, &append, &["-no-reboot", "-drive", &d]);
+    let port = free_port();
+    let inc = format!("tcp:127.0.0.1:{port}");
+    let mut dst = destination(&dir, "dst", &append, &["-no-reboot", "-drive", &d, "-incoming", &inc]);
+    let relay = Relay::start_with(port, false);
+    assert_eq!(src.mon.cmd(&format!("migrate -d tcp:127.0.0.1:{}", relay.port)), "");
+    // The destination loads and runs while the source waits for an answer.
+    dst.g.wait_for(&format!("DISKVERIFY {} ok", last_verify(&src) + 1), T);
+    let info = wait_migration(&mut src.mon, T);
+    let status = info_field(&info, "Migration status").unwrap();
+    assert!(
+        status.starts_with("failed (the destination did not confirm the switch-over within 10 s; the VM stays paused"),
+        "{info}"
+    );
+    assert_eq!(src.mon.cmd("info status"), "VM status: paused (postmigrate)\n");
+    let refused = src.mon.cmd("cont");
+    assert!(
+        refused.starts_with("Error: ") && refused.contains("Failed to get \"write\" lock"),
+        "{refused}"
+    );
+    assert_eq!(src.mon.cmd("info status"), "VM status: paused (postmigrate)\n");
+    let w = run_to_exit(&mut dst);
+    src.mon.send_raw(b"quit\n");
+    assert_eq!(src.g.wait_exit(T).code(), Some(0));
+    check_clean(&img);
+    verify_exact(&contents(&img, "qcow2"), 8, w).unwrap();
+}
+
 /// An interactive qemu-io on `img`, once it holds the image's write lock (`qemu-img info`
 /// is then refused). `qemu-img info` locks the image for a moment itself: a qemu-io that
 /// starts in that moment gives up, so it is started again.

@@ -76,6 +76,12 @@ pub struct Relay {
 
 impl Relay {
     pub fn start(to_port: u16) -> Relay {
+        Relay::start_with(to_port, true)
+    }
+
+    /// With `answers` false, what the destination sends back is read and dropped, while
+    /// the connection to the source stays open: the source hears nothing, not even EOF.
+    pub fn start_with(to_port: u16, answers: bool) -> Relay {
         use std::io::{Read, Write};
         use std::net::{Shutdown, TcpListener, TcpStream};
         use std::sync::atomic::Ordering;
@@ -92,8 +98,12 @@ impl Relay {
             let (mut dst_r, mut src_w) = (dst, src);
             // The way back (the destination's answers) is relayed but not counted.
             std::thread::spawn(move || {
-                let _ = std::io::copy(&mut dst_r, &mut src_w);
-                let _ = src_w.shutdown(Shutdown::Write);
+                if answers {
+                    let _ = std::io::copy(&mut dst_r, &mut src_w);
+                    let _ = src_w.shutdown(Shutdown::Write);
+                } else {
+                    let _ = std::io::copy(&mut dst_r, &mut std::io::sink());
+                }
             });
             let mut buf = vec![0u8; 1 << 16];
             while let Ok(n) = src_r.read(&mut buf) {
