@@ -202,19 +202,24 @@ fn shared_storage_hands_the_image_over() {
     assert_eq!(src.mon.cmd_timeout(&format!("migrate {inc}"), Duration::from_secs(60)), "");
     let info = completed(&mut src);
     assert!(!info.contains("disk"), "no disk data moves with shared storage: {info}");
-    // The destination owns the image now: the source cannot take it back while it runs.
+    destination_keeps_the_image(&mut src, &mut dst, &img);
+}
+
+/// The destination owns the shared image and runs: the paused source's `cont` is refused
+/// by the image lock. Once the destination's guest has exited, every write of both
+/// processes is in the image, none lost or doubled.
+fn destination_keeps_the_image(src: &mut Node, dst: &mut Node, img: &Path) {
     let refused = src.mon.cmd("cont");
     assert!(
         refused.starts_with("Error: ") && refused.contains("Failed to get \"write\" lock"),
         "{refused}"
     );
     assert_eq!(src.mon.cmd("info status"), "VM status: paused (postmigrate)\n");
-    let w = run_to_exit(&mut dst);
+    let w = run_to_exit(dst);
     src.mon.send_raw(b"quit\n");
     assert_eq!(src.g.wait_exit(T).code(), Some(0));
-    // Every write of both processes is in the image, none lost or doubled.
-    check_clean(&img);
-    verify_exact(&contents(&img, "qcow2"), 8, w).unwrap();
+    check_clean(img);
+    verify_exact(&contents(img, "qcow2"), 8, w).unwrap();
 }
 
 #[test]
@@ -460,17 +465,7 @@ fn a_lost_answer_leaves_the_source_paused_and_the_image_with_the_destination() {
         "{info}"
     );
     assert_eq!(src.mon.cmd("info status"), "VM status: paused (postmigrate)\n");
-    let refused = src.mon.cmd("cont");
-    assert!(
-        refused.starts_with("Error: ") && refused.contains("Failed to get \"write\" lock"),
-        "{refused}"
-    );
-    assert_eq!(src.mon.cmd("info status"), "VM status: paused (postmigrate)\n");
-    let w = run_to_exit(&mut dst);
-    src.mon.send_raw(b"quit\n");
-    assert_eq!(src.g.wait_exit(T).code(), Some(0));
-    check_clean(&img);
-    verify_exact(&contents(&img, "qcow2"), 8, w).unwrap();
+    destination_keeps_the_image(&mut src, &mut dst, &img);
 }
 
 /// An interactive qemu-io on `img`, once it holds the image's write lock (`qemu-img info`
