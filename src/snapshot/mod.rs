@@ -49,13 +49,7 @@ pub fn default_tag() -> String {
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_secs())
         .unwrap_or(0);
-    let t = now as libc::time_t;
-    // SAFETY: localtime_r fills the tm we own.
-    let tm = unsafe {
-        let mut tm: libc::tm = std::mem::zeroed();
-        libc::localtime_r(&t, &mut tm);
-        tm
-    };
+    let tm = table::local_time(now as i64);
     format!(
         "vm-{:04}{:02}{:02}{:02}{:02}{:02}",
         tm.tm_year + 1900,

@@ -25,14 +25,19 @@ pub fn size_to_str(v: u64) -> String {
     format!("{s} {}", UNITS[i])
 }
 
-fn local_date(secs: u32) -> String {
-    let t = libc::time_t::from(secs);
+/// Seconds since the epoch as local time.
+pub(super) fn local_time(secs: i64) -> libc::tm {
+    let t = secs as libc::time_t;
     // SAFETY: localtime_r fills the tm we own from a plain time value.
-    let tm = unsafe {
+    unsafe {
         let mut tm: libc::tm = std::mem::zeroed();
         libc::localtime_r(&t, &mut tm);
         tm
-    };
+    }
+}
+
+fn local_date(secs: u32) -> String {
+    let tm = local_time(i64::from(secs));
     format!(
         "{:04}-{:02}-{:02} {:02}:{:02}:{:02}",
         tm.tm_year + 1900,
