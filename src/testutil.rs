@@ -19,6 +19,11 @@ impl Write for Capture {
 }
 
 impl Capture {
+    /// Everything written so far, as bytes.
+    pub fn bytes(&self) -> Vec<u8> {
+        self.0.lock().unwrap().clone()
+    }
+
     pub fn text(&self) -> String {
         String::from_utf8_lossy(&self.0.lock().unwrap()).into_owned()
     }

@@ -67,8 +67,12 @@ pub fn run(vm: &Vm, input: Box<dyn Read + Send>, mut reply: Option<Box<dyn Write
         && let Some(r) = reply.as_mut()
     {
         // After a refused DISKS this is a second answer nobody reads, which does no harm.
-        // If the source is gone, nobody waits for this one either.
-        let _ = super::disks::reply::send(r.as_mut(), &result);
+        // A success that cannot be told is a failure: the source, not hearing it, may run
+        // the guest on, so this VM must not run it too.
+        let told = super::disks::reply::send(r.as_mut(), &result);
+        if let (Ok(()), Err(e)) = (&result, told) {
+            return Err(format!("cannot confirm the switch-over to the source: {}", crate::errtext::io(&e)));
+        }
     }
     result
 }

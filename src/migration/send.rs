@@ -476,14 +476,16 @@ pub fn run(
         })),
         other => other,
     };
-    // Failed after the hand-over began: take the images back before the guest runs.
+    // Failed after the hand-over began: take the images back before the guest runs. If
+    // they cannot be (the destination holds them after all), the guest must not run here:
+    // it stays paused, as when the destination's answer never came.
     if result.is_err()
         && !matches!(result, Err(Stop::Undecided(_)))
         && handed_over
         && let Err(e) = vm.activate_disks()
     {
-        result = Err(Stop::Failed(format!(
-            "the migration failed and the disks cannot be taken back: {e}"
+        result = Err(Stop::Undecided(format!(
+            "the migration failed and the disks cannot be taken back: {e}; the VM stays paused"
         )));
     }
     let mut s = lock(&shared.stats);

@@ -298,3 +298,49 @@ fn bad_disk_records_are_refused_and_write_nothing() {
     );
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+/// A writer whose every write fails, as a connection the source has dropped.
+struct Gone;
+
+impl std::io::Write for Gone {
+    fn write(&mut self, _: &[u8]) -> std::io::Result<usize> {
+        Err(std::io::ErrorKind::BrokenPipe.into())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Err(std::io::ErrorKind::BrokenPipe.into())
+    }
+}
+
+/// A destination that loaded everything but cannot tell the source so fails: the source,
+/// not hearing it, may run the guest on, so the destination must not run it too. Over a
+/// way back that works, the same stream loads.
+#[test]
+fn a_success_that_cannot_be_confirmed_is_a_failure() {
+    let kvm = crate::vm::kvm::open().expect("/dev/kvm");
+    let (tx, _rx) = crossbeam_channel::unbounded::<VmEvent>();
+    let small = |incoming: bool| Config {
+        mem_size: 64 << 20,
+        vcpus: 1,
+        incoming: incoming.then(|| "unix:test".into()),
+        start_paused: incoming,
+        ..config("")
+    };
+    let out = Capture::default();
+    let src = Vm::build(&kvm, &small(false), Box::new(out.clone()), tx.clone()).unwrap();
+    src.start().unwrap();
+    out.wait_for("HB 5", Duration::from_secs(30));
+    let stream = Capture::default();
+    let shared = Arc::new(Shared::default());
+    assert!(send::run(&src, Box::new(stream.clone()), None, &shared, super::disks::Mode::Shared).is_ok());
+    src.teardown();
+    let bytes = stream.bytes();
+
+    let dst = Vm::build(&kvm, &small(true), Box::new(std::io::sink()), tx.clone()).unwrap();
+    let err = recv::run(&dst, Box::new(std::io::Cursor::new(bytes.clone())), Some(Box::new(Gone))).unwrap_err();
+    assert!(err.starts_with("cannot confirm the switch-over to the source: "), "{err}");
+
+    let dst = Vm::build(&kvm, &small(true), Box::new(std::io::sink()), tx).unwrap();
+    let answer = Capture::default();
+    recv::run(&dst, Box::new(std::io::Cursor::new(bytes)), Some(Box::new(answer.clone()))).unwrap();
+    assert_eq!(answer.bytes(), b"GWOK\0\0\0\0");
+}
