@@ -31,10 +31,11 @@ fn qemu_boots_the_same_probe() {
             "probe.exit=20",
         ],
     );
-    // SeaBIOS alone takes several seconds when guest ring 0 is emulated.
-    g.wait_for("PROBE CPU 1 UP", Duration::from_secs(90));
-    let ready = g.wait_for("PROBE READY", Duration::from_secs(30));
+    // SeaBIOS alone takes several seconds when guest ring 0 is emulated. The probe waits
+    // for the AP's UP line before READY, so READY counts both CPUs and comes after it.
+    let ready = g.wait_for("PROBE READY", Duration::from_secs(120));
     assert_eq!(field(&ready.text, "cpus"), Some("2"), "{}", ready.text);
+    assert!(g.seen.iter().any(|l| l.text.contains("PROBE CPU 1 UP")), "{:#?}", g.seen);
     g.wait_for("HB 20", Duration::from_secs(30));
     g.wait_for("PROBE EXIT", Duration::from_secs(10));
     assert_eq!(g.wait_exit(Duration::from_secs(20)).code(), Some(0));

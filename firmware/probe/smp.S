@@ -75,7 +75,8 @@ ap_park:
 	jmp	ap_park
 
 # start_aps (ring 3): wake the APs and wait for their UP lines.  It stops as
-# soon as the expected number of CPUs (BSP included) is up, or after 1 s; the
+# soon as the expected number of CPUs (BSP included) is up, or after 5 s (an AP
+# that SeaBIOS-era QEMU starts on a loaded PVM host can take over a second); the
 # number comes from probe.cpus=N or else the MP table.  With neither it waits
 # 100 ms after the second SIPI.
 	.globl start_aps
@@ -109,7 +110,7 @@ start_aps:
 	mov	$100000, %eax
 	cmpq	$0, want_cpus(%rip)
 	je	1f
-	mov	$1000000, %eax
+	mov	$5000000, %eax
 1:	call	us_to_tsc
 	mov	%rax, %rbx
 	call	rdtsc64
