@@ -75,9 +75,9 @@ ap_park:
 	jmp	ap_park
 
 # start_aps (ring 3): wake the APs and wait for their UP lines.  It stops as
-# soon as the expected number of CPUs (BSP included) is up, or after 5 s (an AP
-# that SeaBIOS-era QEMU starts on a loaded PVM host can take over a second); the
-# number comes from probe.cpus=N or else the MP table.  With neither it waits
+# soon as the expected number of CPUs (BSP included) is up, or after 5 s (only a
+# CPU that never comes up costs the wait); the number comes from probe.cpus=N or
+# else the MP table.  With neither it waits
 # 100 ms after the second SIPI.
 	.globl start_aps
 start_aps:
