@@ -79,16 +79,31 @@ fn stop_at(n: &mut Node) -> u64 {
 }
 
 /// After `cont`, the first heartbeat follows `at` (a line cut by the stop may be lost).
+///
+/// A stop can cut the guest's output mid-line, and so can the moment the snapshot was
+/// saved. The restored guest then prints the rest of its line right after the cut one
+/// (`HB 1024` + `619`), exactly as it would on QEMU. Such a joined line is accepted only
+/// when it ends with a piece of the expected line and the next heartbeat is the one after.
 fn resumes_after(n: &mut Node, at: u64) {
     let before = n.g.seen.len();
     n.mon.cmd("cont");
     n.g.wait_for("HB", T);
     n.g.collect_for(Duration::from_millis(300));
-    let hb = heartbeats(&n.g.seen[before..]);
+    let lines = &n.g.seen[before..];
+    let mut hb = heartbeats(lines);
+    let expected = format!("HB {}", at + 1);
+    let joined = lines
+        .iter()
+        .find(|l| l.text.starts_with("HB "))
+        .is_some_and(|l| (1..expected.len()).any(|k| l.text.ends_with(&expected[expected.len() - k..])));
+    if hb.len() > 1 && hb[0] != at + 1 && hb[0] != at + 2 && hb[1] == at + 2 && joined {
+        hb.remove(0);
+    }
     assert!(
         hb[0] == at + 1 || hb[0] == at + 2,
-        "resumed at HB {} instead of after HB {at}",
-        hb[0]
+        "resumed at HB {} instead of after HB {at}: {:?}",
+        hb[0],
+        lines.iter().take(3).map(|l| &l.text).collect::<Vec<_>>()
     );
     assert!(hb.windows(2).all(|w| w[1] == w[0] + 1), "{hb:?}");
 }
