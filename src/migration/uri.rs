@@ -62,6 +62,13 @@ pub struct Outgoing {
     pub child: Option<Child>,
 }
 
+/// Linux can connect a TCP socket to itself when its ephemeral source port happens to be
+/// the very port it dials and nothing listens there. Everything written would then come
+/// back as if the destination had sent it, so such a connection counts as refused.
+fn connected_to_itself(s: &TcpStream) -> bool {
+    matches!((s.local_addr(), s.peer_addr()), (Ok(l), Ok(p)) if l == p)
+}
+
 pub fn connect(uri: &Uri) -> Result<Outgoing, String> {
     match uri {
         Uri::Tcp { host, port } => {
@@ -78,6 +85,10 @@ pub fn connect(uri: &Uri) -> Result<Outgoing, String> {
             let mut last = None;
             for a in addrs {
                 match TcpStream::connect_timeout(&a, STALL_TIMEOUT) {
+                    // Nobody listens: the kernel paired the socket with itself.
+                    Ok(s) if connected_to_itself(&s) => {
+                        last = Some(std::io::Error::from(std::io::ErrorKind::ConnectionRefused));
+                    }
                     Ok(s) => {
                         s.set_write_timeout(Some(STALL_TIMEOUT)).map_err(|e| e.to_string())?;
                         let _ = s.set_nodelay(true);
@@ -265,6 +276,48 @@ mod tests {
         ] {
             assert_eq!(parse(bad), None, "{bad}");
         }
+    }
+
+    /// A socket bound to a port and then connected to that same port is the state the
+    /// kernel reaches by chance when a dialled port is free and also picked as the source.
+    fn self_connected() -> TcpStream {
+        use std::os::fd::FromRawFd;
+        let free = TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = free.local_addr().unwrap().port();
+        drop(free);
+        // SAFETY: plain socket calls on a descriptor this function owns; the sockaddr is
+        // fully initialised and its size is passed.
+        unsafe {
+            let fd = libc::socket(libc::AF_INET, libc::SOCK_STREAM | libc::SOCK_CLOEXEC, 0);
+            assert!(fd >= 0);
+            let addr = libc::sockaddr_in {
+                sin_family: libc::AF_INET as libc::sa_family_t,
+                sin_port: port.to_be(),
+                sin_addr: libc::in_addr {
+                    s_addr: u32::from(std::net::Ipv4Addr::LOCALHOST).to_be(),
+                },
+                sin_zero: [0; 8],
+            };
+            let p = &addr as *const libc::sockaddr_in as *const libc::sockaddr;
+            let len = std::mem::size_of::<libc::sockaddr_in>() as libc::socklen_t;
+            assert_eq!(libc::bind(fd, p, len), 0);
+            assert_eq!(libc::connect(fd, p, len), 0, "{}", std::io::Error::last_os_error());
+            TcpStream::from_raw_fd(fd)
+        }
+    }
+
+    #[test]
+    fn a_socket_connected_to_itself_is_noticed() {
+        let mut s = self_connected();
+        assert!(connected_to_itself(&s));
+        // What it writes it reads back: why it must not pass for a destination.
+        s.write_all(b"GWOK").unwrap();
+        let mut back = [0u8; 4];
+        std::io::Read::read_exact(&mut s, &mut back).unwrap();
+        assert_eq!(&back, b"GWOK");
+        let l = TcpListener::bind("127.0.0.1:0").unwrap();
+        let c = TcpStream::connect(l.local_addr().unwrap()).unwrap();
+        assert!(!connected_to_itself(&c));
     }
 
     #[test]
