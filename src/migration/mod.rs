@@ -11,4 +11,6 @@ mod send_block;
 pub mod stream;
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod block_tests;
 pub mod uri;

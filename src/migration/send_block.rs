@@ -181,9 +181,16 @@ impl<W: Write> Sender<'_, W> {
                 let b = self.blocks();
                 (b.disks[k].size, b.mode, b.disks[k].backend.clone())
             };
-            let extents = lock(&backend)
-                .block_status(0, size)
-                .map_err(|e| Stop::Failed(format!("cannot read the disk's allocation: {e}")))?;
+            // The walk starts here: bits set so far stand for writes the allocation status
+            // below already shows, so they can go. Bits set after it stay, however the
+            // status described their range (a write may land in what it called a hole).
+            let extents = {
+                let mut image = lock(&backend);
+                self.blocks().disks[k].dirty.clear(0, size);
+                image
+                    .block_status(0, size)
+                    .map_err(|e| Stop::Failed(format!("cannot read the disk's allocation: {e}")))?
+            };
             for e in extents {
                 let wanted = mode == Mode::Full || e.allocated_in_top();
                 if wanted && e.data {
@@ -197,9 +204,7 @@ impl<W: Write> Sender<'_, W> {
                     let index = self.blocks().disks[k].index;
                     self.w.block_zero(index, e.start, e.length).map_err(Stop::Io)?;
                 }
-                let b = self.blocks();
-                b.disks[k].dirty.clear(e.start, e.length);
-                b.walked += e.length;
+                self.blocks().walked += e.length;
                 self.account_disk(before);
                 self.progress()?;
             }
