@@ -501,27 +501,40 @@ fn hold_with_qemu_io(img: &Path) -> std::process::Child {
 }
 
 /// The destination answers END with the outcome of its load; one that cannot take its
-/// image over at the switch-over (another process holds it) makes the migration fail, and
-/// the source's guest runs on with its own image, as if nothing had been tried.
+/// images over at the switch-over (another process holds one) makes the migration fail,
+/// and the source's guest runs on with its own images, as if nothing had been tried. The
+/// destination had already taken the first, truly shared image: it lets go of it before
+/// it answers, or the source could not take it back and would have to stay paused.
 #[test]
 fn a_destination_failing_at_the_switch_over_leaves_the_source_running() {
     let _l = vm_lock();
     let dir = tmpdir("bmig-late");
+    let shared = dir.join("shared.qcow2");
     let (src_img, dst_img) = (dir.join("src.qcow2"), dir.join("dst.qcow2"));
-    create("qcow2", &src_img, "64M", None);
-    create("qcow2", &dst_img, "64M", None);
+    for img in [&shared, &src_img, &dst_img] {
+        create("qcow2", img, "64M", None);
+    }
     let append = APPEND.replace("probe.exit=400", "probe.exit=600");
-    let mut src = source_with(&dir, &append, &["-no-reboot", "-drive", &drive(&src_img, "qcow2")]);
+    let on_shared = drive(&shared, "qcow2");
+    let mut src = source_with(&dir, &append, &["-no-reboot", "-drive", &on_shared, "-drive", &drive(&src_img, "qcow2")]);
     let inc = incoming();
-    // Shared storage as far as the source knows: the destination opens its image without
-    // locks, so a qemu-io can take it meanwhile and refuse it the hand-over at END.
-    let mut dst = destination(&dir, "dst", &append, &["-drive", &drive(&dst_img, "qcow2"), "-incoming", &inc]);
+    // The second disk is shared storage as far as the source knows: the destination opens
+    // its image without locks, so a qemu-io can take it meanwhile and refuse it the
+    // hand-over at END, after the first disk's.
+    let mut dst = destination(
+        &dir,
+        "dst",
+        &append,
+        &["-drive", &on_shared, "-drive", &drive(&dst_img, "qcow2"), "-incoming", &inc],
+    );
     let mut holder = hold_with_qemu_io(&dst_img);
     src.mon.cmd_timeout(&format!("migrate {inc}"), Duration::from_secs(60));
     let info = wait_migration(&mut src.mon, T);
     let status = info_field(&info, "Migration status").unwrap();
     assert!(
-        status.starts_with("failed (the destination could not load the migration: ") && status.contains("Failed to get \"write\" lock"),
+        status.starts_with("failed (the destination could not load the migration: ")
+            && status.contains("Failed to get \"write\" lock")
+            && status.contains("dst.qcow2"),
         "{info}"
     );
     assert_eq!(src.mon.cmd("info status"), "VM status: running\n");
@@ -529,10 +542,10 @@ fn a_destination_failing_at_the_switch_over_leaves_the_source_running() {
     drop(holder.stdin.take());
     let _ = holder.wait();
 
-    // The source took its image back and wrote on: every write is there.
+    // The source took its images back and wrote on: every write is there.
     src.g.wait_for(&format!("DISKVERIFY {} ok", last_verify(&src) + 1), T);
-    source_ran_on(&mut src, &src_img);
-    // The destination's image was never written.
+    source_ran_on(&mut src, &shared);
+    // The destination's own image was never written.
     check_clean(&dst_img);
     assert!(contents(&dst_img, "qcow2").iter().all(|b| *b == 0));
 }

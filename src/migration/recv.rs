@@ -63,6 +63,16 @@ fn bad(what: &str, gpa: u64, len: u64) -> String {
 pub fn run(vm: &Vm, input: Box<dyn Read + Send>, mut reply: Option<Box<dyn Write + Send>>) -> Result<(), String> {
     let mut version = 0;
     let result = load(vm, input, Mode::Fresh, reply.as_mut(), &mut version);
+    if result.is_err() {
+        // This VM will not run: let go of every image it took at END before the source
+        // hears of the failure and takes them back.
+        vm.pause();
+        for d in vm.disks() {
+            if let Err(e) = d.inactivate() {
+                eprintln!("godwit: {e}");
+            }
+        }
+    }
     if version >= 3
         && let Some(r) = reply.as_mut()
     {

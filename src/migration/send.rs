@@ -263,18 +263,24 @@ fn send_round<W: Write>(sx: &mut Sender<'_, W>, bitmaps: &[Bitmap], taken: Optio
 }
 
 /// Waits for the destination's outcome after END. Its refusal, or the connection closing
-/// without an answer (it is gone, so it runs nothing), fails the migration and the guest
-/// runs on here; silence past the stall timeout leaves it undecided.
+/// cleanly without an answer (it is gone, so it runs nothing), fails the migration and
+/// the guest runs on here. Anything else (silence past the stall timeout, a reset
+/// connection, which may have swallowed a `GWOK` already sent) leaves it undecided.
 fn end_answer(r: &mut dyn Read) -> Result<(), Stop> {
-    use std::io::ErrorKind::{TimedOut, WouldBlock};
+    use std::io::ErrorKind::{InvalidData, TimedOut, UnexpectedEof, WouldBlock};
+    let stays = "the VM stays paused ('cont' resumes it here if the destination does not hold its disks)";
     match disks::reply::answer(r) {
         Ok(Ok(())) => Ok(()),
         Ok(Err(e)) => Err(Stop::Failed(format!("the destination could not load the migration: {e}"))),
+        Err(e) if matches!(e.kind(), UnexpectedEof | InvalidData) => Err(Stop::Failed(disks::reply::no_answer(&e))),
         Err(e) if matches!(e.kind(), TimedOut | WouldBlock) => Err(Stop::Undecided(format!(
-            "the destination did not confirm the switch-over within {} s; the VM stays paused ('cont' resumes it here if the destination does not hold its disks)",
+            "the destination did not confirm the switch-over within {} s; {stays}",
             super::uri::STALL_TIMEOUT.as_secs()
         ))),
-        Err(e) => Err(Stop::Failed(disks::reply::no_answer(&e))),
+        Err(e) => Err(Stop::Undecided(format!(
+            "the destination's answer to the switch-over was lost: {}; {stays}",
+            crate::errtext::io(&e)
+        ))),
     }
 }
 
@@ -565,6 +571,14 @@ mod tests {
         assert!(matches!(end_answer(&mut &no[..]), Err(Stop::Failed(e)) if e.contains("could not load the migration: Failed to get")));
         // Closed without a word: the destination is gone and runs nothing.
         assert!(matches!(end_answer(&mut &b""[..]), Err(Stop::Failed(e)) if e.contains("connection was closed")));
+        // A reset connection may have swallowed a GWOK: undecided.
+        struct Reset;
+        impl Read for Reset {
+            fn read(&mut self, _: &mut [u8]) -> std::io::Result<usize> {
+                Err(std::io::Error::from_raw_os_error(libc::ECONNRESET))
+            }
+        }
+        assert!(matches!(end_answer(&mut Reset), Err(Stop::Undecided(e)) if e.contains("answer to the switch-over was lost: Connection reset by peer")));
         // Silent but there: undecided.
         let (a, _b) = std::os::unix::net::UnixStream::pair().unwrap();
         a.set_read_timeout(Some(Duration::from_millis(20))).unwrap();

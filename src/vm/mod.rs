@@ -288,6 +288,11 @@ impl Vm {
         for (id, (fd, v)) in self.vcpus.iter().zip(&st.vcpus).enumerate() {
             v.restore(&devices::bus::lock(fd), id as u8)?;
         }
+        // A restored disk restarts parked, like the vCPUs: requests the guest had queued
+        // run only once the whole VM does (`resume`), not while it waits (`-S`, `stop`).
+        for d in &self.disks {
+            devices::bus::lock(&d.dev).pause();
+        }
         state::restore_devices(&self.platform, &st.devices).map_err(|e| VmError::State(e.to_string()))
     }
 
