@@ -179,6 +179,13 @@ fn run_machine(
                 }
                 VmEvent::Incoming(Err(e)) => return Err(format!("load of migration failed: {e}")),
                 VmEvent::Reset | VmEvent::ResetCommand if !cfg.no_reboot => {
+                    // The VM is about to be rebuilt: a migration of it must end first (the
+                    // new one could not lock the images the old one still holds).
+                    machine.end_outgoing("the guest was reset during the migration");
+                    if machine.state() == RunState::PostMigrate {
+                        // The guest now lives at the destination; this one stays as it is.
+                        continue;
+                    }
                     vm.teardown();
                     machine.clear_vm();
                     // Events queued by the old machine (a second reset request) are stale.

@@ -8,7 +8,7 @@ mod common;
 use common::disk::{verify_exact, writes};
 use common::hmp::{info_field, info_num};
 use common::migrate::{Node, Relay, node, wait_migration};
-use common::{free_port, tmpdir, vm_lock};
+use common::{free_port, heartbeats, tmpdir, vm_lock};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::time::{Duration, Instant};
@@ -458,6 +458,14 @@ fn a_lost_answer_leaves_the_source_paused_and_the_image_with_the_destination() {
     assert_eq!(src.mon.cmd(&format!("migrate -d tcp:127.0.0.1:{}", relay.port)), "");
     // The destination loads and runs while the source waits for an answer.
     dst.g.wait_for(&format!("DISKVERIFY {} ok", last_verify(&src) + 1), T);
+    // A monitor command that pauses the VM and lets it run again (`info registers`) waits
+    // for the outcome: it must not run the source's guest in the middle of a switch-over.
+    let regs = src.mon.cmd_timeout("info registers", Duration::from_secs(30));
+    assert!(regs.contains("RIP="), "{regs}");
+    let status = src.mon.cmd("info status");
+    src.g.collect_for(Duration::from_millis(200));
+    let ran = heartbeats(&src.g.collect_for(Duration::from_millis(500)));
+    assert!(status == "VM status: paused (postmigrate)\n" && ran.is_empty(), "{status} {ran:?}");
     let info = wait_migration(&mut src.mon, T);
     let status = info_field(&info, "Migration status").unwrap();
     assert!(
@@ -516,7 +524,11 @@ fn a_destination_failing_at_the_switch_over_leaves_the_source_running() {
     }
     let append = APPEND.replace("probe.exit=400", "probe.exit=600");
     let on_shared = drive(&shared, "qcow2");
-    let mut src = source_with(&dir, &append, &["-no-reboot", "-drive", &on_shared, "-drive", &drive(&src_img, "qcow2")]);
+    let mut src = source_with(
+        &dir,
+        &append,
+        &["-no-reboot", "-drive", &on_shared, "-drive", &drive(&src_img, "qcow2")],
+    );
     let inc = incoming();
     // The second disk is shared storage as far as the source knows: the destination opens
     // its image without locks, so a qemu-io can take it meanwhile and refuse it the

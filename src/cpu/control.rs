@@ -137,6 +137,15 @@ impl RunControl {
         }
     }
 
+    /// Asks for a pause without waiting for it: for a VM whose vCPU threads have not been
+    /// started (they would park at once; waiting for them would never end).
+    pub fn request_pause(&self) {
+        let mut g = self.lock();
+        if g.want == Want::Run {
+            g.want = Want::Pause;
+        }
+    }
+
     /// Lets parked vCPUs run again.
     pub fn resume(&self) {
         let mut g = self.lock();

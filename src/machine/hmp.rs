@@ -67,6 +67,7 @@ impl Machine {
     /// `savevm`: the VM stops for the save and runs again afterwards if it was running.
     pub fn savevm(&self, tag: Option<&str>) -> Result<(), String> {
         let vm = self.vm().ok_or("no VM")?;
+        let _hold = vm.hold_run_state();
         if self.migrating() {
             return Err("There's a migration process in progress".into());
         }
@@ -84,6 +85,7 @@ impl Machine {
     /// if the VM was running.
     pub fn loadvm(&self, tag: &str) -> Result<(), String> {
         let vm = self.vm().ok_or("no VM")?;
+        let _hold = vm.hold_run_state();
         if self.migrating() {
             return Err("There's a migration process in progress".into());
         }
@@ -101,10 +103,12 @@ impl Machine {
 
     /// `stop`: pauses the vCPUs (in `inmigrate` it only cancels the automatic start).
     pub fn stop(&self) {
+        let vm = self.vm();
+        let _hold = vm.as_ref().map(|v| v.hold_run_state());
         match self.state() {
             RunState::InMigrate => *devices::bus::lock(&self.autostart) = false,
             RunState::Running => {
-                if let Some(vm) = self.vm() {
+                if let Some(vm) = &vm {
                     vm.pause();
                 }
                 self.set_state(RunState::Paused);
@@ -115,6 +119,8 @@ impl Machine {
 
     /// `cont`: runs the vCPUs again.
     pub fn cont(&self) -> Result<(), String> {
+        let vm = self.vm();
+        let _hold = vm.as_ref().map(|v| v.hold_run_state());
         match self.state() {
             RunState::Running => Ok(()),
             RunState::InMigrate => {
@@ -123,7 +129,7 @@ impl Machine {
             }
             RunState::InternalError => Err("Resetting the Virtual Machine is required".into()),
             RunState::Paused | RunState::Prelaunch | RunState::PostMigrate => {
-                if let Some(vm) = self.vm() {
+                if let Some(vm) = &vm {
                     // After a completed migration the images belong to the destination;
                     // running again takes them back (and fails while it holds them).
                     vm.activate_disks()?;

@@ -93,23 +93,20 @@ pub fn start(m: &Arc<Machine>, detach: bool, blk: bool, inc: bool, resume: bool,
                 }
             };
             machine.outgoing.connected(conn.abort);
-            let was = machine.state();
-            let result = send::run(&vm, conn.writer, conn.reply, &machine.outgoing, mode);
+            // A completed migration, or one whose outcome is unknown, leaves the guest to
+            // the destination: `postmigrate`. Otherwise the run state stays what it is.
+            let settle = |r: &Result<(), send::Stop>| {
+                if matches!(r, Ok(()) | Err(send::Stop::Undecided(_))) {
+                    machine.set_state(RunState::PostMigrate);
+                }
+            };
+            let result = send::run(&vm, conn.writer, conn.reply, &machine.outgoing, mode, &settle);
             if let Some(mut child) = conn.child {
                 let _ = child.wait();
             }
             machine.outgoing.disconnected();
-            match result {
-                Ok(()) => machine.set_state(RunState::PostMigrate),
-                Err(send::Stop::Failed(e)) => {
-                    eprintln!("godwit: {e}");
-                    machine.set_state(was);
-                }
-                Err(send::Stop::Undecided(e)) => {
-                    eprintln!("godwit: {e}");
-                    machine.set_state(RunState::PostMigrate);
-                }
-                Err(send::Stop::Cancelled | send::Stop::Io(_)) => machine.set_state(was),
+            if let Err(send::Stop::Failed(e) | send::Stop::Undecided(e)) = result {
+                eprintln!("godwit: {e}");
             }
         })
         .map_err(|e| format!("cannot start the migration thread: {e}"))?;
@@ -121,6 +118,17 @@ pub fn start(m: &Arc<Machine>, detach: bool, blk: bool, inc: bool, resume: bool,
             m: m.clone(),
             block: mode != Mode::Shared,
         })))
+    }
+}
+
+/// Ends any outgoing migration before the VM goes away (a reset rebuilds it): one not yet
+/// committed fails with `why`; one that is, is waited for. Returns once its thread is done.
+pub fn end_outgoing(m: &Machine, why: &str) {
+    if m.migrating() {
+        m.outgoing.abort_for(why);
+    }
+    if let Some(t) = lock(&m.outgoing_thread).take() {
+        let _ = t.join();
     }
 }
 

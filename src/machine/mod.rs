@@ -166,4 +166,9 @@ impl Machine {
     pub fn migrating(&self) -> bool {
         lock(&self.outgoing.stats).status.in_progress()
     }
+
+    /// Before the VM is torn down: see [`migrate::end_outgoing`].
+    pub fn end_outgoing(&self, why: &str) {
+        migrate::end_outgoing(self, why);
+    }
 }

@@ -2,8 +2,8 @@
 //! place a guest write at the worst moment of the disk copy.
 
 use super::disks::Mode;
-use super::send::{self, Shared};
 use super::recv;
+use super::send::{self, Shared};
 use crate::config::{Config, DriveConfig};
 use crate::testutil::probe;
 use crate::vm::{Vm, VmEvent};
@@ -102,7 +102,7 @@ fn migrate_full(src: &Vm, dst: Vm) -> Vm {
         let r = recv::run(&dst, Box::new(b), Some(Box::new(answer)));
         (dst, r)
     });
-    let sent = send::run(src, Box::new(a), Some(Box::new(back)), &shared, Mode::Full);
+    let sent = send::run(src, Box::new(a), Some(Box::new(back)), &shared, Mode::Full, &|_| {});
     assert!(sent.is_ok(), "sender failed: {:?}", lock(&shared.stats).error);
     let (dst, r) = receiver.join().unwrap();
     r.unwrap();

@@ -1,4 +1,6 @@
 //! Live migration: the stream format, the sender and the receiver.
+#[cfg(test)]
+mod block_tests;
 pub mod crc;
 pub mod dirty;
 pub mod disks;
@@ -11,6 +13,4 @@ mod send_block;
 pub mod stream;
 #[cfg(test)]
 mod tests;
-#[cfg(test)]
-mod block_tests;
 pub mod uri;

@@ -33,6 +33,8 @@ pub struct Shared {
     /// END is on its way: from here the destination decides, and a cancel could only make
     /// both sides run the guest, so it is refused.
     committed: AtomicBool,
+    /// Why the migration was stopped, when not by `migrate_cancel` (see [`Shared::abort_for`]).
+    abort_reason: Mutex<Option<String>>,
 }
 
 impl Shared {
@@ -42,6 +44,7 @@ impl Shared {
         slot.take();
         self.cancel.store(false, Ordering::SeqCst);
         self.committed.store(false, Ordering::SeqCst);
+        lock(&self.abort_reason).take();
     }
 
     /// Readies a new migration over a connection that `abort` breaks. A cancel asked for
@@ -71,6 +74,13 @@ impl Shared {
             abort();
         }
         true
+    }
+
+    /// Stops the migration like a cancel, for a reason of the machine's own (the guest was
+    /// reset): it ends `failed` with that reason rather than `cancelled`. False if too late.
+    pub fn abort_for(&self, why: &str) -> bool {
+        *lock(&self.abort_reason) = Some(why.to_string());
+        self.request_cancel()
     }
 
     /// Commits to the switch-over (under the same lock as a cancel, so exactly one wins).
@@ -301,12 +311,17 @@ fn closed_with_reason(e: &std::io::Error, reply: Option<&mut Box<dyn Read + Send
 /// destination to accept its disks before any data moves, and every migration waits there
 /// after END for the destination's outcome: only once it has loaded everything is the
 /// migration complete, and if it fails instead the guest runs on here.
+///
+/// `settle` is called with the outcome before `info migrate` shows it, while the VM's run
+/// state is still held (from the stop-and-copy on): the caller records there what the
+/// machine's run state becomes, so no monitor command sees the outcome without it.
 pub fn run(
     vm: &Vm,
     out: Box<dyn Write + Send>,
     mut reply: Option<Box<dyn Read + Send>>,
     shared: &Arc<Shared>,
     mode: Mode,
+    settle: &dyn Fn(&Result<(), Stop>),
 ) -> Result<(), Stop> {
     let start = Instant::now();
     let total_pages = vm.mem_size() / PAGE;
@@ -320,7 +335,10 @@ pub fn run(
         };
         s.expected_downtime_ms = lock(&shared.params).downtime_limit_ms;
     }
-    let was_running = !vm.is_paused();
+    // Whether the guest ran when the stop-and-copy paused it (the user may `stop` or
+    // `cont` during the pre-copy): what a failure after that pause restores.
+    let mut was_running = false;
+    let mut hold = None;
     let mut paused_here = false;
     let mut handed_over = false;
     let result = (|| -> Result<(), Stop> {
@@ -434,6 +452,9 @@ pub fn run(
                     let _ = lock(&d.backend).flush();
                 }
                 let downtime_start = Instant::now();
+                let held = vm.hold_run_state();
+                was_running = !vm.is_paused();
+                hold = Some(held);
                 vm.pause();
                 paused_here = true;
                 let disk_wire = |sx: &Sender<'_, _>| sx.block.as_ref().map_or(0, |b| b.wire);
@@ -475,7 +496,12 @@ pub fn run(
     }
     // A cancel breaks the connection on purpose; the write error it causes is the cancel.
     let mut result = match result {
-        Err(Stop::Failed(_) | Stop::Io(_)) if shared.cancel.load(Ordering::SeqCst) => Err(Stop::Cancelled),
+        Err(Stop::Failed(_) | Stop::Io(_) | Stop::Cancelled) if shared.cancel.load(Ordering::SeqCst) => {
+            match lock(&shared.abort_reason).clone() {
+                Some(why) => Err(Stop::Failed(why)),
+                None => Err(Stop::Cancelled),
+            }
+        }
         Err(Stop::Io(e)) => Err(Stop::Failed(match closed_with_reason(&e, reply.as_mut()) {
             Some(why) => format!("the destination refused: {why}"),
             None => format!("Unable to write to socket: {}", crate::errtext::io(&e)),
@@ -494,6 +520,14 @@ pub fn run(
             "the migration failed and the disks cannot be taken back: {e}; the VM stays paused"
         )));
     }
+    if let Err(stop) = &result
+        && paused_here
+        && was_running
+        && !matches!(stop, Stop::Undecided(_))
+    {
+        vm.resume();
+    }
+    settle(&result);
     let mut s = lock(&shared.stats);
     s.total_time_ms = start.elapsed().as_millis() as u64;
     match &result {
@@ -503,23 +537,18 @@ pub fn run(
             let secs = s.total_time_ms.saturating_sub(s.setup_ms).max(1) as f64 / 1000.0;
             s.mbps = s.transferred as f64 * 8.0 / secs / 1e6;
         }
-        Err(stop) => {
-            if paused_here && was_running && !matches!(stop, Stop::Undecided(_)) {
-                vm.resume();
-            }
-            match stop {
-                Stop::Cancelled => s.status = Status::Cancelled,
-                Stop::Failed(e) | Stop::Undecided(e) => {
-                    s.status = Status::Failed;
-                    s.error = Some(e.clone());
-                }
-                Stop::Io(e) => {
-                    s.status = Status::Failed;
-                    s.error = Some(crate::errtext::io(e));
-                }
-            }
+        Err(Stop::Cancelled) => s.status = Status::Cancelled,
+        Err(Stop::Failed(e) | Stop::Undecided(e)) => {
+            s.status = Status::Failed;
+            s.error = Some(e.clone());
+        }
+        Err(Stop::Io(e)) => {
+            s.status = Status::Failed;
+            s.error = Some(crate::errtext::io(e));
         }
     }
+    drop(s);
+    drop(hold);
     result
 }
 
@@ -578,7 +607,9 @@ mod tests {
                 Err(std::io::Error::from_raw_os_error(libc::ECONNRESET))
             }
         }
-        assert!(matches!(end_answer(&mut Reset), Err(Stop::Undecided(e)) if e.contains("answer to the switch-over was lost: Connection reset by peer")));
+        assert!(
+            matches!(end_answer(&mut Reset), Err(Stop::Undecided(e)) if e.contains("answer to the switch-over was lost: Connection reset by peer"))
+        );
         // Silent but there: undecided.
         let (a, _b) = std::os::unix::net::UnixStream::pair().unwrap();
         a.set_read_timeout(Some(Duration::from_millis(20))).unwrap();

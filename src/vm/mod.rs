@@ -76,6 +76,11 @@ pub struct Vm {
     pio: Arc<devices::bus::Bus>,
     mmio: Arc<devices::bus::Bus>,
     threads: Mutex<Vec<JoinHandle<()>>>,
+    /// Held by whoever pauses the VM to act on it and then decides whether it runs on: the
+    /// monitor's `stop`/`cont`/`savevm`/`loadvm`/`info registers`, and a migration from its
+    /// stop-and-copy until its outcome is known. So none of them resumes a VM another one
+    /// has paused for its own work (see [`Vm::hold_run_state`]).
+    run_state: Mutex<()>,
     events: Sender<VmEvent>,
     disks: Vec<disks::Disk>,
 }
@@ -90,7 +95,11 @@ impl Vm {
         let (entry, bios) = match &cfg.bios {
             Some(path) => {
                 let img = boot::bios::read(path)?;
-                boot::bios::copy_legacy(&ram, &img)?;
+                // An incoming VM's RAM comes from the stream, which assumes it starts all
+                // zero (a page the guest zeroed goes as a zero record only): no copy here.
+                if cfg.incoming.is_none() {
+                    boot::bios::copy_legacy(&ram, &img)?;
+                }
                 let region = map_firmware(kvm, &fd, &img, ram_slots(&ram))?;
                 (Entry::ResetVector, Some(region))
             }
@@ -148,6 +157,7 @@ impl Vm {
             pio,
             mmio,
             threads: Mutex::new(Vec::new()),
+            run_state: Mutex::new(()),
             events,
             disks,
         })
@@ -201,11 +211,15 @@ impl Vm {
         &self.ram
     }
 
-    /// Stops all vCPUs (they finish any half-done I/O first); returns once all are parked.
-    /// Stops all vCPUs, then lets each disk finish its request in flight and park, so RAM,
-    /// device state and images are consistent with each other.
+    /// Stops all vCPUs (they finish any half-done I/O first; returns once all are parked),
+    /// then lets each disk finish its request in flight and park, so RAM, device state and
+    /// images are consistent with each other.
     pub fn pause(&self) {
-        self.control.pause();
+        if self.started() {
+            self.control.pause();
+        } else {
+            self.control.request_pause();
+        }
         for d in &self.disks {
             devices::bus::lock(&d.dev).pause();
         }
@@ -315,8 +329,15 @@ impl Vm {
         self.control.thread_ids()
     }
 
+    /// The right to pause this VM and decide whether it runs again; see `run_state`. Not
+    /// reentrant: `pause` and `resume` themselves do not take it.
+    pub fn hold_run_state(&self) -> std::sync::MutexGuard<'_, ()> {
+        devices::bus::lock(&self.run_state)
+    }
+
     /// Reads each vCPU's state, pausing the VM briefly if it runs (for `info registers`).
     pub fn vcpu_states(&self) -> Result<Vec<crate::cpu::state::VcpuState>, VmError> {
+        let _hold = self.hold_run_state();
         let was_running = self.started() && !self.is_paused();
         if was_running {
             self.pause();
