@@ -154,7 +154,7 @@ fn run_machine(
         vm.start().map_err(|e| e.to_string())?;
         machine.set_vm(vm.clone());
         if let Some(tag) = load_tag {
-            snapshot::load(&vm, &tag)?;
+            snapshot::load(&vm, &tag).map_err(snapshot::LoadError::message)?;
             if machine.state() == RunState::Running {
                 vm.resume();
             }

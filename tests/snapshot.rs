@@ -335,3 +335,39 @@ fn full_disk_during_savevm() {
         "qemu-img check exit {code}: {text}"
     );
 }
+
+/// Monitor tags are snapshot names, as in QEMU 7.2: a tag that equals another snapshot's
+/// ID never selects that one (`qemu-img snapshot -l` shows both columns).
+#[test]
+fn tags_are_names_even_when_they_look_like_ids() {
+    let _l = vm_lock();
+    let dir = tmpdir("snap-ids");
+    let img = image(&dir);
+    let mut n = start(&dir, "a", &img, &[]);
+    n.g.wait_for("DISKVERIFY 1 ok", T);
+    // "2" gets ID 1, "1" gets ID 2.
+    for tag in ["2", "1"] {
+        assert_eq!(n.mon.cmd_timeout(&format!("savevm {tag}"), Duration::from_secs(60)), "");
+    }
+    let ids = |img: &Path| {
+        let o = qemu_img(&["snapshot", "-l", "-U", img.to_str().unwrap()]);
+        String::from_utf8_lossy(&o.stdout)
+            .lines()
+            .skip(2)
+            .map(|l| l.split_whitespace().take(2).collect::<Vec<_>>().join(" "))
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(ids(&img), ["1 2", "2 1"]);
+    // Replacing "1" replaces the snapshot named "1" (the new one takes the next free ID,
+    // 2 again), not the one with ID 1.
+    assert_eq!(n.mon.cmd_timeout("savevm 1", Duration::from_secs(60)), "");
+    assert_eq!(ids(&img), ["1 2", "2 1"]);
+    assert_eq!(n.mon.cmd("delvm 1"), "");
+    assert_eq!(ids(&img), ["1 2"]);
+    assert_eq!(n.mon.cmd_timeout("loadvm 2", Duration::from_secs(60)), "");
+    assert_eq!(n.mon.cmd("loadvm 1"), "Error: Snapshot '1' does not exist in one or more devices\n");
+    assert_eq!(n.mon.cmd("info status"), "VM status: running\n");
+    n.mon.quit();
+    assert_eq!(n.g.wait_exit(T).code(), Some(0));
+    check_clean(&img);
+}

@@ -92,13 +92,27 @@ impl Machine {
         crate::snapshot::check_load(&vm, tag)?;
         let running = self.state() == RunState::Running;
         vm.pause();
-        let r = crate::snapshot::load(&vm, tag);
-        if running {
-            vm.resume();
-        } else if r.is_ok() && self.state() == RunState::Prelaunch {
-            self.set_state(RunState::Paused);
+        match crate::snapshot::load(&vm, tag) {
+            Ok(()) => {
+                if running {
+                    vm.resume();
+                } else if self.state() == RunState::Prelaunch {
+                    self.set_state(RunState::Paused);
+                }
+                Ok(())
+            }
+            Err(crate::snapshot::LoadError::Unchanged(e)) => {
+                if running {
+                    vm.resume();
+                }
+                Err(e)
+            }
+            // Disks reverted or RAM half loaded: like QEMU, the guest stays stopped.
+            Err(crate::snapshot::LoadError::Partial(e)) => {
+                self.set_state(RunState::Paused);
+                Err(e)
+            }
         }
-        r
     }
 
     /// `stop`: pauses the vCPUs (in `inmigrate` it only cancels the automatic start).

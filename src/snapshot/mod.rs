@@ -29,10 +29,25 @@ fn participants(vm: &Vm) -> Result<Vec<&Disk>, String> {
     Ok(v)
 }
 
-fn has(d: &Disk, tag: &str) -> bool {
+/// The ID of the snapshot *named* `tag` on `d`. The monitor's commands take names, as in
+/// QEMU (an ID that happens to equal another snapshot's name must not select that one),
+/// while the qcow2 layer looks an ID up first; so the engine always passes IDs down.
+fn id_of(d: &Disk, tag: &str) -> Option<String> {
     lock(&d.backend)
         .as_qcow2()
-        .is_some_and(|q| q.snapshots().iter().any(|s| s.name == tag))
+        .and_then(|q| q.snapshots().into_iter().find(|s| s.name == tag).map(|s| s.id))
+}
+
+fn has(d: &Disk, tag: &str) -> bool {
+    id_of(d, tag).is_some()
+}
+
+/// Deletes the snapshot named `tag` from `d`, if it has one.
+fn delete_named(d: &Disk, tag: &str) -> Result<(), String> {
+    match id_of(d, tag) {
+        Some(id) => qcow2_op(d, |q| q.snapshot_delete(&id)).map(|_| ()),
+        None => Ok(()),
+    }
 }
 
 fn qcow2_op<T>(d: &Disk, f: impl FnOnce(&mut devices::block::Qcow2) -> Result<T, devices::block::BlockError>) -> Result<T, String> {
@@ -66,9 +81,7 @@ pub fn default_tag() -> String {
 pub fn save(vm: &Vm, tag: &str) -> Result<(), String> {
     let parts = participants(vm)?;
     for d in &parts {
-        if has(d, tag) {
-            qcow2_op(d, |q| q.snapshot_delete(tag))?;
-        }
+        delete_named(d, tag)?;
     }
     let result = (|| {
         let mut w = VmstateWriter::new(parts[0].backend.clone());
@@ -84,9 +97,7 @@ pub fn save(vm: &Vm, tag: &str) -> Result<(), String> {
     })();
     if result.is_err() {
         for d in &parts {
-            if has(d, tag) {
-                let _ = qcow2_op(d, |q| q.snapshot_delete(tag));
-            }
+            let _ = delete_named(d, tag);
             let _ = lock(&d.backend).flush();
         }
     }
@@ -100,28 +111,47 @@ pub fn check_load(vm: &Vm, tag: &str) -> Result<u64, String> {
     if !parts.iter().all(|d| has(d, tag)) {
         return Err(format!("Snapshot '{tag}' does not exist in one or more devices"));
     }
-    let size = qcow2_op(parts[0], |q| {
-        Ok(q.snapshots().into_iter().find(|s| s.name == tag).map_or(0, |s| s.vm_state_size))
+    let (id, size) = qcow2_op(parts[0], |q| {
+        Ok(q.snapshots()
+            .into_iter()
+            .find(|s| s.name == tag)
+            .map_or((String::new(), 0), |s| (s.id, s.vm_state_size)))
     })?;
     if size == 0 {
         return Err("This is a disk-only snapshot. Revert to it  offline using qemu-img".into());
     }
-    recv::check(vm, Box::new(VmstateReader::of_snapshot(parts[0].backend.clone(), tag, size)))
+    recv::check(vm, Box::new(VmstateReader::of_snapshot(parts[0].backend.clone(), &id, size)))
         .map_err(|e| format!("Error while loading VM state: {e}"))?;
     Ok(size)
 }
 
+/// Why a `loadvm` failed: before anything changed (the VM may run on as it was), or part
+/// way, with disks reverted or RAM half loaded (it must not run until loaded again).
+pub enum LoadError {
+    Unchanged(String),
+    Partial(String),
+}
+
+impl LoadError {
+    pub fn message(self) -> String {
+        match self {
+            LoadError::Unchanged(e) | LoadError::Partial(e) => e,
+        }
+    }
+}
+
 /// Reverts every disk to `tag` and loads its VM state. The VM must be paused; everything
 /// that can be checked is checked (by `check_load`) before any disk is reverted.
-pub fn load(vm: &Vm, tag: &str) -> Result<(), String> {
-    let size = check_load(vm, tag)?;
-    let parts = participants(vm)?;
+pub fn load(vm: &Vm, tag: &str) -> Result<(), LoadError> {
+    let size = check_load(vm, tag).map_err(LoadError::Unchanged)?;
+    let parts = participants(vm).map_err(LoadError::Unchanged)?;
     for d in &parts {
-        qcow2_op(d, |q| q.snapshot_revert(tag))?;
+        let id = id_of(d, tag).ok_or_else(|| LoadError::Partial(format!("Snapshot '{tag}' does not exist in one or more devices")))?;
+        qcow2_op(d, |q| q.snapshot_revert(&id)).map_err(LoadError::Partial)?;
     }
     // Loaded over the RAM as it is; pages the stream does not carry are zeroed afterwards.
     recv::run_over(vm, Box::new(VmstateReader::active(parts[0].backend.clone(), size)))
-        .map_err(|e| format!("Error while loading VM state: {e}"))
+        .map_err(|e| LoadError::Partial(format!("Error while loading VM state: {e}")))
 }
 
 /// Deletes `tag` from every disk that has it (silent if none has, as in QEMU).
@@ -133,7 +163,7 @@ pub fn delete(vm: &Vm, tag: &str) -> Result<(), String> {
     };
     for d in parts {
         if has(d, tag) {
-            qcow2_op(d, |q| q.snapshot_delete(tag))?;
+            delete_named(d, tag)?;
             lock(&d.backend).flush().map_err(|e| e.to_string())?;
         }
     }

@@ -195,11 +195,36 @@ pub fn exists(p: &Path) -> bool {
 }
 
 /// A fresh directory under the system temp dir, unique to this process and name.
-pub fn tmpdir(name: &str) -> PathBuf {
+pub fn tmpdir(name: &str) -> TmpDir {
     let d = std::env::temp_dir().join(format!("godwit-{name}-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&d);
     std::fs::create_dir_all(&d).expect("create temp dir");
-    d
+    TmpDir(d)
+}
+
+/// A test's scratch directory: removed when the test passes, kept (for a look at its
+/// images) when it fails. Declared first in a test, it goes last, after the VMs using it.
+pub struct TmpDir(PathBuf);
+
+impl std::ops::Deref for TmpDir {
+    type Target = Path;
+    fn deref(&self) -> &Path {
+        &self.0
+    }
+}
+
+impl AsRef<Path> for TmpDir {
+    fn as_ref(&self) -> &Path {
+        &self.0
+    }
+}
+
+impl Drop for TmpDir {
+    fn drop(&mut self) {
+        if !std::thread::panicking() {
+            let _ = std::fs::remove_dir_all(&self.0);
+        }
+    }
 }
 
 /// A TCP port on 127.0.0.1 that was free a moment ago.

@@ -513,7 +513,7 @@ impl Qcow2 {
             }
             self.l2.mark_clean(*off);
         }
-        if let Some((lo, hi)) = self.l1_dirty.take() {
+        if let Some((lo, hi)) = self.l1_dirty {
             if !dirty_l2.is_empty() {
                 self.barrier()?;
             }
@@ -521,7 +521,10 @@ impl Qcow2 {
             for (i, e) in self.l1[lo..=hi].iter().enumerate() {
                 set_entry(&mut raw, i, *e);
             }
+            // Only once written is the range clean: a failed write leaves it to the next
+            // flush, and the frees below wait for it.
             self.file_write(&raw, self.l1_offset + lo as u64 * 8)?;
+            self.l1_dirty = None;
         }
         if !self.pending_free.is_empty() {
             if tables {
@@ -573,12 +576,14 @@ impl Qcow2 {
             set_entry(&mut raw, i, *e);
         }
         self.file_write(&raw, new_off)?;
-        self.barrier()?;
+        // A header switch is synced even with lazy refcounts (which only relax refcount
+        // ordering): the old table is freed and punched right after.
+        self.file.sync()?;
         let mut hdr = [0u8; 12];
         hdr[..4].copy_from_slice(&(len as u32).to_be_bytes());
         hdr[4..].copy_from_slice(&new_off.to_be_bytes());
         self.file_write(&hdr, header::OFF_L1_SIZE)?;
-        self.barrier()?;
+        self.file.sync()?;
         let old_bytes = self.l1.len() as u64 * 8;
         if self.l1_offset != 0 && old_bytes > 0 {
             for i in 0..old_bytes.div_ceil(cs) {

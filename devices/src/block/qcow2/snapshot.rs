@@ -205,6 +205,10 @@ impl Qcow2 {
     pub fn read_snapshot_vmstate(&mut self, key: &str, buf: &mut [u8], pos: u64) -> Result<()> {
         let idx = self.find_snapshot(key)?;
         let at = self.vm_state_range(pos, buf.len() as u64)?;
+        // While the snapshot's L1 stands in for the active one, nothing may be written
+        // back (an L2 eviction would write the L1 it sees to the active L1's place):
+        // everything pending goes out first, so the cache holds only clean tables.
+        self.write_metadata()?;
         let snap_l1 = self.snapshot_l1(idx)?;
         let active = std::mem::replace(&mut self.l1, snap_l1);
         let r = self.read_vaddr(buf, at);
@@ -353,14 +357,15 @@ impl Qcow2 {
             let off = self.alloc_clusters((bytes.len() as u64).div_ceil(cs))?;
             self.rc.commit(&mut *self.file)?;
             self.file_write(&bytes, off)?;
-            self.barrier()?;
+            // Synced even with lazy refcounts: the old table is punched right after.
+            self.file.sync()?;
             off
         };
         let mut hdr = [0u8; 12];
         hdr[..4].copy_from_slice(&(snaps.len() as u32).to_be_bytes());
         hdr[4..].copy_from_slice(&new_off.to_be_bytes());
         self.file_write(&hdr, header::OFF_SNAPSHOTS)?;
-        self.barrier()?;
+        self.file.sync()?;
         let old_bytes = self.snapshot_table_bytes;
         let old_off = self.header.snapshots_offset;
         if old_off != 0 && old_bytes > 0 {
@@ -398,6 +403,14 @@ impl Qcow2 {
         Ok(())
     }
 
+    /// Ends a snapshot operation that failed part way: what it wrote is flushed, but
+    /// refcounts may count references the failure never made, so the dirty bit stays set
+    /// and the next open rebuilds them (as after a crash).
+    fn end_failed_snapshot_op(&mut self) -> Result<()> {
+        self.fix_copied()?;
+        self.flush_all()
+    }
+
     /// Takes a snapshot of the active disk named `name`. `vm_state_size`
     /// bytes of VM state must already have been written with
     /// [`write_vmstate`](Self::write_vmstate); they move into the snapshot.
@@ -418,7 +431,11 @@ impl Qcow2 {
         }
         self.begin_snapshot_op()?;
         let result = self.create_inner(id, name, vm_state_size, vm_clock_nsec, icount);
-        let end = self.end_snapshot_op();
+        let end = if result.is_ok() {
+            self.end_snapshot_op()
+        } else {
+            self.end_failed_snapshot_op()
+        };
         let info = result?;
         end?;
         Ok(info)
@@ -504,7 +521,11 @@ impl Qcow2 {
         }
         self.begin_snapshot_op()?;
         let result = self.revert_inner(idx);
-        let end = self.end_snapshot_op();
+        let end = if result.is_ok() {
+            self.end_snapshot_op()
+        } else {
+            self.end_failed_snapshot_op()
+        };
         result?;
         end?;
         Ok(info)
@@ -539,7 +560,11 @@ impl Qcow2 {
         let info = self.snapshots[idx].info.clone();
         self.begin_snapshot_op()?;
         let result = self.delete_inner(idx);
-        let end = self.end_snapshot_op();
+        let end = if result.is_ok() {
+            self.end_snapshot_op()
+        } else {
+            self.end_failed_snapshot_op()
+        };
         result?;
         end?;
         Ok(info)

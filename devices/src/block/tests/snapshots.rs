@@ -290,3 +290,39 @@ fn vm_state_interoperates_with_qemu_savevm_loadvm() {
     let out = qemu_system(&ours, &["-m", "64", "-loadvm", "mine"], "info status\n").unwrap();
     assert!(out.to_lowercase().contains("error"), "{out}");
 }
+
+/// Reading a snapshot's VM state borrows the snapshot's L1 for the lookup; an L2 table
+/// written back meanwhile must not take the borrowed L1 with it to the active L1's place.
+#[test]
+fn reading_snapshot_vmstate_keeps_the_active_l1() {
+    let dir = tmpdir();
+    let path = p(&dir, "l1.qcow2");
+    let mut o = CreateOptions::new(1 << 20);
+    o.cluster_bits = 9;
+    Qcow2::create_with(&path, &o).unwrap();
+    // The smallest L2 cache (4 tables), so reads evict dirty tables.
+    let opts = crate::block::ImageOptions {
+        l2_cache_bytes: 0,
+        ..Default::default()
+    };
+    let mut img = crate::block::open_image_with(&path, &opts).unwrap();
+    for k in 0..9u64 {
+        img.write_at(&[1u8; 512], k << 15).unwrap();
+    }
+    qcow(&mut img).write_vmstate(&[7u8; 512], 0).unwrap();
+    qcow(&mut img).snapshot_create("s", 512, 0, None).unwrap();
+    // Copies the shared L2 table of the first 32 KiB: a dirty table and a dirty L1 entry.
+    img.write_at(&[2u8; 512], 0).unwrap();
+    let mut b = [0u8; 512];
+    for k in 5..8u64 {
+        img.read_at(&mut b, k << 15).unwrap();
+    }
+    qcow(&mut img).read_snapshot_vmstate("s", &mut b, 0).unwrap();
+    assert_eq!(b, [7u8; 512]);
+    drop(img);
+    let mut img = open(&path, None, false);
+    img.read_at(&mut b, 0).unwrap();
+    assert_eq!(b, [2u8; 512], "the active L1 took the snapshot's table");
+    drop(img);
+    qemu_img_ok(&["check", path.to_str().unwrap()]);
+}
