@@ -82,6 +82,8 @@ fn run(cfg: &Config) -> Result<i32, String> {
     // Whatever ended the run, the images get their cached metadata written back, as QEMU
     // closes every block device on its way out.
     if let Some(vm) = machine.vm() {
+        // After any monitor command still working on the VM (a savevm finishes first).
+        let _hold = vm.hold_run_state();
         vm.teardown();
     }
     // The guest's last serial output may still sit in a monitor multiplexer's queue.
@@ -186,10 +188,24 @@ fn run_machine(
                         // The guest now lives at the destination; this one stays as it is.
                         continue;
                     }
-                    vm.teardown();
+                    {
+                        // A monitor command working on the VM (savevm, say) finishes first.
+                        let _hold = vm.hold_run_state();
+                        vm.teardown();
+                    }
                     machine.clear_vm();
-                    // Events queued by the old machine (a second reset request) are stale.
-                    while rx.try_recv().is_ok() {}
+                    // Events queued by the old machine (a second reset request) are stale,
+                    // but a quit or a signal meanwhile is the user's: it still ends the run.
+                    while let Ok(stale) = rx.try_recv() {
+                        match stale {
+                            VmEvent::QuitCommand => return Ok(0),
+                            VmEvent::Signal { signo, pid } => {
+                                eprintln!("godwit: terminating on signal {signo} from pid {pid}");
+                                return Ok(0);
+                            }
+                            _ => {}
+                        }
+                    }
                     // A reset outside `running` lands in `prelaunch`, as in QEMU; a reboot
                     // after an incoming migration boots the kernel afresh.
                     if machine.state() != RunState::Running {

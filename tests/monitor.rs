@@ -203,3 +203,18 @@ fn prelaunch_reset_and_waiting_server() {
     m.quit();
     assert_eq!(g.wait_exit(T).code(), Some(0));
 }
+
+/// A `quit` right behind a `system_reset` ends the process: the reboot drops the old
+/// machine's stale events, not the user's quit.
+#[test]
+fn quit_right_after_system_reset_is_not_lost() {
+    let _l = vm_lock();
+    let d = tmpdir("mon-reset-quit");
+    let sock = d.join("m.sock");
+    let spec = format!("unix:{},server,nowait", sock.display());
+    let mut g = boot(&["-monitor", &spec]);
+    let mut m = Hmp::unix(&sock);
+    g.wait_for("HB 5", T);
+    m.send_raw(b"system_reset\nquit\n");
+    assert_eq!(g.wait_exit(T).code(), Some(0));
+}

@@ -40,8 +40,14 @@ impl Notifiers {
             let stop = Arc::new(AtomicBool::new(false));
             let (wait_fd, wait_stop, k) = (fd.clone(), stop.clone(), kicker.clone());
             let thread = std::thread::Builder::new().name(format!("virtio-notify{q}")).spawn(move || {
-                while wait_fd.read().is_ok() && !wait_stop.load(Ordering::Acquire) {
+                // Kick on every wake-up, the one that says stop included: the count it
+                // read may hold a guest notify from just before the disarm, which only
+                // this kick passes on (one kick too many is harmless).
+                while wait_fd.read().is_ok() {
                     k.kick(q);
+                    if wait_stop.load(Ordering::Acquire) {
+                        break;
+                    }
                 }
             });
             let Ok(thread) = thread else {
@@ -71,5 +77,58 @@ impl Notifiers {
 
     pub fn armed(&self) -> bool {
         !self.listeners.is_empty()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::virtio::worker::{QueueHandler, Worker, Yield};
+    use std::sync::atomic::AtomicUsize;
+    use std::time::{Duration, Instant};
+
+    struct Accepting;
+    impl IoEvents for Accepting {
+        fn register(&self, _: u64, _: &EventFd) -> std::io::Result<()> {
+            Ok(())
+        }
+        fn unregister(&self, _: u64, _: &EventFd) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    struct Count(Arc<AtomicUsize>);
+    impl QueueHandler for Count {
+        fn process_queue(&mut self, _: usize, _: &Yield) -> bool {
+            self.0.fetch_add(1, Ordering::SeqCst);
+            true
+        }
+    }
+
+    /// A guest notify that lands in the eventfd just before a re-arm (a BAR0 or command
+    /// register write while the device runs) still reaches the I/O thread: the listener's
+    /// last read returns it together with the stop signal.
+    #[test]
+    fn a_notify_racing_a_rearm_is_passed_on() {
+        let seen = Arc::new(AtomicUsize::new(0));
+        let w = Worker::spawn("t", 1, Count(seen.clone()), false).unwrap();
+        let mut n = Notifiers::default();
+        for round in 0..50 {
+            n.arm(&Accepting, 0xc000_0000, 1, w.kicker());
+            if round % 2 == 0 {
+                // Let the listener block in its read first (either order must work).
+                std::thread::sleep(Duration::from_millis(1));
+            }
+            // Settle what arming did, then note the count.
+            std::thread::sleep(Duration::from_millis(2));
+            let before = seen.load(Ordering::SeqCst);
+            n.listeners[0].fd.write(1).unwrap(); // the guest's notify, as KVM signals it
+            n.disarm(&Accepting);
+            let end = Instant::now() + Duration::from_secs(5);
+            while seen.load(Ordering::SeqCst) == before {
+                assert!(Instant::now() < end, "round {round}: the notify was lost");
+                std::thread::sleep(Duration::from_millis(1));
+            }
+        }
     }
 }
