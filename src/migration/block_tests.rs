@@ -4,7 +4,7 @@
 use super::disks::Mode;
 use super::recv;
 use super::send::{self, Shared};
-use crate::config::{Config, DriveConfig};
+use crate::config::Config;
 use crate::testutil::probe;
 use crate::vm::{Vm, VmEvent};
 use devices::block::dirty::DirtyMap;
@@ -79,15 +79,7 @@ fn config_with(img: &Path, incoming: bool, append: &str) -> Config {
         append: append.into(),
         incoming: incoming.then(|| "unix:test".into()),
         start_paused: incoming,
-        drives: vec![DriveConfig {
-            file: img.to_path_buf(),
-            format: Some("raw".into()),
-            read_only: false,
-            snapshot: false,
-            ignore_flush: false,
-            id: "virtio0".into(),
-            spec: format!("file={},format=raw", img.display()),
-        }],
+        drives: vec![super::tests::raw_drive(img)],
         ..Config::default()
     }
 }

@@ -64,6 +64,19 @@ fn migrate(append: &str, max_bandwidth: u64) -> (super::info::Stats, String, Str
     (stats, src_text, dst_text)
 }
 
+/// `-drive file=IMG,format=raw,if=virtio` as the command line would give it.
+pub(super) fn raw_drive(img: &std::path::Path) -> crate::config::DriveConfig {
+    crate::config::DriveConfig {
+        file: img.to_path_buf(),
+        format: Some("raw".into()),
+        read_only: false,
+        snapshot: false,
+        ignore_flush: false,
+        id: "virtio0".into(),
+        spec: format!("file={},format=raw", img.display()),
+    }
+}
+
 fn check_continuity(src: &str, dst: &str) {
     // The switch-over may fall mid-line, so judge both outputs joined: one unbroken run of
     // heartbeats across the move, without a restart or a repeat.
@@ -188,15 +201,7 @@ fn bad_disk_records_are_refused_and_write_nothing() {
         mem_size: 64 << 20,
         vcpus: 1,
         kernel: Some(probe()),
-        drives: vec![crate::config::DriveConfig {
-            file: img.clone(),
-            format: Some("raw".into()),
-            read_only: false,
-            snapshot: false,
-            ignore_flush: false,
-            id: "virtio0".into(),
-            spec: format!("file={},format=raw", img.display()),
-        }],
+        drives: vec![raw_drive(&img)],
         ..Config::default()
     };
     let dst = Vm::build(&kvm, &cfg, Box::new(std::io::sink()), tx).unwrap();
