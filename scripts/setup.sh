@@ -8,16 +8,41 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 packages=(qemu-system-x86 qemu-utils expect socat telnet busybox-static cpio binutils gcc python3)
+sudo=""; [ "$(id -u)" -eq 0 ] || sudo=sudo
+installed() { dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q "install ok installed"; }
+version_of() { dpkg-query -W -f='${Version}' "$1" 2>/dev/null; }
 missing=()
 for p in "${packages[@]}"; do
-    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+    installed "$p" || missing+=("$p")
 done
+# qemu-system-x86 and qemu-utils must come from one QEMU release: a machine whose image
+# ships a newer qemu-utils would otherwise lose it when apt installs QEMU 7.2 (qemu-img
+# is the test oracle). Pin qemu-utils to the version of the qemu-system-x86 apt picks.
+if installed qemu-utils && [ "$(version_of qemu-utils)" != "$(version_of qemu-system-x86)" ]; then
+    missing+=(qemu-utils)
+fi
 if [ ${#missing[@]} -gt 0 ]; then
     echo "setup: installing ${missing[*]}"
-    sudo=""; [ "$(id -u)" -eq 0 ] || sudo=sudo
     $sudo apt-get update -qq
-    DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "${missing[@]}" >/dev/null
+    qemu_version=$(apt-cache policy qemu-system-x86 | awk '/Candidate:/ {print $2}')
+    pinned=()
+    for p in "${missing[@]}"; do
+        case "$p" in
+            qemu-utils|qemu-system-x86) pinned+=("$p=$qemu_version") ;;
+            *) pinned+=("$p") ;;
+        esac
+    done
+    DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --allow-downgrades \
+        "${pinned[@]}" >/dev/null
 fi
+# Every promised tool present, or the set-up fails here rather than a test later.
+for p in "${packages[@]}"; do
+    installed "$p" || { echo "setup: package $p is missing after installation" >&2; exit 1; }
+done
+for tool in qemu-system-x86_64 qemu-img qemu-io expect socat telnet cpio gcc python3; do
+    command -v "$tool" >/dev/null || { echo "setup: $tool is missing after installation" >&2; exit 1; }
+done
+echo "setup: $(qemu-system-x86_64 --version | head -1); $(qemu-img --version | head -1)"
 
 if [ "${1:-}" != "--no-release" ]; then
     cargo build --release --quiet
