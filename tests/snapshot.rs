@@ -223,6 +223,27 @@ fn errors_leave_the_vm_and_images_untouched() {
     small.mon.quit();
     small.g.wait_exit(T);
 
+    // The disk grown offline since the snapshot: the guest was told another size, so the
+    // snapshot's device state does not fit. Refused before any disk is reverted (a
+    // reverted disk would show up as DISK MISMATCH in the guest, which verifies it).
+    let grown = qemu_img(&["resize", img.to_str().unwrap(), "+64M"]);
+    assert!(grown.status.success(), "{}", String::from_utf8_lossy(&grown.stderr));
+    let mut big = node(&dir, "grown", "512", "2", &append, &["-drive", &drive]);
+    big.g.wait_for("DISKVERIFY 1 ok", T);
+    let e = big.mon.cmd_timeout("loadvm big", Duration::from_secs(60));
+    assert!(
+        e.starts_with("Error: Error while loading VM state: invalid 'virtio-blk' state: saved disk has 524288 sectors"),
+        "{e}"
+    );
+    assert_eq!(big.mon.cmd("info status"), "VM status: running\n");
+    big.g.wait_for("DISKVERIFY 2 ok", T);
+    let at = *heartbeats(&big.g.seen).last().unwrap();
+    big.g.wait_for(&format!("HB {}", at + 20), T);
+    no_errors(&big);
+    big.mon.quit();
+    big.g.wait_exit(T);
+    assert_eq!(qemu_img_snapshots(&img).len(), 2, "both snapshots are still there");
+
     // No qcow2 disk, or a writable raw one: QEMU's words.
     let mut none = node(&dir, "none", "128", "1", "", &[]);
     assert_eq!(none.mon.cmd("savevm x"), "Error: no block device can store vmstate for snapshot\n");

@@ -4,6 +4,7 @@
 //! raise interrupts through [`irq::IrqEvent`], and save/restore through [`state`].
 pub mod block;
 pub mod bus;
+pub mod device;
 pub mod irq;
 pub mod legacy;
 pub mod net;

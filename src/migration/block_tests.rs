@@ -161,7 +161,7 @@ fn queued_requests_wait_for_the_destination_to_run() {
     out.wait_for("DISKVERIFY 1 ok", std::time::Duration::from_secs(30));
     // Park the source's I/O thread while its guest runs on: the guest's next request
     // stays queued in the ring, unstarted, and goes over with RAM.
-    lock(&src.disks()[0].dev).pause();
+    src.pause();
     std::thread::sleep(std::time::Duration::from_millis(100));
     let dst = Vm::build(&kvm, &config_with(&dst_img, true, append), Box::new(std::io::sink()), tx).unwrap();
     dst.start().unwrap();

@@ -8,6 +8,7 @@
 //! fails late or the user runs `cont`. Activating reopens the image, so every piece of
 //! metadata is read fresh. `snapshot=on` disks are private temporary files: never handed over.
 
+use super::device_list::DeviceList;
 use crate::config::DriveConfig;
 use crate::memory::GuestRam;
 use devices::block::dirty::DirtyMap;
@@ -15,50 +16,14 @@ use devices::block::inactive::Inactive;
 use devices::block::{BlockBackend, Format, ImageOptions, Qcow2, open_image, open_image_with};
 use devices::bus::lock;
 use devices::pci::PciRoot;
-use devices::virtio::MsiSink;
 use devices::virtio::blk::{BlkConfig, VirtioBlk};
-use devices::virtio::pci::VirtioPciDevice;
 use kvm_ioctls::VmFd;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
-/// Delivers a virtio device's MSI-X messages with KVM_SIGNAL_MSI.
-pub struct KvmMsi(pub Arc<VmFd>);
-
-impl MsiSink for KvmMsi {
-    fn signal(&self, addr: u64, data: u32) {
-        let m = kvm_bindings::kvm_msi {
-            address_lo: addr as u32,
-            address_hi: (addr >> 32) as u32,
-            data,
-            ..Default::default()
-        };
-        // A refused message can only mean the guest programmed a bogus MSI-X entry.
-        let _ = self.0.signal_msi(m);
-    }
-}
-
-/// Ties MMIO addresses to eventfds in KVM (KVM_IOEVENTFD, any write length).
-pub struct KvmIoEvents(pub Arc<VmFd>);
-
-impl devices::virtio::IoEvents for KvmIoEvents {
-    fn register(&self, addr: u64, fd: &vmm_sys_util::eventfd::EventFd) -> std::io::Result<()> {
-        self.0
-            .register_ioevent(fd, &kvm_ioctls::IoEventAddress::Mmio(addr), kvm_ioctls::NoDatamatch)
-            .map_err(|e| std::io::Error::from_raw_os_error(e.errno()))
-    }
-
-    fn unregister(&self, addr: u64, fd: &vmm_sys_util::eventfd::EventFd) -> std::io::Result<()> {
-        self.0
-            .unregister_ioevent(fd, &kvm_ioctls::IoEventAddress::Mmio(addr), kvm_ioctls::NoDatamatch)
-            .map_err(|e| std::io::Error::from_raw_os_error(e.errno()))
-    }
-}
-
 /// A disk attached to the VM.
 pub struct Disk {
     pub cfg: DriveConfig,
-    pub dev: Arc<Mutex<VirtioPciDevice>>,
     pub backend: Arc<Mutex<Box<dyn BlockBackend>>>,
     /// Guest writes, recorded while a block migration runs.
     pub dirty: Arc<DirtyMap>,
@@ -149,13 +114,12 @@ fn open(d: &DriveConfig, inactive: bool) -> Result<Box<dyn BlockBackend>, String
 pub fn attach(
     vm: &Arc<VmFd>,
     ram: &GuestRam,
-    pci: &Arc<Mutex<PciRoot>>,
+    pci: &Mutex<PciRoot>,
+    list: &mut DeviceList,
     drives: &[DriveConfig],
     inactive: bool,
 ) -> Result<Vec<Disk>, String> {
     let mut disks = Vec::new();
-    // KVM with ioeventfds of any length lets queue notifies skip the exit to godwit.
-    let ioevents = vm.check_extension_raw(u64::from(kvm_bindings::KVM_CAP_IOEVENTFD_ANY_LENGTH)) > 0;
     for d in drives {
         let image = open(d, inactive)?;
         let size = image.virtual_size();
@@ -168,16 +132,9 @@ pub fn attach(
         let blk = VirtioBlk::new(image, cfg).map_err(|e| format!("-drive {}: {e}", d.spec))?;
         let backend = blk.backend();
         let dirty = blk.dirty_map();
-        let mut dev = VirtioPciDevice::new(Box::new(blk), ram.clone(), Arc::new(KvmMsi(vm.clone())))
-            .map_err(|e| format!("-drive {}: {e}", d.spec))?;
-        if ioevents {
-            dev.set_ioevents(Arc::new(KvmIoEvents(vm.clone())));
-        }
-        let dev = Arc::new(Mutex::new(dev));
-        lock(pci).add(dev.clone()).map_err(|e| format!("-drive {}: {e}", d.spec))?;
+        super::virtio::plug(vm, ram, pci, list, Box::new(blk)).map_err(|e| format!("-drive {}: {e}", d.spec))?;
         disks.push(Disk {
             cfg: d.clone(),
-            dev,
             backend,
             dirty,
             size,

@@ -1,12 +1,14 @@
 //! A virtual machine: KVM objects, guest RAM, devices and vCPU threads, built from a
 //! [`Config`] and torn down whole (a reboot builds a fresh one).
 
+pub mod device_list;
 pub mod disks;
 pub mod kvm;
 pub mod platform;
 pub mod state;
 #[cfg(test)]
 mod tests;
+pub mod virtio;
 
 use crate::boot::{self, BootError, Entry};
 use crate::config::Config;
@@ -82,6 +84,8 @@ pub struct Vm {
     /// has paused for its own work (see [`Vm::hold_run_state`]).
     run_state: Mutex<()>,
     events: Sender<VmEvent>,
+    /// Every device, for pause, state and teardown.
+    devices: device_list::DeviceList,
     disks: Vec<disks::Disk>,
 }
 
@@ -122,8 +126,9 @@ impl Vm {
         let ranges = layout::ram_ranges(cfg.mem_size);
         let below = ranges[0].1;
         let above = ranges.get(1).map_or(0, |r| r.1);
-        let mut platform = platform::build(&fd, serial_out, events.clone(), below, above)?;
-        let disks = disks::attach(&fd, &ram, &platform.pci, &cfg.drives, cfg.incoming.is_some()).map_err(VmError::Disk)?;
+        let mut list = device_list::DeviceList::default();
+        let mut platform = platform::build(&fd, serial_out, events.clone(), below, above, &mut list)?;
+        let disks = disks::attach(&fd, &ram, &platform.pci, &mut list, &cfg.drives, cfg.incoming.is_some()).map_err(VmError::Disk)?;
         if !disks.is_empty() {
             // godwit is the firmware here: it places the BARs before the kernel looks.
             let root = devices::bus::lock(&platform.pci);
@@ -159,6 +164,7 @@ impl Vm {
             threads: Mutex::new(Vec::new()),
             run_state: Mutex::new(()),
             events,
+            devices: list,
             disks,
         })
     }
@@ -212,23 +218,19 @@ impl Vm {
     }
 
     /// Stops all vCPUs (they finish any half-done I/O first; returns once all are parked),
-    /// then lets each disk finish its request in flight and park, so RAM, device state and
-    /// images are consistent with each other.
+    /// then lets each device finish its request in flight and park, so RAM, device state
+    /// and images are consistent with each other.
     pub fn pause(&self) {
         if self.started() {
             self.control.pause();
         } else {
             self.control.request_pause();
         }
-        for d in &self.disks {
-            devices::bus::lock(&d.dev).pause();
-        }
+        self.devices.pause();
     }
 
     pub fn resume(&self) {
-        for d in &self.disks {
-            devices::bus::lock(&d.dev).resume();
-        }
+        self.devices.resume();
         self.control.resume();
     }
 
@@ -251,7 +253,7 @@ impl Vm {
     /// then vCPUs, then KVM's VM-wide objects. The VM must be paused.
     pub fn save_state(&self) -> Result<state::MachineState, VmError> {
         self.ensure_parked("save its state")?;
-        let devices = state::save_devices(&self.platform);
+        let devices = self.devices.save();
         let mut vcpus = Vec::with_capacity(self.vcpus.len());
         for (id, fd) in self.vcpus.iter().enumerate() {
             vcpus.push(crate::cpu::state::VcpuState::save(
@@ -286,9 +288,7 @@ impl Vm {
                 self.vcpus.len()
             )));
         }
-        state::check_devices(&self.platform, &st.devices)
-            .map(|_| ())
-            .map_err(|e| VmError::State(e.to_string()))
+        self.devices.check(&st.devices).map_err(|e| VmError::State(e.to_string()))
     }
 
     /// Loads a saved state into this (paused or not yet started) machine: KVM's VM-wide
@@ -302,12 +302,10 @@ impl Vm {
         for (id, (fd, v)) in self.vcpus.iter().zip(&st.vcpus).enumerate() {
             v.restore(&devices::bus::lock(fd), id as u8)?;
         }
-        // A restored disk restarts parked, like the vCPUs: requests the guest had queued
+        // A restored device restarts parked, like the vCPUs: requests the guest had queued
         // run only once the whole VM does (`resume`), not while it waits (`-S`, `stop`).
-        for d in &self.disks {
-            devices::bus::lock(&d.dev).pause();
-        }
-        state::restore_devices(&self.platform, &st.devices).map_err(|e| VmError::State(e.to_string()))
+        self.devices.pause();
+        self.devices.restore(&st.devices).map_err(|e| VmError::State(e.to_string()))
     }
 
     /// Stops every vCPU thread and waits for them.
@@ -317,11 +315,9 @@ impl Vm {
         for t in threads {
             let _ = t.join();
         }
-        for d in &self.disks {
-            devices::bus::lock(&d.dev).shutdown();
-            // Write back cached metadata so the image is clean for whoever opens it next.
-            let _ = devices::bus::lock(&d.backend).flush();
-        }
+        // Devices write back what their back ends cache (a disk's metadata), so an image
+        // is clean for whoever opens it next.
+        self.devices.shutdown();
     }
 
     /// Kernel thread ids of the vCPU threads, by vCPU index.

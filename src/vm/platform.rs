@@ -1,6 +1,7 @@
 //! The PC devices godwit always has, wired to port I/O and interrupts.
 
 use super::VmEvent;
+use super::device_list::DeviceList;
 use crossbeam_channel::Sender;
 use devices::bus::{Bus, BusError};
 use devices::irq::IrqEvent;
@@ -28,15 +29,13 @@ pub enum PlatformError {
     Pci(#[from] devices::pci::root::PciError),
 }
 
+/// The PC devices, wired to the buses; each stateful one is also in the device list.
 pub struct Platform {
     pub pio: Bus,
     pub mmio: Bus,
+    /// The UART, for routing console input to it.
     pub serial: Arc<Mutex<SerialDevice>>,
-    pub i8042: Arc<Mutex<I8042>>,
-    pub cmos: Arc<Mutex<Cmos>>,
-    pub speaker: Arc<Mutex<Speaker>>,
     pub pci: Arc<Mutex<PciRoot>>,
-    pub pci_io: Arc<Mutex<PciConfigIo>>,
 }
 
 fn irq(vm: &VmFd, gsi: u32) -> Result<IrqEvent, PlatformError> {
@@ -46,18 +45,20 @@ fn irq(vm: &VmFd, gsi: u32) -> Result<IrqEvent, PlatformError> {
     Ok(e)
 }
 
-/// Creates the legacy devices and the PCI host bridge. `below_4g`/`above_4g` are the RAM
-/// sizes the CMOS reports.
+/// Creates the legacy devices and the PCI host bridge, and lists them in `list` under the
+/// names their states carry. `below_4g`/`above_4g` are the RAM sizes the CMOS reports.
 pub fn build(
     vm: &Arc<VmFd>,
     serial_out: SerialOutput,
     events: Sender<VmEvent>,
     below_4g: u64,
     above_4g: u64,
+    list: &mut DeviceList,
 ) -> Result<Platform, PlatformError> {
     let mut pio = Bus::new();
     let serial = Arc::new(Mutex::new(SerialDevice::new(irq(vm, COM1_IRQ)?, serial_out)));
     pio.insert(COM1_PORT, UART_PORTS, serial.clone())?;
+    list.add("serial0", serial.clone());
 
     let reset_events = events;
     let i8042 = Arc::new(Mutex::new(I8042::new(
@@ -68,32 +69,29 @@ pub fn build(
     )));
     pio.insert(I8042_DATA_PORT, 1, i8042.clone())?;
     pio.insert_with_offset(I8042_COMMAND_PORT, 1, i8042.clone(), I8042_COMMAND_PORT - I8042_DATA_PORT)?;
+    list.add("i8042", i8042);
 
     let cmos = Arc::new(Mutex::new(Cmos::new(below_4g, above_4g)));
     pio.insert(CMOS_PORT, CMOS_PORTS, cmos.clone())?;
+    list.add("rtc", cmos);
     pio.insert(POST_PORT, 1, Arc::new(Mutex::new(PostCode::default())))?;
     let speaker = Arc::new(Mutex::new(Speaker::new(Box::new(super::kvm::KvmPit2(vm.clone())))));
     pio.insert(SPEAKER_PORT, 1, speaker.clone())?;
+    list.add("pcspk", speaker);
 
     let mut root = PciRoot::new();
-    root.add_at(0, Arc::new(Mutex::new(HostBridge::default())))?;
+    let bridge = Arc::new(Mutex::new(HostBridge::default()));
+    root.add_at(0, bridge.clone())?;
     let pci = Arc::new(Mutex::new(root));
     let pci_io = Arc::new(Mutex::new(PciConfigIo::new(pci.clone())));
     pio.insert(PCI_CONFIG_PORT, PCI_CONFIG_PORTS, pci_io.clone())?;
+    list.add("pci-config-io", pci_io);
+    list.add_pci_at(0, bridge);
 
     // PCI memory BARs live in [3 GiB, IOAPIC); accesses are routed by the BARs' current values.
     let mut mmio = Bus::new();
     let window = Arc::new(Mutex::new(PciMmio::new(PCI_MMIO_START, pci.clone())));
     mmio.insert(PCI_MMIO_START, PCI_MMIO_END - PCI_MMIO_START, window)?;
 
-    Ok(Platform {
-        pio,
-        mmio,
-        serial,
-        i8042,
-        cmos,
-        speaker,
-        pci,
-        pci_io,
-    })
+    Ok(Platform { pio, mmio, serial, pci })
 }

@@ -1,15 +1,9 @@
 //! The whole machine's state apart from RAM: KVM's VM-wide objects, every vCPU and every
 //! device, each as a versioned value. Migration and savevm carry exactly this.
 
-use super::platform::Platform;
+use super::device_list::NamedState;
 use crate::cpu::state::{VcpuState, kvm_struct};
-use devices::bus::lock;
-use devices::legacy::cmos::CmosState;
-use devices::legacy::i8042::I8042State;
-use devices::legacy::serial::SerialState;
-use devices::legacy::speaker::SpeakerState;
-use devices::pci::root::PciConfigIoState;
-use devices::state::{Persist, StateError, StateReader, StateWriter, VersionedState};
+use devices::state::{StateError, StateReader, StateWriter, VersionedState};
 use kvm_bindings::{KVM_IRQCHIP_IOAPIC, KVM_IRQCHIP_PIC_MASTER, KVM_IRQCHIP_PIC_SLAVE, kvm_clock_data, kvm_irqchip, kvm_pit_state2};
 use kvm_ioctls::VmFd;
 use zerocopy::IntoBytes;
@@ -85,99 +79,13 @@ impl VersionedState for KvmVmState {
     }
 }
 
-/// Every device's state, by a name that identifies the device in this machine.
-pub fn save_devices(p: &Platform) -> Vec<(String, Vec<u8>)> {
-    let mut v = vec![
-        ("serial0".to_string(), lock(&p.serial).save().to_bytes()),
-        ("i8042".to_string(), lock(&p.i8042).save().to_bytes()),
-        ("rtc".to_string(), lock(&p.cmos).save().to_bytes()),
-        ("pcspk".to_string(), lock(&p.speaker).save().to_bytes()),
-        (
-            "pci-config-io".to_string(),
-            PciConfigIoState {
-                latch: lock(&p.pci_io).latch(),
-            }
-            .to_bytes(),
-        ),
-    ];
-    for (slot, dev) in lock(&p.pci).devices() {
-        v.push((format!("pci.0/{slot:02x}.0"), lock(dev).state()));
-    }
-    v
-}
-
-/// The device states of a saved machine, decoded and matched to this machine's devices.
-pub struct DecodedDevices<'a> {
-    serial: SerialState,
-    i8042: I8042State,
-    rtc: CmosState,
-    speaker: SpeakerState,
-    io: PciConfigIoState,
-    pci: Vec<(usize, &'a [u8])>,
-}
-
-/// Decodes every device state and checks it against this machine: every device present
-/// exactly once, and nothing else. Changes nothing.
-pub fn check_devices<'a>(p: &Platform, states: &'a [(String, Vec<u8>)]) -> Result<DecodedDevices<'a>, StateError> {
-    let ours = save_devices(p);
-    let names: Vec<&str> = ours.iter().map(|(n, _)| n.as_str()).collect();
-    for (name, _) in states {
-        if !names.contains(&name.as_str()) {
-            return Err(StateError::Invalid {
-                name: "machine",
-                why: format!("unknown device '{name}'"),
-            });
-        }
-    }
-    let get = |n: &str| {
-        states
-            .iter()
-            .find(|(name, _)| name == n)
-            .map(|(_, b)| b.as_slice())
-            .ok_or(StateError::Invalid {
-                name: "machine",
-                why: format!("missing device '{n}'"),
-            })
-    };
-    let pci = lock(&p.pci)
-        .devices()
-        .map(|(slot, _)| Ok((slot, get(&format!("pci.0/{slot:02x}.0"))?)))
-        .collect::<Result<_, StateError>>()?;
-    Ok(DecodedDevices {
-        serial: SerialState::from_bytes(get("serial0")?)?,
-        i8042: I8042State::from_bytes(get("i8042")?)?,
-        rtc: CmosState::from_bytes(get("rtc")?)?,
-        speaker: SpeakerState::from_bytes(get("pcspk")?)?,
-        io: PciConfigIoState::from_bytes(get("pci-config-io")?)?,
-        pci,
-    })
-}
-
-/// Restores what [`save_devices`] produced; everything is decoded and checked first, so a
-/// bad state leaves the machine as it was.
-pub fn restore_devices(p: &Platform, states: &[(String, Vec<u8>)]) -> Result<(), StateError> {
-    let d = check_devices(p, states)?;
-    lock(&p.serial).restore(&d.serial)?;
-    lock(&p.i8042).restore(&d.i8042)?;
-    lock(&p.cmos).restore(&d.rtc)?;
-    lock(&p.speaker).restore(&d.speaker)?;
-    lock(&p.pci_io).set_latch(d.io.latch);
-    let root = lock(&p.pci);
-    for (slot, bytes) in d.pci {
-        if let Some(dev) = root.slot(slot) {
-            lock(dev).set_state(bytes)?;
-        }
-    }
-    Ok(())
-}
-
 /// Everything but RAM.
 #[derive(Clone)]
 pub struct MachineState {
     pub mem_size: u64,
     pub vm: KvmVmState,
     pub vcpus: Vec<VcpuState>,
-    pub devices: Vec<(String, Vec<u8>)>,
+    pub devices: Vec<NamedState>,
 }
 
 /// Upper bounds on counts read from outside, far above anything real.

@@ -281,6 +281,8 @@ impl Persist for Cmos {
     }
 }
 
+impl crate::device::PlainDevice for Cmos {}
+
 #[cfg(test)]
 mod tests {
     use super::*;

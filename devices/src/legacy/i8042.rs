@@ -230,6 +230,8 @@ impl Persist for I8042 {
     }
 }
 
+impl crate::device::PlainDevice for I8042 {}
+
 #[cfg(test)]
 mod tests {
     use super::*;

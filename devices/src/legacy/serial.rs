@@ -156,6 +156,8 @@ impl Persist for SerialDevice {
     }
 }
 
+impl crate::device::PlainDevice for SerialDevice {}
+
 #[cfg(test)]
 mod tests {
     use super::*;

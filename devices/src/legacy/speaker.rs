@@ -111,6 +111,8 @@ impl Persist for Speaker {
     }
 }
 
+impl crate::device::PlainDevice for Speaker {}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -2,7 +2,8 @@
 //! before it trusts configuration mechanism #1.
 
 use super::{ConfigSpace, PciDevice};
-use crate::state::{Persist, StateError, VersionedState};
+use crate::device::PlainDevice;
+use crate::state::{Persist, StateError};
 
 const VENDOR_INTEL: u16 = 0x8086;
 /// A device id with no chipset quirks attached to it in Linux (used by other KVM VMMs too).
@@ -31,13 +32,9 @@ impl PciDevice for HostBridge {
     fn name(&self) -> &str {
         "Host bridge"
     }
-    fn state(&self) -> Vec<u8> {
-        self.save().to_bytes()
-    }
-    fn set_state(&mut self, bytes: &[u8]) -> Result<(), StateError> {
-        self.restore(&ConfigSpace::from_bytes(bytes)?)
-    }
 }
+
+impl PlainDevice for HostBridge {}
 
 impl Persist for HostBridge {
     type State = ConfigSpace;

@@ -131,6 +131,18 @@ mod tests {
         }
     }
 
+    impl crate::device::Device for Fake {
+        fn save_state(&self) -> Vec<u8> {
+            Vec::new()
+        }
+        fn check_state(&self, _bytes: &[u8]) -> Result<(), StateError> {
+            Ok(())
+        }
+        fn restore_state(&mut self, _bytes: &[u8]) -> Result<(), StateError> {
+            Ok(())
+        }
+    }
+
     impl PciDevice for Fake {
         fn read_config(&self, reg: usize) -> u32 {
             self.config.read_reg(reg)
@@ -140,12 +152,6 @@ mod tests {
         }
         fn name(&self) -> &str {
             "fake"
-        }
-        fn state(&self) -> Vec<u8> {
-            Vec::new()
-        }
-        fn set_state(&mut self, _bytes: &[u8]) -> Result<(), StateError> {
-            Ok(())
         }
         fn bar(&self, index: usize) -> Option<PciBar> {
             self.config.bar(index)

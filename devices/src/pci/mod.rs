@@ -5,23 +5,21 @@ pub mod host_bridge;
 pub mod mmio;
 pub mod root;
 
+use crate::device::Device;
 pub use config_space::{ConfigSpace, PciBar};
 pub use host_bridge::HostBridge;
 pub use mmio::{PciMmio, assign_bars};
 pub use root::{PciConfigIo, PciRoot};
 
-/// A function on the PCI bus, seen through its configuration space.
-pub trait PciDevice: Send {
+/// A function on the PCI bus, seen through its configuration space. Its state, pause and
+/// shutdown come with [`Device`], as for every device.
+pub trait PciDevice: Device {
     /// Reads the dword at configuration register `reg` (byte offset `reg * 4`).
     fn read_config(&self, reg: usize) -> u32;
     /// Writes `data` (1, 2 or 4 bytes) at byte `offset` within dword register `reg`.
     fn write_config(&mut self, reg: usize, offset: usize, data: &[u8]);
     /// A short human-readable name for `info pci`.
     fn name(&self) -> &str;
-    /// The function's complete state as a versioned value.
-    fn state(&self) -> Vec<u8>;
-    /// Restores a value from [`PciDevice::state`].
-    fn set_state(&mut self, bytes: &[u8]) -> Result<(), crate::state::StateError>;
     /// The memory BAR at `index` as currently programmed, if the function has one there.
     fn bar(&self, _index: usize) -> Option<PciBar> {
         None

@@ -2,7 +2,7 @@
 
 use super::PciDevice;
 use crate::bus::{BusDevice, lock};
-use crate::state::{StateError, StateReader, StateWriter, VersionedState};
+use crate::state::{Persist, StateError, StateReader, StateWriter, VersionedState};
 use std::sync::{Arc, Mutex};
 use thiserror::Error;
 
@@ -86,13 +86,6 @@ impl PciConfigIo {
         let l = self.latch;
         Some(((l >> 16) & 0xff, (l >> 11) & 0x1f, (l >> 8) & 0x7, ((l >> 2) & 0x3f) as usize))
     }
-
-    pub fn latch(&self) -> u32 {
-        self.latch
-    }
-    pub fn set_latch(&mut self, v: u32) {
-        self.latch = v;
-    }
 }
 
 impl BusDevice for PciConfigIo {
@@ -141,6 +134,19 @@ impl BusDevice for PciConfigIo {
         }
     }
 }
+
+impl Persist for PciConfigIo {
+    type State = PciConfigIoState;
+    fn save(&self) -> PciConfigIoState {
+        PciConfigIoState { latch: self.latch }
+    }
+    fn restore(&mut self, s: &PciConfigIoState) -> Result<(), StateError> {
+        self.latch = s.latch;
+        Ok(())
+    }
+}
+
+impl crate::device::PlainDevice for PciConfigIo {}
 
 /// The latch, saved so a guest caught between latch and data access resumes correctly.
 #[derive(Debug, Clone, PartialEq, Eq)]

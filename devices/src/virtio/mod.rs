@@ -112,9 +112,14 @@ pub trait VirtioDevice: Send {
     /// Finishes the request in progress and parks the I/O thread; returns when parked.
     fn pause(&mut self);
     fn resume(&mut self);
-    /// Stops the I/O thread for good.
+    /// Stops the I/O thread for good and writes back what the back end caches.
     fn shutdown(&mut self);
     /// Device-specific state (not the queues or transport, which the transport saves).
     fn state(&self) -> Vec<u8>;
+    /// Decodes a device-specific state in full and checks it fits this device (what the
+    /// guest was told: size, features, ...), changing nothing.
+    fn check_state(&self, bytes: &[u8]) -> Result<(), StateError>;
+    /// Loads a device-specific state; fails, before changing anything, where
+    /// [`VirtioDevice::check_state`] fails.
     fn set_state(&mut self, bytes: &[u8]) -> Result<(), StateError>;
 }

@@ -271,6 +271,8 @@ impl VirtioDevice for VirtioBlk {
     fn shutdown(&mut self) {
         self.shut_down = true;
         self.worker = None;
+        // Cached metadata written back, so the image is clean for whoever opens it next.
+        let _ = lock(&self.backend).flush();
     }
 
     fn state(&self) -> Vec<u8> {
@@ -282,7 +284,7 @@ impl VirtioDevice for VirtioBlk {
         .to_bytes()
     }
 
-    fn set_state(&mut self, bytes: &[u8]) -> Result<(), StateError> {
+    fn check_state(&self, bytes: &[u8]) -> Result<(), StateError> {
         let s = VirtioBlkState::from_bytes(bytes)?;
         // The guest was told a size and features; a different disk would corrupt it.
         if s.capacity != self.capacity || s.read_only != self.read_only || s.features != self.features {
@@ -295,6 +297,11 @@ impl VirtioDevice for VirtioBlk {
             });
         }
         Ok(())
+    }
+
+    fn set_state(&mut self, bytes: &[u8]) -> Result<(), StateError> {
+        // Nothing to load: the state only says which disk the guest knows.
+        self.check_state(bytes)
     }
 }
 

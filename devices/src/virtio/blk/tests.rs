@@ -3,7 +3,7 @@
 
 use super::*;
 use crate::block::{Format, open_image};
-use crate::pci::PciDevice;
+use crate::device::Device;
 use crate::virtio::GuestMem;
 use crate::virtio::testing::*;
 use std::io::Read as _;
@@ -371,7 +371,7 @@ fn save_restore_continues_the_queue() {
     a.ring.push(&a.g.mem, &[(hdr, 16, false), (DATA2, 1024, true), (STATUS, 1, true)]);
     a.g.notify(0);
     assert!(a.ring.idle_for(&a.g.mem, 20));
-    let state = lock(&a.g.dev).state();
+    let state = lock(&a.g.dev).save_state();
     let mem = a.g.mem.clone();
     let ring = a.ring;
     lock(&a.g.dev).shutdown();
@@ -388,7 +388,7 @@ fn save_restore_continues_the_queue() {
     .unwrap();
     let mut g = Guest::new(Box::new(blk), mem);
     lock(&g.dev).pause();
-    lock(&g.dev).set_state(&state).unwrap();
+    lock(&g.dev).restore_state(&state).unwrap();
     assert_ne!(g.status() & crate::virtio::status::DRIVER_OK, 0);
     lock(&g.dev).resume();
     let mut b = Blk { g, ring };
@@ -404,7 +404,9 @@ fn save_restore_continues_the_queue() {
     // A state for a different disk size is refused.
     let other = VirtioBlk::new(Box::new(MemDisk::new(1024)), BlkConfig::default()).unwrap();
     let mut c = crate::virtio::pci::VirtioPciDevice::new(Box::new(other), b.g.mem.clone(), FakeMsi::new()).unwrap();
-    assert!(c.set_state(&state).is_err());
+    // Checked before anything changes, and refused again by the restore itself.
+    assert!(matches!(c.check_state(&state), Err(StateError::Invalid { name: "virtio-blk", .. })));
+    assert!(c.restore_state(&state).is_err());
 }
 
 #[test]

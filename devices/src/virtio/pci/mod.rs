@@ -14,6 +14,7 @@ mod tests;
 use super::queue::{SharedQueue, new_queue, queue_from_state};
 use super::{Activation, GuestMem, MsiSink, VIRTIO_F_VERSION_1, VirtioDevice, VirtioError, VirtioInterrupt, status};
 use crate::bus::lock;
+use crate::device::Device;
 use crate::pci::config_space::ConfigError;
 use crate::pci::{ConfigSpace, PciBar, PciDevice};
 use crate::state::{Persist, StateError, VersionedState};
@@ -189,25 +190,6 @@ impl VirtioPciDevice {
         }
     }
 
-    /// Quiesces the device: the request in progress completes, the I/O thread parks. Guest
-    /// memory and [`PciDevice::state`] are then consistent until [`Self::resume`].
-    pub fn pause(&mut self) {
-        self.paused = true;
-        self.device.pause();
-    }
-
-    pub fn resume(&mut self) {
-        self.paused = false;
-        self.device.resume();
-    }
-
-    /// Stops the I/O thread for good (VM teardown); later notifies are ignored.
-    pub fn shutdown(&mut self) {
-        self.shut_down = true;
-        self.disarm_notifiers();
-        self.device.shutdown();
-    }
-
     fn regs(&self) -> Regs<'_> {
         Regs {
             offered: self.offered,
@@ -364,15 +346,6 @@ impl PciDevice for VirtioPciDevice {
         &self.name
     }
 
-    /// Call only while paused (see [`VirtioPciDevice::pause`]).
-    fn state(&self) -> Vec<u8> {
-        self.save().to_bytes()
-    }
-
-    fn set_state(&mut self, bytes: &[u8]) -> Result<(), StateError> {
-        self.restore(&VirtioPciState::from_bytes(bytes)?)
-    }
-
     fn bar(&self, index: usize) -> Option<PciBar> {
         self.config.bar(index)
     }
@@ -413,29 +386,7 @@ impl Persist for VirtioPciDevice {
     /// Restores into this device (normally freshly built for the same disk and guest
     /// memory). A device that was running is restarted, parked if this one is paused.
     fn restore(&mut self, s: &VirtioPciState) -> Result<(), StateError> {
-        let invalid = |why: String| StateError::Invalid {
-            name: VirtioPciState::NAME,
-            why,
-        };
-        if s.device_type != self.device.device_type() {
-            return Err(invalid(format!(
-                "state of virtio device type {} for a device of type {}",
-                s.device_type,
-                self.device.device_type()
-            )));
-        }
-        if s.queues.len() != self.queues.len() || s.msix.vectors() != self.interrupt.msix().vectors() {
-            return Err(invalid("queue or MSI-X vector count differs".into()));
-        }
-        if s.config.bar(0).map(|b| b.size) != Some(BAR0_SIZE) {
-            return Err(invalid("BAR0 layout differs".into()));
-        }
-        let queues = s
-            .queues
-            .iter()
-            .zip(&self.max_sizes)
-            .map(|(q, &max)| queue_from_state(VirtioPciState::NAME, *q, max))
-            .collect::<Result<Vec<_>, _>>()?;
+        let queues = self.checked_queues(s)?;
         if self.activated {
             self.disarm_notifiers();
             self.device.reset();
@@ -457,6 +408,73 @@ impl Persist for VirtioPciDevice {
             self.activate().map_err(|e| invalid(format!("cannot restart the device: {e}")))?;
         }
         Ok(())
+    }
+}
+
+fn invalid(why: String) -> StateError {
+    StateError::Invalid {
+        name: VirtioPciState::NAME,
+        why,
+    }
+}
+
+impl VirtioPciDevice {
+    /// Checks a saved state against this function (device kind, queues, MSI-X, BAR0, the
+    /// device's own state) and returns its queues, rebuilt; changes nothing.
+    fn checked_queues(&self, s: &VirtioPciState) -> Result<Vec<virtio_queue::Queue>, StateError> {
+        if s.device_type != self.device.device_type() {
+            return Err(invalid(format!(
+                "state of virtio device type {} for a device of type {}",
+                s.device_type,
+                self.device.device_type()
+            )));
+        }
+        if s.queues.len() != self.queues.len() || s.msix.vectors() != self.interrupt.msix().vectors() {
+            return Err(invalid("queue or MSI-X vector count differs".into()));
+        }
+        if s.config.bar(0).map(|b| b.size) != Some(BAR0_SIZE) {
+            return Err(invalid("BAR0 layout differs".into()));
+        }
+        self.device.check_state(&s.device)?;
+        s.queues
+            .iter()
+            .zip(&self.max_sizes)
+            .map(|(q, &max)| queue_from_state(VirtioPciState::NAME, *q, max))
+            .collect()
+    }
+}
+
+impl Device for VirtioPciDevice {
+    /// Quiesces the device: the request in progress completes, the I/O thread parks. Guest
+    /// memory and the saved state are then consistent until `resume`.
+    fn pause(&mut self) {
+        self.paused = true;
+        self.device.pause();
+    }
+
+    fn resume(&mut self) {
+        self.paused = false;
+        self.device.resume();
+    }
+
+    /// Stops the I/O thread for good (VM teardown); later notifies are ignored.
+    fn shutdown(&mut self) {
+        self.shut_down = true;
+        self.disarm_notifiers();
+        self.device.shutdown();
+    }
+
+    /// Call only while paused.
+    fn save_state(&self) -> Vec<u8> {
+        self.save().to_bytes()
+    }
+
+    fn check_state(&self, bytes: &[u8]) -> Result<(), StateError> {
+        self.checked_queues(&VirtioPciState::from_bytes(bytes)?).map(|_| ())
+    }
+
+    fn restore_state(&mut self, bytes: &[u8]) -> Result<(), StateError> {
+        self.restore(&VirtioPciState::from_bytes(bytes)?)
     }
 }
 

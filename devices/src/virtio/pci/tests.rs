@@ -332,7 +332,7 @@ fn hostile_driver() {
         }
         if rnd() % 4 == 0 {
             lock(&g.dev).pause();
-            let _ = lock(&g.dev).state();
+            let _ = lock(&g.dev).save_state();
             lock(&g.dev).resume();
         }
     }
