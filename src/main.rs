@@ -6,8 +6,7 @@ mod config;
 mod console;
 mod cpu;
 mod errtext;
-mod hmp;
-mod incoming;
+mod events;
 mod layout;
 mod machine;
 mod memory;
@@ -21,7 +20,7 @@ mod vm;
 use config::{Config, SerialBackend};
 use console::Console;
 use machine::{Machine, RunState};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use vm::{Vm, VmEvent};
 
 fn main() {
@@ -55,7 +54,7 @@ fn fail(msg: &str) -> ! {
 /// The first run state: `-incoming` waits in `inmigrate`, `-S` in `prelaunch`.
 fn initial_state(cfg: &Config) -> RunState {
     if cfg.incoming.is_some() {
-        RunState::InMigrate
+        RunState::Inmigrate
     } else if cfg.start_paused {
         RunState::Prelaunch
     } else {
@@ -96,7 +95,8 @@ fn run(cfg: &Config) -> Result<i32, String> {
 /// `-monitor`, labelled compat_monitor0, 1, ... A `server` without `nowait` blocks here
 /// until its first client connects, as in QEMU.
 fn start_monitors(cfg: &Config, machine: &Arc<Machine>, console: &Console) -> Result<(), String> {
-    let vmm: monitor::SharedVmm = Arc::new(Mutex::new(machine::Hmp(machine.clone())));
+    let engine: Arc<dyn monitor::engine::Engine> = Arc::new(machine::MachineEngine(machine.clone()));
+    let vmm: monitor::SharedVmm = Arc::new(monitor::hmp::Hmp::new(engine));
     let version = env!("CARGO_PKG_VERSION");
     let serial_name = match &cfg.serial {
         SerialBackend::Stdio { mux: true } => "mux".to_string(),
@@ -106,7 +106,7 @@ fn start_monitors(cfg: &Config, machine: &Arc<Machine>, console: &Console) -> Re
         SerialBackend::Null => "null".to_string(),
     };
     if cfg.serial != SerialBackend::Null {
-        machine.add_chardev(format!("serial0: filename={serial_name}"));
+        machine.add_chardev("serial0", serial_name);
     }
     let mut specs: Vec<(String, bool)> = Vec::new();
     if cfg.serial == (SerialBackend::Stdio { mux: true }) {
@@ -156,13 +156,13 @@ fn run_machine(
         vm.start().map_err(|e| e.to_string())?;
         machine.set_vm(vm.clone());
         if let Some(tag) = load_tag {
-            snapshot::load(&vm, &tag).map_err(snapshot::LoadError::message)?;
+            snapshot::load(&vm, &tag).map_err(|e| e.to_string())?;
             if machine.state() == RunState::Running {
                 vm.resume();
             }
         }
         if let Some(spec) = &cfg.incoming {
-            incoming::start(spec, vm.clone(), tx.clone(), machine.incoming.clone())?;
+            machine::start_incoming(spec, vm.clone(), tx.clone(), machine.incoming.clone())?;
         }
         machine.set_ready();
         if let Some(d) = daemon.take() {
@@ -184,7 +184,7 @@ fn run_machine(
                     // The VM is about to be rebuilt: a migration of it must end first (the
                     // new one could not lock the images the old one still holds).
                     machine.end_outgoing("the guest was reset during the migration");
-                    if machine.state() == RunState::PostMigrate {
+                    if machine.state() == RunState::Postmigrate {
                         // The guest now lives at the destination; this one stays as it is.
                         continue;
                     }

@@ -1,6 +1,6 @@
 //! Process-level plumbing: termination signals, `-daemonize` and `-pidfile`.
 
-use crate::vm::VmEvent;
+use crate::events::VmEvent;
 use crossbeam_channel::Sender;
 use std::fs::File;
 use std::io::{self, Read, Write};

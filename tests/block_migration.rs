@@ -6,7 +6,7 @@
 mod common;
 
 use common::disk::{verify_exact, writes};
-use common::hmp::{info_field, info_num};
+use common::hmp::{Hmp, info_field, info_num};
 use common::migrate::{Node, Relay, node, wait_migration};
 use common::{free_port, heartbeats, tmpdir, vm_lock};
 use std::path::{Path, PathBuf};
@@ -450,7 +450,9 @@ fn a_lost_answer_leaves_the_source_paused_and_the_image_with_the_destination() {
     create("qcow2", &img, "64M", None);
     let d = drive(&img, "qcow2");
     let append = APPEND.replace("probe.exit=400", "probe.exit=1600");
-    let mut src = source_with(&dir, &append, &["-no-reboot", "-drive", &d]);
+    let second = dir.join("src2.sock");
+    let second_spec = format!("unix:{},server,nowait", second.display());
+    let mut src = source_with(&dir, &append, &["-no-reboot", "-drive", &d, "-monitor", &second_spec]);
     let port = free_port();
     let inc = format!("tcp:127.0.0.1:{port}");
     let mut dst = destination(&dir, "dst", &append, &["-no-reboot", "-drive", &d, "-incoming", &inc]);
@@ -458,6 +460,14 @@ fn a_lost_answer_leaves_the_source_paused_and_the_image_with_the_destination() {
     assert_eq!(src.mon.cmd(&format!("migrate -d tcp:127.0.0.1:{}", relay.port)), "");
     // The destination loads and runs while the source waits for an answer.
     dst.g.wait_for(&format!("DISKVERIFY {} ok", last_verify(&src) + 1), T);
+    // A `stop` on another monitor waits for the outcome, but queries do not wait behind it.
+    let stopper = std::thread::spawn(move || Hmp::unix(&second).cmd_timeout("stop", Duration::from_secs(30)));
+    std::thread::sleep(Duration::from_millis(300));
+    let asked = Instant::now();
+    let info = src.mon.cmd("info migrate");
+    assert!(asked.elapsed() < Duration::from_secs(2), "info migrate took {:?}", asked.elapsed());
+    assert_eq!(info_field(&info, "Migration status"), Some("active"), "{info}");
+    assert!(!stopper.is_finished(), "the stop did not wait for the switch-over");
     // A monitor command that pauses the VM and lets it run again (`info registers`) waits
     // for the outcome: it must not run the source's guest in the middle of a switch-over.
     let regs = src.mon.cmd_timeout("info registers", Duration::from_secs(30));
@@ -473,6 +483,7 @@ fn a_lost_answer_leaves_the_source_paused_and_the_image_with_the_destination() {
         "{info}"
     );
     assert_eq!(src.mon.cmd("info status"), "VM status: paused (postmigrate)\n");
+    assert_eq!(stopper.join().unwrap(), "");
     destination_keeps_the_image(&mut src, &mut dst, &img);
 }
 

@@ -6,23 +6,24 @@
 //! ```
 
 use std::io::Write;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use monitor::{Command, InfoCommand, MonitorBuilder, Outcome, SharedVmm, Vmm};
 
 struct Fake {
-    paused: bool,
+    paused: AtomicBool,
 }
 
 impl Vmm for Fake {
-    fn execute(&mut self, command: &Command, out: &mut dyn Write) -> Result<Outcome, String> {
+    fn execute(&self, command: &Command, out: &mut dyn Write) -> Result<Outcome, String> {
         match command {
             Command::Info(InfoCommand::Status) => {
-                let state = if self.paused { "paused" } else { "running" };
+                let state = if self.paused.load(Ordering::SeqCst) { "paused" } else { "running" };
                 writeln!(out, "VM status: {state}").map_err(|e| e.to_string())?;
             }
-            Command::Stop => self.paused = true,
-            Command::Cont => self.paused = false,
+            Command::Stop => self.paused.store(true, Ordering::SeqCst),
+            Command::Cont => self.paused.store(false, Ordering::SeqCst),
             Command::Quit => std::process::exit(0),
             Command::SaveVm { .. } | Command::LoadVm { .. } => {
                 return Err("no block device can store vmstate for snapshot".into());
@@ -35,7 +36,9 @@ impl Vmm for Fake {
 
 fn main() {
     let spec = std::env::args().nth(1).unwrap_or_else(|| "stdio".into());
-    let vmm: SharedVmm = Arc::new(Mutex::new(Fake { paused: false }));
+    let vmm: SharedVmm = Arc::new(Fake {
+        paused: AtomicBool::new(false),
+    });
     match MonitorBuilder::new("7.2.22", vmm).start(&spec) {
         Ok(handle) => {
             if let Some(message) = handle.redirect_message() {

@@ -4,34 +4,10 @@
 //! `migrate_set_parameter` complete their names (and `on`/`off`).
 
 use crate::editor::{Completer, Completion};
+use crate::engine::MigrationCapability;
 use crate::expr::is_space;
 use crate::grammar::split_words;
 use crate::table::{Action, COMMANDS, CommandDef, find};
-
-/// Migration capabilities of QEMU 7.2, for completion.
-pub const MIGRATION_CAPABILITIES: &[&str] = &[
-    "xbzrle",
-    "rdma-pin-all",
-    "auto-converge",
-    "zero-blocks",
-    "compress",
-    "events",
-    "postcopy-ram",
-    "x-colo",
-    "release-ram",
-    "block",
-    "return-path",
-    "pause-before-switchover",
-    "multifd",
-    "dirty-bitmaps",
-    "postcopy-blocktime",
-    "late-block-activate",
-    "x-ignore-shared",
-    "validate-uuid",
-    "background-snapshot",
-    "zero-copy-send",
-    "postcopy-preempt",
-];
 
 /// Migration parameters of QEMU 7.2, for completion.
 pub const MIGRATION_PARAMETERS: &[&str] = &[
@@ -100,7 +76,7 @@ fn complete_in(table: &'static [CommandDef], words: &[String], completion: &mut 
     let last = words.last().map_or("", String::as_str);
     let fixed: &[&str] = match (def.primary_name(), words.len()) {
         ("help", _) => return complete_in(table, &words[1..], completion),
-        ("migrate_set_capability", 2) => MIGRATION_CAPABILITIES,
+        ("migrate_set_capability", 2) => &MigrationCapability::NAMES,
         ("migrate_set_capability", 3) => &["on", "off"],
         ("migrate_set_parameter", 2) => MIGRATION_PARAMETERS,
         _ => return,

@@ -1,7 +1,7 @@
 //! The interface between the monitor and the VMM.
 
 use std::io::{self, Write};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use crate::command::{Command, InfoCommand, parse_line};
@@ -51,23 +51,24 @@ pub trait Pending: Send {
 /// shows up at once (write `\n`; the transport sends `\r\n`). An `Err(msg)`
 /// is shown as `Error: msg`. `Command::Help` and `info history` are answered
 /// by the session and never get here.
-pub trait Vmm: Send {
-    fn execute(&mut self, command: &Command, out: &mut dyn Write) -> Result<Outcome, String>;
+pub trait Vmm: Send + Sync {
+    fn execute(&self, command: &Command, out: &mut dyn Write) -> Result<Outcome, String>;
 
     /// Called before a session shows its banner. A VMM that cannot answer yet (still
     /// setting up, as QEMU serves no monitor before its main loop) blocks here, so a
     /// client that has seen the prompt can rely on the machine being there.
-    fn wait_ready(&mut self) {}
+    fn wait_ready(&self) {}
 }
 
-/// The VMM as the transports share it between monitors.
-pub type SharedVmm = Arc<Mutex<dyn Vmm>>;
+/// The VMM as the transports share it between monitors. Commands of different monitors
+/// may run at the same time: the VMM serialises what must be.
+pub type SharedVmm = Arc<dyn Vmm>;
 
 /// Runs one command line outside of a session (for QMP's
 /// `human-monitor-command`, for example): parses it, answers `help` from the
 /// tables, prints parser and command errors the way the monitor does, and
 /// returns what the VMM returned. `info history` prints nothing here.
-pub fn execute_line(line: &str, vmm: &mut dyn Vmm, out: &mut dyn Write) -> io::Result<Outcome> {
+pub fn execute_line(line: &str, vmm: &dyn Vmm, out: &mut dyn Write) -> io::Result<Outcome> {
     match parse_line(line) {
         Ok(None) => Ok(Outcome::Done),
         Err(e) => {

@@ -3,6 +3,7 @@
 pub mod control;
 pub mod cpuid;
 pub mod msrs;
+pub mod registers_text;
 pub mod setup;
 pub mod state;
 pub mod thread;

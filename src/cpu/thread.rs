@@ -3,7 +3,7 @@
 
 use super::CpuError;
 use super::control::RunControl;
-use crate::vm::VmEvent;
+use crate::events::VmEvent;
 use crossbeam_channel::Sender;
 use devices::bus::Bus;
 use kvm_ioctls::{VcpuExit, VcpuFd};

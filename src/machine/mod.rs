@@ -1,60 +1,23 @@
-//! The machine as the monitor sees it: run state, the current VM (rebuilt on every reset),
-//! and migration in both directions. Implements the monitor's `Vmm` trait (see `hmp.rs`).
+//! The machine as the monitors see it: run state, the current VM (rebuilt on every reset),
+//! and migration in both directions. It is the command engine both monitor languages
+//! drive (`engine.rs` implements `monitor::engine::Engine`).
 
-mod hmp;
-pub use hmp::Hmp;
+mod engine;
+pub use engine::MachineEngine;
+mod incoming;
 mod info;
 mod migrate;
+mod runstate;
 
-use crate::migration::info::Stats;
+pub use incoming::{IncomingState, start as start_incoming};
+pub use monitor::engine::RunState;
+
 use crate::migration::send::Shared;
 use crate::vm::{Vm, VmEvent};
 use crossbeam_channel::Sender;
 use devices::bus::lock;
+use monitor::engine::{ChardevInfo, Event, EventBus};
 use std::sync::{Arc, Mutex};
-
-/// QEMU's run states, as far as godwit has them.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum RunState {
-    Running,
-    Paused,
-    Prelaunch,
-    InMigrate,
-    PostMigrate,
-    InternalError,
-}
-
-impl RunState {
-    pub fn name(self) -> &'static str {
-        match self {
-            RunState::Running => "running",
-            RunState::Paused => "paused",
-            RunState::Prelaunch => "prelaunch",
-            RunState::InMigrate => "inmigrate",
-            RunState::PostMigrate => "postmigrate",
-            RunState::InternalError => "internal-error",
-        }
-    }
-
-    /// `info status`: `VM status: running`, `VM status: paused`, `VM status: paused (prelaunch)`.
-    pub fn status_line(self) -> String {
-        match self {
-            RunState::Running => "VM status: running".into(),
-            RunState::Paused => "VM status: paused".into(),
-            other => format!("VM status: paused ({})", other.name()),
-        }
-    }
-}
-
-/// The destination side of a migration.
-#[derive(Default)]
-pub struct IncomingState {
-    /// `-incoming defer`: waiting for `migrate_incoming`.
-    pub deferred: bool,
-    /// The stream has been asked for (listening or loading).
-    pub started: bool,
-    pub stats: Stats,
-}
 
 pub struct Machine {
     vm: Mutex<Option<Arc<Vm>>>,
@@ -62,12 +25,18 @@ pub struct Machine {
     /// In `inmigrate`, whether to run once the incoming migration completes (`cont`/`-S`).
     autostart: Mutex<bool>,
     events: Sender<VmEvent>,
+    /// Where QMP's events go.
+    bus: Arc<EventBus>,
+    /// One command that changes the machine at a time (what one monitor's `savevm` and
+    /// another's `migrate` must not interleave). Queries never take it, so `info migrate`
+    /// answers while a `stop` waits for a switch-over.
+    commands: Mutex<()>,
     name: Option<String>,
     pub outgoing: Arc<Shared>,
     outgoing_thread: Mutex<Option<std::thread::JoinHandle<()>>>,
     pub incoming: Arc<Mutex<IncomingState>>,
-    /// `info chardev` lines for devices other than monitors (the serial port).
-    chardevs: Mutex<Vec<String>>,
+    /// `info chardev` entries for devices other than monitors (the serial port).
+    chardevs: Mutex<Vec<ChardevInfo>>,
     /// The running monitors; asked live for `info chardev` (connected or not).
     monitors: Mutex<Vec<monitor::MonitorHandle>>,
     /// Set once the first VM is built and `-incoming` listens. Monitors come up earlier (a
@@ -79,13 +48,16 @@ pub struct Machine {
 
 impl Machine {
     pub fn new(events: Sender<VmEvent>, name: Option<String>, state: RunState, autostart: bool) -> Arc<Machine> {
+        let bus = Arc::new(EventBus::default());
         Arc::new(Machine {
             vm: Mutex::new(None),
             state: Mutex::new(state),
             autostart: Mutex::new(autostart),
             events,
+            bus: bus.clone(),
+            commands: Mutex::new(()),
             name,
-            outgoing: Arc::new(Shared::default()),
+            outgoing: Arc::new(Shared::with_bus(bus)),
             outgoing_thread: Mutex::new(None),
             incoming: Arc::new(Mutex::new(IncomingState::default())),
             chardevs: Mutex::new(Vec::new()),
@@ -112,6 +84,11 @@ impl Machine {
         self.events.clone()
     }
 
+    /// QMP's events.
+    pub fn bus(&self) -> &EventBus {
+        &self.bus
+    }
+
     pub fn set_vm(&self, vm: Arc<Vm>) {
         *lock(&self.vm) = Some(vm);
     }
@@ -126,20 +103,36 @@ impl Machine {
         lock(&self.vm).clone()
     }
 
+    /// The VM, for a command that needs one (there is one from set-up to exit, except
+    /// for the moment a reset rebuilds it).
+    fn the_vm(&self) -> Result<Arc<Vm>, String> {
+        self.vm().ok_or_else(|| "no VM".to_string())
+    }
+
     pub fn state(&self) -> RunState {
         *lock(&self.state)
     }
 
+    /// Changes the run state; leaving or entering `running` is QMP's `STOP` or `RESUME`.
     pub fn set_state(&self, s: RunState) {
-        *lock(&self.state) = s;
+        let old = std::mem::replace(&mut *lock(&self.state), s);
+        if old == RunState::Running && s != RunState::Running {
+            self.bus.emit(Event::stop());
+        } else if old != RunState::Running && s == RunState::Running {
+            self.bus.emit(Event::resume());
+        }
     }
 
     pub fn autostart(&self) -> bool {
         *lock(&self.autostart)
     }
 
-    pub fn add_chardev(&self, line: String) {
-        lock(&self.chardevs).push(line);
+    pub fn add_chardev(&self, label: &str, filename: String) {
+        lock(&self.chardevs).push(ChardevInfo {
+            label: label.to_string(),
+            filename,
+            frontend_open: true,
+        });
     }
 
     pub fn add_monitor(&self, h: monitor::MonitorHandle) {
@@ -151,15 +144,6 @@ impl Machine {
         for h in lock(&self.monitors).iter() {
             h.drain_serial(std::time::Duration::from_secs(1));
         }
-    }
-
-    /// `info chardev`, one line each.
-    pub fn chardev_lines(&self) -> Vec<String> {
-        let mut v = lock(&self.chardevs).clone();
-        for h in lock(&self.monitors).iter() {
-            v.extend(h.chardevs().iter().map(|c| c.to_string()));
-        }
-        v
     }
 
     /// An outgoing migration is moving data.

@@ -1,8 +1,11 @@
-//! Migration parameters and capabilities, with QEMU 7.2's names, defaults and texts.
+//! Migration parameters and capabilities, with QEMU 7.2's names, defaults, checks and
+//! texts. godwit acts on the bandwidth, the downtime limit, block migration and events;
+//! the other values read as QEMU's defaults, and changing one is refused.
 
-use std::fmt::Write;
+use monitor::engine::migration::MAX_DOWNTIME_MS;
+use monitor::engine::{MigrateSetParameters, MigrationCapability, MigrationCapabilityStatus, MigrationParameters};
 
-/// The parameters godwit acts on, plus QEMU's others kept for display.
+/// The parameters godwit acts on, plus the values it keeps for display.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Params {
     /// Bytes per second; 0 means unlimited.
@@ -11,16 +14,17 @@ pub struct Params {
     pub downtime_limit_ms: u64,
     pub xbzrle_cache_size: u64,
     pub max_postcopy_bandwidth: u64,
-    pub multifd_channels: u64,
+    pub multifd_channels: u8,
     pub block_incremental: bool,
     /// The `block` capability: every `migrate` copies the disks (as `-b`, or `-i` with
     /// `block-incremental` on).
     pub block: bool,
+    /// The `events` capability: status changes and passes are QMP events.
+    pub events: bool,
 }
 
 pub const DEFAULT_BANDWIDTH: u64 = 128 << 20;
 pub const DEFAULT_DOWNTIME_MS: u64 = 300;
-pub const MAX_DOWNTIME_MS: u64 = 2_000_000;
 
 impl Default for Params {
     fn default() -> Self {
@@ -32,56 +36,141 @@ impl Default for Params {
             multifd_channels: 2,
             block_incremental: false,
             block: false,
+            events: false,
         }
     }
 }
 
 impl Params {
-    /// `info migrate_parameters` as QEMU 7.2 prints it.
-    pub fn format(&self) -> String {
-        let mut o = String::new();
-        o.push_str("announce-initial: 50 ms\nannounce-max: 550 ms\nannounce-rounds: 5\nannounce-step: 100 ms\n");
-        o.push_str("compress-level: 1\ncompress-threads: 8\ncompress-wait-thread: on\ndecompress-threads: 2\n");
-        o.push_str("throttle-trigger-threshold: 50\ncpu-throttle-initial: 20\ncpu-throttle-increment: 10\ncpu-throttle-tailslow: off\nmax-cpu-throttle: 99\n");
-        o.push_str("tls-creds: ''\ntls-hostname: ''\n");
-        let _ = writeln!(o, "max-bandwidth: {} bytes/second", self.max_bandwidth);
-        let _ = writeln!(o, "downtime-limit: {} ms", self.downtime_limit_ms);
-        o.push_str("x-checkpoint-delay: 20000 ms\n");
-        let _ = writeln!(o, "block-incremental: {}", if self.block_incremental { "on" } else { "off" });
-        let _ = writeln!(o, "multifd-channels: {}", self.multifd_channels);
-        o.push_str("multifd-compression: none\n");
-        let _ = writeln!(o, "xbzrle-cache-size: {} bytes", self.xbzrle_cache_size);
-        let _ = writeln!(o, "max-postcopy-bandwidth: {}", self.max_postcopy_bandwidth);
-        o.push_str("tls-authz: ''\n");
-        o
+    /// `query-migrate-parameters`.
+    pub fn info(&self) -> MigrationParameters {
+        MigrationParameters {
+            announce_initial: 50,
+            announce_max: 550,
+            announce_rounds: 5,
+            announce_step: 100,
+            compress_level: 1,
+            compress_threads: 8,
+            compress_wait_thread: true,
+            decompress_threads: 2,
+            throttle_trigger_threshold: 50,
+            cpu_throttle_initial: 20,
+            cpu_throttle_increment: 10,
+            cpu_throttle_tailslow: false,
+            tls_creds: String::new(),
+            tls_hostname: String::new(),
+            tls_authz: String::new(),
+            max_bandwidth: self.max_bandwidth,
+            downtime_limit: self.downtime_limit_ms,
+            x_checkpoint_delay: 20000,
+            block_incremental: self.block_incremental,
+            multifd_channels: self.multifd_channels,
+            multifd_compression: "none".into(),
+            multifd_zlib_level: 1,
+            multifd_zstd_level: 1,
+            xbzrle_cache_size: self.xbzrle_cache_size,
+            max_postcopy_bandwidth: self.max_postcopy_bandwidth,
+            max_cpu_throttle: 99,
+        }
+    }
+
+    /// `migrate-set-parameters`: everything is checked before anything changes.
+    pub fn set(&mut self, p: &MigrateSetParameters) -> Result<(), String> {
+        check(p)?;
+        if let Some(v) = p.max_bandwidth {
+            self.max_bandwidth = v;
+        }
+        if let Some(v) = p.downtime_limit {
+            self.downtime_limit_ms = v;
+        }
+        if let Some(v) = p.xbzrle_cache_size {
+            self.xbzrle_cache_size = v;
+        }
+        if let Some(v) = p.max_postcopy_bandwidth {
+            self.max_postcopy_bandwidth = v;
+        }
+        if let Some(v) = p.multifd_channels {
+            self.multifd_channels = v;
+        }
+        if let Some(v) = p.block_incremental {
+            self.block_incremental = v;
+        }
+        Ok(())
+    }
+
+    /// `query-migrate-capabilities`, in QEMU's order.
+    pub fn capabilities(&self) -> Vec<MigrationCapabilityStatus> {
+        MigrationCapability::ALL
+            .iter()
+            .map(|&capability| MigrationCapabilityStatus {
+                capability,
+                state: match capability {
+                    MigrationCapability::Block => self.block,
+                    MigrationCapability::Events => self.events,
+                    _ => false,
+                },
+            })
+            .collect()
+    }
+
+    /// `migrate-set-capabilities`: godwit does `block` and `events`; switching another
+    /// one on is refused (before anything changes).
+    pub fn set_capabilities(&mut self, caps: &[MigrationCapabilityStatus]) -> Result<(), String> {
+        for c in caps {
+            let known = matches!(c.capability, MigrationCapability::Block | MigrationCapability::Events);
+            if c.state && !known {
+                return Err(format!("capability '{}' is not supported by godwit", c.capability.name()));
+            }
+        }
+        for c in caps {
+            match c.capability {
+                MigrationCapability::Block => self.block = c.state,
+                MigrationCapability::Events => self.events = c.state,
+                _ => {}
+            }
+        }
+        Ok(())
     }
 }
 
-/// QEMU 7.2's capabilities, in its order (the monitor's table, which completion uses too).
-/// godwit implements `block`; the other optional data paths read `off` and switching one
-/// on is refused.
-pub use monitor::complete::MIGRATION_CAPABILITIES as CAPABILITIES;
-
-pub fn format_capabilities(p: &Params) -> String {
-    CAPABILITIES
-        .iter()
-        .map(|c| format!("{c}: {}\n", if *c == "block" && p.block { "on" } else { "off" }))
-        .collect()
-}
-
-/// `migrate_set_capability NAME on|off`.
-pub fn set_capability(p: &mut Params, name: &str, on: bool) -> Result<(), String> {
-    if !CAPABILITIES.contains(&name) {
-        return Err(format!("invalid parameter value: {name}"));
+/// QEMU's range checks (`migrate_params_check`), then godwit's refusal of parameters it
+/// would not act on.
+fn check(p: &MigrateSetParameters) -> Result<(), String> {
+    if p.downtime_limit.is_some_and(|v| v > MAX_DOWNTIME_MS) {
+        return Err("Parameter 'downtime_limit' expects an integer in the range of 0 to (2000 * 1000) ms".into());
     }
-    if name == "block" {
-        p.block = on;
-        return Ok(());
+    if p.multifd_channels == Some(0) {
+        return Err("Parameter 'multifd_channels' expects a value between 1 and 255".into());
     }
-    if on {
-        return Err(format!("capability '{name}' is not supported by godwit"));
+    if p.xbzrle_cache_size.is_some_and(|v| !v.is_power_of_two() || v < 4096) {
+        return Err("Parameter 'xbzrle_cache_size' expects a power of two no less than the target page size".into());
     }
-    Ok(())
+    let unsupported = [
+        ("announce-initial", p.announce_initial.is_some()),
+        ("announce-max", p.announce_max.is_some()),
+        ("announce-rounds", p.announce_rounds.is_some()),
+        ("announce-step", p.announce_step.is_some()),
+        ("compress-level", p.compress_level.is_some()),
+        ("compress-threads", p.compress_threads.is_some()),
+        ("compress-wait-thread", p.compress_wait_thread.is_some()),
+        ("decompress-threads", p.decompress_threads.is_some()),
+        ("throttle-trigger-threshold", p.throttle_trigger_threshold.is_some()),
+        ("cpu-throttle-initial", p.cpu_throttle_initial.is_some()),
+        ("cpu-throttle-increment", p.cpu_throttle_increment.is_some()),
+        ("cpu-throttle-tailslow", p.cpu_throttle_tailslow.is_some()),
+        ("max-cpu-throttle", p.max_cpu_throttle.is_some()),
+        ("tls-creds", p.tls_creds.is_some()),
+        ("tls-hostname", p.tls_hostname.is_some()),
+        ("tls-authz", p.tls_authz.is_some()),
+        ("x-checkpoint-delay", p.x_checkpoint_delay.is_some()),
+        ("multifd-compression", p.multifd_compression.is_some()),
+        ("multifd-zlib-level", p.multifd_zlib_level.is_some()),
+        ("multifd-zstd-level", p.multifd_zstd_level.is_some()),
+    ];
+    match unsupported.iter().find(|(_, set)| *set) {
+        Some((name, _)) => Err(format!("parameter '{name}' has no effect in godwit and is not supported")),
+        None => Ok(()),
+    }
 }
 
 #[cfg(test)]
@@ -89,17 +178,48 @@ mod tests {
     use super::*;
 
     #[test]
-    fn defaults_print_like_qemu() {
-        let t = Params::default().format();
-        assert!(t.contains("\nmax-bandwidth: 134217728 bytes/second\ndowntime-limit: 300 ms\n"));
-        assert_eq!(t.lines().count(), 24);
+    fn checked_before_anything_changes() {
         let mut p = Params::default();
-        assert_eq!(format_capabilities(&p).lines().count(), 21);
-        assert_eq!(set_capability(&mut p, "bogus", true).unwrap_err(), "invalid parameter value: bogus");
-        assert!(set_capability(&mut p, "xbzrle", true).is_err());
-        assert!(set_capability(&mut p, "xbzrle", false).is_ok());
-        assert!(!format_capabilities(&p).contains("block: on"));
-        set_capability(&mut p, "block", true).unwrap();
-        assert!(format_capabilities(&p).contains("\nblock: on\n"));
+        let bad = MigrateSetParameters {
+            max_bandwidth: Some(1),
+            downtime_limit: Some(MAX_DOWNTIME_MS + 1),
+            ..MigrateSetParameters::default()
+        };
+        assert!(p.set(&bad).unwrap_err().contains("(2000 * 1000) ms"));
+        assert_eq!(p, Params::default());
+        let odd = MigrateSetParameters {
+            xbzrle_cache_size: Some(1000),
+            ..MigrateSetParameters::default()
+        };
+        assert!(p.set(&odd).unwrap_err().contains("power of two"));
+        let tls = MigrateSetParameters {
+            tls_creds: Some("x".into()),
+            ..MigrateSetParameters::default()
+        };
+        assert_eq!(
+            p.set(&tls).unwrap_err(),
+            "parameter 'tls-creds' has no effect in godwit and is not supported"
+        );
+        p.set(&MigrateSetParameters {
+            max_bandwidth: Some(5),
+            ..MigrateSetParameters::default()
+        })
+        .unwrap();
+        assert_eq!(p.info().max_bandwidth, 5);
+    }
+
+    #[test]
+    fn capabilities() {
+        let mut p = Params::default();
+        assert_eq!(p.capabilities().len(), 21);
+        let on = |capability| MigrationCapabilityStatus { capability, state: true };
+        assert!(
+            p.set_capabilities(&[on(MigrationCapability::Block), on(MigrationCapability::Xbzrle)])
+                .is_err()
+        );
+        assert!(!p.block, "nothing changed");
+        p.set_capabilities(&[on(MigrationCapability::Block), on(MigrationCapability::Events)])
+            .unwrap();
+        assert!(p.block && p.events);
     }
 }

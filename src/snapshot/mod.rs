@@ -9,6 +9,7 @@ use crate::migration::recv;
 use crate::vm::Vm;
 use crate::vm::disks::Disk;
 use devices::bus::lock;
+use monitor::engine::DiskSnapshots;
 use vmstate::{VmstateReader, VmstateWriter, write_state};
 
 const NO_DISK: &str = "no block device can store vmstate for snapshot";
@@ -133,9 +134,16 @@ pub enum LoadError {
 }
 
 impl LoadError {
-    pub fn message(self) -> String {
+    /// Whether a disk was reverted or RAM loaded before the failure.
+    pub fn changed_anything(&self) -> bool {
+        matches!(self, LoadError::Partial(_))
+    }
+}
+
+impl std::fmt::Display for LoadError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
-            LoadError::Unchanged(e) | LoadError::Partial(e) => e,
+            LoadError::Unchanged(e) | LoadError::Partial(e) => f.write_str(e),
         }
     }
 }
@@ -170,19 +178,19 @@ pub fn delete(vm: &Vm, tag: &str) -> Result<(), String> {
     Ok(())
 }
 
-/// `info snapshots`.
-pub fn info(vm: &Vm) -> String {
-    let Ok(parts) = participants(vm) else {
-        return format!("{NO_DISK}\n");
-    };
-    let lists: Vec<(String, Vec<_>)> = parts
+/// The snapshots of every disk taking part, vmstate disk first (for `info snapshots`).
+pub fn list(vm: &Vm) -> Result<Vec<DiskSnapshots>, String> {
+    Ok(participants(vm)?
         .iter()
-        .map(|d| {
-            (
-                d.cfg.id.clone(),
-                lock(&d.backend).as_qcow2().map(|q| q.snapshots()).unwrap_or_default(),
-            )
+        .map(|d| DiskSnapshots {
+            device: d.cfg.id.clone(),
+            snapshots: lock(&d.backend)
+                .as_qcow2()
+                .map(|q| q.snapshots())
+                .unwrap_or_default()
+                .iter()
+                .map(table::to_info)
+                .collect(),
         })
-        .collect();
-    table::format(&lists)
+        .collect())
 }

@@ -1,6 +1,7 @@
 //! A virtual machine: KVM objects, guest RAM, devices and vCPU threads, built from a
 //! [`Config`] and torn down whole (a reboot builds a fresh one).
 
+pub mod block_info;
 pub mod device_list;
 pub mod disks;
 pub mod kvm;
@@ -25,24 +26,7 @@ use std::thread::JoinHandle;
 use thiserror::Error;
 use vm_memory::MmapRegion;
 
-/// Machine-level events, from vCPUs, devices, the console and signal handling.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum VmEvent {
-    /// The guest asked for a reset (i8042, triple fault, KVM reset event).
-    Reset,
-    /// The guest powered off.
-    Shutdown,
-    /// The monitor's `quit` (also what Ctrl-A x runs).
-    QuitCommand,
-    /// The monitor's `system_reset`.
-    ResetCommand,
-    /// A termination signal arrived.
-    Signal { signo: i32, pid: i32 },
-    /// An incoming migration finished loading (or failed, with the reason).
-    Incoming(Result<(), String>),
-    /// Something fatal happened to the VM.
-    Error(String),
-}
+pub use crate::events::VmEvent;
 
 #[derive(Debug, Error)]
 pub enum VmError {

@@ -61,7 +61,7 @@ impl Driver {
 
     /// Prints the banner and prompt, once the VMM is ready to answer.
     pub(crate) fn open(&mut self) {
-        self.vmm.lock().unwrap_or_else(|p| p.into_inner()).wait_ready();
+        self.vmm.wait_ready();
         let mut buf = Vec::new();
         self.session.open(&mut buf);
         self.out.send(&buf);
@@ -146,7 +146,7 @@ impl Driver {
         let out = Arc::clone(&self.out);
         out.flush(QUIT_FLUSH);
         let result = {
-            let mut vmm = self.vmm.lock().unwrap_or_else(|p| p.into_inner());
+            let vmm = &self.vmm;
             catch_unwind(AssertUnwindSafe(|| vmm.execute(&Command::Quit, &mut QueueWriter::new(&*out))))
         };
         if matches!(result, Ok(Ok(Outcome::Quit))) {
@@ -181,7 +181,7 @@ impl Driver {
             out.flush(QUIT_FLUSH);
         }
         let result = {
-            let mut vmm = self.vmm.lock().unwrap_or_else(|p| p.into_inner());
+            let vmm = &self.vmm;
             catch_unwind(AssertUnwindSafe(|| vmm.execute(&command, &mut QueueWriter::new(&*out))))
         };
         let mut buf = Vec::new();

@@ -7,13 +7,13 @@
 //! command executes.
 //!
 //! ```no_run
-//! # use std::sync::{Arc, Mutex};
+//! # use std::sync::Arc;
 //! # use monitor::*;
 //! # struct MyVmm;
 //! # impl Vmm for MyVmm {
-//! #     fn execute(&mut self, _: &Command, _: &mut dyn std::io::Write) -> Result<Outcome, String> { Ok(Outcome::Done) }
+//! #     fn execute(&self, _: &Command, _: &mut dyn std::io::Write) -> Result<Outcome, String> { Ok(Outcome::Done) }
 //! # }
-//! let vmm: SharedVmm = Arc::new(Mutex::new(MyVmm));
+//! let vmm: SharedVmm = Arc::new(MyVmm);
 //! let handle = MonitorBuilder::new("0.1.0", vmm)
 //!     .label(compat_label(0))
 //!     .start("telnet:127.0.0.1:5555,server,nowait")

@@ -38,7 +38,24 @@ impl Pending for FakeMigration {
     }
 }
 
-impl Vmm for FakeVmm {
+/// The fake as the transports share it: commands of different monitors take turns.
+#[derive(Default)]
+pub struct Fake(Mutex<FakeVmm>);
+
+impl std::ops::Deref for Fake {
+    type Target = Mutex<FakeVmm>;
+    fn deref(&self) -> &Mutex<FakeVmm> {
+        &self.0
+    }
+}
+
+impl Vmm for Fake {
+    fn execute(&self, command: &Command, out: &mut dyn Write) -> Result<Outcome, String> {
+        self.0.lock().unwrap_or_else(|p| p.into_inner()).execute(command, out)
+    }
+}
+
+impl FakeVmm {
     fn execute(&mut self, command: &Command, out: &mut dyn Write) -> Result<Outcome, String> {
         self.log.push(command.clone());
         match command {
@@ -69,8 +86,8 @@ impl Vmm for FakeVmm {
     }
 }
 
-pub fn fake_vmm() -> (Arc<Mutex<FakeVmm>>, SharedVmm) {
-    let vmm = Arc::new(Mutex::new(FakeVmm::default()));
+pub fn fake_vmm() -> (Arc<Fake>, SharedVmm) {
+    let vmm = Arc::new(Fake::default());
     let shared: SharedVmm = vmm.clone();
     (vmm, shared)
 }

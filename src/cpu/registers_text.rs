@@ -4,7 +4,7 @@
 //! 64-bit register names when CS is a 64-bit code segment in long mode, 64-bit descriptor
 //! table and control register widths whenever long mode is active.
 
-use crate::cpu::state::VcpuState;
+use super::state::VcpuState;
 use kvm_bindings::kvm_segment;
 use std::fmt::Write;
 

@@ -2,13 +2,22 @@
 //! `migrate_incoming URI`) listens, or starts the command, before the guest would run; the
 //! stream loads on a thread of its own while the VM waits, paused, in `inmigrate`.
 
-use crate::machine::IncomingState;
-use crate::migration::info::Status;
+use crate::migration::info::{Stats, Status};
 use crate::migration::{recv, uri};
 use crate::vm::{Vm, VmEvent};
 use crossbeam_channel::Sender;
 use devices::bus::lock;
 use std::sync::{Arc, Mutex};
+
+/// The destination side of a migration.
+#[derive(Default)]
+pub struct IncomingState {
+    /// `-incoming defer`: waiting for `migrate_incoming`.
+    pub deferred: bool,
+    /// The stream has been asked for (listening or loading).
+    pub started: bool,
+    pub stats: Stats,
+}
 
 /// For `-incoming SPEC` at start-up: binds now, so a busy port is reported at once.
 pub fn start(spec: &str, vm: Arc<Vm>, events: Sender<VmEvent>, state: Arc<Mutex<IncomingState>>) -> Result<(), String> {

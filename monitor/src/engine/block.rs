@@ -1,0 +1,97 @@
+//! Disks and their snapshots, shaped as QEMU 7.2's `query-block` reply.
+
+use serde::Serialize;
+
+/// One internal snapshot (`SnapshotInfo` in QEMU's schema).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct SnapshotInfo {
+    pub id: String,
+    pub name: String,
+    #[serde(rename = "vm-state-size")]
+    pub vm_state_size: u64,
+    #[serde(rename = "date-sec")]
+    pub date_sec: u64,
+    #[serde(rename = "date-nsec")]
+    pub date_nsec: u64,
+    #[serde(rename = "vm-clock-sec")]
+    pub vm_clock_sec: u64,
+    #[serde(rename = "vm-clock-nsec")]
+    pub vm_clock_nsec: u64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub icount: Option<u64>,
+}
+
+/// The snapshots of one disk that takes part in `savevm`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DiskSnapshots {
+    pub device: String,
+    pub snapshots: Vec<SnapshotInfo>,
+}
+
+/// An image file and, for an overlay, its backing chain (`ImageInfo`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ImageInfo {
+    pub filename: String,
+    pub format: String,
+    #[serde(rename = "virtual-size")]
+    pub virtual_size: u64,
+    #[serde(rename = "actual-size", skip_serializing_if = "Option::is_none")]
+    pub actual_size: Option<u64>,
+    #[serde(rename = "cluster-size", skip_serializing_if = "Option::is_none")]
+    pub cluster_size: Option<u64>,
+    #[serde(rename = "dirty-flag", skip_serializing_if = "Option::is_none")]
+    pub dirty_flag: Option<bool>,
+    #[serde(rename = "backing-filename", skip_serializing_if = "Option::is_none")]
+    pub backing_filename: Option<String>,
+    #[serde(rename = "backing-image", skip_serializing_if = "Option::is_none")]
+    pub backing_image: Option<Box<ImageInfo>>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub snapshots: Vec<SnapshotInfo>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct BlockCache {
+    pub writeback: bool,
+    pub direct: bool,
+    #[serde(rename = "no-flush")]
+    pub no_flush: bool,
+}
+
+/// The medium of a drive (`BlockDeviceInfo`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct BlockDeviceInfo {
+    /// The file as given (`json:{...}` for a `snapshot=on` overlay).
+    pub file: String,
+    #[serde(rename = "node-name")]
+    pub node_name: String,
+    pub ro: bool,
+    pub drv: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub backing_file: Option<String>,
+    pub backing_file_depth: u32,
+    pub encrypted: bool,
+    pub detect_zeroes: &'static str,
+    pub bps: u64,
+    pub bps_rd: u64,
+    pub bps_wr: u64,
+    pub iops: u64,
+    pub iops_rd: u64,
+    pub iops_wr: u64,
+    pub image: ImageInfo,
+    pub cache: BlockCache,
+    pub write_threshold: u64,
+}
+
+/// One drive of `query-block` (`BlockInfo`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct BlockInfo {
+    pub device: String,
+    pub qdev: String,
+    #[serde(rename = "type")]
+    pub kind: &'static str,
+    pub removable: bool,
+    pub locked: bool,
+    #[serde(rename = "io-status")]
+    pub io_status: &'static str,
+    pub inserted: BlockDeviceInfo,
+}

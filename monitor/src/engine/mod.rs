@@ -1,0 +1,130 @@
+//! The one command engine behind every monitor.
+//!
+//! HMP and QMP both drive the machine through [`Engine`]: typed requests (one method per
+//! operation, with typed arguments) answered with typed values shaped as QEMU 7.2's QMP
+//! schema defines them. QMP serialises those values as they are; HMP prints them in its
+//! own text layouts ([`crate::hmp`]). Neither language holds command logic of its own.
+//!
+//! The engine is shared by all monitors at once (`Arc<dyn Engine>`): an implementation
+//! must let read-only queries through while a long operation (a `stop` waiting for a
+//! migration's switch-over, a `savevm`) is under way.
+
+pub mod block;
+pub mod events;
+pub mod migration;
+pub mod types;
+
+use thiserror::Error;
+
+pub use block::{BlockDeviceInfo, BlockInfo, DiskSnapshots, SnapshotInfo};
+pub use events::{Event, EventBus};
+pub use migration::{
+    MigrateArgs, MigrateSetParameters, MigrationCapability, MigrationCapabilityStatus, MigrationInfo, MigrationParameters, MigrationStats,
+    MigrationStatus,
+};
+pub use types::{ChardevInfo, CpuInfoFast, KvmInfo, NameInfo, PciDeviceInfo, RunState, StatusInfo, UuidInfo, VersionInfo};
+
+/// QEMU's error classes (`ErrorClass` in its QAPI schema).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+pub enum ErrorClass {
+    GenericError,
+    CommandNotFound,
+    DeviceNotActive,
+    DeviceNotFound,
+    KVMMissingCap,
+}
+
+/// Why an operation was refused or failed: QEMU's class and its one-line description
+/// (what HMP prints after `Error: `, what QMP sends as `desc`).
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+#[error("{desc}")]
+pub struct EngineError {
+    pub class: ErrorClass,
+    pub desc: String,
+}
+
+impl EngineError {
+    pub fn generic(desc: impl Into<String>) -> Self {
+        EngineError {
+            class: ErrorClass::GenericError,
+            desc: desc.into(),
+        }
+    }
+
+    pub fn device_not_found(desc: impl Into<String>) -> Self {
+        EngineError {
+            class: ErrorClass::DeviceNotFound,
+            desc: desc.into(),
+        }
+    }
+}
+
+impl From<String> for EngineError {
+    fn from(desc: String) -> Self {
+        EngineError::generic(desc)
+    }
+}
+
+impl From<&str> for EngineError {
+    fn from(desc: &str) -> Self {
+        EngineError::generic(desc)
+    }
+}
+
+pub type EngineResult<T> = Result<T, EngineError>;
+
+/// Which CPUs `info registers` shows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CpuSelection {
+    All,
+    One(i64),
+}
+
+/// The machine, as every monitor drives it.
+pub trait Engine: Send + Sync {
+    /// Blocks until the machine is set up (QEMU serves no monitor before its main loop).
+    fn wait_ready(&self) {}
+    /// Where the machine's events go; monitors subscribe here.
+    fn events(&self) -> &EventBus;
+
+    fn query_status(&self) -> StatusInfo;
+    fn query_name(&self) -> NameInfo;
+    fn query_version(&self) -> VersionInfo;
+    fn query_uuid(&self) -> UuidInfo;
+    fn query_kvm(&self) -> KvmInfo;
+    fn query_cpus_fast(&self) -> EngineResult<Vec<CpuInfoFast>>;
+    fn query_block(&self) -> EngineResult<Vec<BlockInfo>>;
+    fn query_chardev(&self) -> Vec<ChardevInfo>;
+    fn query_pci(&self) -> EngineResult<Vec<PciDeviceInfo>>;
+
+    fn stop(&self) -> EngineResult<()>;
+    fn cont(&self) -> EngineResult<()>;
+    fn system_reset(&self) -> EngineResult<()>;
+    fn system_powerdown(&self) -> EngineResult<()>;
+    /// Ends the process once the monitor has answered.
+    fn quit(&self);
+
+    /// `savevm`: `None` picks QEMU's `vm-YYYYMMDDHHMMSS` name.
+    fn savevm(&self, tag: Option<&str>) -> EngineResult<()>;
+    fn loadvm(&self, tag: &str) -> EngineResult<()>;
+    fn delvm(&self, tag: &str) -> EngineResult<()>;
+    /// The internal snapshots of every disk taking part, by device name.
+    fn query_snapshots(&self) -> EngineResult<Vec<DiskSnapshots>>;
+
+    fn migrate(&self, args: &MigrateArgs) -> EngineResult<()>;
+    fn migrate_cancel(&self);
+    fn migrate_start_postcopy(&self) -> EngineResult<()>;
+    fn migrate_incoming(&self, uri: &str) -> EngineResult<()>;
+    fn query_migrate(&self) -> MigrationInfo;
+    fn migrate_set_parameters(&self, p: &MigrateSetParameters) -> EngineResult<()>;
+    fn query_migrate_parameters(&self) -> MigrationParameters;
+    fn migrate_set_capabilities(&self, caps: &[MigrationCapabilityStatus]) -> EngineResult<()>;
+    fn query_migrate_capabilities(&self) -> Vec<MigrationCapabilityStatus>;
+
+    /// `info registers` (HMP only, as in QEMU): the CPUs' registers as text.
+    fn registers_text(&self, which: CpuSelection) -> EngineResult<String>;
+    /// `info mtree` (HMP only): the address spaces as text.
+    fn mtree_text(&self) -> EngineResult<String>;
+    /// `info qtree` (HMP only): the device tree as text.
+    fn qtree_text(&self) -> EngineResult<String>;
+}

@@ -1,0 +1,21 @@
+//! The events that end or change a machine's run: from vCPUs, devices, monitor commands,
+//! the incoming migration and signal handling, all read by the main loop (`main.rs`).
+
+/// Machine-level events, from vCPUs, devices, the console and signal handling.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum VmEvent {
+    /// The guest asked for a reset (i8042, triple fault, KVM reset event).
+    Reset,
+    /// The guest powered off.
+    Shutdown,
+    /// The monitor's `quit` (also what Ctrl-A x runs).
+    QuitCommand,
+    /// The monitor's `system_reset`.
+    ResetCommand,
+    /// A termination signal arrived.
+    Signal { signo: i32, pid: i32 },
+    /// An incoming migration finished loading (or failed, with the reason).
+    Incoming(Result<(), String>),
+    /// Something fatal happened to the VM.
+    Error(String),
+}

@@ -1,0 +1,187 @@
+//! The machine as the command engine both monitors drive: each request of
+//! `monitor::engine::Engine` maps to one operation of the machine, its errors to QEMU's
+//! classes.
+
+use super::Machine;
+use devices::bus::lock;
+use monitor::engine::types::VersionTriple;
+use monitor::engine::{
+    BlockInfo, ChardevInfo, CpuInfoFast, CpuSelection, DiskSnapshots, Engine, EngineError, EngineResult, EventBus, KvmInfo, MigrateArgs,
+    MigrateSetParameters, MigrationCapabilityStatus, MigrationInfo, MigrationParameters, NameInfo, PciDeviceInfo, StatusInfo, UuidInfo,
+    VersionInfo,
+};
+use std::sync::Arc;
+
+/// The engine is the machine, shared by every monitor.
+pub struct MachineEngine(pub Arc<Machine>);
+
+impl MachineEngine {
+    /// A command that changes the machine: one at a time, after set-up.
+    fn command<T>(&self, f: impl FnOnce(&Arc<Machine>) -> Result<T, String>) -> EngineResult<T> {
+        let _one = lock(&self.0.commands);
+        f(&self.0).map_err(EngineError::generic)
+    }
+}
+
+/// godwit's version, as QEMU reports its own.
+pub fn version() -> VersionInfo {
+    let num = |s: &str| s.parse().unwrap_or(0);
+    let mut parts = env!("CARGO_PKG_VERSION").split('.');
+    VersionInfo {
+        qemu: VersionTriple {
+            major: num(parts.next().unwrap_or("0")),
+            minor: num(parts.next().unwrap_or("0")),
+            micro: num(parts.next().unwrap_or("0")),
+        },
+        package: " (godwit)".into(),
+    }
+}
+
+impl Engine for MachineEngine {
+    fn wait_ready(&self) {
+        self.0.wait_ready();
+    }
+
+    fn events(&self) -> &EventBus {
+        self.0.bus()
+    }
+
+    fn query_status(&self) -> StatusInfo {
+        StatusInfo::of(self.0.state())
+    }
+
+    fn query_name(&self) -> NameInfo {
+        NameInfo { name: self.0.name.clone() }
+    }
+
+    fn query_version(&self) -> VersionInfo {
+        version()
+    }
+
+    fn query_uuid(&self) -> UuidInfo {
+        UuidInfo {
+            uuid: "00000000-0000-0000-0000-000000000000".into(),
+        }
+    }
+
+    fn query_kvm(&self) -> KvmInfo {
+        KvmInfo {
+            enabled: true,
+            present: true,
+        }
+    }
+
+    fn query_cpus_fast(&self) -> EngineResult<Vec<CpuInfoFast>> {
+        self.0.cpus().map_err(EngineError::generic)
+    }
+
+    fn query_block(&self) -> EngineResult<Vec<BlockInfo>> {
+        let vm = self.0.the_vm()?;
+        Ok(crate::vm::block_info::block_info(vm.disks()))
+    }
+
+    fn query_chardev(&self) -> Vec<ChardevInfo> {
+        self.0.chardevs()
+    }
+
+    fn query_pci(&self) -> EngineResult<Vec<PciDeviceInfo>> {
+        self.0.pci().map_err(EngineError::generic)
+    }
+
+    fn stop(&self) -> EngineResult<()> {
+        self.command(|m| {
+            m.stop();
+            Ok(())
+        })
+    }
+
+    fn cont(&self) -> EngineResult<()> {
+        self.command(|m| m.cont())
+    }
+
+    fn system_reset(&self) -> EngineResult<()> {
+        self.command(|m| {
+            m.system_reset();
+            Ok(())
+        })
+    }
+
+    fn system_powerdown(&self) -> EngineResult<()> {
+        Err(EngineError::generic(
+            "this machine has no ACPI power button the guest could be told about (godwit has no ACPI yet)",
+        ))
+    }
+
+    /// Not behind other commands: `quit` ends the run even while one works.
+    fn quit(&self) {
+        self.0.quit();
+    }
+
+    fn savevm(&self, tag: Option<&str>) -> EngineResult<()> {
+        self.command(|m| m.savevm(tag))
+    }
+
+    fn loadvm(&self, tag: &str) -> EngineResult<()> {
+        self.command(|m| m.loadvm(tag))
+    }
+
+    fn delvm(&self, tag: &str) -> EngineResult<()> {
+        self.command(|m| crate::snapshot::delete(&*m.the_vm()?, tag).map_err(|e| e.to_string()))
+    }
+
+    fn query_snapshots(&self) -> EngineResult<Vec<DiskSnapshots>> {
+        let vm = self.0.the_vm()?;
+        crate::snapshot::list(&vm).map_err(|e| EngineError::generic(e.to_string()))
+    }
+
+    fn migrate(&self, args: &MigrateArgs) -> EngineResult<()> {
+        self.command(|m| m.migrate(args))
+    }
+
+    /// Not behind other commands: a cancel must reach a migration a `stop` waits for.
+    fn migrate_cancel(&self) {
+        self.0.migrate_cancel();
+    }
+
+    fn migrate_start_postcopy(&self) -> EngineResult<()> {
+        Err(EngineError::generic(
+            "Enable postcopy with migrate_set_capability before the start of migration",
+        ))
+    }
+
+    fn migrate_incoming(&self, uri: &str) -> EngineResult<()> {
+        self.command(|m| m.migrate_incoming(uri))
+    }
+
+    fn query_migrate(&self) -> MigrationInfo {
+        self.0.query_migrate()
+    }
+
+    fn migrate_set_parameters(&self, p: &MigrateSetParameters) -> EngineResult<()> {
+        self.0.migrate_set_parameters(p).map_err(EngineError::generic)
+    }
+
+    fn query_migrate_parameters(&self) -> MigrationParameters {
+        lock(&self.0.outgoing.params).info()
+    }
+
+    fn migrate_set_capabilities(&self, caps: &[MigrationCapabilityStatus]) -> EngineResult<()> {
+        self.0.migrate_set_capabilities(caps).map_err(EngineError::generic)
+    }
+
+    fn query_migrate_capabilities(&self) -> Vec<MigrationCapabilityStatus> {
+        lock(&self.0.outgoing.params).capabilities()
+    }
+
+    fn registers_text(&self, which: CpuSelection) -> EngineResult<String> {
+        self.0.registers_text(which).map_err(EngineError::generic)
+    }
+
+    fn mtree_text(&self) -> EngineResult<String> {
+        self.0.mtree_text().map_err(EngineError::generic)
+    }
+
+    fn qtree_text(&self) -> EngineResult<String> {
+        self.0.qtree_text().map_err(EngineError::generic)
+    }
+}

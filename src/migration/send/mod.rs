@@ -1,0 +1,462 @@
+//! The source side: pre-copy of RAM while the guest runs, then a short stop to send the
+//! last dirty pages and the machine state.
+//!
+//! Pass 0 sends every page the guest ever touched (untouched pages are known zero and cost
+//! nothing); later passes send what the dirty log reports. Every 100 ms window measures the
+//! bandwidth; once the dirty data left fits in `downtime-limit` at that bandwidth, the VM is
+//! stopped and the rest goes unlimited. QEMU 7.2's rules, godwit's stream.
+//!
+//! The phases, in order, each a method of [`Outgoing`]: set-up (configuration, disks, and
+//! for a block migration the bulk copy of the disks), pre-copy, stop-and-copy, switch-over
+//! (commit, hand the disks over, END, the destination's answer), and the end, which
+//! settles the outcome whatever it is. The status changes only through
+//! [`Shared::set_status`].
+
+mod pacer;
+mod pages;
+mod shared;
+#[cfg(test)]
+mod tests;
+
+pub(super) use pacer::Pacer;
+pub use pages::{is_zero, write_pages};
+pub use shared::{Shared, Stop};
+
+use super::dirty::{self, Bitmap, PAGE};
+use super::disks::{self, Mode};
+use super::info::{Stats, Status};
+use super::send_block::{BlockState, Taken};
+use super::stream::{PAGES_PER_RECORD, Writer};
+use crate::vm::Vm;
+use devices::bus::lock;
+use std::io::{Read, Write};
+use std::sync::MutexGuard;
+use std::time::Instant;
+use vm_memory::{GuestMemoryBackend, GuestMemoryRegion};
+
+/// The stream as the sender writes it: buffered, into whatever the URI connected.
+type Out = std::io::BufWriter<Box<dyn Write + Send>>;
+
+fn io_err(e: std::io::Error) -> Stop {
+    Stop::Io(e)
+}
+
+pub(super) struct Sender<'a, W: Write> {
+    vm: &'a Vm,
+    pub(super) w: Writer<W>,
+    pub(super) pacer: Pacer<'a>,
+    pub(super) shared: &'a Shared,
+    buf: Vec<u8>,
+    pages_sent: u64,
+    /// The disk copy of a block migration.
+    pub(super) block: Option<BlockState>,
+}
+
+impl<W: Write> Sender<'_, W> {
+    pub(super) fn check_cancel(&self) -> Result<(), Stop> {
+        if self.shared.cancelled() { Err(Stop::Cancelled) } else { Ok(()) }
+    }
+
+    /// Sends `count` pages from `gpa`: zero pages as ranges, the rest as data.
+    fn send_run(&mut self, gpa: u64, count: u64) -> Result<(), Stop> {
+        let before = self.w.bytes();
+        let (zero, normal) = write_pages(&mut self.w, self.vm.ram(), gpa, count, &mut self.buf)?;
+        let bytes = self.w.bytes() - before;
+        {
+            let mut s = lock(&self.shared.stats);
+            s.duplicate += zero;
+            s.normal += normal;
+            s.transferred = self.w.bytes();
+            s.remaining = s.remaining.saturating_sub(count * PAGE);
+        }
+        self.pages_sent += count;
+        self.pacer.account(bytes, count);
+        Ok(())
+    }
+
+    /// Sends every page set in `bitmaps` (one per RAM region).
+    fn send_bitmaps(&mut self, bitmaps: &[Bitmap]) -> Result<(), Stop> {
+        let regions: Vec<(u64, u64)> = self.vm.ram().iter().map(|r| (r.start_addr().0, r.len() / PAGE)).collect();
+        for ((base, pages), bm) in regions.into_iter().zip(bitmaps) {
+            let runs: Vec<(u64, u64)> = dirty::runs(bm, pages, PAGES_PER_RECORD as u64).collect();
+            for (first, count) in runs {
+                self.check_cancel()?;
+                self.send_run(base + first * PAGE, count)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Sends one round's dirty RAM pages, then its dirty disk granules.
+    fn send_round(&mut self, round: &Round) -> Result<(), Stop> {
+        self.send_bitmaps(&round.bitmaps)?;
+        match &round.taken {
+            Some(t) => self.send_disk_dirty(t),
+            None => Ok(()),
+        }
+    }
+
+    /// Stream bytes of disk records so far.
+    fn disk_wire(&self) -> u64 {
+        self.block.as_ref().map_or(0, |b| b.wire)
+    }
+}
+
+/// One snapshot of the dirty logs: RAM pages and disk granules, not yet sent.
+struct Round {
+    bitmaps: Vec<Bitmap>,
+    taken: Option<Taken>,
+    /// Dirty bytes the round holds (RAM and disk).
+    bytes: u64,
+}
+
+/// Waits for the destination's outcome after END. Its refusal, or the connection closing
+/// cleanly without an answer (it is gone, so it runs nothing), fails the migration and
+/// the guest runs on here. Anything else (silence past the stall timeout, a reset
+/// connection, which may have swallowed a `GWOK` already sent) leaves it undecided.
+fn end_answer(r: &mut dyn Read) -> Result<(), Stop> {
+    use std::io::ErrorKind::{InvalidData, TimedOut, UnexpectedEof, WouldBlock};
+    let stays = "the VM stays paused ('cont' resumes it here if the destination does not hold its disks)";
+    match disks::reply::answer(r) {
+        Ok(Ok(())) => Ok(()),
+        Ok(Err(e)) => Err(Stop::Failed(format!("the destination could not load the migration: {e}"))),
+        Err(e) if matches!(e.kind(), UnexpectedEof | InvalidData) => Err(Stop::Failed(disks::reply::no_answer(&e))),
+        Err(e) if matches!(e.kind(), TimedOut | WouldBlock) => Err(Stop::Undecided(format!(
+            "the destination did not confirm the switch-over within {} s; {stays}",
+            super::uri::STALL_TIMEOUT.as_secs()
+        ))),
+        Err(e) => Err(Stop::Undecided(format!(
+            "the destination's answer to the switch-over was lost: {}; {stays}",
+            crate::errtext::io(&e)
+        ))),
+    }
+}
+
+/// A version 3 destination that gives up on a stream says why on the way back, then
+/// closes: when the peer closed the connection, its reason, if it left one.
+fn closed_with_reason(e: &std::io::Error, reply: Option<&mut Box<dyn Read + Send>>) -> Option<String> {
+    use std::io::ErrorKind::{BrokenPipe, ConnectionAborted, ConnectionReset};
+    if !matches!(e.kind(), BrokenPipe | ConnectionReset | ConnectionAborted) {
+        return None;
+    }
+    disks::reply::answer(reply?.as_mut()).ok()?.err()
+}
+
+/// One outgoing migration, and what its end must undo.
+struct Outgoing<'a> {
+    vm: &'a Vm,
+    shared: &'a Shared,
+    mode: Mode,
+    start: Instant,
+    reply: Option<Box<dyn Read + Send>>,
+    /// The right to the VM's run state, from the stop-and-copy until the outcome is known.
+    hold: Option<MutexGuard<'a, ()>>,
+    /// Whether the guest ran when the stop-and-copy paused it (the user may `stop` or
+    /// `cont` during the pre-copy): what a failure after that pause restores.
+    was_running: bool,
+    paused_here: bool,
+    /// The disks were handed over (or about to be): a failure must take them back.
+    handed_over: bool,
+    downtime_start: Option<Instant>,
+}
+
+/// Runs one outgoing migration to completion. On success the VM is left paused (the
+/// caller puts it in `postmigrate`) and its disks handed over; on failure or cancel it
+/// runs again, with its disks, if it was running. `reply` is the connection's way back
+/// (none for `exec:`); a block migration (`mode` Full or Incremental) waits there for the
+/// destination to accept its disks before any data moves, and every migration waits there
+/// after END for the destination's outcome: only once it has loaded everything is the
+/// migration complete, and if it fails instead the guest runs on here.
+///
+/// `settle` is called with the outcome before `info migrate` shows it, while the VM's run
+/// state is still held (from the stop-and-copy on): the caller records there what the
+/// machine's run state becomes, so no monitor command sees the outcome without it.
+pub fn run(
+    vm: &Vm,
+    out: Box<dyn Write + Send>,
+    reply: Option<Box<dyn Read + Send>>,
+    shared: &Shared,
+    mode: Mode,
+    settle: &dyn Fn(&Result<(), Stop>),
+) -> Result<(), Stop> {
+    let mut m = Outgoing {
+        vm,
+        shared,
+        mode,
+        start: Instant::now(),
+        reply,
+        hold: None,
+        was_running: false,
+        paused_here: false,
+        handed_over: false,
+        downtime_start: None,
+    };
+    m.begin_figures();
+    let result = (|| {
+        let mut sx = m.setup(out)?;
+        let last = m.precopy(&mut sx)?;
+        m.stop_and_copy(&mut sx, &last)?;
+        m.switch_over(&mut sx)
+    })();
+    m.end(result, settle)
+}
+
+impl<'a> Outgoing<'a> {
+    /// Fresh figures for this migration (the caller announced `setup` already).
+    fn begin_figures(&self) {
+        let mut s = lock(&self.shared.stats);
+        *s = Stats {
+            status: Status::Setup,
+            started: Some(self.start),
+            total_ram: self.vm.mem_size(),
+            remaining: self.vm.mem_size(),
+            ..Stats::default()
+        };
+        s.expected_downtime_ms = lock(&self.shared.params).downtime_limit_ms;
+    }
+
+    fn setup_done(&self) {
+        lock(&self.shared.stats).setup_ms = self.start.elapsed().as_millis() as u64;
+        self.shared.set_status(Status::Active);
+    }
+
+    /// Set-up: the configuration and the disks; for a block migration, the destination's
+    /// consent to take the disks, then their bulk copy while the guest runs.
+    fn setup(&mut self, out: Box<dyn Write + Send>) -> Result<Sender<'a, Out>, Stop> {
+        let w = Writer::new(std::io::BufWriter::with_capacity(1 << 20, out)).map_err(io_err)?;
+        let mut sx = Sender {
+            vm: self.vm,
+            w,
+            pacer: Pacer::new(self.shared),
+            shared: self.shared,
+            buf: Vec::new(),
+            pages_sent: 0,
+            block: None,
+        };
+        sx.w.config(self.vm.mem_size(), self.vm.vcpu_count() as u32, "pc").map_err(io_err)?;
+        let announce = disks::describe(self.vm, self.mode).map_err(Stop::Failed)?;
+        sx.w.disks(&announce.encode()).map_err(io_err)?;
+        if self.mode != Mode::Shared {
+            sx.w.flush().map_err(io_err)?;
+            if let Some(r) = self.reply.as_mut() {
+                disks::reply::read(r).map_err(Stop::Failed)?;
+            }
+            sx.block = Some(BlockState::start(self.vm, &announce));
+            self.setup_done();
+            // QEMU's order: the disks first (RAM waits), then RAM pre-copy with both.
+            sx.send_disks_bulk()?;
+        }
+        Ok(sx)
+    }
+
+    /// Pre-copy: every touched page, then round after round of what the guest dirtied,
+    /// until a round fits the downtime limit; returns that round, unsent.
+    fn precopy<W: Write>(&mut self, sx: &mut Sender<'a, W>) -> Result<Round, Stop> {
+        let vm = self.vm;
+        dirty::start(vm.fd(), vm.ram()).map_err(Stop::Failed)?;
+        let log_start = Instant::now();
+        let touched = dirty::touched(vm.ram()).map_err(Stop::Failed)?;
+        if self.mode == Mode::Shared {
+            self.setup_done();
+        }
+        {
+            let mut s = lock(&self.shared.stats);
+            s.dirty_sync_count = 1;
+            s.transferred = sx.w.bytes();
+            // Untouched pages are zero pages that need no sending.
+            let untouched = vm.mem_size() / PAGE - dirty::count(&touched);
+            s.duplicate += untouched;
+            s.remaining -= untouched * PAGE;
+        }
+        self.shared.pass(1);
+        sx.send_bitmaps(&touched)?;
+        // Dirty pages per second, over periods of at least a second (as QEMU measures it).
+        let mut rate = (log_start, 0u64);
+        let (mut round_no, mut prev_dirty, mut extra_rounds) = (0u32, None::<u64>, 0u32);
+        loop {
+            sx.check_cancel()?;
+            let round = self.take_round(sx, &mut rate)?;
+            round_no += 1;
+            sx.w.sync(round_no).map_err(io_err)?;
+            // QEMU stops as soon as the dirty data (RAM and disk) fits the downtime limit.
+            // godwit also wants the pause short: while each round still cuts the dirty set
+            // by a third or more, one more round (at most 8) beats stopping with it; once
+            // it is down to ~5 ms of data, or stops shrinking, stop.
+            let limit_ms = lock(&self.shared.params).downtime_limit_ms;
+            let bytes = round.bytes as f64;
+            let fits = round.bytes == 0 || bytes <= sx.pacer.bandwidth * limit_ms as f64;
+            let shrinking = prev_dirty.is_none_or(|p| round.bytes * 3 < p * 2);
+            let tiny = bytes <= sx.pacer.bandwidth * 5.0;
+            prev_dirty = Some(round.bytes);
+            if fits && (tiny || !shrinking || extra_rounds >= 8) {
+                return Ok(round);
+            }
+            if fits {
+                extra_rounds += 1;
+            }
+            sx.send_round(&round)?;
+        }
+    }
+
+    /// Reads (and clears) the dirty logs of RAM and disks, and updates the figures.
+    fn take_round<W: Write>(&self, sx: &mut Sender<'a, W>, rate: &mut (Instant, u64)) -> Result<Round, Stop> {
+        let bitmaps = dirty::collect(self.vm.fd(), self.vm.ram()).map_err(Stop::Failed)?;
+        let dirty_pages = dirty::count(&bitmaps);
+        let (taken, disk_bytes) = match sx.block.as_mut() {
+            Some(b) => {
+                let (t, n) = b.take();
+                (Some(t), n)
+            }
+            None => (None, 0),
+        };
+        let pass = {
+            let mut s = lock(&self.shared.stats);
+            s.dirty_sync_count += 1;
+            s.remaining = dirty_pages * PAGE;
+            if let Some((done, _, all)) = s.disk {
+                s.disk = Some((done, disk_bytes, all));
+            }
+            rate.1 += dirty_pages;
+            let secs = rate.0.elapsed().as_secs_f64();
+            if secs >= 1.0 {
+                s.dirty_pages_rate = (rate.1 as f64 / secs) as u64;
+                *rate = (Instant::now(), 0);
+            }
+            s.dirty_sync_count
+        };
+        self.shared.pass(pass);
+        Ok(Round {
+            bitmaps,
+            taken,
+            bytes: dirty_pages * PAGE + disk_bytes,
+        })
+    }
+
+    /// Stop-and-copy: pause the guest, send the round that fit and what was dirtied
+    /// since, at full speed, then the machine state.
+    fn stop_and_copy<W: Write>(&mut self, sx: &mut Sender<'a, W>, last: &Round) -> Result<(), Stop> {
+        let vm = self.vm;
+        // Write back what the images hold while the guest still runs, so the flush of the
+        // hand-over (inside the pause) has little left to do.
+        for d in vm.disks() {
+            let _ = lock(&d.backend).flush();
+        }
+        self.downtime_start = Some(Instant::now());
+        let held = vm.hold_run_state();
+        self.was_running = !vm.is_paused();
+        self.hold = Some(held);
+        vm.pause();
+        self.paused_here = true;
+        lock(&self.shared.stats).precopy_bytes = sx.w.bytes() - sx.disk_wire();
+        sx.pacer.limited = false;
+        sx.send_round(last)?;
+        let after = Round {
+            bitmaps: dirty::collect(vm.fd(), vm.ram()).map_err(Stop::Failed)?,
+            taken: sx.block.as_mut().map(|b| b.take().0),
+            bytes: 0,
+        };
+        sx.send_round(&after)?;
+        let state = vm.save_state().map_err(|e| Stop::Failed(e.to_string()))?;
+        sx.w.state(&devices::state::VersionedState::to_bytes(&state)).map_err(io_err)
+    }
+
+    /// Switch-over: commit (no cancel from here), hand the disks over, END, and the
+    /// destination's answer; then the figures of the pause.
+    fn switch_over<W: Write>(&mut self, sx: &mut Sender<'a, W>) -> Result<(), Stop> {
+        self.shared.commit()?;
+        self.handed_over = true;
+        self.vm.inactivate_disks().map_err(Stop::Failed)?;
+        let pages = sx.pages_sent;
+        sx.w.end(pages).map_err(io_err)?;
+        sx.w.flush().map_err(io_err)?;
+        if let Some(r) = self.reply.as_mut() {
+            end_answer(r.as_mut())?;
+        }
+        let mut s = lock(&self.shared.stats);
+        s.downtime_bytes = sx.w.bytes() - sx.disk_wire() - s.precopy_bytes;
+        s.transferred = sx.w.bytes();
+        // Until the destination said it has everything: its guest runs from then.
+        s.downtime_ms = self.downtime_start.map_or(0, |t| t.elapsed().as_millis() as u64);
+        s.dirty_sync_count += 1;
+        s.disk_bytes = sx.disk_wire();
+        Ok(())
+    }
+
+    /// The end, whatever happened: logging off, the outcome classified, the disks and the
+    /// guest given back after a failure, the caller's run state settled, the last status.
+    fn end(mut self, result: Result<(), Stop>, settle: &dyn Fn(&Result<(), Stop>)) -> Result<(), Stop> {
+        let vm = self.vm;
+        dirty::stop(vm.fd(), vm.ram());
+        for d in vm.disks() {
+            d.dirty.stop();
+        }
+        let mut result = self.classify(result);
+        // Failed after the hand-over began: take the images back before the guest runs. If
+        // they cannot be (the destination holds them after all), the guest must not run
+        // here: it stays paused, as when the destination's answer never came.
+        if result.is_err()
+            && !matches!(result, Err(Stop::Undecided(_)))
+            && self.handed_over
+            && let Err(e) = vm.activate_disks()
+        {
+            result = Err(Stop::Undecided(format!(
+                "the migration failed and the disks cannot be taken back: {e}; the VM stays paused"
+            )));
+        }
+        if let Err(stop) = &result
+            && self.paused_here
+            && self.was_running
+            && !matches!(stop, Stop::Undecided(_))
+        {
+            vm.resume();
+        }
+        settle(&result);
+        self.final_figures(&result);
+        drop(self.hold.take());
+        result
+    }
+
+    /// A cancel breaks the connection on purpose: the write error it causes is the
+    /// cancel (or the machine's own reason). A peer that closed may have said why.
+    fn classify(&mut self, result: Result<(), Stop>) -> Result<(), Stop> {
+        match result {
+            Err(Stop::Failed(_) | Stop::Io(_) | Stop::Cancelled) if self.shared.cancelled() => {
+                match lock(&self.shared.abort_reason).clone() {
+                    Some(why) => Err(Stop::Failed(why)),
+                    None => Err(Stop::Cancelled),
+                }
+            }
+            Err(Stop::Io(e)) => Err(Stop::Failed(match closed_with_reason(&e, self.reply.as_mut()) {
+                Some(why) => format!("the destination refused: {why}"),
+                None => format!("Unable to write to socket: {}", crate::errtext::io(&e)),
+            })),
+            other => other,
+        }
+    }
+
+    fn final_figures(&self, result: &Result<(), Stop>) {
+        let status = {
+            let mut s = lock(&self.shared.stats);
+            s.total_time_ms = self.start.elapsed().as_millis() as u64;
+            s.started = None;
+            match result {
+                Ok(()) => {
+                    s.remaining = 0;
+                    let secs = s.total_time_ms.saturating_sub(s.setup_ms).max(1) as f64 / 1000.0;
+                    s.mbps = s.transferred as f64 * 8.0 / secs / 1e6;
+                    Status::Completed
+                }
+                Err(Stop::Cancelled) => Status::Cancelled,
+                Err(Stop::Failed(e) | Stop::Undecided(e)) => {
+                    s.error = Some(e.clone());
+                    Status::Failed
+                }
+                Err(Stop::Io(e)) => {
+                    s.error = Some(crate::errtext::io(e));
+                    Status::Failed
+                }
+            }
+        };
+        self.shared.set_status(status);
+    }
+}

@@ -1,0 +1,83 @@
+//! Counts what goes out, holds the average rate to `max-bandwidth` (a token bucket that
+//! carries every byte over, so large records cannot overshoot it), and measures the
+//! bandwidth per 100 ms window the way QEMU's `migration_update_counters` does.
+
+use super::Shared;
+use devices::bus::lock;
+use std::time::{Duration, Instant};
+
+const WINDOW: Duration = Duration::from_millis(100);
+
+pub(in crate::migration) struct Pacer<'a> {
+    shared: &'a Shared,
+    window_start: Instant,
+    window_bytes: u64,
+    window_pages: u64,
+    /// Bytes per millisecond, from the last complete window (0 until one is measured).
+    pub(super) bandwidth: f64,
+    /// Held to `max-bandwidth` (the pre-copy); the stop-and-copy goes unlimited.
+    pub(super) limited: bool,
+    /// The limit the bucket was started with, when it was started, and bytes sent since.
+    bucket: Option<(u64, Instant, u64)>,
+}
+
+impl<'a> Pacer<'a> {
+    pub(super) fn new(shared: &'a Shared) -> Self {
+        Pacer {
+            shared,
+            window_start: Instant::now(),
+            window_bytes: 0,
+            window_pages: 0,
+            bandwidth: 0.0,
+            limited: true,
+            bucket: None,
+        }
+    }
+
+    pub(in crate::migration) fn account(&mut self, bytes: u64, pages: u64) {
+        self.window_bytes += bytes;
+        self.window_pages += pages;
+        self.hold_rate(bytes);
+        if self.window_start.elapsed() >= WINDOW {
+            self.close_window();
+        }
+    }
+
+    /// Sleeps as long as the bytes sent so far are ahead of the limit.
+    fn hold_rate(&mut self, bytes: u64) {
+        let limit = if self.limited { lock(&self.shared.params).max_bandwidth } else { 0 };
+        if limit == 0 {
+            self.bucket = None;
+            return;
+        }
+        // A new or changed limit starts a fresh bucket.
+        let (l, start, sent) = match self.bucket {
+            Some((l, start, sent)) if l == limit => (l, start, sent + bytes),
+            _ => (limit, Instant::now(), bytes),
+        };
+        self.bucket = Some((l, start, sent));
+        let due = Duration::from_secs_f64(sent as f64 / l as f64);
+        let elapsed = start.elapsed();
+        if due > elapsed {
+            std::thread::sleep(due - elapsed);
+        }
+    }
+
+    /// Measures the window that just ended: throughput, pages per second, and the
+    /// downtime the data left would cost at that bandwidth.
+    fn close_window(&mut self) {
+        let ms = self.window_start.elapsed().as_secs_f64() * 1000.0;
+        self.bandwidth = self.window_bytes as f64 / ms;
+        let mut s = lock(&self.shared.stats);
+        s.mbps = self.window_bytes as f64 * 8.0 / (ms / 1000.0) / 1e6;
+        s.pages_per_second = (self.window_pages as f64 / (ms / 1000.0)) as u64;
+        if self.window_bytes > 10_000 && self.bandwidth > 0.0 {
+            let disk_left = s.disk.map_or(0, |d| d.1);
+            s.expected_downtime_ms = ((s.remaining + disk_left) as f64 / self.bandwidth) as u64;
+        }
+        drop(s);
+        self.window_start = Instant::now();
+        self.window_bytes = 0;
+        self.window_pages = 0;
+    }
+}

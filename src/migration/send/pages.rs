@@ -1,0 +1,55 @@
+//! Guest pages into stream records: runs of zero pages as ZERO ranges, the rest as PAGES.
+
+use super::Stop;
+use crate::migration::dirty::PAGE;
+use crate::migration::stream::Writer;
+use std::io::Write;
+use vm_memory::{Bytes, GuestAddress};
+
+pub fn is_zero(page: &[u8]) -> bool {
+    let (pre, words, post) = {
+        // SAFETY: u64 has no invalid bit patterns; align_to only reinterprets.
+        unsafe { page.align_to::<u64>() }
+    };
+    pre.iter().all(|b| *b == 0) && words.iter().all(|w| *w == 0) && post.iter().all(|b| *b == 0)
+}
+
+/// Writes `count` guest pages from `gpa` as records: runs of zero pages as ZERO ranges,
+/// the rest as PAGES. Returns (zero pages, data pages). The pages are copied into `buf`
+/// first, since a running guest may be writing them meanwhile.
+pub fn write_pages<W: Write>(
+    w: &mut Writer<W>,
+    ram: &crate::memory::GuestRam,
+    gpa: u64,
+    count: u64,
+    buf: &mut Vec<u8>,
+) -> Result<(u64, u64), Stop> {
+    buf.resize((count * PAGE) as usize, 0);
+    ram.read_slice(buf, GuestAddress(gpa)).map_err(|e| Stop::Failed(e.to_string()))?;
+    write_page_data(w, gpa, buf)
+}
+
+/// Encodes whole pages `data` that belong at `gpa` (see [`write_pages`]).
+pub fn write_page_data<W: Write>(w: &mut Writer<W>, gpa: u64, data: &[u8]) -> Result<(u64, u64), Stop> {
+    let page = PAGE as usize;
+    let (mut zero, mut normal) = (0u64, 0u64);
+    let n = data.len() / page;
+    let mut i = 0usize;
+    while i < n {
+        let page_zero = is_zero(&data[i * page..(i + 1) * page]);
+        let mut j = i + 1;
+        while j < n && is_zero(&data[j * page..(j + 1) * page]) == page_zero {
+            j += 1;
+        }
+        let at = gpa + i as u64 * PAGE;
+        if page_zero {
+            w.zero(at, (j - i) as u64).map_err(Stop::Io)?;
+            zero += (j - i) as u64;
+        } else {
+            w.pages(at, &data[i * page..j * page]).map_err(Stop::Io)?;
+            normal += (j - i) as u64;
+        }
+        i = j;
+    }
+    Ok((zero, normal))
+}

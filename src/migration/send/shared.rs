@@ -1,0 +1,129 @@
+//! What the migration thread shares with the monitors: the figures, the parameters, the
+//! cancel request, and the one place where the migration's status changes (which is
+//! where QMP's `MIGRATION` events leave).
+
+use super::super::info::{Stats, Status};
+use super::super::params::Params;
+use crate::migration::uri::Aborter;
+use devices::bus::lock;
+use monitor::engine::{Event, EventBus};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+
+#[derive(Default)]
+pub struct Shared {
+    pub stats: Mutex<Stats>,
+    pub params: Mutex<Params>,
+    pub cancel: AtomicBool,
+    /// Breaks the connection, for a cancel; none once the migration is committed.
+    abort: Mutex<Option<Aborter>>,
+    /// END is on its way: from here the destination decides, and a cancel could only make
+    /// both sides run the guest, so it is refused.
+    committed: AtomicBool,
+    /// Why the migration was stopped, when not by `migrate_cancel` (see [`Shared::abort_for`]).
+    pub(super) abort_reason: Mutex<Option<String>>,
+    /// Where status changes and passes are announced (when the `events` capability is on).
+    bus: Arc<EventBus>,
+}
+
+/// Why a migration stopped early.
+pub enum Stop {
+    Cancelled,
+    Failed(String),
+    /// Writing the stream failed; callers say where it was going.
+    Io(std::io::Error),
+    /// Everything was sent but the destination did not say whether it runs the guest: the
+    /// guest stays paused and the disks handed over (`cont` takes them back, unless the
+    /// destination holds them).
+    Undecided(String),
+}
+
+impl Shared {
+    /// Announces status changes and passes on `bus`.
+    pub fn with_bus(bus: Arc<EventBus>) -> Self {
+        Shared { bus, ..Shared::default() }
+    }
+
+    /// The one place a migration's status changes.
+    pub fn set_status(&self, status: Status) {
+        lock(&self.stats).status = status;
+        self.announce(Event::migration(status));
+    }
+
+    /// Starts a migration's figures afresh, in `status`.
+    pub fn reset_stats(&self, stats: Stats) {
+        let status = stats.status;
+        *lock(&self.stats) = stats;
+        self.announce(Event::migration(status));
+    }
+
+    /// A new pass over the dirty log (QMP's `MIGRATION_PASS`).
+    pub fn pass(&self, n: u64) {
+        self.announce(Event::migration_pass(n));
+    }
+
+    fn announce(&self, e: Event) {
+        if lock(&self.params).events {
+            self.bus.emit(e);
+        }
+    }
+
+    /// Clears what a previous migration left: no cancel asked, nothing committed.
+    pub fn begin(&self) {
+        let mut slot = lock(&self.abort);
+        slot.take();
+        self.cancel.store(false, Ordering::SeqCst);
+        self.committed.store(false, Ordering::SeqCst);
+        lock(&self.abort_reason).take();
+    }
+
+    /// Readies a new migration over a connection that `abort` breaks. A cancel asked for
+    /// before the connection existed breaks it at once.
+    pub fn connected(&self, abort: Aborter) {
+        let mut slot = lock(&self.abort);
+        if self.cancel.load(Ordering::SeqCst) {
+            abort();
+        }
+        *slot = Some(abort);
+    }
+
+    /// The connection is closed; nothing is left to break.
+    pub fn disconnected(&self) {
+        lock(&self.abort).take();
+    }
+
+    /// `migrate_cancel`: stops the migration unless END is already on its way; false then.
+    pub fn request_cancel(&self) -> bool {
+        let slot = lock(&self.abort);
+        if self.committed.load(Ordering::SeqCst) {
+            return false;
+        }
+        self.cancel.store(true, Ordering::SeqCst);
+        self.set_status(Status::Cancelling);
+        if let Some(abort) = slot.as_ref() {
+            abort();
+        }
+        true
+    }
+
+    /// Stops the migration like a cancel, for a reason of the machine's own (the guest was
+    /// reset): it ends `failed` with that reason rather than `cancelled`. False if too late.
+    pub fn abort_for(&self, why: &str) -> bool {
+        *lock(&self.abort_reason) = Some(why.to_string());
+        self.request_cancel()
+    }
+
+    /// Commits to the switch-over (under the same lock as a cancel, so exactly one wins).
+    pub(super) fn commit(&self) -> Result<(), Stop> {
+        let _slot = lock(&self.abort);
+        if self.cancel.load(Ordering::SeqCst) {
+            return Err(Stop::Cancelled);
+        }
+        self.committed.store(true, Ordering::SeqCst);
+        Ok(())
+    }
+
+    pub(super) fn cancelled(&self) -> bool {
+        self.cancel.load(Ordering::SeqCst)
+    }
+}

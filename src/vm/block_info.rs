@@ -1,0 +1,88 @@
+//! The disks as `query-block` (and so `info block`) describes them.
+
+use super::disks::Disk;
+use devices::block::BlockBackend;
+use devices::bus::lock;
+use monitor::engine::BlockInfo;
+use monitor::engine::block::{BlockCache, BlockDeviceInfo, ImageInfo};
+use std::os::unix::fs::MetadataExt;
+
+/// Every disk, in order.
+pub fn block_info(disks: &[Disk]) -> Vec<BlockInfo> {
+    disks.iter().enumerate().map(|(i, d)| one(i, d)).collect()
+}
+
+fn one(i: usize, d: &Disk) -> BlockInfo {
+    let mut b = lock(&d.backend);
+    let file = if d.cfg.snapshot {
+        format!("json:{{\"driver\": \"qcow2\", \"file\": \"{}\"}}", d.cfg.file.display())
+    } else {
+        d.cfg.file.display().to_string()
+    };
+    let image = image_info(b.as_mut(), &file);
+    let (backing_file, backing_file_depth) = chain(&image);
+    BlockInfo {
+        device: d.cfg.id.clone(),
+        qdev: format!("/machine/peripheral-anon/device[{i}]/virtio-backend"),
+        kind: "unknown",
+        removable: false,
+        locked: false,
+        io_status: "ok",
+        inserted: BlockDeviceInfo {
+            file,
+            node_name: format!("#block{}", 100 + 100 * i),
+            ro: d.cfg.read_only,
+            drv: b.format().name().to_string(),
+            backing_file,
+            backing_file_depth,
+            encrypted: false,
+            detect_zeroes: "off",
+            bps: 0,
+            bps_rd: 0,
+            bps_wr: 0,
+            iops: 0,
+            iops_rd: 0,
+            iops_wr: 0,
+            image,
+            cache: BlockCache {
+                writeback: true,
+                direct: false,
+                no_flush: d.cfg.ignore_flush || d.cfg.snapshot,
+            },
+            write_threshold: 0,
+        },
+    }
+}
+
+/// An image and its backing chain.
+fn image_info(b: &mut dyn BlockBackend, filename: &str) -> ImageInfo {
+    let format = b.format().name().to_string();
+    let virtual_size = b.virtual_size();
+    let actual_size = std::fs::metadata(b.path()).ok().map(|m| m.blocks() * 512);
+    let backing = b.as_qcow2().and_then(|q| q.backing()).map(|layer| {
+        let name = layer.path().display().to_string();
+        Box::new(image_info(layer, &name))
+    });
+    ImageInfo {
+        filename: filename.to_string(),
+        format,
+        virtual_size,
+        actual_size,
+        cluster_size: None,
+        dirty_flag: None,
+        backing_filename: backing.as_ref().map(|i| i.filename.clone()),
+        backing_image: backing,
+        snapshots: Vec::new(),
+    }
+}
+
+/// The first backing file and the length of the chain under the image.
+fn chain(image: &ImageInfo) -> (Option<String>, u32) {
+    let mut depth = 0;
+    let mut cur = image.backing_image.as_deref();
+    while let Some(layer) = cur {
+        depth += 1;
+        cur = layer.backing_image.as_deref();
+    }
+    (image.backing_filename.clone(), depth)
+}
