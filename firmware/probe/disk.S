@@ -45,7 +45,7 @@ disk_setup:
 	cmp	$-1, %eax
 	je	80f
 	mov	%eax, %edi
-	call	vblk_pci_setup
+	call	vio_pci_setup
 	test	%rax, %rax
 	jnz	90f
 	call	vio_init

@@ -1,9 +1,9 @@
 # Ring-3 main program of the BSP (entered from common64 with IOPL=3, IF=0).
 #
 # Order: serial, E820 copy, map RAM above 4 GiB, command line, BSP UP line,
-# TSC calibration, APs, RAM check, READY, working set, disk, then the polled
-# loop that prints heartbeats and drives the working set (ws.S) and the
-# disk workload (disk.S).
+# TSC calibration, APs, RAM check, READY, working set, disk, network, then
+# the polled loop that prints heartbeats and drives the network (net.S),
+# the working set (ws.S) and the disk workload (disk.S).
 
 .include "defs.inc"
 
@@ -53,6 +53,7 @@ ring3_main:
 
 	call	ws_setup
 	call	disk_setup		# disk.S: only with probe.disk=<MiB>
+	call	net_setup		# net.S: only with probe.ip=<a.b.c.d/n>
 
 	call	rdtsc64
 	add	tsc_period(%rip), %rax
@@ -67,7 +68,10 @@ main_loop:
 	test	%eax, %eax
 	jz	1f
 	call	heartbeat
-1:	cmpq	$0, disk_active(%rip)
+1:	cmpq	$0, net_active(%rip)
+	je	12f
+	call	net_step		# received frames answered, replies sent
+12:	cmpq	$0, disk_active(%rip)
 	je	11f
 	call	disk_step		# at most one write/flush + one read submitted
 11:	cmpq	$0, ws_pages(%rip)
@@ -503,6 +507,7 @@ kw_diskflush:	.asciz "probe.diskflush="
 kw_diskverify:	.asciz "probe.diskverify="
 kw_diskreassign: .asciz "probe.diskreassign="
 kw_diskbench:	.asciz "probe.diskbench="
+kw_netstats:	.asciz "probe.netstats="
 
 	.data
 	.balign 8
@@ -517,6 +522,7 @@ kw_table:
 	.quad	kw_diskverify, disk_verify
 	.quad	kw_diskreassign, disk_reassign
 	.quad	kw_diskbench, disk_bench_on	# diskbench.S
+	.quad	kw_netstats, net_stats_on	# net.S (probe.ip= is parsed there)
 	.quad	0, 0
 
 # Everything the probe keeps across a migration lives here, in guest RAM,

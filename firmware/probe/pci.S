@@ -1,6 +1,7 @@
 # PCI (ring 3): configuration mechanism #1 on ports 0xCF8/0xCFC (allowed by
 # the TSS I/O bitmap, which permits every port), the scan of bus 0 for a
-# virtio-blk function, its virtio capabilities and its memory BARs.
+# virtio function (virtio-blk for disk.S, virtio-net for net.S), its virtio
+# capabilities and its memory BARs.
 #
 # Every port access is a VM exit (~26 us under PVM), so a configuration
 # read or write costs two of them; all of this runs once, before the first
@@ -109,35 +110,55 @@ pci_next_fn:
 
 # pci_find_vblk: eax = bdf of the first virtio-blk function on bus 0
 # (vendor 0x1af4, device 0x1042 modern or 0x1001 transitional), or -1.
-	.globl pci_find_vblk
+# pci_find_vnet: the same for virtio-net (0x1041 modern, 0x1000
+# transitional).
+	.globl pci_find_vblk, pci_find_vnet
 pci_find_vblk:
+	mov	$0x10421af4, %edi
+	mov	$0x10011af4, %esi
+	jmp	pci_find_virtio
+pci_find_vnet:
+	mov	$0x10411af4, %edi
+	mov	$0x10001af4, %esi
+# pci_find_virtio: edi, esi = two vendor/device dwords -> eax = bdf of the
+# first function on bus 0 that has either, or -1.
+pci_find_virtio:
 	push	%rbx
+	push	%r12
+	push	%r13
+	mov	%edi, %r12d
+	mov	%esi, %r13d
 	mov	$-1, %ebx
 1:	call	pci_next_fn
 	cmp	$-1, %ebx
 	je	2f
-	cmp	$0x10421af4, %eax
+	cmp	%r12d, %eax
 	je	2f
-	cmp	$0x10011af4, %eax
+	cmp	%r13d, %eax
 	jne	1b
 2:	mov	%ebx, %eax
+	pop	%r13
+	pop	%r12
 	pop	%rbx
 	ret
 
-# vblk_pci_setup: edi = bdf.  Walks the capability list for the virtio
-# vendor capabilities, makes sure the BARs they live in are assigned, below
-# 4 GiB and decoded, turns on memory decode + bus mastering (INTx off),
-# maps the used ranges uncached and fills vio_caps[] (by cfg_type) and
-# vio_notify_mult.  rax = 0, or a reason string for "DISK ERROR <reason>".
-	.globl vblk_pci_setup
-vblk_pci_setup:
+# vio_pci_setup: edi = bdf of a virtio function.  Walks the capability list
+# for the virtio vendor capabilities, makes sure the BARs they live in are
+# assigned, below 4 GiB and decoded, turns on memory decode + bus mastering
+# (INTx off), maps the used ranges uncached and fills vio_caps[] (by
+# cfg_type) and vio_notify_mult.  rax = 0, or a reason string for
+# "DISK ERROR <reason>" / "NET ERROR <reason>".  vio_caps[] describes the
+# function last set up: each driver takes what it needs from it (notify
+# addresses, ...) before the next one is set up.
+	.globl vio_pci_setup
+vio_pci_setup:
 	push	%rbx
 	push	%rbp
 	push	%r12
 	push	%r13
 	push	%r14
 	mov	%edi, %ebx
-	mov	%edi, vblk_bdf(%rip)
+	mov	%edi, vio_bdf(%rip)
 	movl	$0, cap_found(%rip)
 
 	# --- capability list: ebp = pointer, r12 = iterations left,
@@ -425,7 +446,7 @@ collect_bars:
 1:	call	pci_next_fn
 	cmp	$-1, %ebx
 	je	9f
-	cmp	vblk_bdf(%rip), %ebx
+	cmp	vio_bdf(%rip), %ebx
 	je	1b
 	mov	%ebx, %edi
 	mov	$PCI_HDR_TYPE, %esi
@@ -596,7 +617,7 @@ str_bar:	.asciz "bar"
 
 	.data
 	.balign 8
-	.globl vblk_bdf, vio_caps, vio_notify_mult, bar_assigned, bar_base
+	.globl vio_bdf, vio_caps, vio_notify_mult, bar_assigned, bar_base
 vio_caps:	.quad 0, 0, 0, 0, 0	# by cfg_type: -, common, notify, isr, device
 bar_base:	.quad 0, 0, 0, 0, 0, 0
 cap_bar:	.long 0, 0, 0, 0, 0
@@ -604,7 +625,7 @@ cap_off:	.long 0, 0, 0, 0, 0
 cap_len:	.long 0, 0, 0, 0, 0
 cap_found:	.long 0			# bit n: cfg_type n seen
 vio_notify_mult: .long 0
-vblk_bdf:	.long -1
+vio_bdf:	.long -1		# the function being set up
 bar_assigned:	.long 0			# 1: the probe programmed the BARs
 occ_n:		.long 0
 

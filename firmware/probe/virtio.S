@@ -14,33 +14,6 @@
 
 .include "defs.inc"
 
-# Common configuration structure (cfg_type 1).
-.set CC_DFSELECT,   0x00
-.set CC_DF,         0x04
-.set CC_GFSELECT,   0x08
-.set CC_GF,         0x0c
-.set CC_MSIX,       0x10
-.set CC_STATUS,     0x14
-.set CC_CFGGEN,     0x15
-.set CC_Q_SELECT,   0x16
-.set CC_Q_SIZE,     0x18
-.set CC_Q_MSIX,     0x1a
-.set CC_Q_ENABLE,   0x1c
-.set CC_Q_NOFF,     0x1e
-.set CC_Q_DESCLO,   0x20
-.set CC_Q_DESCHI,   0x24
-.set CC_Q_AVAILLO,  0x28
-.set CC_Q_AVAILHI,  0x2c
-.set CC_Q_USEDLO,   0x30
-.set CC_Q_USEDHI,   0x34
-
-.set ST_ACK,        1
-.set ST_DRIVER,     2
-.set ST_DRIVER_OK,  4
-.set ST_FEATURES_OK, 8
-.set ST_NEEDS_RESET, 0x40
-.set ST_FAILED,     0x80
-
 .set F_BLK_RO,      5		# feature bits (low word)
 .set F_BLK_FLUSH,   9
 .set F_VERSION_1,   0		# bit 32: bit 0 of the high word
@@ -49,8 +22,9 @@
 
 	.text
 
-# vio_init: resets and initialises the device found by vblk_pci_setup,
-# sets up queue 0 and reads the capacity.  rax = 0, or a reason string.
+# vio_init: resets and initialises the virtio-blk function set up by
+# vio_pci_setup, sets up queue 0 and reads the capacity.  rax = 0, or a
+# reason string.
 	.globl vio_init
 vio_init:
 	push	%rbx
