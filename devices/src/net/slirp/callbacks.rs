@@ -185,3 +185,62 @@ pub static CALLBACKS: SlirpCb = SlirpCb {
     unregister_poll_fd: Some(unregister_poll_fd),
     notify: Some(notify),
 };
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    use vmm_sys_util::eventfd::EFD_NONBLOCK;
+
+    use super::*;
+
+    unsafe extern "C" fn bump(opaque: *mut c_void) {
+        // SAFETY: the tests pass a live AtomicUsize.
+        unsafe { &*(opaque as *const AtomicUsize) }.fetch_add(1, Ordering::SeqCst);
+    }
+
+    fn ctx() -> Ctx {
+        Ctx::new(Arc::new(RxQueue::new(4).unwrap()), Arc::new(EventFd::new(EFD_NONBLOCK).unwrap()))
+    }
+
+    #[test]
+    fn timers_fire_once_when_due_and_never_after_free() {
+        let ctx = ctx();
+        let opaque = &ctx as *const Ctx as *mut c_void;
+        let fired = AtomicUsize::new(0);
+        let count = &fired as *const AtomicUsize as *mut c_void;
+        // SAFETY: `opaque` is a live Ctx borrowed shared only; `count` outlives the timer.
+        unsafe {
+            let t = timer_new(Some(bump), count, opaque);
+            assert_eq!(ctx.ms_to_next_timer(), u32::MAX, "not armed yet");
+            timer_mod(t, 0, opaque);
+            assert_eq!(ctx.ms_to_next_timer(), 0);
+            ctx.fire_due_timers();
+            ctx.fire_due_timers();
+            assert_eq!(fired.load(Ordering::SeqCst), 1, "one-shot");
+            timer_mod(t, ctx.now_ms() + 10_000, opaque);
+            assert!((9_000..=10_000).contains(&ctx.ms_to_next_timer()));
+            ctx.fire_due_timers();
+            assert_eq!(fired.load(Ordering::SeqCst), 1, "not due");
+            timer_free(t, opaque);
+            assert_eq!(ctx.ms_to_next_timer(), u32::MAX);
+            timer_mod(t, 0, opaque);
+            ctx.fire_due_timers();
+            assert_eq!(fired.load(Ordering::SeqCst), 1, "a freed handle is ignored");
+        }
+    }
+
+    #[test]
+    fn send_packet_queues_the_frame_for_the_guest() {
+        let ctx = ctx();
+        let opaque = &ctx as *const Ctx as *mut c_void;
+        let frame = [1u8, 2, 3];
+        // SAFETY: a live Ctx and a 3-byte buffer.
+        let sent = unsafe { send_packet(frame.as_ptr() as *const c_void, frame.len(), opaque) };
+        assert_eq!(sent, 3);
+        let mut buf = [0u8; 8];
+        assert_eq!(ctx.rx.pop(&mut buf).unwrap(), 3);
+        // SAFETY: a live Ctx.
+        assert!(unsafe { clock_get_ns(opaque) } >= 0);
+    }
+}

@@ -61,6 +61,9 @@ pub enum OptionsError {
     HostnameLong,
     #[error("'tftp-server-name' parameter cannot exceed 255 bytes")]
     TftpServerNameLong,
+    /// libslirp refuses a name that does not fit BOOTP's 128-byte file field.
+    #[error("'bootfile' parameter cannot exceed 127 bytes")]
+    BootfileLong,
     #[error("Invalid host forwarding rule '{rule}' ({reason})")]
     HostFwd { rule: String, reason: HostFwdError },
 }
@@ -315,6 +318,9 @@ impl Raw {
         }
         if self.tftp_server_name.as_ref().is_some_and(|t| t.len() > 255) {
             return Err(OptionsError::TftpServerNameLong);
+        }
+        if self.bootfile.as_ref().is_some_and(|b| b.len() > 127) {
+            return Err(OptionsError::BootfileLong);
         }
         let named = [
             ("hostname", &self.hostname),

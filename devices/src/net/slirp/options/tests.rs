@@ -168,6 +168,9 @@ fn address_errors_are_qemus() {
         err(&format!("user,id=n,tftp-server-name={long}")),
         "'tftp-server-name' parameter cannot exceed 255 bytes"
     );
+    let long_boot = format!("user,id=n,bootfile={}", &long[..128]);
+    assert_eq!(err(&long_boot), "'bootfile' parameter cannot exceed 127 bytes");
+    assert!(parse(&format!("user,id=n,bootfile={}", &long[..127])).is_ok());
     assert_eq!(
         err("user,id=n,hostname=a\0b"),
         "Parameter 'hostname' must not contain a NUL character"

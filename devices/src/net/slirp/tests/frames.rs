@@ -142,6 +142,7 @@ pub enum Packet {
         flags: u8,
         payload: Vec<u8>,
     },
+    RouterAdvertisement(Vec<(std::net::Ipv6Addr, u8)>),
     Other,
 }
 
@@ -153,6 +154,12 @@ pub struct Received {
 }
 
 pub fn parse(frame: &[u8]) -> Received {
+    if let Some(prefixes) = router_advertisement(frame) {
+        return Received {
+            src_mac: frame[6..12].try_into().unwrap(),
+            packet: Packet::RouterAdvertisement(prefixes),
+        };
+    }
     let src_mac: Mac = frame.get(6..12).and_then(|m| m.try_into().ok()).unwrap_or([0; 6]);
     let packet = match frame.get(12..14).map(|t| be16(t, 0)) {
         Some(ETH_ARP) if frame.len() >= 42 => parse_arp(&frame[14..]),
@@ -214,4 +221,57 @@ pub fn dhcp_reply(payload: &[u8]) -> Option<(u8, Ipv4Addr)> {
         }
     }
     None
+}
+
+const ETH_IPV6: u16 = 0x86dd;
+const PROTO_ICMPV6: u8 = 58;
+
+/// An ICMPv6 Router Solicitation from `mac`'s link-local address to all routers.
+pub fn router_solicitation(mac: Mac) -> Vec<u8> {
+    let src = std::net::Ipv6Addr::new(
+        0xfe80,
+        0,
+        0,
+        0,
+        u16::from_be_bytes([mac[0] ^ 2, mac[1]]),
+        u16::from_be_bytes([mac[2], 0xff]),
+        u16::from_be_bytes([0xfe, mac[3]]),
+        u16::from_be_bytes([mac[4], mac[5]]),
+    );
+    let dst = std::net::Ipv6Addr::new(0xff02, 0, 0, 0, 0, 0, 0, 2);
+    let mut icmp = vec![133, 0, 0, 0, 0, 0, 0, 0];
+    let len = u32::try_from(icmp.len()).unwrap().to_be_bytes();
+    let sum = checksum(&[&src.octets(), &dst.octets(), &len, &[0, 0, 0, PROTO_ICMPV6], &icmp]).to_be_bytes();
+    icmp[2..4].copy_from_slice(&sum);
+    let plen = u16::try_from(icmp.len()).unwrap().to_be_bytes();
+    let ip = [
+        &[0x60, 0, 0, 0, plen[0], plen[1], PROTO_ICMPV6, 255][..],
+        &src.octets(),
+        &dst.octets(),
+        &icmp,
+    ]
+    .concat();
+    ethernet([0x33, 0x33, 0, 0, 0, 2], mac, ETH_IPV6, &ip)
+}
+
+/// The prefixes (address, length) a Router Advertisement frame announces; `None` if the
+/// frame is not one.
+pub fn router_advertisement(frame: &[u8]) -> Option<Vec<(std::net::Ipv6Addr, u8)>> {
+    let ip = frame.get(14..).filter(|_| frame.get(12..14) == Some(&ETH_IPV6.to_be_bytes()[..]))?;
+    let icmp = ip.get(40..).filter(|_| ip.get(6) == Some(&PROTO_ICMPV6))?;
+    if icmp.first() != Some(&134) {
+        return None;
+    }
+    let mut prefixes = Vec::new();
+    let mut opts = icmp.get(16..)?;
+    while let [kind, len, ..] = *opts {
+        let size = usize::from(len) * 8;
+        let opt = opts.get(..size).filter(|_| size > 0)?;
+        if kind == 3 && size == 32 {
+            let addr: [u8; 16] = opt[16..32].try_into().ok()?;
+            prefixes.push((addr.into(), opt[2]));
+        }
+        opts = &opts[size..];
+    }
+    Some(prefixes)
 }

@@ -7,5 +7,6 @@ mod guest;
 
 mod arp_dhcp;
 mod forwarding;
+mod ipv6_tftp;
 mod lifecycle;
 mod restrict;
