@@ -78,8 +78,14 @@ fn bring_up(config: &UserNetConfig, ctx: Ctx) -> Result<Stack, StartError> {
 /// The poll loop.
 fn run(stack: &Stack, inbox: &Inbox) {
     loop {
+        let mut fed = 0;
         for frame in inbox.frames.try_iter().take(super::TX_QUEUE_FRAMES) {
             stack.input(&frame);
+            fed += 1;
+        }
+        if fed == super::TX_QUEUE_FRAMES {
+            // More may be waiting: do not sleep in this round's poll.
+            let _ = inbox.wake.write(1);
         }
         loop {
             match inbox.control.try_recv() {

@@ -110,3 +110,28 @@ fn state_saves_and_loads_into_a_new_stack() {
     };
     assert!(restored.load_state(&newer).unwrap_err().to_string().contains("newer"));
 }
+
+#[test]
+fn a_flood_fills_the_queues_drops_the_excess_and_the_link_recovers() {
+    use super::frames::{Packet, arp_request};
+    use super::guest::{GATEWAY, GUEST_IP, GUEST_MAC, WAIT};
+    use crate::net::slirp::RX_QUEUE_FRAMES;
+
+    let mut guest = Guest::new("user,id=flood");
+    let request = arp_request(GUEST_MAC, GUEST_IP, GATEWAY);
+    let deadline = std::time::Instant::now() + WAIT;
+    // Unread replies pile up to the queue's bound, then slirp's further replies are dropped.
+    while guest.net.rx_dropped() == 0 {
+        assert!(std::time::Instant::now() < deadline, "no frame dropped after a flood");
+        for _ in 0..64 {
+            guest.send(&request);
+        }
+    }
+    let mut queued = 0;
+    while guest.recv(std::time::Duration::from_millis(200)).is_some() {
+        queued += 1;
+    }
+    assert!(queued >= RX_QUEUE_FRAMES, "{queued} frames were queued");
+    let reply = guest.arp_gateway();
+    assert!(matches!(reply.packet, Packet::Arp { op: 2, .. }));
+}
