@@ -7,7 +7,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-packages=(qemu-system-x86 qemu-utils expect socat telnet busybox-static cpio binutils gcc python3)
+packages=(qemu-system-x86 qemu-utils expect socat telnet busybox-static cpio binutils gcc python3 libslirp-dev libglib2.0-dev pkg-config)
 sudo=""; [ "$(id -u)" -eq 0 ] || sudo=sudo
 installed() { dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q "install ok installed"; }
 version_of() { dpkg-query -W -f='${Version}' "$1" 2>/dev/null; }
