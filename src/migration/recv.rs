@@ -1,6 +1,10 @@
 //! The destination side: reads a stream into a fresh, paused VM. Nothing read from the
 //! stream is trusted: the configuration must match this VM, every page range must lie
 //! inside guest RAM, and the machine state is decoded in full before any of it is loaded.
+//!
+//! The phases of a load, each a method of [`Loader`]: the configuration record, then the
+//! stream's RAM, disk and state records, then the end (pages counted, state checked,
+//! disks taken over, state loaded).
 
 use super::dirty::PAGE;
 use super::recv_block::BlockSink;
@@ -36,9 +40,7 @@ impl Written {
             .find(|(base, size, _)| gpa >= *base && end <= base + *size)
             .map(|(base, _, bm)| (*base, bm))
     }
-}
 
-impl Written {
     /// Zeroes (gives back to the kernel) every touched page this stream did not write.
     fn zero_the_rest(&self, vm: &Vm) -> Result<(), String> {
         let touched = super::dirty::touched(vm.ram())?;
@@ -120,117 +122,194 @@ fn load(
     reply: Option<&mut Box<dyn Write + Send>>,
     version: &mut u32,
 ) -> Result<(), String> {
-    let apply = mode != Mode::Check;
-    let mut disks = BlockSink::new(vm, reply);
     let mut r = Reader::new(input).map_err(|e| e.to_string())?;
     *version = r.version();
-    let mut written = Written::new(vm);
-    let mut state = None;
-    let mut first = true;
-    // What the stream itself says it carried, checked against its END and SYNC records.
-    let (mut pages_seen, mut last_round) = (0u64, 0u32);
-    let zero_page = vec![0u8; PAGE as usize];
+    let mut l = Loader {
+        vm,
+        mode,
+        disks: BlockSink::new(vm, reply),
+        written: Written::new(vm),
+        state: None,
+        pages_seen: 0,
+        last_round: 0,
+        zero_page: vec![0u8; PAGE as usize],
+    };
+    l.configuration(&mut r)?;
     loop {
-        let rec = r.next().map_err(|e| e.to_string())?;
-        if first {
-            let Record::Config { mem_size, vcpus, machine } = &rec else {
-                return Err("stream does not start with the configuration".into());
-            };
-            if *mem_size != vm.mem_size() {
-                return Err(format!(
-                    "RAM size mismatch: the source has {} MiB, this VM {} MiB",
-                    mem_size >> 20,
-                    vm.mem_size() >> 20
-                ));
-            }
-            if *vcpus as usize != vm.vcpu_count() {
-                return Err(format!("vCPU count mismatch: the source has {vcpus}, this VM {}", vm.vcpu_count()));
-            }
-            if machine != "pc" {
-                return Err(format!("machine type mismatch: the source runs '{machine}'"));
-            }
-            first = false;
-            continue;
-        }
-        match rec {
-            Record::Config { .. } => return Err("a second configuration record".into()),
-            Record::Pages { gpa, data } => {
-                let len = data.len() as u64;
-                if gpa % PAGE != 0 {
-                    return Err(format!("unaligned page address {gpa:#x}"));
-                }
-                let (base, bm) = written.find(gpa, len).ok_or_else(|| bad("page data", gpa, len))?;
-                for p in (gpa - base) / PAGE..(gpa - base + len) / PAGE {
-                    bm[(p / 64) as usize] |= 1 << (p % 64);
-                }
-                if apply {
-                    vm.ram().write_slice(data, GuestAddress(gpa)).map_err(|e| e.to_string())?;
-                }
-                pages_seen += len / PAGE;
-            }
-            Record::Zero { gpa, pages } => {
-                let len = pages.checked_mul(PAGE).ok_or_else(|| bad("zero range", gpa, u64::MAX))?;
-                if gpa % PAGE != 0 {
-                    return Err(format!("unaligned page address {gpa:#x}"));
-                }
-                let (base, bm) = written.find(gpa, len).ok_or_else(|| bad("zero range", gpa, len))?;
-                let mut to_clear = Vec::new();
-                for p in (gpa - base) / PAGE..(gpa - base + len) / PAGE {
-                    if bm[(p / 64) as usize] & (1 << (p % 64)) != 0 {
-                        bm[(p / 64) as usize] &= !(1 << (p % 64));
-                        to_clear.push(base + p * PAGE);
-                    }
-                }
-                pages_seen += pages;
-                for a in to_clear.into_iter().filter(|_| apply) {
-                    vm.ram().write_slice(&zero_page, GuestAddress(a)).map_err(|e| e.to_string())?;
-                }
-            }
-            Record::Sync { round } => {
-                if round != last_round + 1 {
-                    return Err(format!("dirty-log round {round} follows round {last_round}"));
-                }
-                last_round = round;
-            }
+        match r.next().map_err(|e| e.to_string())? {
+            Record::End { pages } => return l.end(pages),
             Record::State(bytes) => {
-                if state.is_some() {
-                    return Err("a second machine state record".into());
+                if l.state(bytes)? == Done::Checked {
+                    return Ok(());
                 }
-                let st = MachineState::from_bytes(bytes).map_err(|e| e.to_string())?;
-                if !apply {
-                    return vm.check_state(&st).map_err(|e| e.to_string());
-                }
-                state = Some(st);
             }
-            Record::End { pages } => {
-                if pages != pages_seen {
-                    return Err(format!("the stream announces {pages} pages but carried {pages_seen}"));
-                }
-                let st = state.ok_or("the stream ended without the machine state")?;
-                if mode == Mode::Over {
-                    written.zero_the_rest(vm)?;
-                }
-                if mode == Mode::Fresh {
-                    vm.check_state(&st).map_err(|e| e.to_string())?;
-                    disks.finish()?;
-                }
-                return vm.restore_state(&st).map_err(|e| e.to_string());
-            }
-            // Disks migrate only into a fresh VM: a snapshot has its disks reverted instead.
-            Record::Disks(_) | Record::Block { .. } | Record::BlockZero { .. } | Record::Progress { .. } if mode != Mode::Fresh => {
-                return Err("disk records in a snapshot's state".into());
-            }
-            Record::Disks(p) => disks.disks(p)?,
             Record::Block { disk, offset, data } => {
                 let len = data.len();
-                disks.check_block(disk, offset, len as u64)?;
+                l.no_disks_in_snapshots()?;
+                l.disks.check_block(disk, offset, len as u64)?;
                 // The payload is `u32` disk, `u64` offset, then the data: it goes to the
                 // writer in the reader's own buffer, which takes a spare one instead.
-                let buf = r.take_buffer(disks.spare());
-                disks.block(disk, offset, buf, 12..12 + len)?;
+                let buf = r.take_buffer(l.disks.spare());
+                l.disks.block(disk, offset, buf, 12..12 + len)?;
             }
-            Record::BlockZero { disk, offset, len } => disks.zero(disk, offset, len)?,
-            Record::Progress { percent } => disks.progress(percent),
+            rec => l.record(rec)?,
         }
+    }
+}
+
+/// A record's handling asked the load to stop early, successfully.
+#[derive(PartialEq, Eq)]
+enum Done {
+    Checked,
+    Continue,
+}
+
+/// One load in progress, and what the stream has carried so far.
+struct Loader<'a> {
+    vm: &'a Vm,
+    mode: Mode,
+    disks: BlockSink<'a>,
+    written: Written,
+    state: Option<MachineState>,
+    /// What the stream itself says it carried, checked against its END and SYNC records.
+    pages_seen: u64,
+    last_round: u32,
+    zero_page: Vec<u8>,
+}
+
+impl Loader<'_> {
+    fn applies(&self) -> bool {
+        self.mode != Mode::Check
+    }
+
+    /// The first record: the source's machine must be this one.
+    fn configuration<R: Read>(&mut self, r: &mut Reader<R>) -> Result<(), String> {
+        let rec = r.next().map_err(|e| e.to_string())?;
+        let Record::Config { mem_size, vcpus, machine } = &rec else {
+            return Err("stream does not start with the configuration".into());
+        };
+        let vm = self.vm;
+        if *mem_size != vm.mem_size() {
+            return Err(format!(
+                "RAM size mismatch: the source has {} MiB, this VM {} MiB",
+                mem_size >> 20,
+                vm.mem_size() >> 20
+            ));
+        }
+        if *vcpus as usize != vm.vcpu_count() {
+            return Err(format!("vCPU count mismatch: the source has {vcpus}, this VM {}", vm.vcpu_count()));
+        }
+        if machine != "pc" {
+            return Err(format!("machine type mismatch: the source runs '{machine}'"));
+        }
+        Ok(())
+    }
+
+    /// Disks migrate only into a fresh VM: a snapshot has its disks reverted instead.
+    fn no_disks_in_snapshots(&self) -> Result<(), String> {
+        if self.mode == Mode::Fresh {
+            Ok(())
+        } else {
+            Err("disk records in a snapshot's state".into())
+        }
+    }
+
+    /// Any record but CONFIG (first only), BLOCK, STATE and END.
+    fn record(&mut self, rec: Record<'_>) -> Result<(), String> {
+        if matches!(rec, Record::Disks(_) | Record::BlockZero { .. } | Record::Progress { .. }) {
+            self.no_disks_in_snapshots()?;
+        }
+        match rec {
+            Record::Config { .. } => Err("a second configuration record".into()),
+            Record::Pages { gpa, data } => self.pages(gpa, data),
+            Record::Zero { gpa, pages } => self.zero(gpa, pages),
+            Record::Sync { round } => {
+                if round != self.last_round + 1 {
+                    return Err(format!("dirty-log round {round} follows round {}", self.last_round));
+                }
+                self.last_round = round;
+                Ok(())
+            }
+            Record::Disks(p) => self.disks.disks(p),
+            Record::BlockZero { disk, offset, len } => self.disks.zero(disk, offset, len),
+            Record::Progress { percent } => {
+                self.disks.progress(percent);
+                Ok(())
+            }
+            Record::Block { .. } | Record::State(_) | Record::End { .. } => Err("internal error: record handled by the load loop".into()),
+        }
+    }
+
+    fn pages(&mut self, gpa: u64, data: &[u8]) -> Result<(), String> {
+        let len = data.len() as u64;
+        if gpa % PAGE != 0 {
+            return Err(format!("unaligned page address {gpa:#x}"));
+        }
+        let (base, bm) = self.written.find(gpa, len).ok_or_else(|| bad("page data", gpa, len))?;
+        for p in (gpa - base) / PAGE..(gpa - base + len) / PAGE {
+            bm[(p / 64) as usize] |= 1 << (p % 64);
+        }
+        if self.applies() {
+            self.vm.ram().write_slice(data, GuestAddress(gpa)).map_err(|e| e.to_string())?;
+        }
+        self.pages_seen += len / PAGE;
+        Ok(())
+    }
+
+    /// A range of zero pages: only pages this stream wrote earlier need clearing.
+    fn zero(&mut self, gpa: u64, pages: u64) -> Result<(), String> {
+        let len = pages.checked_mul(PAGE).ok_or_else(|| bad("zero range", gpa, u64::MAX))?;
+        if gpa % PAGE != 0 {
+            return Err(format!("unaligned page address {gpa:#x}"));
+        }
+        let (base, bm) = self.written.find(gpa, len).ok_or_else(|| bad("zero range", gpa, len))?;
+        let mut to_clear = Vec::new();
+        for p in (gpa - base) / PAGE..(gpa - base + len) / PAGE {
+            if bm[(p / 64) as usize] & (1 << (p % 64)) != 0 {
+                bm[(p / 64) as usize] &= !(1 << (p % 64));
+                to_clear.push(base + p * PAGE);
+            }
+        }
+        self.pages_seen += pages;
+        if self.applies() {
+            for a in to_clear {
+                self.vm
+                    .ram()
+                    .write_slice(&self.zero_page, GuestAddress(a))
+                    .map_err(|e| e.to_string())?;
+            }
+        }
+        Ok(())
+    }
+
+    /// The machine state, decoded in full; a check ends here.
+    fn state(&mut self, bytes: &[u8]) -> Result<Done, String> {
+        if self.state.is_some() {
+            return Err("a second machine state record".into());
+        }
+        let st = MachineState::from_bytes(bytes).map_err(|e| e.to_string())?;
+        if !self.applies() {
+            self.vm.check_state(&st).map_err(|e| e.to_string())?;
+            return Ok(Done::Checked);
+        }
+        self.state = Some(st);
+        Ok(Done::Continue)
+    }
+
+    /// END: everything announced arrived; the state fits; the disks are taken over; the
+    /// state is loaded.
+    fn end(mut self, pages: u64) -> Result<(), String> {
+        if pages != self.pages_seen {
+            return Err(format!("the stream announces {pages} pages but carried {}", self.pages_seen));
+        }
+        let st = self.state.take().ok_or("the stream ended without the machine state")?;
+        if self.mode == Mode::Over {
+            self.written.zero_the_rest(self.vm)?;
+        }
+        if self.mode == Mode::Fresh {
+            self.vm.check_state(&st).map_err(|e| e.to_string())?;
+            self.disks.finish()?;
+        }
+        self.vm.restore_state(&st).map_err(|e| e.to_string())
     }
 }
