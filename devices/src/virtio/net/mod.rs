@@ -286,3 +286,6 @@ impl VirtioDevice for VirtioNet {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests;
