@@ -8,6 +8,8 @@
 //! header itself. The NIC's I/O thread waits for [`NetBackend::rx_fd`] to become readable
 //! and then calls [`NetBackend::recv`] until it returns `WouldBlock`.
 
+pub mod tap;
+
 use std::io::{self, IoSlice};
 use std::os::fd::RawFd;
 
