@@ -142,7 +142,12 @@ impl NetHandler {
             // The driver can never take it (e.g. a jumbo frame for 1526-byte buffers).
             Ok(Delivery::TooBig) => true,
             Ok(Delivery::NoRoom) => {
-                self.control.nic().pending_rx = Some(self.rx_buf[..len].to_vec());
+                let mut nic = self.control.nic();
+                // Unless the link went down meanwhile, which loses the frame.
+                if nic.link_up {
+                    nic.pending_rx = Some(self.rx_buf[..len].to_vec());
+                }
+                drop(nic);
                 self.rx_waiting = true;
                 false
             }

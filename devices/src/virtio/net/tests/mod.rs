@@ -62,7 +62,7 @@ impl NetBackend for FakeBackend {
 
 /// The test's end of the wire.
 pub struct Wire {
-    sock: UnixDatagram,
+    pub sock: UnixDatagram,
     pub offloads: Arc<Mutex<Vec<Offloads>>>,
 }
 
