@@ -12,7 +12,7 @@ mod script;
 mod sys;
 
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;
 
 use super::{NetBackend, Offloads, VNET_HDR_LEN};
 use std::fs::{File, OpenOptions};

@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 const ETHERTYPE: u16 = 0x88b5;
 
 /// Runs `f` on a thread in a network namespace of its own.
-fn in_netns<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> T {
+pub(crate) fn in_netns<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> T {
     // SAFETY: geteuid has no preconditions.
     let root = unsafe { libc::geteuid() } == 0;
     assert!(
@@ -43,7 +43,7 @@ fn ifindex(ifname: &str) -> i32 {
     unsafe { libc::if_nametoindex(name.as_ptr()) as i32 }
 }
 
-fn socket(domain: i32, ty: i32, proto: i32) -> OwnedFd {
+pub(crate) fn socket(domain: i32, ty: i32, proto: i32) -> OwnedFd {
     // SAFETY: socket() has no memory arguments; the result is checked before use.
     let fd = unsafe { libc::socket(domain, ty | libc::SOCK_CLOEXEC, proto) };
     assert!(fd >= 0, "socket: {}", io::Error::last_os_error());
@@ -52,7 +52,7 @@ fn socket(domain: i32, ty: i32, proto: i32) -> OwnedFd {
 }
 
 /// Brings the interface up (SIOCSIFFLAGS), as `ip link set up` would.
-fn set_up(ifname: &str) {
+pub(crate) fn set_up(ifname: &str) {
     let s = socket(libc::AF_INET, libc::SOCK_DGRAM, 0);
     let mut req = IfReq::new(ifname, 0);
     // SAFETY: SIOCGIFFLAGS/SIOCSIFFLAGS read and write one `struct ifreq`, which `req` is.
@@ -136,7 +136,7 @@ fn recv_ours(tap: &mut Tap) -> Vec<u8> {
     panic!("no frame of ours from the tap");
 }
 
-fn no_scripts(ifname: Option<&str>) -> TapConfig {
+pub(crate) fn no_scripts(ifname: Option<&str>) -> TapConfig {
     TapConfig {
         id: "n0".into(),
         ifname: ifname.map(String::from),

@@ -6,6 +6,7 @@ mod hostile;
 mod lifecycle;
 mod settings;
 mod traffic;
+mod with_tap;
 
 use super::*;
 use crate::net::{NetBackend, Offloads, VNET_HDR_LEN};
