@@ -181,6 +181,13 @@ impl VirtioNet {
     }
 }
 
+impl Drop for VirtioNet {
+    /// The threads stop before the back end can go (they hold it, and the poller its fd).
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
 fn poller_error(e: poller::PollerError) -> super::worker::WorkerError {
     super::worker::WorkerError::Spawn {
         name: "virtio-net-rx".into(),
