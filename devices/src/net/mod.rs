@@ -9,6 +9,7 @@
 //! and then calls [`NetBackend::recv`] until it returns `WouldBlock`.
 
 pub mod slirp;
+pub mod tap;
 
 use std::io::{self, IoSlice};
 use std::os::fd::RawFd;

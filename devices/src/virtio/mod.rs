@@ -7,6 +7,7 @@
 //! through an [`MsiSink`] the VMM implements (KVM_SIGNAL_MSI), so nothing here knows KVM.
 
 pub mod blk;
+pub mod net;
 pub mod pci;
 pub mod queue;
 pub mod worker;
@@ -55,6 +56,10 @@ pub trait IoEvents: Send + Sync {
 pub trait VirtioInterrupt: Send + Sync {
     fn signal_queue(&self, queue: u16);
     fn signal_config(&self);
+    /// The device cannot go on with what the driver gave it (virtio 1.2 §2.1.2): sets
+    /// NEEDS_RESET in device_status and raises a config interrupt. Callable from the I/O
+    /// thread; only a virtio reset clears it.
+    fn set_needs_reset(&self);
 }
 
 #[derive(Debug, Error)]

@@ -86,7 +86,7 @@ impl CommonCfg {
             0x0c..0x10 => (DRIVER_FEATURE, 4, word(self.driver_features, self.driver_feature_select)),
             0x10..0x12 => (CONFIG_MSIX_VECTOR, 2, u64::from(r.interrupt.config_vector())),
             0x12..0x14 => (NUM_QUEUES, 2, r.queues.len() as u64),
-            0x14 => (DEVICE_STATUS, 1, u64::from(self.status)),
+            0x14 => (DEVICE_STATUS, 1, u64::from(self.status | r.interrupt.device_status_bits())),
             0x15 => (CONFIG_GENERATION, 1, u64::from(self.config_generation)),
             0x16..0x18 => (QUEUE_SELECT, 2, u64::from(self.queue_select)),
             0x18..0x1a => (QUEUE_SIZE, 2, qv(&|q| u64::from(q.size()))),

@@ -4,10 +4,10 @@
 //! godwit gives PCI functions no INTx pin. Without MSI-X enabled only the ISR status
 //! changes, which suits a polling driver (the probe guest); Linux always uses MSI-X.
 
-use super::super::{MsiSink, VirtioInterrupt};
+use super::super::{MsiSink, VirtioInterrupt, status};
 use super::msix::Msix;
 use crate::bus::lock;
-use std::sync::atomic::{AtomicU8, AtomicU16, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU16, Ordering};
 use std::sync::{Arc, Mutex};
 
 /// "No vector" in msix_config and queue_msix_vector.
@@ -21,6 +21,9 @@ pub struct PciInterrupt {
     isr: AtomicU8,
     config_vector: AtomicU16,
     queue_vectors: Vec<AtomicU16>,
+    /// Set by the device's I/O thread ([`VirtioInterrupt::set_needs_reset`]); the transport
+    /// shows it in device_status.
+    needs_reset: AtomicBool,
 }
 
 impl PciInterrupt {
@@ -31,6 +34,7 @@ impl PciInterrupt {
             isr: AtomicU8::new(0),
             config_vector: AtomicU16::new(NO_VECTOR),
             queue_vectors: (0..queues).map(|_| AtomicU16::new(NO_VECTOR)).collect(),
+            needs_reset: AtomicBool::new(false),
         }
     }
 
@@ -85,10 +89,25 @@ impl PciInterrupt {
         self.isr.store(v, Ordering::Release);
     }
 
-    /// Virtio reset: vectors unmapped, ISR clear. The MSI-X table itself belongs to PCI and
+    /// The device_status bits the device set on its own (NEEDS_RESET or nothing).
+    pub fn device_status_bits(&self) -> u8 {
+        if self.needs_reset.load(Ordering::Acquire) {
+            status::NEEDS_RESET
+        } else {
+            0
+        }
+    }
+
+    /// Forgets a NEEDS_RESET the device set (a restored status carries its own).
+    pub fn clear_needs_reset(&self) {
+        self.needs_reset.store(false, Ordering::Release);
+    }
+
+    /// Virtio reset: vectors unmapped, ISR clear, NEEDS_RESET forgotten. The MSI-X table itself belongs to PCI and
     /// survives.
     pub fn reset(&self) {
         self.isr.store(0, Ordering::Release);
+        self.clear_needs_reset();
         self.config_vector.store(NO_VECTOR, Ordering::Release);
         for v in &self.queue_vectors {
             v.store(NO_VECTOR, Ordering::Release);
@@ -110,5 +129,11 @@ impl VirtioInterrupt for PciInterrupt {
 
     fn signal_config(&self) {
         self.raise(self.config_vector(), ISR_CONFIG);
+    }
+
+    fn set_needs_reset(&self) {
+        if !self.needs_reset.swap(true, Ordering::AcqRel) {
+            self.signal_config();
+        }
     }
 }

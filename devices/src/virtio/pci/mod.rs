@@ -184,7 +184,7 @@ impl VirtioPciDevice {
             config_vector: self.interrupt.config_vector(),
             queue_vectors: (0..self.queues.len()).map(|q| self.interrupt.queue_vector(q)).collect(),
             queue_sizes: self.queues.iter().map(|q| lock(q).size()).collect(),
-            status: self.common.status,
+            status: self.common.status | self.interrupt.device_status_bits(),
             features_offered: self.offered,
             features_acked: self.common.driver_features,
         }
@@ -372,7 +372,10 @@ impl Persist for VirtioPciDevice {
         VirtioPciState {
             device_type: self.device.device_type(),
             config: self.config.clone(),
-            common: self.common.clone(),
+            common: CommonCfg {
+                status: self.common.status | self.interrupt.device_status_bits(),
+                ..self.common.clone()
+            },
             queues: self.queues.iter().map(|q| lock(q).state()).collect(),
             queue_vectors: (0..self.queues.len()).map(|q| self.interrupt.queue_vector(q)).collect(),
             config_vector: self.interrupt.config_vector(),
@@ -404,6 +407,7 @@ impl Persist for VirtioPciDevice {
             self.interrupt.set_queue_vector(q, *v);
         }
         self.interrupt.set_isr(s.isr);
+        self.interrupt.clear_needs_reset();
         if s.activated {
             self.activate().map_err(|e| invalid(format!("cannot restart the device: {e}")))?;
         }
