@@ -2,14 +2,36 @@
 //! written since the last look (KVM's dirty log for the guest's own writes, OR'ed with
 //! vm-memory's bitmap for writes devices made through the VMM).
 
-use crate::memory::GuestRam;
+use crate::memory::{GuestRam, MemoryError};
 use kvm_ioctls::VmFd;
 use std::fs::File;
 use std::os::unix::fs::FileExt;
+use thiserror::Error;
 use vm_memory::bitmap::AtomicBitmap;
-use vm_memory::{GuestMemoryBackend, GuestMemoryRegion, MmapRegion};
+use vm_memory::{GuestMemoryBackend, GuestMemoryError, GuestMemoryRegion, MmapRegion};
 
 pub const PAGE: u64 = 4096;
+
+/// Why the pages to send could not be found.
+#[derive(Debug, Error)]
+pub enum DirtyError {
+    /// Dirty logging could not be turned on (the slots re-registered with logging).
+    #[error(transparent)]
+    Start(#[from] MemoryError),
+    /// KVM would not hand over a slot's dirty log.
+    #[error("KVM_GET_DIRTY_LOG: {err}")]
+    Log {
+        slot: u32,
+        #[source]
+        err: kvm_ioctls::Error,
+    },
+    /// `/proc/self/pagemap`, which tells the pages the guest touched, could not be read.
+    #[error("/proc/self/pagemap: {0}")]
+    Pagemap(#[source] std::io::Error),
+    /// A RAM region has no host mapping.
+    #[error(transparent)]
+    HostAddress(#[from] GuestMemoryError),
+}
 
 /// A bitmap over one region's pages, one bit per page, in KVM's layout.
 pub type Bitmap = Vec<u64>;
@@ -20,8 +42,8 @@ fn region_bitmap(r: &vm_memory::GuestRegionMmap<AtomicBitmap>) -> &AtomicBitmap 
 }
 
 /// Turns on dirty logging for every RAM slot and forgets earlier device writes.
-pub fn start(vm: &VmFd, ram: &GuestRam) -> Result<(), String> {
-    crate::memory::register(vm, ram, true).map_err(|e| e.to_string())?;
+pub fn start(vm: &VmFd, ram: &GuestRam) -> Result<(), DirtyError> {
+    crate::memory::register(vm, ram, true)?;
     for r in ram.iter() {
         region_bitmap(r).reset();
     }
@@ -34,12 +56,13 @@ pub fn stop(vm: &VmFd, ram: &GuestRam) {
 }
 
 /// Pages written since the last call (or since `start`), per region.
-pub fn collect(vm: &VmFd, ram: &GuestRam) -> Result<Vec<Bitmap>, String> {
+pub fn collect(vm: &VmFd, ram: &GuestRam) -> Result<Vec<Bitmap>, DirtyError> {
     let mut out = Vec::new();
     for (slot, r) in ram.iter().enumerate() {
+        let slot = slot as u32;
         let mut kvm = vm
-            .get_dirty_log(slot as u32, r.len() as usize)
-            .map_err(|e| format!("KVM_GET_DIRTY_LOG: {e}"))?;
+            .get_dirty_log(slot, r.len() as usize)
+            .map_err(|err| DirtyError::Log { slot, err })?;
         let dev = region_bitmap(r).get_and_reset();
         for (k, d) in kvm.iter_mut().zip(dev) {
             *k |= d;
@@ -55,20 +78,19 @@ pub fn count(bitmaps: &[Bitmap]) -> u64 {
 
 /// Pages of each region the guest (or the VMM) ever touched: present in RAM or swapped out,
 /// according to /proc/self/pagemap. Pages never touched read as zero and need no sending.
-pub fn touched(ram: &GuestRam) -> Result<Vec<Bitmap>, String> {
-    let pm = File::open("/proc/self/pagemap").map_err(|e| format!("/proc/self/pagemap: {e}"))?;
+pub fn touched(ram: &GuestRam) -> Result<Vec<Bitmap>, DirtyError> {
+    let pm = File::open("/proc/self/pagemap").map_err(DirtyError::Pagemap)?;
     let mut out = Vec::new();
     let mut buf = vec![0u8; 8 * 8192];
     for r in ram.iter() {
-        let host = ram.get_host_address(r.start_addr()).map_err(|e| e.to_string())? as u64;
+        let host = ram.get_host_address(r.start_addr())? as u64;
         let pages = r.len() / PAGE;
         let mut bm = vec![0u64; pages.div_ceil(64) as usize];
         let mut page = 0u64;
         while page < pages {
             let n = (pages - page).min(8192);
             let bytes = &mut buf[..(n * 8) as usize];
-            pm.read_exact_at(bytes, (host / PAGE + page) * 8)
-                .map_err(|e| format!("/proc/self/pagemap: {e}"))?;
+            pm.read_exact_at(bytes, (host / PAGE + page) * 8).map_err(DirtyError::Pagemap)?;
             for (i, e) in bytes.chunks_exact(8).enumerate() {
                 let v = u64::from_le_bytes(e.try_into().expect("8 bytes"));
                 // bit 63: present, bit 62: swapped

@@ -43,7 +43,7 @@ impl Written {
 
     /// Zeroes (gives back to the kernel) every touched page this stream did not write.
     fn zero_the_rest(&self, vm: &Vm) -> Result<(), String> {
-        let touched = super::dirty::touched(vm.ram())?;
+        let touched = super::dirty::touched(vm.ram()).map_err(|e| e.to_string())?;
         for ((base, size, written), touched) in self.regions.iter().zip(touched) {
             let stale: Vec<u64> = touched.iter().zip(written).map(|(t, w)| t & !w).collect();
             for (first, count) in super::dirty::runs(&stale, size / PAGE, u64::MAX) {

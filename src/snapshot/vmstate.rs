@@ -206,7 +206,7 @@ pub fn write_state<W: Write>(vm: &Vm, out: &mut W) -> Result<u64, String> {
     w.config(vm.mem_size(), vm.vcpu_count() as u32, "pc").map_err(io_fail)?;
     let state = vm.save_state().map_err(|e| e.to_string())?;
     w.state(&devices::state::VersionedState::to_bytes(&state)).map_err(io_fail)?;
-    let touched = dirty::touched(vm.ram())?;
+    let touched = dirty::touched(vm.ram()).map_err(|e| e.to_string())?;
     let regions: Vec<(u64, u64)> = vm.ram().iter().map(|r| (r.start_addr().0, r.len() / PAGE)).collect();
     let (mut buf, mut pages) = (Vec::new(), 0u64);
     for ((base, count), bm) in regions.into_iter().zip(&touched) {

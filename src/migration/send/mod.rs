@@ -253,9 +253,9 @@ impl<'a> Outgoing<'a> {
     /// until a round fits the downtime limit; returns that round, unsent.
     fn precopy<W: Write>(&mut self, sx: &mut Sender<'a, W>) -> Result<Round, Stop> {
         let vm = self.vm;
-        dirty::start(vm.fd(), vm.ram()).map_err(Stop::Failed)?;
+        dirty::start(vm.fd(), vm.ram()).map_err(|e| Stop::Failed(e.to_string()))?;
         let log_start = Instant::now();
-        let touched = dirty::touched(vm.ram()).map_err(Stop::Failed)?;
+        let touched = dirty::touched(vm.ram()).map_err(|e| Stop::Failed(e.to_string()))?;
         if self.mode == Mode::Shared {
             self.setup_done();
         }
@@ -300,7 +300,7 @@ impl<'a> Outgoing<'a> {
 
     /// Reads (and clears) the dirty logs of RAM and disks, and updates the figures.
     fn take_round<W: Write>(&self, sx: &mut Sender<'a, W>, rate: &mut (Instant, u64)) -> Result<Round, Stop> {
-        let bitmaps = dirty::collect(self.vm.fd(), self.vm.ram()).map_err(Stop::Failed)?;
+        let bitmaps = dirty::collect(self.vm.fd(), self.vm.ram()).map_err(|e| Stop::Failed(e.to_string()))?;
         let dirty_pages = dirty::count(&bitmaps);
         let (taken, disk_bytes) = match sx.block.as_mut() {
             Some(b) => {
@@ -351,7 +351,7 @@ impl<'a> Outgoing<'a> {
         sx.pacer.limited = false;
         sx.send_round(last)?;
         let after = Round {
-            bitmaps: dirty::collect(vm.fd(), vm.ram()).map_err(Stop::Failed)?,
+            bitmaps: dirty::collect(vm.fd(), vm.ram()).map_err(|e| Stop::Failed(e.to_string()))?,
             taken: sx.block.as_mut().map(|b| b.take().0),
             bytes: 0,
         };
