@@ -135,6 +135,13 @@ pub enum BlockError {
     /// The image could not be opened; `reason` is QEMU-like wording.
     #[error("Could not open '{path}': {reason}")]
     Open { path: String, reason: String },
+    /// The image could not be opened: another process holds a conflicting lock on it.
+    #[error("Could not open '{path}': {err}")]
+    Locked {
+        path: String,
+        #[source]
+        err: lock::LockError,
+    },
     /// A backing file of the image could not be opened.
     #[error("Could not open backing file: {0}")]
     Backing(Box<BlockError>),

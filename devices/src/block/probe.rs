@@ -2,6 +2,7 @@
 
 use std::path::Path;
 
+use crate::block::lock::LockError;
 use crate::block::qcow2::{self, Qcow2};
 use crate::block::raw::RawImage;
 use crate::block::storage::{HostFile, Storage};
@@ -69,7 +70,13 @@ pub fn probe_format(file: &dyn Storage) -> Result<Format> {
 /// `Could not open 'PATH': REASON`.
 fn open_error(path: &Path, err: BlockError) -> BlockError {
     let reason = match err {
-        BlockError::Open { .. } => return err,
+        BlockError::Open { .. } | BlockError::Locked { .. } => return err,
+        BlockError::Lock(err @ LockError::Conflict { .. }) => {
+            return BlockError::Locked {
+                path: path.display().to_string(),
+                err,
+            };
+        }
         BlockError::Io(e) => errno_text(&e),
         other => other.to_string(),
     };

@@ -64,6 +64,14 @@ fn godwit_instances_exclude_each_other() {
     let path = p(&dir, "a.qcow2");
     Qcow2::create(&path, 1 << 20, 16, None).unwrap();
     let writer = open(&path, None, false);
+    // A conflict is its own variant, with the lock error as its source.
+    assert!(matches!(
+        open_image(&path, None, false),
+        Err(crate::block::BlockError::Locked {
+            err: crate::block::lock::LockError::Conflict { shared: false, .. },
+            ..
+        })
+    ));
     let err = lock_error(&path, false).expect("second writer must fail");
     assert_eq!(
         err,
