@@ -87,7 +87,7 @@ impl Machine {
                 if let Some(vm) = &vm {
                     // After a completed migration the images belong to the destination;
                     // running again takes them back (and fails while it holds them).
-                    vm.activate_disks()?;
+                    vm.activate_disks().map_err(|e| e.to_string())?;
                     vm.resume();
                 }
                 self.set_state(RunState::Running);

@@ -202,7 +202,7 @@ pub fn accept(vm: &Vm, a: &Announce) -> Result<(), String> {
         }
     }
     for (theirs, d) in a.disks.iter().zip(mine).filter(|(t, _)| t.copied) {
-        d.activate()?;
+        d.activate().map_err(|e| e.to_string())?;
         if a.mode != Mode::Incremental {
             continue;
         }

@@ -306,7 +306,7 @@ impl<'a> BlockSink<'a> {
                 }
             }
         }
-        self.vm.activate_disks()
+        self.vm.activate_disks().map_err(|e| e.to_string())
     }
 }
 

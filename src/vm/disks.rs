@@ -13,13 +13,67 @@ use crate::config::DriveConfig;
 use crate::memory::GuestRam;
 use devices::block::dirty::DirtyMap;
 use devices::block::inactive::Inactive;
-use devices::block::{BlockBackend, Format, ImageOptions, Qcow2, open_image, open_image_with};
+use devices::block::{BlockBackend, BlockError, Format, ImageOptions, Qcow2, open_image, open_image_with};
 use devices::bus::lock;
 use devices::pci::PciRoot;
-use devices::virtio::blk::{BlkConfig, VirtioBlk};
+use devices::virtio::blk::{BlkConfig, BlkError, VirtioBlk};
 use kvm_ioctls::VmFd;
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
+use thiserror::Error;
+
+/// Why a disk could not be attached, handed over or taken back. `spec` is the `-drive`
+/// option as given, which QEMU's messages start with.
+#[derive(Debug, Error)]
+pub enum DiskError {
+    /// The image (with `snapshot=on`: its base, or the temporary overlay) could not be
+    /// opened: missing, locked by another process, not a valid image, ...
+    #[error("-drive {spec}: {}", one_line(err))]
+    Open {
+        spec: String,
+        #[source]
+        err: BlockError,
+    },
+    /// `snapshot=on`: the temporary overlay could not be created.
+    #[error("-drive {spec}: {}", one_line(err))]
+    Overlay {
+        spec: String,
+        #[source]
+        err: BlockError,
+    },
+    /// `snapshot=on`: the image's absolute path (the overlay's backing file) is unknown.
+    #[error("-drive {spec}: {}", crate::errtext::io(err))]
+    Resolve {
+        spec: String,
+        #[source]
+        err: std::io::Error,
+    },
+    /// The virtio-blk device refused its configuration.
+    #[error("-drive {spec}: {err}")]
+    Device {
+        spec: String,
+        #[source]
+        err: BlkError,
+    },
+    /// The device could not be put on the PCI bus.
+    #[error("-drive {spec}: {err}")]
+    Plug {
+        spec: String,
+        #[source]
+        err: super::virtio::PlugError,
+    },
+    /// Handing the image over: what the image caches could not be written back.
+    #[error("cannot flush '{}': {}", path.display(), one_line(err))]
+    Flush {
+        path: PathBuf,
+        #[source]
+        err: BlockError,
+    },
+    /// Taking the image back: it no longer has the size the guest was told.
+    #[error("-drive {spec}: the image's size changed from {was} to {now} bytes")]
+    SizeChanged { spec: String, was: u64, now: u64 },
+}
 
 /// A disk attached to the VM.
 pub struct Disk {
@@ -39,13 +93,15 @@ impl Disk {
 
     /// Flushes the image and closes it, releasing its locks for another process. The
     /// device must be paused. A no-op for an inactive or `snapshot=on` disk.
-    pub fn inactivate(&self) -> Result<(), String> {
+    pub fn inactivate(&self) -> Result<(), DiskError> {
         if self.cfg.snapshot || !self.is_active() {
             return Ok(());
         }
         let mut b = lock(&self.backend);
-        b.flush()
-            .map_err(|e| format!("cannot flush '{}': {}", self.cfg.file.display(), one_line(e)))?;
+        b.flush().map_err(|err| DiskError::Flush {
+            path: self.cfg.file.clone(),
+            err,
+        })?;
         let stand_in = Inactive::replacing(b.as_ref());
         // Dropping the image closes its files, which releases the locks.
         *b = Box::new(stand_in);
@@ -54,18 +110,17 @@ impl Disk {
     }
 
     /// Reopens the image with its locks and fresh metadata. The device must be paused.
-    pub fn activate(&self) -> Result<(), String> {
+    pub fn activate(&self) -> Result<(), DiskError> {
         if self.is_active() {
             return Ok(());
         }
         let image = open(&self.cfg, false)?;
         if image.virtual_size() != self.size {
-            return Err(format!(
-                "-drive {}: the image's size changed from {} to {} bytes",
-                self.cfg.spec,
-                self.size,
-                image.virtual_size()
-            ));
+            return Err(DiskError::SizeChanged {
+                spec: self.cfg.spec.clone(),
+                was: self.size,
+                now: image.virtual_size(),
+            });
         }
         *lock(&self.backend) = image;
         self.active.store(true, Ordering::SeqCst);
@@ -84,8 +139,9 @@ fn format_of(d: &DriveConfig) -> Option<Format> {
 /// Opens the drive's image; with `snapshot=on`, a temporary qcow2 overlay over it (unlinked
 /// at once, so it vanishes when godwit exits) takes the writes. `inactive`: read-only and
 /// without locks, for a migration destination whose source still owns the image.
-fn open(d: &DriveConfig, inactive: bool) -> Result<Box<dyn BlockBackend>, String> {
-    let err = |e: String| format!("-drive {}: {e}", d.spec);
+fn open(d: &DriveConfig, inactive: bool) -> Result<Box<dyn BlockBackend>, DiskError> {
+    let spec = || d.spec.clone();
+    let opening = |err| DiskError::Open { spec: spec(), err };
     if inactive && !d.snapshot {
         let opts = ImageOptions {
             format: format_of(d),
@@ -93,20 +149,20 @@ fn open(d: &DriveConfig, inactive: bool) -> Result<Box<dyn BlockBackend>, String
             lock: false,
             ..ImageOptions::default()
         };
-        return open_image_with(&d.file, &opts).map_err(|e| err(one_line(e)));
+        return open_image_with(&d.file, &opts).map_err(opening);
     }
     if !d.snapshot {
-        return open_image(&d.file, format_of(d), d.read_only).map_err(|e| err(one_line(e)));
+        return open_image(&d.file, format_of(d), d.read_only).map_err(opening);
     }
-    let base = open_image(&d.file, format_of(d), true).map_err(|e| err(one_line(e)))?;
+    let base = open_image(&d.file, format_of(d), true).map_err(opening)?;
     let (size, fmt) = (base.virtual_size(), base.format());
     drop(base);
-    let abs = std::fs::canonicalize(&d.file).map_err(|e| err(crate::errtext::io(&e)))?;
+    let abs = std::fs::canonicalize(&d.file).map_err(|err| DiskError::Resolve { spec: spec(), err })?;
     let overlay = std::env::temp_dir().join(format!("godwit-snapshot-{}-{}.qcow2", std::process::id(), d.id));
-    Qcow2::create(&overlay, size, 16, Some((abs.as_path(), fmt))).map_err(|e| err(one_line(e)))?;
+    Qcow2::create(&overlay, size, 16, Some((abs.as_path(), fmt))).map_err(|err| DiskError::Overlay { spec: spec(), err })?;
     let opened = open_image(&overlay, Some(Format::Qcow2), false);
     let _ = std::fs::remove_file(&overlay);
-    opened.map_err(|e| err(one_line(e)))
+    opened.map_err(opening)
 }
 
 /// Creates and plugs every disk (inactive ones for a migration destination); BARs are
@@ -118,7 +174,7 @@ pub fn attach(
     list: &mut DeviceList,
     drives: &[DriveConfig],
     inactive: bool,
-) -> Result<Vec<Disk>, String> {
+) -> Result<Vec<Disk>, DiskError> {
     let mut disks = Vec::new();
     for d in drives {
         let image = open(d, inactive)?;
@@ -129,10 +185,10 @@ pub fn attach(
             backend_ro_for_now: inactive,
             ..BlkConfig::default()
         };
-        let blk = VirtioBlk::new(image, cfg).map_err(|e| format!("-drive {}: {e}", d.spec))?;
+        let blk = VirtioBlk::new(image, cfg).map_err(|err| DiskError::Device { spec: d.spec.clone(), err })?;
         let backend = blk.backend();
         let dirty = blk.dirty_map();
-        super::virtio::plug(vm, ram, pci, list, Box::new(blk)).map_err(|e| format!("-drive {}: {e}", d.spec))?;
+        super::virtio::plug(vm, ram, pci, list, Box::new(blk)).map_err(|err| DiskError::Plug { spec: d.spec.clone(), err })?;
         disks.push(Disk {
             cfg: d.clone(),
             backend,
@@ -142,4 +198,90 @@ pub fn attach(
         });
     }
     Ok(disks)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn raw(file: &std::path::Path) -> DriveConfig {
+        DriveConfig {
+            file: file.to_path_buf(),
+            format: Some("raw".into()),
+            read_only: false,
+            snapshot: false,
+            ignore_flush: false,
+            id: "virtio0".into(),
+            spec: format!("file={},format=raw", file.display()),
+        }
+    }
+
+    /// A missing image, one another user holds, and one whose size changed while it was
+    /// handed over: each its own variant, each in QEMU's words.
+    #[test]
+    fn each_cause_is_its_own_variant() {
+        let dir = std::env::temp_dir().join(format!("godwit-diskerr-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let missing = raw(&dir.join("none.raw"));
+        let e = open(&missing, false).err().unwrap();
+        assert!(
+            matches!(
+                &e,
+                DiskError::Open {
+                    err: BlockError::Open { .. },
+                    ..
+                }
+            ),
+            "{e:?}"
+        );
+        assert_eq!(
+            e.to_string(),
+            format!(
+                "-drive {}: Could not open '{}': No such file or directory",
+                missing.spec,
+                missing.file.display()
+            )
+        );
+
+        let img = dir.join("d.raw");
+        std::fs::File::create(&img).unwrap().set_len(1 << 20).unwrap();
+        let d = raw(&img);
+        let held = open(&d, false).unwrap();
+        let e = open(&d, false).err().unwrap();
+        assert!(
+            matches!(
+                &e,
+                DiskError::Open {
+                    err: BlockError::Locked { .. },
+                    ..
+                }
+            ),
+            "{e:?}"
+        );
+        assert!(e.to_string().contains("lock. Is another process using the image"), "{e}");
+
+        let disk = Disk {
+            cfg: d,
+            backend: Arc::new(Mutex::new(held)),
+            dirty: Arc::new(DirtyMap::new(1 << 20)),
+            size: 1 << 20,
+            active: AtomicBool::new(true),
+        };
+        disk.inactivate().unwrap();
+        std::fs::File::options().write(true).open(&img).unwrap().set_len(2 << 20).unwrap();
+        let e = disk.activate().unwrap_err();
+        assert!(
+            matches!(
+                e,
+                DiskError::SizeChanged {
+                    was: 0x10_0000,
+                    now: 0x20_0000,
+                    ..
+                }
+            ),
+            "{e:?}"
+        );
+        assert!(e.to_string().ends_with(": the image's size changed from 1048576 to 2097152 bytes"));
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
 }

@@ -20,6 +20,7 @@ use crate::layout;
 use crate::memory::{self, GuestRam, MemoryError};
 use crossbeam_channel::Sender;
 use devices::legacy::serial::SerialOutput;
+use devices::state::StateError;
 use kvm_ioctls::{Cap, Kvm, VcpuFd, VmFd};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
@@ -28,6 +29,7 @@ use vm_memory::MmapRegion;
 
 pub use crate::events::VmEvent;
 
+/// Why a VM could not be built, started, saved or loaded.
 #[derive(Debug, Error)]
 pub enum VmError {
     #[error(transparent)]
@@ -40,12 +42,35 @@ pub enum VmError {
     Cpu(#[from] CpuError),
     #[error(transparent)]
     Platform(#[from] platform::PlatformError),
+    /// The firmware image's mapping below 4 GiB could not be made.
     #[error("cannot map firmware: {0}")]
-    Firmware(String),
-    #[error("{0}")]
-    State(String),
-    #[error("{0}")]
-    Disk(String),
+    FirmwareMap(#[source] vm_memory::mmap::MmapRegionError),
+    /// KVM refused the firmware's memory slot.
+    #[error("cannot map firmware: {0}")]
+    FirmwareSlot(#[source] kvm_ioctls::Error),
+    /// A state can be saved or loaded only while the vCPUs are parked.
+    #[error("the VM must be paused to {what}")]
+    NotPaused { what: &'static str },
+    /// KVM's VM-wide objects (PIT, clock, interrupt controllers) could not be read.
+    #[error("cannot read KVM VM state: {0}")]
+    SaveKvm(#[source] kvm_ioctls::Error),
+    /// KVM's VM-wide objects could not be loaded.
+    #[error("cannot load KVM VM state: {0}")]
+    LoadKvm(#[source] kvm_ioctls::Error),
+    /// A saved state's RAM size (bytes) is not this VM's.
+    #[error("RAM size mismatch: the state has {} MiB, this VM {} MiB", state >> 20, vm >> 20)]
+    RamSize { state: u64, vm: u64 },
+    /// A saved state's vCPU count is not this VM's.
+    #[error("vCPU count mismatch: the state has {state}, this VM {vm}")]
+    VcpuCount { state: usize, vm: usize },
+    /// The saved device states do not fit this VM's devices (unknown, missing, undecodable).
+    #[error(transparent)]
+    Devices(#[from] StateError),
+    #[error(transparent)]
+    Disk(#[from] disks::DiskError),
+    /// The PCI BARs of the disks could not be placed.
+    #[error(transparent)]
+    Bars(#[from] devices::pci::mmio::PciMmioError),
 }
 
 pub struct Vm {
@@ -117,7 +142,7 @@ impl Vm {
             // godwit is the firmware here: it places the BARs before the kernel looks.
             let root = devices::bus::lock(&platform.pci);
             devices::pci::mmio::assign_bars(&root, devices::pci::mmio::PCI_MMIO_START, devices::pci::mmio::PCI_MMIO_END)
-                .map_err(|e| VmError::Disk(e.to_string()))?;
+                .map_err(VmError::Bars)?;
         }
         let pio = Arc::new(std::mem::take(&mut platform.pio));
         let mmio = Arc::new(std::mem::take(&mut platform.mmio));
@@ -180,12 +205,12 @@ impl Vm {
 
     /// A VM that is meant to be paused may still have vCPU threads on their way to park
     /// (just started, or just told to stop): wait for them. A running VM is refused.
-    fn ensure_parked(&self, what: &str) -> Result<(), VmError> {
+    fn ensure_parked(&self, what: &'static str) -> Result<(), VmError> {
         if !self.started() {
             return Ok(());
         }
         if self.control.want() == crate::cpu::control::Want::Run {
-            return Err(VmError::State(format!("the VM must be paused to {what}")));
+            return Err(VmError::NotPaused { what });
         }
         self.control.pause();
         Ok(())
@@ -224,12 +249,12 @@ impl Vm {
     }
 
     /// Hands every disk's image over (flushed, closed, unlocked). The VM must be paused.
-    pub fn inactivate_disks(&self) -> Result<(), String> {
+    pub fn inactivate_disks(&self) -> Result<(), disks::DiskError> {
         self.disks.iter().try_for_each(|d| d.inactivate())
     }
 
     /// Takes every disk's image (back): locks and fresh metadata. The VM must be paused.
-    pub fn activate_disks(&self) -> Result<(), String> {
+    pub fn activate_disks(&self) -> Result<(), disks::DiskError> {
         self.disks.iter().try_for_each(|d| d.activate())
     }
 
@@ -246,7 +271,7 @@ impl Vm {
                 &self.msr_list,
             )?);
         }
-        let vm = state::KvmVmState::save(&self.fd).map_err(|e| VmError::State(format!("cannot read KVM VM state: {e}")))?;
+        let vm = state::KvmVmState::save(&self.fd).map_err(VmError::SaveKvm)?;
         Ok(state::MachineState {
             mem_size: self.mem_size,
             vm,
@@ -259,20 +284,18 @@ impl Vm {
     /// state decodable) without loading anything.
     pub fn check_state(&self, st: &state::MachineState) -> Result<(), VmError> {
         if st.mem_size != self.mem_size {
-            return Err(VmError::State(format!(
-                "RAM size mismatch: the state has {} MiB, this VM {} MiB",
-                st.mem_size >> 20,
-                self.mem_size >> 20
-            )));
+            return Err(VmError::RamSize {
+                state: st.mem_size,
+                vm: self.mem_size,
+            });
         }
         if st.vcpus.len() != self.vcpus.len() {
-            return Err(VmError::State(format!(
-                "vCPU count mismatch: the state has {}, this VM {}",
-                st.vcpus.len(),
-                self.vcpus.len()
-            )));
+            return Err(VmError::VcpuCount {
+                state: st.vcpus.len(),
+                vm: self.vcpus.len(),
+            });
         }
-        self.devices.check(&st.devices).map_err(|e| VmError::State(e.to_string()))
+        Ok(self.devices.check(&st.devices)?)
     }
 
     /// Loads a saved state into this (paused or not yet started) machine: KVM's VM-wide
@@ -280,16 +303,14 @@ impl Vm {
     pub fn restore_state(&self, st: &state::MachineState) -> Result<(), VmError> {
         self.check_state(st)?;
         self.ensure_parked("load a state")?;
-        st.vm
-            .restore(&self.fd)
-            .map_err(|e| VmError::State(format!("cannot load KVM VM state: {e}")))?;
+        st.vm.restore(&self.fd).map_err(VmError::LoadKvm)?;
         for (id, (fd, v)) in self.vcpus.iter().zip(&st.vcpus).enumerate() {
             v.restore(&devices::bus::lock(fd), id as u8)?;
         }
         // A restored device restarts parked, like the vCPUs: requests the guest had queued
         // run only once the whole VM does (`resume`), not while it waits (`-S`, `stop`).
         self.devices.pause();
-        self.devices.restore(&st.devices).map_err(|e| VmError::State(e.to_string()))
+        Ok(self.devices.restore(&st.devices)?)
     }
 
     /// Stops every vCPU thread and waits for them.
@@ -364,7 +385,7 @@ fn ram_slots(ram: &GuestRam) -> u32 {
 
 /// Maps the firmware image just below 4 GiB as its own (read-only where KVM allows) slot.
 fn map_firmware(kvm: &Kvm, vm: &VmFd, img: &boot::bios::BiosImage, slot: u32) -> Result<MmapRegion<()>, VmError> {
-    let region = MmapRegion::<()>::new(img.data.len()).map_err(|e| VmError::Firmware(e.to_string()))?;
+    let region = MmapRegion::<()>::new(img.data.len()).map_err(VmError::FirmwareMap)?;
     // SAFETY: the region is a fresh private mapping of exactly data.len() bytes.
     unsafe { std::ptr::copy_nonoverlapping(img.data.as_ptr(), region.as_ptr(), img.data.len()) };
     let flags = if kvm.check_extension(Cap::ReadonlyMem) {
@@ -380,6 +401,6 @@ fn map_firmware(kvm: &Kvm, vm: &VmFd, img: &boot::bios::BiosImage, slot: u32) ->
         userspace_addr: region.as_ptr() as u64,
     };
     // SAFETY: the mapping outlives the slot: the Vm keeps `region` until the VM fd is closed.
-    unsafe { vm.set_user_memory_region(r) }.map_err(|e| VmError::Firmware(e.to_string()))?;
+    unsafe { vm.set_user_memory_region(r) }.map_err(VmError::FirmwareSlot)?;
     Ok(region)
 }

@@ -2,7 +2,7 @@
 //! and check the guest carries on where it was: heartbeats continue from the next number,
 //! nothing reboots, and its working set still verifies.
 
-use super::{Vm, VmEvent};
+use super::{Vm, VmError, VmEvent};
 use crate::config::Config;
 use crate::testutil::{Capture, heartbeats, probe};
 use std::time::Duration;
@@ -76,10 +76,16 @@ fn mismatched_state_is_refused_before_changing_anything() {
     let mut st = a.save_state().unwrap();
     let other = Config { vcpus: 1, ..config(true) };
     let b = Vm::build(&kvm, &other, Box::new(std::io::sink()), tx.clone()).unwrap();
-    assert!(b.restore_state(&st).unwrap_err().to_string().contains("vCPU count mismatch"));
+    let e = b.restore_state(&st).unwrap_err();
+    assert!(matches!(e, VmError::VcpuCount { state: 2, vm: 1 }), "{e:?}");
+    assert_eq!(e.to_string(), "vCPU count mismatch: the state has 2, this VM 1");
     st.mem_size = 512 << 20;
-    assert!(a.restore_state(&st).unwrap_err().to_string().contains("RAM size mismatch"));
+    let e = a.restore_state(&st).unwrap_err();
+    assert!(matches!(e, VmError::RamSize { .. }), "{e:?}");
+    assert_eq!(e.to_string(), "RAM size mismatch: the state has 512 MiB, this VM 256 MiB");
     st.mem_size = 256 << 20;
     st.devices.push(("bogus".into(), vec![]));
-    assert!(a.restore_state(&st).unwrap_err().to_string().contains("unknown device"));
+    let e = a.restore_state(&st).unwrap_err();
+    assert!(matches!(e, VmError::Devices(_)), "{e:?}");
+    assert!(e.to_string().contains("unknown device"));
 }

@@ -365,7 +365,7 @@ impl<'a> Outgoing<'a> {
     fn switch_over<W: Write>(&mut self, sx: &mut Sender<'a, W>) -> Result<(), Stop> {
         self.shared.commit()?;
         self.handed_over = true;
-        self.vm.inactivate_disks().map_err(Stop::Failed)?;
+        self.vm.inactivate_disks().map_err(|e| Stop::Failed(e.to_string()))?;
         let pages = sx.pages_sent;
         sx.w.end(pages).map_err(io_err)?;
         sx.w.flush().map_err(io_err)?;
