@@ -7,14 +7,82 @@
 
 use super::crc::crc32c;
 use crate::vm::Vm;
-use crate::vm::disks::Disk;
+use crate::vm::disks::{Disk, DiskError};
+use devices::block::BlockError;
 use devices::bus::lock;
 use std::io::Read;
+use std::path::PathBuf;
+use thiserror::Error;
 
 /// Bytes of the base file that identify it (its header, for a qcow2 base).
 const BASE_ID_BYTES: usize = 64 << 10;
 /// More disks than any PCI bus 0 holds.
 const MAX_DISKS: u32 = 256;
+
+/// Why a DISKS record is malformed, or the destination cannot take the disks it announces.
+#[derive(Debug, Error)]
+pub enum DisksError {
+    #[error("unknown disk migration mode {0}")]
+    UnknownMode(u8),
+    /// More disks than any machine has.
+    #[error("{0} disks announced")]
+    TooMany(u32),
+    #[error("a disk name is not UTF-8")]
+    NameNotUtf8,
+    #[error("unknown disk flags {0:#x}")]
+    UnknownFlags(u8),
+    /// A disk's contents announced in a migration without block copy.
+    #[error("disk '{0}' is sent although storage is shared")]
+    SentWhileShared(String),
+    /// Bytes left over after the last disk.
+    #[error("{0} stray bytes after the disk list")]
+    Stray(usize),
+    /// A length runs past the end of the record.
+    #[error("the disk list is cut short")]
+    CutShort,
+    /// The first bytes of a disk's base image (its identity) could not be read.
+    #[error("cannot read the base image '{}': {}", path.display(), crate::errtext::io(err))]
+    ReadBase {
+        path: PathBuf,
+        #[source]
+        err: std::io::Error,
+    },
+    #[error("the source has {theirs} disks, this VM {mine}")]
+    DiskCount { theirs: usize, mine: usize },
+    /// The disks at one position have different names.
+    #[error("the source's disk '{theirs}' is not here (this VM has '{mine}')")]
+    Missing { theirs: String, mine: String },
+    #[error("disk '{id}' has {theirs} bytes on the source, {mine} here")]
+    Size { id: String, theirs: u64, mine: u64 },
+    #[error("disk '{0}' is read-only here and cannot receive data")]
+    ReadOnly(String),
+    /// A disk that receives data could not be taken over (opened, locked) here.
+    #[error(transparent)]
+    Activate(#[from] DiskError),
+    /// `-i`: the two sides' images do not sit on the same base.
+    #[error(
+        "disk '{id}': the source's image has {}, this one {}: incremental migration needs the same base on both sides",
+        show(theirs),
+        show(here)
+    )]
+    BaseMismatch {
+        id: String,
+        theirs: Option<Base>,
+        here: Option<Base>,
+    },
+    /// `-i`: the allocation of the image here could not be read.
+    #[error(transparent)]
+    Allocation(BlockError),
+    /// `-i`: the image here already has data of its own in its top layer.
+    #[error("disk '{0}' already holds data of its own here: incremental migration needs a fresh overlay")]
+    NotFresh(String),
+}
+
+fn show(b: &Option<Base>) -> String {
+    b.map_or("no base".to_string(), |b| {
+        format!("a base of {} bytes (checksum {:08x})", b.size, b.crc)
+    })
+}
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Mode {
@@ -66,26 +134,26 @@ impl Announce {
     }
 
     /// Decodes a DISKS payload; every length is checked against what remains.
-    pub fn decode(p: &[u8]) -> Result<Announce, String> {
+    pub fn decode(p: &[u8]) -> Result<Announce, DisksError> {
         let mut r = Cursor { p, at: 0 };
         let mode = match r.u8()? {
             0 => Mode::Shared,
             1 => Mode::Full,
             2 => Mode::Incremental,
-            m => return Err(format!("unknown disk migration mode {m}")),
+            m => return Err(DisksError::UnknownMode(m)),
         };
         let count = r.u32()?;
         if count > MAX_DISKS {
-            return Err(format!("{count} disks announced"));
+            return Err(DisksError::TooMany(count));
         }
         let mut disks = Vec::with_capacity(count as usize);
         for _ in 0..count {
             let n = r.u16()? as usize;
-            let id = String::from_utf8(r.take(n)?.to_vec()).map_err(|_| "a disk name is not UTF-8".to_string())?;
+            let id = String::from_utf8(r.take(n)?.to_vec()).map_err(|_| DisksError::NameNotUtf8)?;
             let size = r.u64()?;
             let flags = r.u8()?;
             if flags & !3 != 0 {
-                return Err(format!("unknown disk flags {flags:#x}"));
+                return Err(DisksError::UnknownFlags(flags));
             }
             let base = if flags & 2 != 0 {
                 Some(Base {
@@ -96,7 +164,7 @@ impl Announce {
                 None
             };
             if flags & 1 != 0 && mode == Mode::Shared {
-                return Err(format!("disk '{id}' is sent although storage is shared"));
+                return Err(DisksError::SentWhileShared(id));
             }
             disks.push(DiskDesc {
                 id,
@@ -106,7 +174,7 @@ impl Announce {
             });
         }
         if r.at != p.len() {
-            return Err(format!("{} stray bytes after the disk list", p.len() - r.at));
+            return Err(DisksError::Stray(p.len() - r.at));
         }
         Ok(Announce { mode, disks })
     }
@@ -118,33 +186,29 @@ struct Cursor<'a> {
 }
 
 impl<'a> Cursor<'a> {
-    fn take(&mut self, n: usize) -> Result<&'a [u8], String> {
-        let end = self
-            .at
-            .checked_add(n)
-            .filter(|e| *e <= self.p.len())
-            .ok_or("the disk list is cut short")?;
+    fn take(&mut self, n: usize) -> Result<&'a [u8], DisksError> {
+        let end = self.at.checked_add(n).filter(|e| *e <= self.p.len()).ok_or(DisksError::CutShort)?;
         let s = &self.p[self.at..end];
         self.at = end;
         Ok(s)
     }
-    fn u8(&mut self) -> Result<u8, String> {
+    fn u8(&mut self) -> Result<u8, DisksError> {
         Ok(self.take(1)?[0])
     }
-    fn u16(&mut self) -> Result<u16, String> {
+    fn u16(&mut self) -> Result<u16, DisksError> {
         Ok(u16::from_le_bytes(self.take(2)?.try_into().expect("2 bytes")))
     }
-    fn u32(&mut self) -> Result<u32, String> {
+    fn u32(&mut self) -> Result<u32, DisksError> {
         Ok(u32::from_le_bytes(self.take(4)?.try_into().expect("4 bytes")))
     }
-    fn u64(&mut self) -> Result<u64, String> {
+    fn u64(&mut self) -> Result<u64, DisksError> {
         Ok(u64::from_le_bytes(self.take(8)?.try_into().expect("8 bytes")))
     }
 }
 
 /// The base (first backing file) of a disk's image: its virtual size and the checksum of
 /// the first 64 KiB of its file.
-fn base_of(disk: &Disk) -> Result<Option<Base>, String> {
+fn base_of(disk: &Disk) -> Result<Option<Base>, DisksError> {
     let mut b = lock(&disk.backend);
     let Some(base) = b.as_qcow2().and_then(|q| q.backing()) else {
         return Ok(None);
@@ -153,7 +217,7 @@ fn base_of(disk: &Disk) -> Result<Option<Base>, String> {
     let mut head = Vec::with_capacity(BASE_ID_BYTES);
     std::fs::File::open(&path)
         .and_then(|f| f.take(BASE_ID_BYTES as u64).read_to_end(&mut head))
-        .map_err(|e| format!("cannot read the base image '{}': {}", path.display(), crate::errtext::io(&e)))?;
+        .map_err(|err| DisksError::ReadBase { path, err })?;
     Ok(Some(Base {
         size,
         crc: crc32c(0, &head),
@@ -161,7 +225,7 @@ fn base_of(disk: &Disk) -> Result<Option<Base>, String> {
 }
 
 /// What the source announces: every disk, the writable ones copied unless storage is shared.
-pub fn describe(vm: &Vm, mode: Mode) -> Result<Announce, String> {
+pub fn describe(vm: &Vm, mode: Mode) -> Result<Announce, DisksError> {
     let mut disks = Vec::new();
     for d in vm.disks() {
         let copied = mode != Mode::Shared && !d.cfg.read_only;
@@ -179,53 +243,48 @@ pub fn describe(vm: &Vm, mode: Mode) -> Result<Announce, String> {
 /// The destination's checks before anything is written: the same disks (by name and size),
 /// copied ones writable here. Disks that receive data are activated (locked, reopened);
 /// for `-i` each must then sit on the same base and hold nothing of its own yet.
-pub fn accept(vm: &Vm, a: &Announce) -> Result<(), String> {
+pub fn accept(vm: &Vm, a: &Announce) -> Result<(), DisksError> {
     let mine = vm.disks();
     if a.disks.len() != mine.len() {
-        return Err(format!("the source has {} disks, this VM {}", a.disks.len(), mine.len()));
+        return Err(DisksError::DiskCount {
+            theirs: a.disks.len(),
+            mine: mine.len(),
+        });
     }
     for (theirs, d) in a.disks.iter().zip(mine) {
         if theirs.id != d.cfg.id {
-            return Err(format!(
-                "the source's disk '{}' is not here (this VM has '{}')",
-                theirs.id, d.cfg.id
-            ));
+            return Err(DisksError::Missing {
+                theirs: theirs.id.clone(),
+                mine: d.cfg.id.clone(),
+            });
         }
         if theirs.size != d.size {
-            return Err(format!(
-                "disk '{}' has {} bytes on the source, {} here",
-                theirs.id, theirs.size, d.size
-            ));
+            return Err(DisksError::Size {
+                id: theirs.id.clone(),
+                theirs: theirs.size,
+                mine: d.size,
+            });
         }
         if theirs.copied && d.cfg.read_only {
-            return Err(format!("disk '{}' is read-only here and cannot receive data", theirs.id));
+            return Err(DisksError::ReadOnly(theirs.id.clone()));
         }
     }
     for (theirs, d) in a.disks.iter().zip(mine).filter(|(t, _)| t.copied) {
-        d.activate().map_err(|e| e.to_string())?;
+        d.activate()?;
         if a.mode != Mode::Incremental {
             continue;
         }
         let here = base_of(d)?;
         if here != theirs.base {
-            let show = |b: Option<Base>| {
-                b.map_or("no base".to_string(), |b| {
-                    format!("a base of {} bytes (checksum {:08x})", b.size, b.crc)
-                })
-            };
-            return Err(format!(
-                "disk '{}': the source's image has {}, this one {}: incremental migration needs the same base on both sides",
-                theirs.id,
-                show(theirs.base),
-                show(here)
-            ));
+            return Err(DisksError::BaseMismatch {
+                id: theirs.id.clone(),
+                theirs: theirs.base,
+                here,
+            });
         }
-        let extents = lock(&d.backend).block_status(0, d.size).map_err(|e| e.to_string())?;
+        let extents = lock(&d.backend).block_status(0, d.size).map_err(DisksError::Allocation)?;
         if extents.iter().any(|e| e.allocated_in_top()) {
-            return Err(format!(
-                "disk '{}' already holds data of its own here: incremental migration needs a fresh overlay",
-                theirs.id
-            ));
+            return Err(DisksError::NotFresh(theirs.id.clone()));
         }
     }
     Ok(())
@@ -236,14 +295,31 @@ pub fn accept(vm: &Vm, a: &Announce) -> Result<(), String> {
 /// the reason (UTF-8, at most 4 KiB).
 pub mod reply {
     use std::io::{Read, Write};
+    use thiserror::Error;
 
     const MAX_REASON: usize = 4096;
 
-    pub fn send(w: &mut dyn Write, result: &Result<(), String>) -> std::io::Result<()> {
+    /// Why the destination's answer is not a yes.
+    #[derive(Debug, Error)]
+    pub enum ReplyError {
+        /// The destination said no; its reason, in its own words, as it came on the wire.
+        #[error("the destination refused: {0}")]
+        Refused(String),
+        /// No answer came: the read failed, or the connection closed first.
+        #[error("{}", no_answer(.0))]
+        NoAnswer(#[source] std::io::Error),
+        /// What came is not an answer.
+        #[error("the destination answered something that is not a godwit reply")]
+        NotAReply,
+    }
+
+    /// Sends `result`: GWOK, or GWER with the error's text.
+    pub fn send<E: std::fmt::Display>(w: &mut dyn Write, result: &Result<(), E>) -> std::io::Result<()> {
         let mut v = Vec::new();
         match result {
             Ok(()) => v.extend_from_slice(b"GWOK\0\0\0\0"),
             Err(e) => {
+                let e = e.to_string();
                 let e = &e.as_bytes()[..e.len().min(MAX_REASON)];
                 v.extend_from_slice(b"GWER");
                 v.extend_from_slice(&(e.len() as u32).to_le_bytes());
@@ -254,15 +330,8 @@ pub mod reply {
         w.flush()
     }
 
-    /// Reads the answer to DISKS; `Err` is the destination's reason, or why no answer came.
-    pub fn read(r: &mut dyn Read) -> Result<(), String> {
-        answer(r)
-            .map_err(|e| no_answer(&e))?
-            .map_err(|m| format!("the destination refused: {m}"))
-    }
-
-    /// Why `answer` found no answer, in words.
-    pub fn no_answer(e: &std::io::Error) -> String {
+    /// Why a read found no answer, in words.
+    fn no_answer(e: &std::io::Error) -> String {
         match e.kind() {
             std::io::ErrorKind::InvalidData => e.to_string(),
             std::io::ErrorKind::UnexpectedEof => "the destination did not answer: the connection was closed".into(),
@@ -270,23 +339,19 @@ pub mod reply {
         }
     }
 
-    /// Reads one answer: `Ok(Ok)` for GWOK, `Ok(Err(reason))` for GWER, `Err` when no
-    /// answer came (the read's error, or `InvalidData` for bytes that are not an answer).
-    pub fn answer(r: &mut dyn Read) -> std::io::Result<Result<(), String>> {
+    /// Reads one answer: `Ok` for GWOK; for GWER the destination's reason.
+    pub fn answer(r: &mut dyn Read) -> Result<(), ReplyError> {
         let mut h = [0u8; 8];
-        r.read_exact(&mut h)?;
+        r.read_exact(&mut h).map_err(ReplyError::NoAnswer)?;
         let len = u32::from_le_bytes(h[4..8].try_into().expect("4 bytes")) as usize;
         match &h[..4] {
-            b"GWOK" if len == 0 => Ok(Ok(())),
+            b"GWOK" if len == 0 => Ok(()),
             b"GWER" if len <= MAX_REASON => {
                 let mut m = vec![0u8; len];
-                r.read_exact(&mut m)?;
-                Ok(Err(String::from_utf8_lossy(&m).into_owned()))
+                r.read_exact(&mut m).map_err(ReplyError::NoAnswer)?;
+                Err(ReplyError::Refused(String::from_utf8_lossy(&m).into_owned()))
             }
-            _ => Err(std::io::Error::new(
-                std::io::ErrorKind::InvalidData,
-                "the destination answered something that is not a godwit reply",
-            )),
+            _ => Err(ReplyError::NotAReply),
         }
     }
 }
@@ -324,32 +389,37 @@ mod tests {
         }
         let mut extra = bytes.clone();
         extra.push(0);
-        assert!(Announce::decode(&extra).is_err());
+        assert!(matches!(Announce::decode(&extra), Err(DisksError::Stray(1))));
         let mut many = bytes.clone();
         many[1..5].copy_from_slice(&u32::MAX.to_le_bytes());
-        assert!(Announce::decode(&many).unwrap_err().contains("disks announced"));
+        assert!(matches!(Announce::decode(&many), Err(DisksError::TooMany(u32::MAX))));
         let mut mode = bytes.clone();
         mode[0] = 7;
-        assert!(Announce::decode(&mode).is_err());
+        assert!(matches!(Announce::decode(&mode), Err(DisksError::UnknownMode(7))));
         // A copied disk in shared mode makes no sense.
         let mut shared = bytes;
         shared[0] = 0;
-        assert!(Announce::decode(&shared).is_err());
+        let e = Announce::decode(&shared).unwrap_err();
+        assert!(matches!(&e, DisksError::SentWhileShared(id) if id == "virtio0"), "{e:?}");
+        assert_eq!(e.to_string(), "disk 'virtio0' is sent although storage is shared");
     }
 
     #[test]
     fn replies() {
+        use reply::ReplyError;
         let mut ok = Vec::new();
-        reply::send(&mut ok, &Ok(())).unwrap();
-        assert_eq!(reply::read(&mut &ok[..]), Ok(()));
+        reply::send(&mut ok, &Ok::<(), String>(())).unwrap();
+        assert!(reply::answer(&mut &ok[..]).is_ok());
         let mut no = Vec::new();
-        reply::send(&mut no, &Err("size differs".into())).unwrap();
-        assert_eq!(reply::read(&mut &no[..]), Err("the destination refused: size differs".into()));
-        assert!(reply::read(&mut &no[..5]).unwrap_err().contains("did not answer"));
-        assert!(
-            reply::read(&mut &b"GWER\xff\xff\xff\xff"[..])
-                .unwrap_err()
-                .contains("not a godwit reply")
-        );
+        reply::send(&mut no, &Err("size differs")).unwrap();
+        let e = reply::answer(&mut &no[..]).unwrap_err();
+        assert!(matches!(&e, ReplyError::Refused(why) if why == "size differs"), "{e:?}");
+        assert_eq!(e.to_string(), "the destination refused: size differs");
+        let e = reply::answer(&mut &no[..5]).unwrap_err();
+        assert!(matches!(&e, ReplyError::NoAnswer(_)), "{e:?}");
+        assert_eq!(e.to_string(), "the destination did not answer: the connection was closed");
+        let e = reply::answer(&mut &b"GWER\xff\xff\xff\xff"[..]).unwrap_err();
+        assert!(matches!(e, ReplyError::NotAReply));
+        assert_eq!(e.to_string(), "the destination answered something that is not a godwit reply");
     }
 }

@@ -218,7 +218,9 @@ impl<'a> BlockSink<'a> {
         if self.announce.is_some() {
             return Err("a second disk list".into());
         }
-        let result = Announce::decode(payload).and_then(|a| disks::accept(self.vm, &a).map(|()| a));
+        let result = Announce::decode(payload)
+            .and_then(|a| disks::accept(self.vm, &a).map(|()| a))
+            .map_err(|e| e.to_string());
         let answer = result.as_ref().map(|_| ()).map_err(|e| e.clone());
         if let (Some(r), true) = (self.reply.as_mut(), result.as_ref().map_or(true, |a| a.mode != Mode::Shared)) {
             // A source that is gone will tell on its own; the check's outcome is what counts.

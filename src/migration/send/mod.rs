@@ -23,6 +23,7 @@ pub use pages::{is_zero, write_pages};
 pub use shared::{Shared, Stop};
 
 use super::dirty::{self, Bitmap, PAGE};
+use super::disks::reply::ReplyError;
 use super::disks::{self, Mode};
 use super::info::{Stats, Status};
 use super::send_block::{BlockState, Taken};
@@ -118,17 +119,17 @@ fn end_answer(r: &mut dyn Read) -> Result<(), Stop> {
     use std::io::ErrorKind::{InvalidData, TimedOut, UnexpectedEof, WouldBlock};
     let stays = "the VM stays paused ('cont' resumes it here if the destination does not hold its disks)";
     match disks::reply::answer(r) {
-        Ok(Ok(())) => Ok(()),
-        Ok(Err(e)) => Err(Stop::Failed(format!("the destination could not load the migration: {e}"))),
-        Err(e) if matches!(e.kind(), UnexpectedEof | InvalidData) => Err(Stop::Failed(disks::reply::no_answer(&e))),
-        Err(e) if matches!(e.kind(), TimedOut | WouldBlock) => Err(Stop::Undecided(format!(
+        Ok(()) => Ok(()),
+        Err(ReplyError::Refused(e)) => Err(Stop::Failed(format!("the destination could not load the migration: {e}"))),
+        Err(ReplyError::NoAnswer(e)) if matches!(e.kind(), TimedOut | WouldBlock) => Err(Stop::Undecided(format!(
             "the destination did not confirm the switch-over within {} s; {stays}",
             super::uri::STALL_TIMEOUT.as_secs()
         ))),
-        Err(e) => Err(Stop::Undecided(format!(
+        Err(ReplyError::NoAnswer(e)) if !matches!(e.kind(), UnexpectedEof | InvalidData) => Err(Stop::Undecided(format!(
             "the destination's answer to the switch-over was lost: {}; {stays}",
             crate::errtext::io(&e)
         ))),
+        Err(e) => Err(Stop::Failed(e.to_string())),
     }
 }
 
@@ -139,7 +140,10 @@ fn closed_with_reason(e: &std::io::Error, reply: Option<&mut Box<dyn Read + Send
     if !matches!(e.kind(), BrokenPipe | ConnectionReset | ConnectionAborted) {
         return None;
     }
-    disks::reply::answer(reply?.as_mut()).ok()?.err()
+    match disks::reply::answer(reply?.as_mut()) {
+        Err(ReplyError::Refused(why)) => Some(why),
+        _ => None,
+    }
 }
 
 /// One outgoing migration, and what its end must undo.
@@ -234,12 +238,12 @@ impl<'a> Outgoing<'a> {
             block: None,
         };
         sx.w.config(self.vm.mem_size(), self.vm.vcpu_count() as u32, "pc").map_err(io_err)?;
-        let announce = disks::describe(self.vm, self.mode).map_err(Stop::Failed)?;
+        let announce = disks::describe(self.vm, self.mode).map_err(|e| Stop::Failed(e.to_string()))?;
         sx.w.disks(&announce.encode()).map_err(io_err)?;
         if self.mode != Mode::Shared {
             sx.w.flush().map_err(io_err)?;
             if let Some(r) = self.reply.as_mut() {
-                disks::reply::read(r).map_err(Stop::Failed)?;
+                disks::reply::answer(r).map_err(|e| Stop::Failed(e.to_string()))?;
             }
             sx.block = Some(BlockState::start(self.vm, &announce));
             self.setup_done();

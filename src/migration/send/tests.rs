@@ -46,10 +46,10 @@ fn a_cancel_wins_before_the_commit_and_is_refused_after_it() {
 #[test]
 fn the_answer_to_end_decides_the_outcome() {
     let mut ok = Vec::new();
-    disks::reply::send(&mut ok, &Ok(())).unwrap();
+    disks::reply::send(&mut ok, &Ok::<(), String>(())).unwrap();
     assert!(end_answer(&mut &ok[..]).is_ok());
     let mut no = Vec::new();
-    disks::reply::send(&mut no, &Err("Failed to get \"write\" lock".into())).unwrap();
+    disks::reply::send(&mut no, &Err("Failed to get \"write\" lock")).unwrap();
     assert!(matches!(end_answer(&mut &no[..]), Err(Stop::Failed(e)) if e.contains("could not load the migration: Failed to get")));
     // Closed without a word: the destination is gone and runs nothing.
     assert!(matches!(end_answer(&mut &b""[..]), Err(Stop::Failed(e)) if e.contains("connection was closed")));
