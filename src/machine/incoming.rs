@@ -41,7 +41,7 @@ pub fn start_parsed(target: &uri::Uri, vm: Arc<Vm>, events: Sender<VmEvent>, sta
         .spawn(move || {
             let result = listener.accept().and_then(|(input, reply)| {
                 lock(&state).stats.status = Status::Active;
-                recv::run(&vm, input, reply)
+                recv::run(&vm, input, reply).map_err(|e| e.to_string())
             });
             lock(&state).stats.status = if result.is_ok() { Status::Completed } else { Status::Failed };
             let _ = events.send(VmEvent::Incoming(result));

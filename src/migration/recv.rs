@@ -6,14 +6,79 @@
 //! stream's RAM, disk and state records, then the end (pages counted, state checked,
 //! disks taken over, state loaded).
 
-use super::dirty::PAGE;
-use super::recv_block::BlockSink;
-use super::stream::{Reader, Record};
-use crate::vm::Vm;
+use super::dirty::{DirtyError, PAGE};
+use super::recv_block::{BlockSink, RecvBlockError};
+use super::stream::{Reader, Record, StreamError};
+use crate::memory::MemoryError;
 use crate::vm::state::MachineState;
-use devices::state::VersionedState;
+use crate::vm::{Vm, VmError};
+use devices::state::{StateError, VersionedState};
 use std::io::{Read, Write};
-use vm_memory::{Bytes, GuestAddress, GuestMemoryBackend, GuestMemoryRegion};
+use thiserror::Error;
+use vm_memory::{Bytes, GuestAddress, GuestMemoryBackend, GuestMemoryError, GuestMemoryRegion};
+
+/// Why a stream (a migration, or a snapshot's VM state) could not be loaded.
+#[derive(Debug, Error)]
+pub enum RecvError {
+    /// The stream itself is broken (header, checksum, truncation, a malformed record) or
+    /// could not be read.
+    #[error(transparent)]
+    Stream(#[from] StreamError),
+    #[error("stream does not start with the configuration")]
+    NoConfig,
+    /// The source's RAM size (bytes) is not this VM's.
+    #[error("RAM size mismatch: the source has {} MiB, this VM {} MiB", theirs >> 20, mine >> 20)]
+    RamSize { theirs: u64, mine: u64 },
+    #[error("vCPU count mismatch: the source has {theirs}, this VM {mine}")]
+    VcpuCount { theirs: u32, mine: usize },
+    #[error("machine type mismatch: the source runs '{0}'")]
+    Machine(String),
+    #[error("a second configuration record")]
+    SecondConfig,
+    /// Disk records in a snapshot's VM state (a snapshot's disks are reverted instead).
+    #[error("disk records in a snapshot's state")]
+    DisksInSnapshot,
+    /// A SYNC record out of order.
+    #[error("dirty-log round {round} follows round {last}")]
+    RoundOrder { round: u32, last: u32 },
+    #[error("unaligned page address {0:#x}")]
+    Unaligned(u64),
+    /// A PAGES or ZERO record for memory this VM does not have (`len` is `u64::MAX` when
+    /// the record's length overflows).
+    #[error("{what} at guest address {gpa:#x}+{len:#x} lies outside guest RAM")]
+    OutsideRam { what: &'static str, gpa: u64, len: u64 },
+    /// Writing guest RAM failed.
+    #[error(transparent)]
+    Ram(#[from] GuestMemoryError),
+    #[error("a second machine state record")]
+    SecondState,
+    /// The machine state does not decode.
+    #[error(transparent)]
+    State(#[from] StateError),
+    /// The machine state does not fit this VM, or could not be loaded into it.
+    #[error(transparent)]
+    Vm(#[from] VmError),
+    /// END's page count is not what the stream carried.
+    #[error("the stream announces {announced} pages but carried {carried}")]
+    PageCount { announced: u64, carried: u64 },
+    #[error("the stream ended without the machine state")]
+    NoState,
+    /// A snapshot's load: the pages its stream did not carry could not be found.
+    #[error(transparent)]
+    Touched(#[from] DirtyError),
+    /// A snapshot's load: the pages its stream did not carry could not be zeroed.
+    #[error(transparent)]
+    Discard(#[from] MemoryError),
+    /// A disk record was refused, or the disks could not be written or taken over.
+    #[error(transparent)]
+    Disks(#[from] RecvBlockError),
+    /// Everything loaded, but the source could not be told (so it may run the guest on).
+    #[error("cannot confirm the switch-over to the source: {}", crate::errtext::io(.0))]
+    Confirm(#[source] std::io::Error),
+    /// A record reached the wrong handler (a bug).
+    #[error("internal error: record handled by the load loop")]
+    Misrouted,
+}
 
 /// Per-region bitmap of the pages this stream has written (only those may need zeroing;
 /// the rest of a fresh VM's RAM is already zero).
@@ -42,27 +107,27 @@ impl Written {
     }
 
     /// Zeroes (gives back to the kernel) every touched page this stream did not write.
-    fn zero_the_rest(&self, vm: &Vm) -> Result<(), String> {
-        let touched = super::dirty::touched(vm.ram()).map_err(|e| e.to_string())?;
+    fn zero_the_rest(&self, vm: &Vm) -> Result<(), RecvError> {
+        let touched = super::dirty::touched(vm.ram())?;
         for ((base, size, written), touched) in self.regions.iter().zip(touched) {
             let stale: Vec<u64> = touched.iter().zip(written).map(|(t, w)| t & !w).collect();
             for (first, count) in super::dirty::runs(&stale, size / PAGE, u64::MAX) {
-                crate::memory::discard_range(vm.ram(), base + first * PAGE, count * PAGE).map_err(|e| e.to_string())?;
+                crate::memory::discard_range(vm.ram(), base + first * PAGE, count * PAGE)?;
             }
         }
         Ok(())
     }
 }
 
-fn bad(what: &str, gpa: u64, len: u64) -> String {
-    format!("{what} at guest address {gpa:#x}+{len:#x} lies outside guest RAM")
+fn bad(what: &'static str, gpa: u64, len: u64) -> RecvError {
+    RecvError::OutsideRam { what, gpa, len }
 }
 
 /// Loads one whole stream into a fresh VM (its RAM all zero); on success the VM holds the
 /// source's RAM, disks and state, paused, and owns its images. `reply` is the connection's
 /// way back to the source (none for `exec:`). A version 3 source waits there, after END,
 /// for the outcome: it resumes its guest unless this VM has everything and may run.
-pub fn run(vm: &Vm, input: Box<dyn Read + Send>, mut reply: Option<Box<dyn Write + Send>>) -> Result<(), String> {
+pub fn run(vm: &Vm, input: Box<dyn Read + Send>, mut reply: Option<Box<dyn Write + Send>>) -> Result<(), RecvError> {
     let mut version = 0;
     let result = load(vm, input, Mode::Fresh, reply.as_mut(), &mut version);
     if result.is_err() {
@@ -83,7 +148,7 @@ pub fn run(vm: &Vm, input: Box<dyn Read + Send>, mut reply: Option<Box<dyn Write
         // the guest on, so this VM must not run it too.
         let told = super::disks::reply::send(r.as_mut(), &result);
         if let (Ok(()), Err(e)) = (&result, told) {
-            return Err(format!("cannot confirm the switch-over to the source: {}", crate::errtext::io(&e)));
+            return Err(RecvError::Confirm(e));
         }
     }
     result
@@ -92,7 +157,7 @@ pub fn run(vm: &Vm, input: Box<dyn Read + Send>, mut reply: Option<Box<dyn Write
 /// Loads one whole stream into a VM whose RAM holds other data (loadvm): the pages the
 /// stream carries are overwritten, and every other page the guest had touched is zeroed
 /// at the end, which is much cheaper than zeroing all of RAM first.
-pub fn run_over(vm: &Vm, input: Box<dyn Read + Send>) -> Result<(), String> {
+pub fn run_over(vm: &Vm, input: Box<dyn Read + Send>) -> Result<(), RecvError> {
     load(vm, input, Mode::Over, None, &mut 0)
 }
 
@@ -100,7 +165,7 @@ pub fn run_over(vm: &Vm, input: Box<dyn Read + Send>) -> Result<(), String> {
 /// machine state (decoded in full and matched to this VM's devices). Reads up to the STATE
 /// record only, checking every record on the way; savevm puts STATE first, so this is
 /// cheap for snapshots.
-pub fn check(vm: &Vm, input: Box<dyn Read + Send>) -> Result<(), String> {
+pub fn check(vm: &Vm, input: Box<dyn Read + Send>) -> Result<(), RecvError> {
     load(vm, input, Mode::Check, None, &mut 0)
 }
 
@@ -121,8 +186,8 @@ fn load(
     mode: Mode,
     reply: Option<&mut Box<dyn Write + Send>>,
     version: &mut u32,
-) -> Result<(), String> {
-    let mut r = Reader::new(input).map_err(|e| e.to_string())?;
+) -> Result<(), RecvError> {
+    let mut r = Reader::new(input)?;
     *version = r.version();
     let mut l = Loader {
         vm,
@@ -136,7 +201,7 @@ fn load(
     };
     l.configuration(&mut r)?;
     loop {
-        match r.next().map_err(|e| e.to_string())? {
+        match r.next()? {
             Record::End { pages } => return l.end(pages),
             Record::State(bytes) => {
                 if l.state(bytes)? == Done::Checked {
@@ -183,84 +248,89 @@ impl Loader<'_> {
     }
 
     /// The first record: the source's machine must be this one.
-    fn configuration<R: Read>(&mut self, r: &mut Reader<R>) -> Result<(), String> {
-        let rec = r.next().map_err(|e| e.to_string())?;
-        let Record::Config { mem_size, vcpus, machine } = &rec else {
-            return Err("stream does not start with the configuration".into());
+    fn configuration<R: Read>(&mut self, r: &mut Reader<R>) -> Result<(), RecvError> {
+        let rec = r.next()?;
+        let Record::Config { mem_size, vcpus, machine } = rec else {
+            return Err(RecvError::NoConfig);
         };
         let vm = self.vm;
-        if *mem_size != vm.mem_size() {
-            return Err(format!(
-                "RAM size mismatch: the source has {} MiB, this VM {} MiB",
-                mem_size >> 20,
-                vm.mem_size() >> 20
-            ));
+        if mem_size != vm.mem_size() {
+            return Err(RecvError::RamSize {
+                theirs: mem_size,
+                mine: vm.mem_size(),
+            });
         }
-        if *vcpus as usize != vm.vcpu_count() {
-            return Err(format!("vCPU count mismatch: the source has {vcpus}, this VM {}", vm.vcpu_count()));
+        if vcpus as usize != vm.vcpu_count() {
+            return Err(RecvError::VcpuCount {
+                theirs: vcpus,
+                mine: vm.vcpu_count(),
+            });
         }
         if machine != "pc" {
-            return Err(format!("machine type mismatch: the source runs '{machine}'"));
+            return Err(RecvError::Machine(machine));
         }
         Ok(())
     }
 
     /// Disks migrate only into a fresh VM: a snapshot has its disks reverted instead.
-    fn no_disks_in_snapshots(&self) -> Result<(), String> {
+    fn no_disks_in_snapshots(&self) -> Result<(), RecvError> {
         if self.mode == Mode::Fresh {
             Ok(())
         } else {
-            Err("disk records in a snapshot's state".into())
+            Err(RecvError::DisksInSnapshot)
         }
     }
 
     /// Any record but CONFIG (first only), BLOCK, STATE and END.
-    fn record(&mut self, rec: Record<'_>) -> Result<(), String> {
+    fn record(&mut self, rec: Record<'_>) -> Result<(), RecvError> {
         if matches!(rec, Record::Disks(_) | Record::BlockZero { .. } | Record::Progress { .. }) {
             self.no_disks_in_snapshots()?;
         }
         match rec {
-            Record::Config { .. } => Err("a second configuration record".into()),
+            Record::Config { .. } => Err(RecvError::SecondConfig),
             Record::Pages { gpa, data } => self.pages(gpa, data),
             Record::Zero { gpa, pages } => self.zero(gpa, pages),
             Record::Sync { round } => {
                 if round != self.last_round + 1 {
-                    return Err(format!("dirty-log round {round} follows round {}", self.last_round));
+                    return Err(RecvError::RoundOrder {
+                        round,
+                        last: self.last_round,
+                    });
                 }
                 self.last_round = round;
                 Ok(())
             }
-            Record::Disks(p) => self.disks.disks(p),
-            Record::BlockZero { disk, offset, len } => self.disks.zero(disk, offset, len),
+            Record::Disks(p) => Ok(self.disks.disks(p)?),
+            Record::BlockZero { disk, offset, len } => Ok(self.disks.zero(disk, offset, len)?),
             Record::Progress { percent } => {
                 self.disks.progress(percent);
                 Ok(())
             }
-            Record::Block { .. } | Record::State(_) | Record::End { .. } => Err("internal error: record handled by the load loop".into()),
+            Record::Block { .. } | Record::State(_) | Record::End { .. } => Err(RecvError::Misrouted),
         }
     }
 
-    fn pages(&mut self, gpa: u64, data: &[u8]) -> Result<(), String> {
+    fn pages(&mut self, gpa: u64, data: &[u8]) -> Result<(), RecvError> {
         let len = data.len() as u64;
         if gpa % PAGE != 0 {
-            return Err(format!("unaligned page address {gpa:#x}"));
+            return Err(RecvError::Unaligned(gpa));
         }
         let (base, bm) = self.written.find(gpa, len).ok_or_else(|| bad("page data", gpa, len))?;
         for p in (gpa - base) / PAGE..(gpa - base + len) / PAGE {
             bm[(p / 64) as usize] |= 1 << (p % 64);
         }
         if self.applies() {
-            self.vm.ram().write_slice(data, GuestAddress(gpa)).map_err(|e| e.to_string())?;
+            self.vm.ram().write_slice(data, GuestAddress(gpa))?;
         }
         self.pages_seen += len / PAGE;
         Ok(())
     }
 
     /// A range of zero pages: only pages this stream wrote earlier need clearing.
-    fn zero(&mut self, gpa: u64, pages: u64) -> Result<(), String> {
+    fn zero(&mut self, gpa: u64, pages: u64) -> Result<(), RecvError> {
         let len = pages.checked_mul(PAGE).ok_or_else(|| bad("zero range", gpa, u64::MAX))?;
         if gpa % PAGE != 0 {
-            return Err(format!("unaligned page address {gpa:#x}"));
+            return Err(RecvError::Unaligned(gpa));
         }
         let (base, bm) = self.written.find(gpa, len).ok_or_else(|| bad("zero range", gpa, len))?;
         let mut to_clear = Vec::new();
@@ -273,23 +343,20 @@ impl Loader<'_> {
         self.pages_seen += pages;
         if self.applies() {
             for a in to_clear {
-                self.vm
-                    .ram()
-                    .write_slice(&self.zero_page, GuestAddress(a))
-                    .map_err(|e| e.to_string())?;
+                self.vm.ram().write_slice(&self.zero_page, GuestAddress(a))?;
             }
         }
         Ok(())
     }
 
     /// The machine state, decoded in full; a check ends here.
-    fn state(&mut self, bytes: &[u8]) -> Result<Done, String> {
+    fn state(&mut self, bytes: &[u8]) -> Result<Done, RecvError> {
         if self.state.is_some() {
-            return Err("a second machine state record".into());
+            return Err(RecvError::SecondState);
         }
-        let st = MachineState::from_bytes(bytes).map_err(|e| e.to_string())?;
+        let st = MachineState::from_bytes(bytes)?;
         if !self.applies() {
-            self.vm.check_state(&st).map_err(|e| e.to_string())?;
+            self.vm.check_state(&st)?;
             return Ok(Done::Checked);
         }
         self.state = Some(st);
@@ -298,18 +365,21 @@ impl Loader<'_> {
 
     /// END: everything announced arrived; the state fits; the disks are taken over; the
     /// state is loaded.
-    fn end(mut self, pages: u64) -> Result<(), String> {
+    fn end(mut self, pages: u64) -> Result<(), RecvError> {
         if pages != self.pages_seen {
-            return Err(format!("the stream announces {pages} pages but carried {}", self.pages_seen));
+            return Err(RecvError::PageCount {
+                announced: pages,
+                carried: self.pages_seen,
+            });
         }
-        let st = self.state.take().ok_or("the stream ended without the machine state")?;
+        let st = self.state.take().ok_or(RecvError::NoState)?;
         if self.mode == Mode::Over {
             self.written.zero_the_rest(self.vm)?;
         }
         if self.mode == Mode::Fresh {
-            self.vm.check_state(&st).map_err(|e| e.to_string())?;
+            self.vm.check_state(&st)?;
             self.disks.finish()?;
         }
-        self.vm.restore_state(&st).map_err(|e| e.to_string())
+        Ok(self.vm.restore_state(&st)?)
     }
 }

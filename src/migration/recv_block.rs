@@ -7,17 +7,71 @@
 //! the next record (and at the end). That thread also flushes what it wrote as it goes,
 //! so the flush at the end, inside the guest's pause, has little left to write back.
 
-use super::disks::{self, Announce, Mode};
+use super::disks::{self, Announce, DisksError, Mode};
 use super::stream::SECTOR;
 use crate::vm::Vm;
-use crate::vm::disks::Disk;
+use crate::vm::disks::{Disk, DiskError};
 use crossbeam_channel::{Receiver, RecvTimeoutError, Sender, bounded};
-use devices::block::BlockBackend;
+use devices::block::{BlockBackend, BlockError};
 use devices::bus::lock;
 use std::io::Write;
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::Duration;
+use thiserror::Error;
+
+/// Why the destination refused a disk record, or could not write or take over its disks.
+#[derive(Debug, Error)]
+pub enum RecvBlockError {
+    #[error("a second disk list")]
+    SecondList,
+    /// The DISKS record is malformed or the source's disks do not fit this VM's.
+    #[error(transparent)]
+    Refused(#[from] DisksError),
+    #[error("disk data before the disk list")]
+    BeforeList,
+    /// Data for a disk the DISKS record did not announce as copied (or that does not exist).
+    #[error("disk data for disk {0}, which receives none")]
+    NotReceiving(u32),
+    #[error("disk data at {offset:#x}+{len:#x} lies outside disk '{id}' or is not whole sectors")]
+    OutsideDisk { id: String, offset: u64, len: u64 },
+    #[error("cannot write disk '{id}' at {offset:#x}: {err}")]
+    Write {
+        id: String,
+        offset: u64,
+        #[source]
+        err: BlockError,
+    },
+    #[error("cannot zero disk '{id}' at {offset:#x}: {err}")]
+    Zero {
+        id: String,
+        offset: u64,
+        #[source]
+        err: BlockError,
+    },
+    /// Starting the writeback of written data (on the way, before END) failed.
+    #[error("cannot write back disk '{id}': {err}")]
+    WriteBack {
+        id: String,
+        #[source]
+        err: BlockError,
+    },
+    #[error("cannot start the disk writer: {0}")]
+    Thread(#[source] std::io::Error),
+    /// The writer thread is gone (after its first error was reported).
+    #[error("the disk writer has stopped")]
+    WriterStopped,
+    /// END: what was written could not be made durable.
+    #[error("cannot flush disk '{id}': {err}")]
+    Flush {
+        id: String,
+        #[source]
+        err: BlockError,
+    },
+    /// END: an image could not be taken over from the source.
+    #[error(transparent)]
+    Activate(#[from] DiskError),
+}
 
 type Image = Arc<Mutex<Box<dyn BlockBackend>>>;
 
@@ -47,12 +101,38 @@ const IN_FLIGHT: usize = 8;
 const FLUSH_EVERY: u64 = 8 << 20;
 const IDLE: Duration = Duration::from_millis(5);
 
+/// The writer's first error, kept until it is reported; once set, later jobs are skipped.
+#[derive(Default)]
+struct FirstError(Mutex<(bool, Option<RecvBlockError>)>);
+
+impl FirstError {
+    fn set(&self, e: RecvBlockError) {
+        let mut first = lock(&self.0);
+        if !first.0 {
+            *first = (true, Some(e));
+        }
+    }
+
+    fn is_set(&self) -> bool {
+        lock(&self.0).0
+    }
+
+    /// The first error, the first time it is asked for; then that the writer has stopped.
+    fn check(&self) -> Result<(), RecvBlockError> {
+        let mut first = lock(&self.0);
+        match first.0 {
+            false => Ok(()),
+            true => Err(first.1.take().unwrap_or(RecvBlockError::WriterStopped)),
+        }
+    }
+}
+
 /// The images the writer has written since it last started their writeback, with the bytes.
 #[derive(Default)]
 struct Unflushed(Vec<(Image, String, u64)>);
 
 impl Unflushed {
-    fn wrote(&mut self, image: &Image, id: &str, bytes: u64, error: &Mutex<Option<String>>) {
+    fn wrote(&mut self, image: &Image, id: &str, bytes: u64, error: &FirstError) {
         let i = match self.0.iter().position(|(i, _, _)| Arc::ptr_eq(i, image)) {
             Some(i) => i,
             None => {
@@ -67,16 +147,16 @@ impl Unflushed {
         }
     }
 
-    fn write_back_all(&mut self, error: &Mutex<Option<String>>) {
+    fn write_back_all(&mut self, error: &FirstError) {
         for (image, id, _) in self.0.drain(..) {
             write_back(&image, &id, error);
         }
     }
 }
 
-fn write_back(image: &Image, id: &str, error: &Mutex<Option<String>>) {
-    if let Err(e) = lock(image).start_writeback() {
-        lock(error).get_or_insert(format!("cannot write back disk '{id}': {e}"));
+fn write_back(image: &Image, id: &str, error: &FirstError) {
+    if let Err(err) = lock(image).start_writeback() {
+        error.set(RecvBlockError::WriteBack { id: id.to_string(), err });
     }
 }
 
@@ -84,15 +164,15 @@ struct Writer {
     jobs: Option<Sender<Job>>,
     /// Emptied buffers coming back for reuse.
     spare: Receiver<Vec<u8>>,
-    error: Arc<Mutex<Option<String>>>,
+    error: Arc<FirstError>,
     thread: Option<JoinHandle<()>>,
 }
 
 impl Writer {
-    fn start() -> Result<Writer, String> {
+    fn start() -> Result<Writer, RecvBlockError> {
         let (jobs, rx) = bounded::<Job>(IN_FLIGHT);
         let (give_back, spare) = bounded::<Vec<u8>>(IN_FLIGHT + 1);
-        let error = Arc::new(Mutex::new(None));
+        let error = Arc::new(FirstError::default());
         let first_error = error.clone();
         let thread = std::thread::Builder::new()
             .name("incoming-disks".into())
@@ -109,7 +189,7 @@ impl Writer {
                         }
                         Err(RecvTimeoutError::Disconnected) => break,
                     };
-                    if lock(&first_error).is_some() {
+                    if first_error.is_set() {
                         continue;
                     }
                     let result = match job {
@@ -122,7 +202,11 @@ impl Writer {
                         } => {
                             let r = lock(&image)
                                 .write_at(&buf[data.clone()], offset)
-                                .map_err(|e| format!("cannot write disk '{id}' at {offset:#x}: {e}"));
+                                .map_err(|err| RecvBlockError::Write {
+                                    id: id.clone(),
+                                    offset,
+                                    err,
+                                });
                             dirty.wrote(&image, &id, data.len() as u64, &first_error);
                             let _ = give_back.try_send(buf);
                             r
@@ -134,11 +218,11 @@ impl Writer {
                         }
                     };
                     if let Err(e) = result {
-                        lock(&first_error).get_or_insert(e);
+                        first_error.set(e);
                     }
                 }
             })
-            .map_err(|e| format!("cannot start the disk writer: {e}"))?;
+            .map_err(RecvBlockError::Thread)?;
         Ok(Writer {
             jobs: Some(jobs),
             spare,
@@ -147,23 +231,19 @@ impl Writer {
         })
     }
 
-    fn check(&self) -> Result<(), String> {
-        lock(&self.error).clone().map_or(Ok(()), Err)
-    }
-
-    fn send(&self, job: Job) -> Result<(), String> {
-        self.check()?;
-        let jobs = self.jobs.as_ref().ok_or("the disk writer has stopped")?;
-        jobs.send(job).map_err(|_| "the disk writer has stopped".to_string())
+    fn send(&self, job: Job) -> Result<(), RecvBlockError> {
+        self.error.check()?;
+        let jobs = self.jobs.as_ref().ok_or(RecvBlockError::WriterStopped)?;
+        jobs.send(job).map_err(|_| RecvBlockError::WriterStopped)
     }
 
     /// Waits for every queued write; returns the first error.
-    fn drain(&mut self) -> Result<(), String> {
+    fn drain(&mut self) -> Result<(), RecvBlockError> {
         self.jobs.take();
         if let Some(t) = self.thread.take() {
             let _ = t.join();
         }
-        self.check()
+        self.error.check()
     }
 }
 
@@ -174,8 +254,12 @@ impl Drop for Writer {
 }
 
 /// Makes the range read as zeroes, touching only the parts that do not already.
-fn zero(image: &Image, id: &str, offset: u64, len: u64) -> Result<(), String> {
-    let err = |e: devices::block::BlockError| format!("cannot zero disk '{id}' at {offset:#x}: {e}");
+fn zero(image: &Image, id: &str, offset: u64, len: u64) -> Result<(), RecvBlockError> {
+    let err = |err| RecvBlockError::Zero {
+        id: id.to_string(),
+        offset,
+        err,
+    };
     let mut b = lock(image);
     for e in b.block_status(offset, len).map_err(err)? {
         if !e.zero {
@@ -205,7 +289,7 @@ impl<'a> BlockSink<'a> {
         }
     }
 
-    fn writer(&mut self) -> Result<&Writer, String> {
+    fn writer(&mut self) -> Result<&Writer, RecvBlockError> {
         if self.writer.is_none() {
             self.writer = Some(Writer::start()?);
         }
@@ -214,42 +298,40 @@ impl<'a> BlockSink<'a> {
 
     /// Checks the source's disks against this VM's, activates the ones that receive data,
     /// and answers the source either way.
-    pub fn disks(&mut self, payload: &[u8]) -> Result<(), String> {
+    pub fn disks(&mut self, payload: &[u8]) -> Result<(), RecvBlockError> {
         if self.announce.is_some() {
-            return Err("a second disk list".into());
+            return Err(RecvBlockError::SecondList);
         }
-        let result = Announce::decode(payload)
-            .and_then(|a| disks::accept(self.vm, &a).map(|()| a))
-            .map_err(|e| e.to_string());
-        let answer = result.as_ref().map(|_| ()).map_err(|e| e.clone());
+        let result = Announce::decode(payload).and_then(|a| disks::accept(self.vm, &a).map(|()| a));
         if let (Some(r), true) = (self.reply.as_mut(), result.as_ref().map_or(true, |a| a.mode != Mode::Shared)) {
             // A source that is gone will tell on its own; the check's outcome is what counts.
-            let _ = disks::reply::send(r.as_mut(), &answer);
+            let _ = disks::reply::send(r.as_mut(), &result.as_ref().map(|_| ()));
         }
         self.announce = Some(result?);
         Ok(())
     }
 
     /// The disk a BLOCK/BLOCK_ZERO addresses, if the range lies on a disk that receives data.
-    fn target(&self, disk: u32, offset: u64, len: u64) -> Result<&'a Disk, String> {
-        let a = self.announce.as_ref().ok_or("disk data before the disk list")?;
+    fn target(&self, disk: u32, offset: u64, len: u64) -> Result<&'a Disk, RecvBlockError> {
+        let a = self.announce.as_ref().ok_or(RecvBlockError::BeforeList)?;
         let d = a
             .disks
             .get(disk as usize)
             .filter(|d| d.copied)
-            .ok_or_else(|| format!("disk data for disk {disk}, which receives none"))?;
+            .ok_or(RecvBlockError::NotReceiving(disk))?;
         let end = offset.checked_add(len).filter(|e| *e <= d.size);
         if offset % SECTOR != 0 || end.is_none() || len == 0 || !(len % SECTOR == 0 || end == Some(d.size)) {
-            return Err(format!(
-                "disk data at {offset:#x}+{len:#x} lies outside disk '{}' or is not whole sectors",
-                d.id
-            ));
+            return Err(RecvBlockError::OutsideDisk {
+                id: d.id.clone(),
+                offset,
+                len,
+            });
         }
         Ok(&self.vm.disks()[disk as usize])
     }
 
     /// Checks that a BLOCK record's range lies on a disk that receives data.
-    pub fn check_block(&self, disk: u32, offset: u64, len: u64) -> Result<(), String> {
+    pub fn check_block(&self, disk: u32, offset: u64, len: u64) -> Result<(), RecvBlockError> {
         self.target(disk, offset, len).map(|_| ())
     }
 
@@ -259,7 +341,7 @@ impl<'a> BlockSink<'a> {
     }
 
     /// Queues `buf[data]` to be written at `offset` of `disk` (the range checked already).
-    pub fn block(&mut self, disk: u32, offset: u64, buf: Vec<u8>, data: std::ops::Range<usize>) -> Result<(), String> {
+    pub fn block(&mut self, disk: u32, offset: u64, buf: Vec<u8>, data: std::ops::Range<usize>) -> Result<(), RecvBlockError> {
         let d = self.target(disk, offset, data.len() as u64)?;
         self.writer()?.send(Job::Data {
             image: d.backend.clone(),
@@ -271,7 +353,7 @@ impl<'a> BlockSink<'a> {
     }
 
     /// Makes the range read as zeroes (in stream order with the data).
-    pub fn zero(&mut self, disk: u32, offset: u64, len: u64) -> Result<(), String> {
+    pub fn zero(&mut self, disk: u32, offset: u64, len: u64) -> Result<(), RecvBlockError> {
         let d = self.target(disk, offset, len)?;
         self.writer()?.send(Job::Zero {
             image: d.backend.clone(),
@@ -295,7 +377,7 @@ impl<'a> BlockSink<'a> {
 
     /// The stream is complete: make what was written durable and take every image over
     /// (the source has flushed and let go of its images by now).
-    pub fn finish(&mut self) -> Result<(), String> {
+    pub fn finish(&mut self) -> Result<(), RecvBlockError> {
         if let Some(mut w) = self.writer.take() {
             w.drain()?;
         }
@@ -304,11 +386,11 @@ impl<'a> BlockSink<'a> {
                 if theirs.copied {
                     lock(&d.backend)
                         .flush()
-                        .map_err(|e| format!("cannot flush disk '{}': {e}", d.cfg.id))?;
+                        .map_err(|err| RecvBlockError::Flush { id: d.cfg.id.clone(), err })?;
                 }
             }
         }
-        self.vm.activate_disks().map_err(|e| e.to_string())
+        Ok(self.vm.activate_disks()?)
     }
 }
 
@@ -319,11 +401,12 @@ mod tests {
     use std::path::Path;
     use std::time::Instant;
 
-    /// An image that only counts what it is asked to do.
+    /// An image that only counts what it is asked to do (or refuses every write).
     #[derive(Default)]
     struct Counting {
         written: Arc<Mutex<u64>>,
         flushes: Arc<Mutex<Vec<u64>>>,
+        refuse_writes: bool,
     }
 
     impl BlockBackend for Counting {
@@ -343,6 +426,9 @@ mod tests {
             Ok(())
         }
         fn write_at(&mut self, buf: &[u8], _: u64) -> Result<(), BlockError> {
+            if self.refuse_writes {
+                return Err(BlockError::ReadOnly);
+            }
             *lock(&self.written) += buf.len() as u64;
             Ok(())
         }
@@ -403,5 +489,46 @@ mod tests {
         assert!(f.len() >= 2, "{f:?}");
         assert!(std::iter::once(&0).chain(&f).zip(&f).all(|(a, b)| b - a <= FLUSH_EVERY), "{f:?}");
         w.drain().unwrap();
+    }
+
+    /// A failed write is reported, with its cause, at the next record; the writer then
+    /// skips everything else.
+    #[test]
+    fn the_first_write_error_is_reported_at_the_next_record() {
+        let c = Counting {
+            refuse_writes: true,
+            ..Counting::default()
+        };
+        let image: Image = Arc::new(Mutex::new(Box::new(c)));
+        let mut w = Writer::start().unwrap();
+        let job = |offset| Job::Data {
+            image: image.clone(),
+            id: "virtio0".into(),
+            offset,
+            buf: vec![0u8; 512],
+            data: 0..512,
+        };
+        w.send(job(0x200)).unwrap();
+        let end = Instant::now() + Duration::from_secs(10);
+        let e = loop {
+            match w.send(job(0x400)) {
+                Err(e) => break e,
+                Ok(()) => assert!(Instant::now() < end, "the write error was never reported"),
+            }
+            std::thread::sleep(IDLE);
+        };
+        assert!(
+            matches!(
+                &e,
+                RecvBlockError::Write {
+                    offset: 0x200,
+                    err: BlockError::ReadOnly,
+                    ..
+                }
+            ),
+            "{e:?}"
+        );
+        assert_eq!(e.to_string(), "cannot write disk 'virtio0' at 0x200: Image is read-only");
+        assert!(matches!(w.drain(), Err(RecvBlockError::WriterStopped)));
     }
 }

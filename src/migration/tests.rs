@@ -3,6 +3,8 @@
 //! sender reports add up.
 
 use super::info::Status;
+use super::recv::RecvError;
+use super::recv_block::RecvBlockError;
 use super::send::{self, Shared};
 use super::{recv, stream};
 use crate::config::Config;
@@ -133,15 +135,31 @@ fn bad_streams_are_refused_with_a_reason() {
         f(&mut w);
         v
     };
-    let cases: Vec<(Vec<u8>, &str)> = vec![
-        (stream_with(&|w| w.config(128 << 20, 1, "pc").unwrap()), "RAM size mismatch"),
-        (stream_with(&|w| w.config(64 << 20, 2, "pc").unwrap()), "vCPU count mismatch"),
+    type Is = fn(&RecvError) -> bool;
+    let cases: Vec<(Vec<u8>, &str, Is)> = vec![
+        (
+            stream_with(&|w| w.config(128 << 20, 1, "pc").unwrap()),
+            "RAM size mismatch: the source has 128 MiB, this VM 64 MiB",
+            |e| {
+                matches!(
+                    e,
+                    RecvError::RamSize {
+                        theirs: 0x800_0000,
+                        mine: 0x400_0000
+                    }
+                )
+            },
+        ),
+        (stream_with(&|w| w.config(64 << 20, 2, "pc").unwrap()), "vCPU count mismatch", |e| {
+            matches!(e, RecvError::VcpuCount { theirs: 2, mine: 1 })
+        }),
         (
             stream_with(&|w| {
                 w.config(64 << 20, 1, "pc").unwrap();
                 w.pages(64 << 20, &[1u8; 4096]).unwrap();
             }),
-            "outside guest RAM",
+            "page data at guest address 0x4000000+0x1000 lies outside guest RAM",
+            |e| matches!(e, RecvError::OutsideRam { what: "page data", .. }),
         ),
         (
             stream_with(&|w| {
@@ -149,6 +167,16 @@ fn bad_streams_are_refused_with_a_reason() {
                 w.zero((64 << 20) - 4096, 2).unwrap();
             }),
             "outside guest RAM",
+            |e| {
+                matches!(
+                    e,
+                    RecvError::OutsideRam {
+                        what: "zero range",
+                        len: 0x2000,
+                        ..
+                    }
+                )
+            },
         ),
         (
             stream_with(&|w| {
@@ -156,6 +184,7 @@ fn bad_streams_are_refused_with_a_reason() {
                 w.zero(0, u64::MAX).unwrap();
             }),
             "outside guest RAM",
+            |e| matches!(e, RecvError::OutsideRam { len: u64::MAX, .. }),
         ),
         (
             stream_with(&|w| {
@@ -163,6 +192,7 @@ fn bad_streams_are_refused_with_a_reason() {
                 w.end(0).unwrap();
             }),
             "without the machine state",
+            |e| matches!(e, RecvError::NoState),
         ),
         (
             stream_with(&|w| {
@@ -170,6 +200,7 @@ fn bad_streams_are_refused_with_a_reason() {
                 w.state(b"garbage").unwrap();
             }),
             "truncated",
+            |e| matches!(e, RecvError::State(_)),
         ),
         (
             stream_with(&|w| {
@@ -177,18 +208,22 @@ fn bad_streams_are_refused_with_a_reason() {
                 w.sync(1).unwrap();
             }),
             "truncated",
+            |e| matches!(e, RecvError::Stream(stream::StreamError::Truncated(_))),
         ),
-        (b"QEVM\0\0\0\x03\0\0\0\0\0\0\0\0".to_vec(), "bad magic"),
+        (b"QEVM\0\0\0\x03\0\0\0\0\0\0\0\0".to_vec(), "bad magic", |e| {
+            matches!(e, RecvError::Stream(stream::StreamError::BadMagic))
+        }),
     ];
-    for (bytes, want) in cases {
+    for (bytes, want, is) in cases {
         let err = recv::run(&dst, Box::new(std::io::Cursor::new(bytes)), None).unwrap_err();
-        assert!(err.contains(want), "expected {want:?} in {err:?}");
+        assert!(err.to_string().contains(want), "expected {want:?} in {err}");
+        assert!(is(&err), "{err:?}");
     }
 }
 
 #[test]
 fn bad_disk_records_are_refused_and_write_nothing() {
-    use super::disks::{Announce, DiskDesc, Mode};
+    use super::disks::{Announce, DiskDesc, DisksError, Mode};
     let dir = std::env::temp_dir().join(format!("godwit-diskrec-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let img = dir.join("d.raw");
@@ -228,10 +263,12 @@ fn bad_disk_records_are_refused_and_write_nothing() {
         f(&mut w);
         v
     };
-    let cases: Vec<(Vec<u8>, &str)> = vec![
+    type Is = fn(&RecvBlockError) -> bool;
+    let cases: Vec<(Vec<u8>, &str, Is)> = vec![
         (
             stream_with(&|w| w.block(0, 0, &[1u8; 512]).unwrap()),
             "disk data before the disk list",
+            |e| matches!(e, RecvBlockError::BeforeList),
         ),
         (
             stream_with(&|w| {
@@ -239,22 +276,37 @@ fn bad_disk_records_are_refused_and_write_nothing() {
                     .unwrap()
             }),
             "the source has 2 disks, this VM 1",
+            |e| matches!(e, RecvBlockError::Refused(DisksError::DiskCount { theirs: 2, mine: 1 })),
         ),
         (
             stream_with(&|w| w.disks(&list(Mode::Full, &[("disk9", 1 << 20, true)])).unwrap()),
-            "the source's disk 'disk9' is not here",
+            "the source's disk 'disk9' is not here (this VM has 'virtio0')",
+            |e| matches!(e, RecvBlockError::Refused(DisksError::Missing { .. })),
         ),
         (
             stream_with(&|w| w.disks(&list(Mode::Full, &[("virtio0", 2 << 20, true)])).unwrap()),
-            "has 2097152 bytes on the source, 1048576 here",
+            "disk 'virtio0' has 2097152 bytes on the source, 1048576 here",
+            |e| {
+                matches!(
+                    e,
+                    RecvBlockError::Refused(DisksError::Size {
+                        theirs: 0x20_0000,
+                        mine: 0x10_0000,
+                        ..
+                    })
+                )
+            },
         ),
-        (stream_with(&|w| w.disks(&full[..full.len() - 1]).unwrap()), "cut short"),
+        (stream_with(&|w| w.disks(&full[..full.len() - 1]).unwrap()), "cut short", |e| {
+            matches!(e, RecvBlockError::Refused(DisksError::CutShort))
+        }),
         (
             stream_with(&|w| {
                 w.disks(&list(Mode::Shared, &[("virtio0", 1 << 20, false)])).unwrap();
                 w.block(0, 0, &[1u8; 512]).unwrap();
             }),
-            "disk 0, which receives none",
+            "disk data for disk 0, which receives none",
+            |e| matches!(e, RecvBlockError::NotReceiving(0)),
         ),
         (
             stream_with(&|w| {
@@ -262,13 +314,24 @@ fn bad_disk_records_are_refused_and_write_nothing() {
                 w.block(1, 0, &[1u8; 512]).unwrap();
             }),
             "disk 1, which receives none",
+            |e| matches!(e, RecvBlockError::NotReceiving(1)),
         ),
         (
             stream_with(&|w| {
                 w.disks(&full).unwrap();
                 w.block(0, (1 << 20) - 512, &[1u8; 1024]).unwrap();
             }),
-            "lies outside disk 'virtio0'",
+            "disk data at 0xffe00+0x400 lies outside disk 'virtio0' or is not whole sectors",
+            |e| {
+                matches!(
+                    e,
+                    RecvBlockError::OutsideDisk {
+                        offset: 0xffe00,
+                        len: 0x400,
+                        ..
+                    }
+                )
+            },
         ),
         (
             stream_with(&|w| {
@@ -276,6 +339,7 @@ fn bad_disk_records_are_refused_and_write_nothing() {
                 w.block(0, 100, &[1u8; 512]).unwrap();
             }),
             "not whole sectors",
+            |e| matches!(e, RecvBlockError::OutsideDisk { offset: 100, .. }),
         ),
         (
             stream_with(&|w| {
@@ -283,6 +347,7 @@ fn bad_disk_records_are_refused_and_write_nothing() {
                 w.block_zero(0, 512, u64::MAX).unwrap();
             }),
             "lies outside disk 'virtio0'",
+            |e| matches!(e, RecvBlockError::OutsideDisk { len: u64::MAX, .. }),
         ),
         (
             stream_with(&|w| {
@@ -290,11 +355,13 @@ fn bad_disk_records_are_refused_and_write_nothing() {
                 w.disks(&full).unwrap();
             }),
             "a second disk list",
+            |e| matches!(e, RecvBlockError::SecondList),
         ),
     ];
-    for (bytes, want) in cases {
+    for (bytes, want, is) in cases {
         let err = recv::run(&dst, Box::new(std::io::Cursor::new(bytes)), None).unwrap_err();
-        assert!(err.contains(want), "expected {want:?} in {err:?}");
+        assert!(err.to_string().contains(want), "expected {want:?} in {err}");
+        assert!(matches!(&err, RecvError::Disks(e) if is(e)), "{err:?}");
     }
     drop(dst);
     assert!(
@@ -342,7 +409,11 @@ fn a_success_that_cannot_be_confirmed_is_a_failure() {
 
     let dst = Vm::build(&kvm, &small(true), Box::new(std::io::sink()), tx.clone()).unwrap();
     let err = recv::run(&dst, Box::new(std::io::Cursor::new(bytes.clone())), Some(Box::new(Gone))).unwrap_err();
-    assert!(err.starts_with("cannot confirm the switch-over to the source: "), "{err}");
+    assert!(
+        matches!(&err, RecvError::Confirm(e) if e.kind() == std::io::ErrorKind::BrokenPipe),
+        "{err:?}"
+    );
+    assert_eq!(err.to_string(), "cannot confirm the switch-over to the source: broken pipe");
 
     let dst = Vm::build(&kvm, &small(true), Box::new(std::io::sink()), tx).unwrap();
     let answer = Capture::default();
