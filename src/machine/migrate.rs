@@ -90,7 +90,7 @@ impl Machine {
             let _ = child.wait();
         }
         self.outgoing.disconnected();
-        if let Err(send::Stop::Failed(e) | send::Stop::Undecided(e)) = result {
+        if let Err(e @ (send::Stop::Failed(_) | send::Stop::Undecided(_))) = result {
             eprintln!("godwit: {e}");
         }
     }

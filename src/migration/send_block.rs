@@ -8,7 +8,7 @@
 //! range too.
 
 use super::disks::Mode;
-use super::send::{Sender, Stop, is_zero};
+use super::send::{Failure, Sender, Stop, is_zero};
 use super::stream::MAX_BLOCK_DATA;
 use devices::block::BlockBackend;
 use devices::block::dirty::{self, DirtyMap, GRANULE};
@@ -130,7 +130,7 @@ impl<W: Write> Sender<'_, W> {
             b.buf.resize(n as usize, 0);
             lock(&d.backend)
                 .read_at(&mut b.buf, at)
-                .map_err(|e| Stop::Failed(format!("cannot read disk data at {at:#x}: {e}")))?;
+                .map_err(|err| Failure::ReadDisk { at, err })?;
             let index = d.index;
             // Granule-aligned pieces, so a zero test lines up with the dirty bitmap.
             let mut i = 0u64;
@@ -187,9 +187,7 @@ impl<W: Write> Sender<'_, W> {
             let extents = {
                 let mut image = lock(&backend);
                 self.blocks().disks[k].dirty.clear(0, size);
-                image
-                    .block_status(0, size)
-                    .map_err(|e| Stop::Failed(format!("cannot read the disk's allocation: {e}")))?
+                image.block_status(0, size).map_err(Failure::Allocation)?
             };
             for e in extents {
                 let wanted = mode == Mode::Full || e.allocated_in_top();

@@ -196,9 +196,8 @@ impl Read for VmstateReader {
 /// Returns the guest clock (ns) the state was taken at.
 pub fn write_state<W: Write>(vm: &Vm, out: &mut W) -> Result<u64, String> {
     let stop = |s: Stop| match s {
-        Stop::Failed(e) | Stop::Undecided(e) => e,
         Stop::Io(e) => format!("cannot write the VM state: {}", crate::errtext::io(&e)),
-        Stop::Cancelled => "cancelled".into(),
+        other => other.to_string(),
     };
     // `out` buffers already (the vmstate writer writes 4 MiB at a time): no BufWriter.
     let io_fail = |e: io::Error| stop(Stop::Io(e));

@@ -15,12 +15,14 @@
 mod pacer;
 mod pages;
 mod shared;
+mod stop;
 #[cfg(test)]
 mod tests;
 
 pub(super) use pacer::Pacer;
 pub use pages::{is_zero, write_pages};
-pub use shared::{Shared, Stop};
+pub use shared::Shared;
+pub use stop::{Failure, Stop, Undecided};
 
 use super::dirty::{self, Bitmap, PAGE};
 use super::disks::reply::ReplyError;
@@ -117,19 +119,15 @@ struct Round {
 /// connection, which may have swallowed a `GWOK` already sent) leaves it undecided.
 fn end_answer(r: &mut dyn Read) -> Result<(), Stop> {
     use std::io::ErrorKind::{InvalidData, TimedOut, UnexpectedEof, WouldBlock};
-    let stays = "the VM stays paused ('cont' resumes it here if the destination does not hold its disks)";
     match disks::reply::answer(r) {
         Ok(()) => Ok(()),
-        Err(ReplyError::Refused(e)) => Err(Stop::Failed(format!("the destination could not load the migration: {e}"))),
-        Err(ReplyError::NoAnswer(e)) if matches!(e.kind(), TimedOut | WouldBlock) => Err(Stop::Undecided(format!(
-            "the destination did not confirm the switch-over within {} s; {stays}",
-            super::uri::STALL_TIMEOUT.as_secs()
-        ))),
-        Err(ReplyError::NoAnswer(e)) if !matches!(e.kind(), UnexpectedEof | InvalidData) => Err(Stop::Undecided(format!(
-            "the destination's answer to the switch-over was lost: {}; {stays}",
-            crate::errtext::io(&e)
-        ))),
-        Err(e) => Err(Stop::Failed(e.to_string())),
+        Err(ReplyError::Refused(why)) => Err(Failure::NotLoaded(why).into()),
+        Err(ReplyError::NoAnswer(e)) if matches!(e.kind(), TimedOut | WouldBlock) => Err(Undecided::Silent {
+            secs: super::uri::STALL_TIMEOUT.as_secs(),
+        }
+        .into()),
+        Err(ReplyError::NoAnswer(e)) if !matches!(e.kind(), UnexpectedEof | InvalidData) => Err(Undecided::AnswerLost(e).into()),
+        Err(e) => Err(Failure::Reply(e).into()),
     }
 }
 
@@ -238,12 +236,12 @@ impl<'a> Outgoing<'a> {
             block: None,
         };
         sx.w.config(self.vm.mem_size(), self.vm.vcpu_count() as u32, "pc").map_err(io_err)?;
-        let announce = disks::describe(self.vm, self.mode).map_err(|e| Stop::Failed(e.to_string()))?;
+        let announce = disks::describe(self.vm, self.mode).map_err(Failure::Disks)?;
         sx.w.disks(&announce.encode()).map_err(io_err)?;
         if self.mode != Mode::Shared {
             sx.w.flush().map_err(io_err)?;
             if let Some(r) = self.reply.as_mut() {
-                disks::reply::answer(r).map_err(|e| Stop::Failed(e.to_string()))?;
+                disks::reply::answer(r).map_err(Failure::Reply)?;
             }
             sx.block = Some(BlockState::start(self.vm, &announce));
             self.setup_done();
@@ -257,9 +255,9 @@ impl<'a> Outgoing<'a> {
     /// until a round fits the downtime limit; returns that round, unsent.
     fn precopy<W: Write>(&mut self, sx: &mut Sender<'a, W>) -> Result<Round, Stop> {
         let vm = self.vm;
-        dirty::start(vm.fd(), vm.ram()).map_err(|e| Stop::Failed(e.to_string()))?;
+        dirty::start(vm.fd(), vm.ram()).map_err(Failure::Dirty)?;
         let log_start = Instant::now();
-        let touched = dirty::touched(vm.ram()).map_err(|e| Stop::Failed(e.to_string()))?;
+        let touched = dirty::touched(vm.ram()).map_err(Failure::Dirty)?;
         if self.mode == Mode::Shared {
             self.setup_done();
         }
@@ -304,7 +302,7 @@ impl<'a> Outgoing<'a> {
 
     /// Reads (and clears) the dirty logs of RAM and disks, and updates the figures.
     fn take_round<W: Write>(&self, sx: &mut Sender<'a, W>, rate: &mut (Instant, u64)) -> Result<Round, Stop> {
-        let bitmaps = dirty::collect(self.vm.fd(), self.vm.ram()).map_err(|e| Stop::Failed(e.to_string()))?;
+        let bitmaps = dirty::collect(self.vm.fd(), self.vm.ram()).map_err(Failure::Dirty)?;
         let dirty_pages = dirty::count(&bitmaps);
         let (taken, disk_bytes) = match sx.block.as_mut() {
             Some(b) => {
@@ -355,12 +353,12 @@ impl<'a> Outgoing<'a> {
         sx.pacer.limited = false;
         sx.send_round(last)?;
         let after = Round {
-            bitmaps: dirty::collect(vm.fd(), vm.ram()).map_err(|e| Stop::Failed(e.to_string()))?,
+            bitmaps: dirty::collect(vm.fd(), vm.ram()).map_err(Failure::Dirty)?,
             taken: sx.block.as_mut().map(|b| b.take().0),
             bytes: 0,
         };
         sx.send_round(&after)?;
-        let state = vm.save_state().map_err(|e| Stop::Failed(e.to_string()))?;
+        let state = vm.save_state().map_err(Failure::State)?;
         sx.w.state(&devices::state::VersionedState::to_bytes(&state)).map_err(io_err)
     }
 
@@ -369,7 +367,7 @@ impl<'a> Outgoing<'a> {
     fn switch_over<W: Write>(&mut self, sx: &mut Sender<'a, W>) -> Result<(), Stop> {
         self.shared.commit()?;
         self.handed_over = true;
-        self.vm.inactivate_disks().map_err(|e| Stop::Failed(e.to_string()))?;
+        self.vm.inactivate_disks().map_err(Failure::HandOver)?;
         let pages = sx.pages_sent;
         sx.w.end(pages).map_err(io_err)?;
         sx.w.flush().map_err(io_err)?;
@@ -403,9 +401,7 @@ impl<'a> Outgoing<'a> {
             && self.handed_over
             && let Err(e) = vm.activate_disks()
         {
-            result = Err(Stop::Undecided(format!(
-                "the migration failed and the disks cannot be taken back: {e}; the VM stays paused"
-            )));
+            result = Err(Undecided::DisksHeld(e).into());
         }
         if let Err(stop) = &result
             && self.paused_here
@@ -426,13 +422,13 @@ impl<'a> Outgoing<'a> {
         match result {
             Err(Stop::Failed(_) | Stop::Io(_) | Stop::Cancelled) if self.shared.cancelled() => {
                 match lock(&self.shared.abort_reason).clone() {
-                    Some(why) => Err(Stop::Failed(why)),
+                    Some(why) => Err(Failure::Aborted(why).into()),
                     None => Err(Stop::Cancelled),
                 }
             }
             Err(Stop::Io(e)) => Err(Stop::Failed(match closed_with_reason(&e, self.reply.as_mut()) {
-                Some(why) => format!("the destination refused: {why}"),
-                None => format!("Unable to write to socket: {}", crate::errtext::io(&e)),
+                Some(why) => Failure::Reply(ReplyError::Refused(why)),
+                None => Failure::Socket(e),
             })),
             other => other,
         }
@@ -451,12 +447,8 @@ impl<'a> Outgoing<'a> {
                     Status::Completed
                 }
                 Err(Stop::Cancelled) => Status::Cancelled,
-                Err(Stop::Failed(e) | Stop::Undecided(e)) => {
-                    s.error = Some(e.clone());
-                    Status::Failed
-                }
-                Err(Stop::Io(e)) => {
-                    s.error = Some(crate::errtext::io(e));
+                Err(e) => {
+                    s.error = Some(e.to_string());
                     Status::Failed
                 }
             }

@@ -1,6 +1,6 @@
 //! Guest pages into stream records: runs of zero pages as ZERO ranges, the rest as PAGES.
 
-use super::Stop;
+use super::{Failure, Stop};
 use crate::migration::dirty::PAGE;
 use crate::migration::stream::Writer;
 use std::io::Write;
@@ -25,7 +25,7 @@ pub fn write_pages<W: Write>(
     buf: &mut Vec<u8>,
 ) -> Result<(u64, u64), Stop> {
     buf.resize((count * PAGE) as usize, 0);
-    ram.read_slice(buf, GuestAddress(gpa)).map_err(|e| Stop::Failed(e.to_string()))?;
+    ram.read_slice(buf, GuestAddress(gpa)).map_err(Failure::ReadRam)?;
     write_page_data(w, gpa, buf)
 }
 

@@ -4,6 +4,7 @@
 
 use super::super::info::{Stats, Status};
 use super::super::params::Params;
+use super::Stop;
 use crate::migration::uri::Aborter;
 use devices::bus::lock;
 use monitor::engine::{Event, EventBus};
@@ -24,18 +25,6 @@ pub struct Shared {
     pub(super) abort_reason: Mutex<Option<String>>,
     /// Where status changes and passes are announced (when the `events` capability is on).
     bus: Arc<EventBus>,
-}
-
-/// Why a migration stopped early.
-pub enum Stop {
-    Cancelled,
-    Failed(String),
-    /// Writing the stream failed; callers say where it was going.
-    Io(std::io::Error),
-    /// Everything was sent but the destination did not say whether it runs the guest: the
-    /// guest stays paused and the disks handed over (`cont` takes them back, unless the
-    /// destination holds them).
-    Undecided(String),
 }
 
 impl Shared {

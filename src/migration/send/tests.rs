@@ -2,6 +2,7 @@
 
 use super::*;
 use crate::migration::disks;
+use crate::migration::disks::reply::ReplyError;
 use crate::migration::info::Status;
 use devices::bus::lock;
 use std::io::Read;
@@ -50,9 +51,19 @@ fn the_answer_to_end_decides_the_outcome() {
     assert!(end_answer(&mut &ok[..]).is_ok());
     let mut no = Vec::new();
     disks::reply::send(&mut no, &Err("Failed to get \"write\" lock")).unwrap();
-    assert!(matches!(end_answer(&mut &no[..]), Err(Stop::Failed(e)) if e.contains("could not load the migration: Failed to get")));
+    let e = end_answer(&mut &no[..]).unwrap_err();
+    assert!(
+        matches!(&e, Stop::Failed(Failure::NotLoaded(why)) if why.starts_with("Failed to get")),
+        "{e:?}"
+    );
+    assert_eq!(
+        e.to_string(),
+        "the destination could not load the migration: Failed to get \"write\" lock"
+    );
     // Closed without a word: the destination is gone and runs nothing.
-    assert!(matches!(end_answer(&mut &b""[..]), Err(Stop::Failed(e)) if e.contains("connection was closed")));
+    let e = end_answer(&mut &b""[..]).unwrap_err();
+    assert!(matches!(&e, Stop::Failed(Failure::Reply(ReplyError::NoAnswer(_)))), "{e:?}");
+    assert_eq!(e.to_string(), "the destination did not answer: the connection was closed");
     // A reset connection may have swallowed a GWOK: undecided.
     struct Reset;
     impl Read for Reset {
@@ -60,11 +71,17 @@ fn the_answer_to_end_decides_the_outcome() {
             Err(std::io::Error::from_raw_os_error(libc::ECONNRESET))
         }
     }
-    assert!(
-        matches!(end_answer(&mut Reset), Err(Stop::Undecided(e)) if e.contains("answer to the switch-over was lost: Connection reset by peer"))
+    let e = end_answer(&mut Reset).unwrap_err();
+    assert!(matches!(&e, Stop::Undecided(Undecided::AnswerLost(_))), "{e:?}");
+    assert_eq!(
+        e.to_string(),
+        "the destination's answer to the switch-over was lost: Connection reset by peer; \
+         the VM stays paused ('cont' resumes it here if the destination does not hold its disks)"
     );
     // Silent but there: undecided.
     let (a, _b) = std::os::unix::net::UnixStream::pair().unwrap();
     a.set_read_timeout(Some(Duration::from_millis(20))).unwrap();
-    assert!(matches!(end_answer(&mut &a), Err(Stop::Undecided(_))));
+    let e = end_answer(&mut &a).unwrap_err();
+    assert!(matches!(e, Stop::Undecided(Undecided::Silent { .. })), "{e:?}");
+    assert!(e.to_string().starts_with("the destination did not confirm the switch-over within "));
 }
