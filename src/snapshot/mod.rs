@@ -5,27 +5,78 @@
 pub mod table;
 pub mod vmstate;
 
-use crate::migration::recv;
-use crate::vm::Vm;
+#[cfg(test)]
+mod tests;
+
+use crate::migration::dirty::DirtyError;
+use crate::migration::recv::{self, RecvError};
+use crate::migration::send::Stop;
 use crate::vm::disks::Disk;
+use crate::vm::{Vm, VmError};
+use devices::block::BlockError;
 use devices::bus::lock;
 use monitor::engine::DiskSnapshots;
+use thiserror::Error;
 use vmstate::{VmstateReader, VmstateWriter, write_state};
 
-const NO_DISK: &str = "no block device can store vmstate for snapshot";
+/// Why a snapshot could not be saved, checked, loaded, deleted or listed, in QEMU's words
+/// where QEMU has them.
+#[derive(Debug, Error)]
+pub enum SnapshotError {
+    /// A writable disk whose image cannot hold snapshots (not qcow2).
+    #[error("Device '{id}' is writable but does not support snapshots")]
+    Unsupported { id: String },
+    /// No writable disk at all: nowhere to put the VM state.
+    #[error("no block device can store vmstate for snapshot")]
+    NoDisk,
+    /// A disk's image stopped being qcow2 (it was handed over to a migration's destination).
+    #[error("Device '{id}' does not support snapshots")]
+    NotQcow2 { id: String },
+    /// A snapshot operation or flush on a disk's image failed.
+    #[error("Device '{id}': {err}")]
+    Device {
+        id: String,
+        #[source]
+        err: BlockError,
+    },
+    /// `loadvm`: some disk has no snapshot of that name.
+    #[error("Snapshot '{tag}' does not exist in one or more devices")]
+    NotFound { tag: String },
+    /// `loadvm`: the snapshot holds no VM state (made by `qemu-img snapshot -c`).
+    #[error("This is a disk-only snapshot. Revert to it  offline using qemu-img")]
+    DiskOnly { tag: String },
+    /// The snapshot's VM state does not fit this VM, or could not be loaded.
+    #[error("Error while loading VM state: {0}")]
+    Load(#[source] RecvError),
+    /// The VM state could not be written to the image's vmstate area.
+    #[error("cannot write the VM state: {}", crate::errtext::io(.0))]
+    WriteState(#[source] std::io::Error),
+    /// The machine state could not be saved.
+    #[error(transparent)]
+    State(#[from] VmError),
+    /// The pages the guest touched could not be found.
+    #[error(transparent)]
+    Pages(#[from] DirtyError),
+    /// Guest RAM could not be read into the stream.
+    #[error(transparent)]
+    Stream(Stop),
+    /// `delvm`: a disk could not be flushed after the deletion.
+    #[error(transparent)]
+    Flush(BlockError),
+}
 
 /// The disks taking part, vmstate disk first: every writable disk, each of which must be
 /// able to hold snapshots. Read-only disks are skipped.
-fn participants(vm: &Vm) -> Result<Vec<&Disk>, String> {
+fn participants(vm: &Vm) -> Result<Vec<&Disk>, SnapshotError> {
     let mut v = Vec::new();
     for d in vm.disks().iter().filter(|d| !d.cfg.read_only) {
         if lock(&d.backend).as_qcow2().is_none() {
-            return Err(format!("Device '{}' is writable but does not support snapshots", d.cfg.id));
+            return Err(SnapshotError::Unsupported { id: d.cfg.id.clone() });
         }
         v.push(d);
     }
     if v.is_empty() {
-        return Err(NO_DISK.into());
+        return Err(SnapshotError::NoDisk);
     }
     Ok(v)
 }
@@ -44,19 +95,21 @@ fn has(d: &Disk, tag: &str) -> bool {
 }
 
 /// Deletes the snapshot named `tag` from `d`, if it has one.
-fn delete_named(d: &Disk, tag: &str) -> Result<(), String> {
+fn delete_named(d: &Disk, tag: &str) -> Result<(), SnapshotError> {
     match id_of(d, tag) {
         Some(id) => qcow2_op(d, |q| q.snapshot_delete(&id)).map(|_| ()),
         None => Ok(()),
     }
 }
 
-fn qcow2_op<T>(d: &Disk, f: impl FnOnce(&mut devices::block::Qcow2) -> Result<T, devices::block::BlockError>) -> Result<T, String> {
+fn qcow2_op<T>(d: &Disk, f: impl FnOnce(&mut devices::block::Qcow2) -> Result<T, BlockError>) -> Result<T, SnapshotError> {
     let mut b = lock(&d.backend);
-    let q = b
-        .as_qcow2()
-        .ok_or_else(|| format!("Device '{}' does not support snapshots", d.cfg.id))?;
-    f(q).map_err(|e| format!("Device '{}': {e}", d.cfg.id))
+    let q = b.as_qcow2().ok_or_else(|| SnapshotError::NotQcow2 { id: d.cfg.id.clone() })?;
+    f(q).map_err(|err| device_error(d, err))
+}
+
+fn device_error(d: &Disk, err: BlockError) -> SnapshotError {
+    SnapshotError::Device { id: d.cfg.id.clone(), err }
 }
 
 /// QEMU's name for a snapshot saved without a tag: `vm-YYYYMMDDHHMMSS`, local time.
@@ -79,7 +132,7 @@ pub fn default_tag() -> String {
 
 /// Saves the VM under `tag` (replacing a snapshot of that name). The VM must be paused;
 /// on failure no snapshot of that name is left behind and the images stay consistent.
-pub fn save(vm: &Vm, tag: &str) -> Result<(), String> {
+pub fn save(vm: &Vm, tag: &str) -> Result<(), SnapshotError> {
     let parts = participants(vm)?;
     for d in &parts {
         delete_named(d, tag)?;
@@ -87,12 +140,12 @@ pub fn save(vm: &Vm, tag: &str) -> Result<(), String> {
     let result = (|| {
         let mut w = VmstateWriter::new(parts[0].backend.clone());
         let clock = write_state(vm, &mut w)?;
-        let size = w.finish().map_err(|e| format!("cannot write the VM state: {e}"))?;
+        let size = w.finish().map_err(SnapshotError::WriteState)?;
         for (i, d) in parts.iter().enumerate() {
             qcow2_op(d, |q| q.snapshot_create(tag, if i == 0 { size } else { 0 }, clock, None))?;
         }
         for d in &parts {
-            lock(&d.backend).flush().map_err(|e| format!("Device '{}': {e}", d.cfg.id))?;
+            lock(&d.backend).flush().map_err(|err| device_error(d, err))?;
         }
         Ok(())
     })();
@@ -107,10 +160,10 @@ pub fn save(vm: &Vm, tag: &str) -> Result<(), String> {
 
 /// Checks that `tag` can be loaded into this VM, reading the saved state without changing
 /// anything; returns the size of its VM state.
-pub fn check_load(vm: &Vm, tag: &str) -> Result<u64, String> {
+pub fn check_load(vm: &Vm, tag: &str) -> Result<u64, SnapshotError> {
     let parts = participants(vm)?;
     if !parts.iter().all(|d| has(d, tag)) {
-        return Err(format!("Snapshot '{tag}' does not exist in one or more devices"));
+        return Err(SnapshotError::NotFound { tag: tag.to_string() });
     }
     let (id, size) = qcow2_op(parts[0], |q| {
         Ok(q.snapshots()
@@ -119,18 +172,20 @@ pub fn check_load(vm: &Vm, tag: &str) -> Result<u64, String> {
             .map_or((String::new(), 0), |s| (s.id, s.vm_state_size)))
     })?;
     if size == 0 {
-        return Err("This is a disk-only snapshot. Revert to it  offline using qemu-img".into());
+        return Err(SnapshotError::DiskOnly { tag: tag.to_string() });
     }
-    recv::check(vm, Box::new(VmstateReader::of_snapshot(parts[0].backend.clone(), &id, size)))
-        .map_err(|e| format!("Error while loading VM state: {e}"))?;
+    recv::check(vm, Box::new(VmstateReader::of_snapshot(parts[0].backend.clone(), &id, size))).map_err(SnapshotError::Load)?;
     Ok(size)
 }
 
 /// Why a `loadvm` failed: before anything changed (the VM may run on as it was), or part
 /// way, with disks reverted or RAM half loaded (it must not run until loaded again).
+#[derive(Debug, Error)]
 pub enum LoadError {
-    Unchanged(String),
-    Partial(String),
+    #[error(transparent)]
+    Unchanged(SnapshotError),
+    #[error(transparent)]
+    Partial(SnapshotError),
 }
 
 impl LoadError {
@@ -140,46 +195,38 @@ impl LoadError {
     }
 }
 
-impl std::fmt::Display for LoadError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            LoadError::Unchanged(e) | LoadError::Partial(e) => f.write_str(e),
-        }
-    }
-}
-
 /// Reverts every disk to `tag` and loads its VM state. The VM must be paused; everything
 /// that can be checked is checked (by `check_load`) before any disk is reverted.
 pub fn load(vm: &Vm, tag: &str) -> Result<(), LoadError> {
     let size = check_load(vm, tag).map_err(LoadError::Unchanged)?;
     let parts = participants(vm).map_err(LoadError::Unchanged)?;
     for d in &parts {
-        let id = id_of(d, tag).ok_or_else(|| LoadError::Partial(format!("Snapshot '{tag}' does not exist in one or more devices")))?;
+        let id = id_of(d, tag).ok_or_else(|| LoadError::Partial(SnapshotError::NotFound { tag: tag.to_string() }))?;
         qcow2_op(d, |q| q.snapshot_revert(&id)).map_err(LoadError::Partial)?;
     }
     // Loaded over the RAM as it is; pages the stream does not carry are zeroed afterwards.
     recv::run_over(vm, Box::new(VmstateReader::active(parts[0].backend.clone(), size)))
-        .map_err(|e| LoadError::Partial(format!("Error while loading VM state: {e}")))
+        .map_err(|e| LoadError::Partial(SnapshotError::Load(e)))
 }
 
 /// Deletes `tag` from every disk that has it (silent if none has, as in QEMU).
-pub fn delete(vm: &Vm, tag: &str) -> Result<(), String> {
+pub fn delete(vm: &Vm, tag: &str) -> Result<(), SnapshotError> {
     let parts = match participants(vm) {
         Ok(p) => p,
-        Err(e) if e == NO_DISK => return Ok(()),
+        Err(SnapshotError::NoDisk) => return Ok(()),
         Err(e) => return Err(e),
     };
     for d in parts {
         if has(d, tag) {
             delete_named(d, tag)?;
-            lock(&d.backend).flush().map_err(|e| e.to_string())?;
+            lock(&d.backend).flush().map_err(SnapshotError::Flush)?;
         }
     }
     Ok(())
 }
 
 /// The snapshots of every disk taking part, vmstate disk first (for `info snapshots`).
-pub fn list(vm: &Vm) -> Result<Vec<DiskSnapshots>, String> {
+pub fn list(vm: &Vm) -> Result<Vec<DiskSnapshots>, SnapshotError> {
     Ok(participants(vm)?
         .iter()
         .map(|d| DiskSnapshots {

@@ -1,6 +1,7 @@
 //! The VM state stream inside a qcow2 image's vmstate area: the same stream a migration
 //! sends (docs/migration.md), written and read in large sequential pieces.
 
+use super::SnapshotError;
 use crate::migration::dirty::{self, PAGE};
 use crate::migration::send::{Stop, write_pages};
 use crate::migration::stream::{PAGES_PER_RECORD, Writer};
@@ -194,18 +195,18 @@ impl Read for VmstateReader {
 /// one stream. The state goes right after CONFIG, ahead of the pages (the format allows it
 /// anywhere before END), so `loadvm` can check it against this VM by reading only the start.
 /// Returns the guest clock (ns) the state was taken at.
-pub fn write_state<W: Write>(vm: &Vm, out: &mut W) -> Result<u64, String> {
+pub fn write_state<W: Write>(vm: &Vm, out: &mut W) -> Result<u64, SnapshotError> {
     let stop = |s: Stop| match s {
-        Stop::Io(e) => format!("cannot write the VM state: {}", crate::errtext::io(&e)),
-        other => other.to_string(),
+        Stop::Io(e) => SnapshotError::WriteState(e),
+        other => SnapshotError::Stream(other),
     };
     // `out` buffers already (the vmstate writer writes 4 MiB at a time): no BufWriter.
-    let io_fail = |e: io::Error| stop(Stop::Io(e));
+    let io_fail = SnapshotError::WriteState;
     let mut w = Writer::new(out).map_err(io_fail)?;
     w.config(vm.mem_size(), vm.vcpu_count() as u32, "pc").map_err(io_fail)?;
-    let state = vm.save_state().map_err(|e| e.to_string())?;
+    let state = vm.save_state()?;
     w.state(&devices::state::VersionedState::to_bytes(&state)).map_err(io_fail)?;
-    let touched = dirty::touched(vm.ram()).map_err(|e| e.to_string())?;
+    let touched = dirty::touched(vm.ram())?;
     let regions: Vec<(u64, u64)> = vm.ram().iter().map(|r| (r.start_addr().0, r.len() / PAGE)).collect();
     let (mut buf, mut pages) = (Vec::new(), 0u64);
     for ((base, count), bm) in regions.into_iter().zip(&touched) {
