@@ -133,14 +133,14 @@ impl Machine {
     }
 
     pub fn migrate_set_parameters(&self, p: &MigrateSetParameters) -> Result<(), String> {
-        lock(&self.outgoing.params).set(p)
+        lock(&self.outgoing.params).set(p).map_err(|e| e.to_string())
     }
 
     pub fn migrate_set_capabilities(&self, caps: &[MigrationCapabilityStatus]) -> Result<(), String> {
         if self.migrating() {
             return Err("There's a migration process in progress".into());
         }
-        lock(&self.outgoing.params).set_capabilities(caps)
+        lock(&self.outgoing.params).set_capabilities(caps).map_err(|e| e.to_string())
     }
 }
 

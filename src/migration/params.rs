@@ -4,6 +4,25 @@
 
 use monitor::engine::migration::MAX_DOWNTIME_MS;
 use monitor::engine::{MigrateSetParameters, MigrationCapability, MigrationCapabilityStatus, MigrationParameters};
+use thiserror::Error;
+
+/// Why `migrate-set-parameters` or `migrate-set-capabilities` changed nothing: QEMU's
+/// range checks in its words, or a setting godwit would not act on.
+#[derive(Debug, Error, PartialEq, Eq)]
+pub enum ParamsError {
+    #[error("Parameter 'downtime_limit' expects an integer in the range of 0 to (2000 * 1000) ms")]
+    DowntimeLimit,
+    #[error("Parameter 'multifd_channels' expects a value between 1 and 255")]
+    MultifdChannels,
+    #[error("Parameter 'xbzrle_cache_size' expects a power of two no less than the target page size")]
+    XbzrleCacheSize,
+    /// A parameter QEMU has that godwit does not act on (named as QMP spells it).
+    #[error("parameter '{0}' has no effect in godwit and is not supported")]
+    Unsupported(&'static str),
+    /// A capability godwit does not have, switched on.
+    #[error("capability '{}' is not supported by godwit", .0.name())]
+    Capability(MigrationCapability),
+}
 
 /// The parameters godwit acts on, plus the values it keeps for display.
 #[derive(Debug, Clone, PartialEq)]
@@ -75,7 +94,7 @@ impl Params {
     }
 
     /// `migrate-set-parameters`: everything is checked before anything changes.
-    pub fn set(&mut self, p: &MigrateSetParameters) -> Result<(), String> {
+    pub fn set(&mut self, p: &MigrateSetParameters) -> Result<(), ParamsError> {
         check(p)?;
         if let Some(v) = p.max_bandwidth {
             self.max_bandwidth = v;
@@ -115,11 +134,11 @@ impl Params {
 
     /// `migrate-set-capabilities`: godwit does `block` and `events`; switching another
     /// one on is refused (before anything changes).
-    pub fn set_capabilities(&mut self, caps: &[MigrationCapabilityStatus]) -> Result<(), String> {
+    pub fn set_capabilities(&mut self, caps: &[MigrationCapabilityStatus]) -> Result<(), ParamsError> {
         for c in caps {
             let known = matches!(c.capability, MigrationCapability::Block | MigrationCapability::Events);
             if c.state && !known {
-                return Err(format!("capability '{}' is not supported by godwit", c.capability.name()));
+                return Err(ParamsError::Capability(c.capability));
             }
         }
         for c in caps {
@@ -135,15 +154,15 @@ impl Params {
 
 /// QEMU's range checks (`migrate_params_check`), then godwit's refusal of parameters it
 /// would not act on.
-fn check(p: &MigrateSetParameters) -> Result<(), String> {
+fn check(p: &MigrateSetParameters) -> Result<(), ParamsError> {
     if p.downtime_limit.is_some_and(|v| v > MAX_DOWNTIME_MS) {
-        return Err("Parameter 'downtime_limit' expects an integer in the range of 0 to (2000 * 1000) ms".into());
+        return Err(ParamsError::DowntimeLimit);
     }
     if p.multifd_channels == Some(0) {
-        return Err("Parameter 'multifd_channels' expects a value between 1 and 255".into());
+        return Err(ParamsError::MultifdChannels);
     }
     if p.xbzrle_cache_size.is_some_and(|v| !v.is_power_of_two() || v < 4096) {
-        return Err("Parameter 'xbzrle_cache_size' expects a power of two no less than the target page size".into());
+        return Err(ParamsError::XbzrleCacheSize);
     }
     let unsupported = [
         ("announce-initial", p.announce_initial.is_some()),
@@ -168,7 +187,7 @@ fn check(p: &MigrateSetParameters) -> Result<(), String> {
         ("multifd-zstd-level", p.multifd_zstd_level.is_some()),
     ];
     match unsupported.iter().find(|(_, set)| *set) {
-        Some((name, _)) => Err(format!("parameter '{name}' has no effect in godwit and is not supported")),
+        Some((name, _)) => Err(ParamsError::Unsupported(name)),
         None => Ok(()),
     }
 }
@@ -185,21 +204,20 @@ mod tests {
             downtime_limit: Some(MAX_DOWNTIME_MS + 1),
             ..MigrateSetParameters::default()
         };
-        assert!(p.set(&bad).unwrap_err().contains("(2000 * 1000) ms"));
+        assert_eq!(p.set(&bad), Err(ParamsError::DowntimeLimit));
         assert_eq!(p, Params::default());
         let odd = MigrateSetParameters {
             xbzrle_cache_size: Some(1000),
             ..MigrateSetParameters::default()
         };
-        assert!(p.set(&odd).unwrap_err().contains("power of two"));
+        assert_eq!(p.set(&odd), Err(ParamsError::XbzrleCacheSize));
         let tls = MigrateSetParameters {
             tls_creds: Some("x".into()),
             ..MigrateSetParameters::default()
         };
-        assert_eq!(
-            p.set(&tls).unwrap_err(),
-            "parameter 'tls-creds' has no effect in godwit and is not supported"
-        );
+        let e = p.set(&tls).unwrap_err();
+        assert_eq!(e, ParamsError::Unsupported("tls-creds"));
+        assert_eq!(e.to_string(), "parameter 'tls-creds' has no effect in godwit and is not supported");
         p.set(&MigrateSetParameters {
             max_bandwidth: Some(5),
             ..MigrateSetParameters::default()
@@ -213,10 +231,11 @@ mod tests {
         let mut p = Params::default();
         assert_eq!(p.capabilities().len(), 21);
         let on = |capability| MigrationCapabilityStatus { capability, state: true };
-        assert!(
-            p.set_capabilities(&[on(MigrationCapability::Block), on(MigrationCapability::Xbzrle)])
-                .is_err()
-        );
+        let e = p
+            .set_capabilities(&[on(MigrationCapability::Block), on(MigrationCapability::Xbzrle)])
+            .unwrap_err();
+        assert_eq!(e, ParamsError::Capability(MigrationCapability::Xbzrle));
+        assert_eq!(e.to_string(), "capability 'xbzrle' is not supported by godwit");
         assert!(!p.block, "nothing changed");
         p.set_capabilities(&[on(MigrationCapability::Block), on(MigrationCapability::Events)])
             .unwrap();
