@@ -31,6 +31,5 @@ pub fn copy_legacy<M: GuestMemoryBackend>(mem: &M, bios: &BiosImage) -> Result<(
     let n = (bios.data.len() as u64).min(BIOS_LEGACY_SIZE) as usize;
     let tail = &bios.data[bios.data.len() - n..];
     let at = BIOS_LEGACY_BASE + BIOS_LEGACY_SIZE - n as u64;
-    mem.write_slice(tail, GuestAddress(at))
-        .map_err(|e| BootError::Memory(e.to_string()))
+    mem.write_slice(tail, GuestAddress(at)).map_err(BootError::Memory)
 }

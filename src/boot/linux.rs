@@ -23,10 +23,6 @@ pub struct LinuxBoot<'a> {
     pub mem_size: u64,
 }
 
-fn mem_err(e: impl std::fmt::Display) -> BootError {
-    BootError::Memory(e.to_string())
-}
-
 /// Loads everything and returns the boot vCPU's entry.
 pub fn load<M: GuestMemoryBackend>(mem: &M, b: &LinuxBoot<'_>) -> Result<Entry, BootError> {
     let mut f = File::open(b.kernel).map_err(|err| BootError::OpenKernel {
@@ -37,7 +33,7 @@ pub fn load<M: GuestMemoryBackend>(mem: &M, b: &LinuxBoot<'_>) -> Result<Entry, 
         linux_loader::loader::Error::Bzimage(linux_loader::loader::bzimage::Error::InvalidBzImage)
         | linux_loader::loader::Error::Bzimage(linux_loader::loader::bzimage::Error::ReadBzImageHeader)
         | linux_loader::loader::Error::Bzimage(linux_loader::loader::bzimage::Error::Underflow) => BootError::BadKernel,
-        other => BootError::KernelLoad(other.to_string()),
+        other => BootError::KernelLoad(other),
     })?;
     let mut hdr = loaded.setup_header.ok_or(BootError::BadKernel)?;
     if hdr.header != HDR_MAGIC {
@@ -54,7 +50,7 @@ pub fn load<M: GuestMemoryBackend>(mem: &M, b: &LinuxBoot<'_>) -> Result<Entry, 
     }
     let mut bytes = b.cmdline.as_bytes().to_vec();
     bytes.push(0);
-    mem.write_slice(&bytes, GuestAddress(CMDLINE)).map_err(mem_err)?;
+    mem.write_slice(&bytes, GuestAddress(CMDLINE))?;
     hdr.cmd_line_ptr = CMDLINE as u32;
     hdr.type_of_loader = LOADER_TYPE_UNDEFINED;
 
@@ -69,7 +65,7 @@ pub fn load<M: GuestMemoryBackend>(mem: &M, b: &LinuxBoot<'_>) -> Result<Entry, 
     let mut params = boot_params { hdr, ..Default::default() };
     let map = e820::map(b.mem_size);
     if map.len() > E820_MAX {
-        return Err(BootError::Memory("memory map too large".into()));
+        return Err(BootError::E820TooLarge);
     }
     for (i, (addr, size, kind)) in map.iter().enumerate() {
         params.e820_table[i] = boot_e820_entry {
@@ -79,7 +75,7 @@ pub fn load<M: GuestMemoryBackend>(mem: &M, b: &LinuxBoot<'_>) -> Result<Entry, 
         };
     }
     params.e820_entries = map.len() as u8;
-    mem.write_obj(params, GuestAddress(ZERO_PAGE)).map_err(mem_err)?;
+    mem.write_obj(params, GuestAddress(ZERO_PAGE))?;
     Ok(Entry::Linux64 {
         rip: loaded.kernel_load.0 + STARTUP_64_OFFSET,
         zero_page: ZERO_PAGE,
@@ -94,18 +90,43 @@ fn load_initrd<M: GuestMemoryBackend>(
     kernel_end: u64,
     mem_size: u64,
 ) -> Result<(u64, u64), BootError> {
-    let err = |e: String| BootError::Initrd {
-        path: path.display().to_string(),
-        err: e,
-    };
-    let data = std::fs::read(path).map_err(|e| err(crate::errtext::io(&e)))?;
+    let shown = || path.display().to_string();
+    let data = std::fs::read(path).map_err(|err| BootError::InitrdRead { path: shown(), err })?;
     let size = data.len() as u64;
     // initrd_addr_max is the highest byte address the initrd may occupy.
     let addr_max = if addr_max == 0 { 0x37ff_ffff } else { addr_max };
     let low_end = ram_ranges(mem_size)[0].1;
     let top = (addr_max + 1).min(low_end);
     let start = top.checked_sub(size).map(|s| s & !0xfff).filter(|s| *s >= kernel_end);
-    let start = start.ok_or_else(|| err(format!("{size} bytes do not fit in guest memory above the kernel")))?;
-    mem.write_slice(&data, GuestAddress(start)).map_err(|e| err(e.to_string()))?;
+    let start = start.ok_or_else(|| BootError::InitrdTooBig { path: shown(), size })?;
+    mem.write_slice(&data, GuestAddress(start))
+        .map_err(|err| BootError::InitrdWrite { path: shown(), err })?;
     Ok((start, size))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use vm_memory::GuestMemoryMmap;
+
+    #[test]
+    fn an_initrd_that_cannot_be_read_or_placed_says_which() {
+        let mem: GuestMemoryMmap = GuestMemoryMmap::from_ranges(&[(GuestAddress(0), 16 << 20)]).unwrap();
+        let missing = std::env::temp_dir().join(format!("godwit-no-initrd-{}", std::process::id()));
+        let e = load_initrd(&mem, &missing, 0, 1 << 20, 16 << 20).unwrap_err();
+        assert!(matches!(&e, BootError::InitrdRead { err, .. } if err.kind() == std::io::ErrorKind::NotFound));
+        assert_eq!(
+            e.to_string(),
+            format!("could not load initial ram disk '{}': No such file or directory", missing.display())
+        );
+        let big = std::env::temp_dir().join(format!("godwit-big-initrd-{}", std::process::id()));
+        std::fs::write(&big, vec![0u8; 2 << 20]).unwrap();
+        let e = load_initrd(&mem, &big, 0, 15 << 20, 16 << 20).unwrap_err();
+        assert!(matches!(e, BootError::InitrdTooBig { size: 0x20_0000, .. }), "{e:?}");
+        assert!(
+            e.to_string()
+                .ends_with(": 2097152 bytes do not fit in guest memory above the kernel")
+        );
+        let _ = std::fs::remove_file(&big);
+    }
 }

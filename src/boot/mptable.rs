@@ -91,8 +91,7 @@ pub fn write<M: GuestMemoryBackend>(mem: &M, cpus: u8) -> Result<(), BootError> 
     if MPTABLE + t.len() as u64 > HIMEM_START {
         return Err(BootError::TooManyCpus(cpus));
     }
-    mem.write_slice(&t, GuestAddress(MPTABLE))
-        .map_err(|e| BootError::Memory(e.to_string()))
+    mem.write_slice(&t, GuestAddress(MPTABLE)).map_err(BootError::Memory)
 }
 
 #[cfg(test)]

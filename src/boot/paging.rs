@@ -15,7 +15,7 @@ const PAGE_2M: u64 = 0x80;
 
 /// Writes the GDT, an empty IDT and page tables that identity-map the first 4 GiB.
 pub fn write<M: GuestMemoryBackend>(mem: &M) -> Result<(), BootError> {
-    let w = |addr: u64, v: u64| mem.write_obj(v, GuestAddress(addr)).map_err(|e| BootError::Memory(e.to_string()));
+    let w = |addr: u64, v: u64| mem.write_obj(v, GuestAddress(addr)).map_err(BootError::Memory);
     for (i, d) in GDT.iter().enumerate() {
         w(BOOT_GDT + 8 * i as u64, *d)?;
     }
@@ -28,8 +28,7 @@ pub fn write<M: GuestMemoryBackend>(mem: &M) -> Result<(), BootError> {
     for (i, entry) in table.chunks_exact_mut(8).enumerate() {
         entry.copy_from_slice(&(((i as u64) << 21) | PRESENT_RW | PAGE_2M).to_le_bytes());
     }
-    mem.write_slice(&table, GuestAddress(PD))
-        .map_err(|e| BootError::Memory(e.to_string()))
+    mem.write_slice(&table, GuestAddress(PD)).map_err(BootError::Memory)
 }
 
 #[cfg(test)]
