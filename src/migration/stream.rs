@@ -39,6 +39,22 @@ pub enum Tag {
 }
 
 impl Tag {
+    /// The smallest and largest payload a record of this type may have.
+    fn payload_bounds(self) -> (u32, u32) {
+        match self {
+            Tag::Config => (12, 12 + 4096),
+            Tag::Pages => (8 + PAGE_SIZE as u32, 8 + (PAGES_PER_RECORD * PAGE_SIZE) as u32),
+            Tag::Zero => (16, 16),
+            Tag::Sync => (4, 4),
+            Tag::State => (1, MAX_PAYLOAD),
+            Tag::End => (8, 8),
+            Tag::Disks => (5, 64 << 10),
+            Tag::Block => (12 + SECTOR as u32, 12 + MAX_BLOCK_DATA as u32),
+            Tag::BlockZero => (20, 20),
+            Tag::Progress => (4, 4),
+        }
+    }
+
     fn from_u8(v: u8) -> Option<Tag> {
         Some(match v {
             1 => Tag::Config,
@@ -286,18 +302,7 @@ impl<R: Read> Reader<R> {
             .filter(|t| self.version >= 2 || (*t as u8) <= Tag::End as u8)
             .ok_or(StreamError::UnknownTag { tag: head[0], at })?;
         let len = u32::from_le_bytes(head[4..8].try_into().expect("4 bytes"));
-        let (min, max) = match tag {
-            Tag::Config => (12, 12 + 4096),
-            Tag::Pages => (8 + PAGE_SIZE as u32, 8 + (PAGES_PER_RECORD * PAGE_SIZE) as u32),
-            Tag::Zero => (16, 16),
-            Tag::Sync => (4, 4),
-            Tag::State => (1, MAX_PAYLOAD),
-            Tag::End => (8, 8),
-            Tag::Disks => (5, 64 << 10),
-            Tag::Block => (12 + SECTOR as u32, 12 + MAX_BLOCK_DATA as u32),
-            Tag::BlockZero => (20, 20),
-            Tag::Progress => (4, 4),
-        };
+        let (min, max) = tag.payload_bounds();
         if len < min || len > max || head[1..4] != [0, 0, 0] {
             return Err(StreamError::Bad {
                 what: tag_name(tag),

@@ -2,6 +2,7 @@
 //! keeps counting and its working set verifies on the destination, and the figures the
 //! sender reports add up.
 
+use super::disks::{Announce, DiskDesc, DisksError, Mode};
 use super::info::Status;
 use super::recv::RecvError;
 use super::recv_block::RecvBlockError;
@@ -116,8 +117,27 @@ fn idle_guest_sends_only_what_it_touched() {
     assert!(s.transferred < 8 << 20, "an idle 512 MiB guest sent {} bytes", s.transferred);
 }
 
-#[test]
-fn bad_streams_are_refused_with_a_reason() {
+type IsRecv = fn(&RecvError) -> bool;
+type IsDisk = fn(&RecvBlockError) -> bool;
+
+/// A stream: the header, then what `f` writes.
+fn stream_of(f: &dyn Fn(&mut stream::Writer<&mut Vec<u8>>)) -> Vec<u8> {
+    let mut v = Vec::new();
+    let mut w = stream::Writer::new(&mut v).unwrap();
+    f(&mut w);
+    v
+}
+
+/// A stream with the configuration of `small_destination`, then what `f` writes.
+fn after_config(f: &dyn Fn(&mut stream::Writer<&mut Vec<u8>>)) -> Vec<u8> {
+    stream_of(&|w| {
+        w.config(64 << 20, 1, "pc").unwrap();
+        f(w);
+    })
+}
+
+/// A destination of 64 MiB and one vCPU with `drives`, paused, waiting for a stream.
+fn small_destination(drives: Vec<crate::config::DriveConfig>) -> Vm {
     let kvm = crate::vm::kvm::open().expect("/dev/kvm");
     let (tx, _rx) = crossbeam_channel::unbounded::<VmEvent>();
     let cfg = Config {
@@ -126,19 +146,17 @@ fn bad_streams_are_refused_with_a_reason() {
         mem_size: 64 << 20,
         vcpus: 1,
         kernel: Some(probe()),
+        drives,
         ..Config::default()
     };
-    let dst = Vm::build(&kvm, &cfg, Box::new(std::io::sink()), tx).unwrap();
-    let stream_with = |f: &dyn Fn(&mut stream::Writer<&mut Vec<u8>>)| {
-        let mut v = Vec::new();
-        let mut w = stream::Writer::new(&mut v).unwrap();
-        f(&mut w);
-        v
-    };
-    type Is = fn(&RecvError) -> bool;
-    let cases: Vec<(Vec<u8>, &str, Is)> = vec![
+    Vm::build(&kvm, &cfg, Box::new(std::io::sink()), tx).unwrap()
+}
+
+/// Streams `small_destination` refuses: a piece of the reason, and the variant it is.
+fn bad_streams() -> Vec<(Vec<u8>, &'static str, IsRecv)> {
+    vec![
         (
-            stream_with(&|w| w.config(128 << 20, 1, "pc").unwrap()),
+            stream_of(&|w| w.config(128 << 20, 1, "pc").unwrap()),
             "RAM size mismatch: the source has 128 MiB, this VM 64 MiB",
             |e| {
                 matches!(
@@ -150,141 +168,89 @@ fn bad_streams_are_refused_with_a_reason() {
                 )
             },
         ),
-        (stream_with(&|w| w.config(64 << 20, 2, "pc").unwrap()), "vCPU count mismatch", |e| {
+        (stream_of(&|w| w.config(64 << 20, 2, "pc").unwrap()), "vCPU count mismatch", |e| {
             matches!(e, RecvError::VcpuCount { theirs: 2, mine: 1 })
         }),
         (
-            stream_with(&|w| {
-                w.config(64 << 20, 1, "pc").unwrap();
-                w.pages(64 << 20, &[1u8; 4096]).unwrap();
-            }),
+            after_config(&|w| w.pages(64 << 20, &[1u8; 4096]).unwrap()),
             "page data at guest address 0x4000000+0x1000 lies outside guest RAM",
             |e| matches!(e, RecvError::OutsideRam { what: "page data", .. }),
         ),
-        (
-            stream_with(&|w| {
-                w.config(64 << 20, 1, "pc").unwrap();
-                w.zero((64 << 20) - 4096, 2).unwrap();
-            }),
-            "outside guest RAM",
-            |e| {
-                matches!(
-                    e,
-                    RecvError::OutsideRam {
-                        what: "zero range",
-                        len: 0x2000,
-                        ..
-                    }
-                )
-            },
-        ),
-        (
-            stream_with(&|w| {
-                w.config(64 << 20, 1, "pc").unwrap();
-                w.zero(0, u64::MAX).unwrap();
-            }),
-            "outside guest RAM",
-            |e| matches!(e, RecvError::OutsideRam { len: u64::MAX, .. }),
-        ),
-        (
-            stream_with(&|w| {
-                w.config(64 << 20, 1, "pc").unwrap();
-                w.end(0).unwrap();
-            }),
-            "without the machine state",
-            |e| matches!(e, RecvError::NoState),
-        ),
-        (
-            stream_with(&|w| {
-                w.config(64 << 20, 1, "pc").unwrap();
-                w.state(b"garbage").unwrap();
-            }),
-            "truncated",
-            |e| matches!(e, RecvError::State(_)),
-        ),
-        (
-            stream_with(&|w| {
-                w.config(64 << 20, 1, "pc").unwrap();
-                w.sync(1).unwrap();
-            }),
-            "truncated",
-            |e| matches!(e, RecvError::Stream(stream::StreamError::Truncated(_))),
-        ),
+        (after_config(&|w| w.zero((64 << 20) - 4096, 2).unwrap()), "outside guest RAM", |e| {
+            matches!(
+                e,
+                RecvError::OutsideRam {
+                    what: "zero range",
+                    len: 0x2000,
+                    ..
+                }
+            )
+        }),
+        (after_config(&|w| w.zero(0, u64::MAX).unwrap()), "outside guest RAM", |e| {
+            matches!(e, RecvError::OutsideRam { len: u64::MAX, .. })
+        }),
+        (after_config(&|w| w.end(0).unwrap()), "without the machine state", |e| {
+            matches!(e, RecvError::NoState)
+        }),
+        (after_config(&|w| w.state(b"garbage").unwrap()), "truncated", |e| {
+            matches!(e, RecvError::State(_))
+        }),
+        (after_config(&|w| w.sync(1).unwrap()), "truncated", |e| {
+            matches!(e, RecvError::Stream(stream::StreamError::Truncated(_)))
+        }),
         (b"QEVM\0\0\0\x03\0\0\0\0\0\0\0\0".to_vec(), "bad magic", |e| {
             matches!(e, RecvError::Stream(stream::StreamError::BadMagic))
         }),
-    ];
-    for (bytes, want, is) in cases {
+    ]
+}
+
+#[test]
+fn bad_streams_are_refused_with_a_reason() {
+    let dst = small_destination(Vec::new());
+    for (bytes, want, is) in bad_streams() {
         let err = recv::run(&dst, Box::new(std::io::Cursor::new(bytes)), None).unwrap_err();
         assert!(err.to_string().contains(want), "expected {want:?} in {err}");
         assert!(is(&err), "{err:?}");
     }
 }
 
-#[test]
-fn bad_disk_records_are_refused_and_write_nothing() {
-    use super::disks::{Announce, DiskDesc, DisksError, Mode};
-    let dir = std::env::temp_dir().join(format!("godwit-diskrec-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let img = dir.join("d.raw");
-    std::fs::write(&img, vec![0xa5u8; 1 << 20]).unwrap();
-    let kvm = crate::vm::kvm::open().expect("/dev/kvm");
-    let (tx, _rx) = crossbeam_channel::unbounded::<VmEvent>();
-    let cfg = Config {
-        incoming: Some("unix:test".into()),
-        start_paused: true,
-        mem_size: 64 << 20,
-        vcpus: 1,
-        kernel: Some(probe()),
-        drives: vec![raw_drive(&img)],
-        ..Config::default()
-    };
-    let dst = Vm::build(&kvm, &cfg, Box::new(std::io::sink()), tx).unwrap();
-    let list = |mode, disks: &[(&str, u64, bool)]| {
-        Announce {
-            mode,
-            disks: disks
-                .iter()
-                .map(|(id, size, copied)| DiskDesc {
-                    id: id.to_string(),
-                    size: *size,
-                    copied: *copied,
-                    base: None,
-                })
-                .collect(),
-        }
-        .encode()
-    };
-    let full = list(Mode::Full, &[("virtio0", 1 << 20, true)]);
-    let stream_with = |f: &dyn Fn(&mut stream::Writer<&mut Vec<u8>>)| {
-        let mut v = Vec::new();
-        let mut w = stream::Writer::new(&mut v).unwrap();
-        w.config(64 << 20, 1, "pc").unwrap();
-        f(&mut w);
-        v
-    };
-    type Is = fn(&RecvBlockError) -> bool;
-    let cases: Vec<(Vec<u8>, &str, Is)> = vec![
+/// A DISKS record in `mode`, of disks (name, size, copied).
+fn disk_list(mode: Mode, disks: &[(&str, u64, bool)]) -> Vec<u8> {
+    let disks = disks
+        .iter()
+        .map(|(id, size, copied)| DiskDesc {
+            id: id.to_string(),
+            size: *size,
+            copied: *copied,
+            base: None,
+        })
+        .collect();
+    Announce { mode, disks }.encode()
+}
+
+/// Disk records a `small_destination` with one 1 MiB disk refuses: a piece of the reason,
+/// and the variant it is.
+fn bad_disk_records() -> Vec<(Vec<u8>, &'static str, IsDisk)> {
+    let full = || disk_list(Mode::Full, &[("virtio0", 1 << 20, true)]);
+    let shared_two = || disk_list(Mode::Shared, &[("virtio0", 1 << 20, false), ("x", 512, false)]);
+    vec![
         (
-            stream_with(&|w| w.block(0, 0, &[1u8; 512]).unwrap()),
+            after_config(&|w| w.block(0, 0, &[1u8; 512]).unwrap()),
             "disk data before the disk list",
             |e| matches!(e, RecvBlockError::BeforeList),
         ),
         (
-            stream_with(&|w| {
-                w.disks(&list(Mode::Shared, &[("virtio0", 1 << 20, false), ("x", 512, false)]))
-                    .unwrap()
-            }),
+            after_config(&|w| w.disks(&shared_two()).unwrap()),
             "the source has 2 disks, this VM 1",
             |e| matches!(e, RecvBlockError::Refused(DisksError::DiskCount { theirs: 2, mine: 1 })),
         ),
         (
-            stream_with(&|w| w.disks(&list(Mode::Full, &[("disk9", 1 << 20, true)])).unwrap()),
+            after_config(&|w| w.disks(&disk_list(Mode::Full, &[("disk9", 1 << 20, true)])).unwrap()),
             "the source's disk 'disk9' is not here (this VM has 'virtio0')",
             |e| matches!(e, RecvBlockError::Refused(DisksError::Missing { .. })),
         ),
         (
-            stream_with(&|w| w.disks(&list(Mode::Full, &[("virtio0", 2 << 20, true)])).unwrap()),
+            after_config(&|w| w.disks(&disk_list(Mode::Full, &[("virtio0", 2 << 20, true)])).unwrap()),
             "disk 'virtio0' has 2097152 bytes on the source, 1048576 here",
             |e| {
                 matches!(
@@ -297,28 +263,28 @@ fn bad_disk_records_are_refused_and_write_nothing() {
                 )
             },
         ),
-        (stream_with(&|w| w.disks(&full[..full.len() - 1]).unwrap()), "cut short", |e| {
+        (after_config(&|w| w.disks(&full()[..full().len() - 1]).unwrap()), "cut short", |e| {
             matches!(e, RecvBlockError::Refused(DisksError::CutShort))
         }),
         (
-            stream_with(&|w| {
-                w.disks(&list(Mode::Shared, &[("virtio0", 1 << 20, false)])).unwrap();
+            after_config(&|w| {
+                w.disks(&disk_list(Mode::Shared, &[("virtio0", 1 << 20, false)])).unwrap();
                 w.block(0, 0, &[1u8; 512]).unwrap();
             }),
             "disk data for disk 0, which receives none",
             |e| matches!(e, RecvBlockError::NotReceiving(0)),
         ),
         (
-            stream_with(&|w| {
-                w.disks(&full).unwrap();
+            after_config(&|w| {
+                w.disks(&full()).unwrap();
                 w.block(1, 0, &[1u8; 512]).unwrap();
             }),
             "disk 1, which receives none",
             |e| matches!(e, RecvBlockError::NotReceiving(1)),
         ),
         (
-            stream_with(&|w| {
-                w.disks(&full).unwrap();
+            after_config(&|w| {
+                w.disks(&full()).unwrap();
                 w.block(0, (1 << 20) - 512, &[1u8; 1024]).unwrap();
             }),
             "disk data at 0xffe00+0x400 lies outside disk 'virtio0' or is not whole sectors",
@@ -334,31 +300,40 @@ fn bad_disk_records_are_refused_and_write_nothing() {
             },
         ),
         (
-            stream_with(&|w| {
-                w.disks(&full).unwrap();
+            after_config(&|w| {
+                w.disks(&full()).unwrap();
                 w.block(0, 100, &[1u8; 512]).unwrap();
             }),
             "not whole sectors",
             |e| matches!(e, RecvBlockError::OutsideDisk { offset: 100, .. }),
         ),
         (
-            stream_with(&|w| {
-                w.disks(&full).unwrap();
+            after_config(&|w| {
+                w.disks(&full()).unwrap();
                 w.block_zero(0, 512, u64::MAX).unwrap();
             }),
             "lies outside disk 'virtio0'",
             |e| matches!(e, RecvBlockError::OutsideDisk { len: u64::MAX, .. }),
         ),
         (
-            stream_with(&|w| {
-                w.disks(&full).unwrap();
-                w.disks(&full).unwrap();
+            after_config(&|w| {
+                w.disks(&full()).unwrap();
+                w.disks(&full()).unwrap();
             }),
             "a second disk list",
             |e| matches!(e, RecvBlockError::SecondList),
         ),
-    ];
-    for (bytes, want, is) in cases {
+    ]
+}
+
+#[test]
+fn bad_disk_records_are_refused_and_write_nothing() {
+    let dir = std::env::temp_dir().join(format!("godwit-diskrec-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let img = dir.join("d.raw");
+    std::fs::write(&img, vec![0xa5u8; 1 << 20]).unwrap();
+    let dst = small_destination(vec![raw_drive(&img)]);
+    for (bytes, want, is) in bad_disk_records() {
         let err = recv::run(&dst, Box::new(std::io::Cursor::new(bytes)), None).unwrap_err();
         assert!(err.to_string().contains(want), "expected {want:?} in {err}");
         assert!(matches!(&err, RecvError::Disks(e) if is(e)), "{err:?}");
