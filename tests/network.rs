@@ -47,6 +47,7 @@ fn ping_through_a_bridge_and_set_link() {
         assert!(Instant::now() < end, "the bridge never learnt {MAC}");
         std::thread::sleep(Duration::from_millis(50));
     }
+    ns.wait_reachable(T);
     let p = ns.ping(50, Duration::from_millis(10));
     assert_eq!(p.lost(), 0, "{p:?}");
 
@@ -177,6 +178,7 @@ fn announcements_move_the_guest_on_the_bridge() {
 fn pair(ns: &Netns, dir: &std::path::Path, tag: &str, taps: (&str, &str)) -> (common::migrate::Node, common::migrate::Node, String) {
     let mut src = ns.node(dir, &format!("src{tag}"), &append(), &strs(&tap_nic(taps.0)));
     src.g.wait_for("NET eth0", T);
+    ns.wait_reachable(T);
     assert_eq!(ns.ping(10, Duration::from_millis(10)).lost(), 0);
     assert_eq!(ns.port_of(MAC).as_deref(), Some(taps.0));
     // Started only now: broadcasts from before (the probe's gratuitous ARP, the host's ARP
@@ -213,6 +215,7 @@ fn snapshots_with_a_nic() {
     args.extend(["-drive".to_string(), format!("file={},if=virtio", img.display())]);
     let mut n = ns.node(&dir, "vm", &append(), &strs(&args));
     n.g.wait_for("NET eth0", T);
+    ns.wait_reachable(T);
     assert_eq!(ns.ping(20, Duration::from_millis(10)).lost(), 0);
     assert_eq!(n.mon.cmd_timeout("savevm s1", Duration::from_secs(60)), "");
     assert_eq!(ns.ping(20, Duration::from_millis(10)).lost(), 0);
@@ -220,8 +223,9 @@ fn snapshots_with_a_nic() {
     assert_eq!(n.mon.cmd_timeout("loadvm s1", Duration::from_secs(60)), "");
     assert_eq!(ns.ping(20, Duration::from_millis(10)).lost(), 0, "no answers after loadvm");
     let after = heartbeats(&n.g.collect_for(Duration::from_millis(300)));
+    // A line or two printed before the load paused the guest may come first.
     assert!(
-        after.first().is_some_and(|hb| *hb < before),
+        after.iter().take(5).any(|hb| *hb < before),
         "the guest did not go back: {before} then {after:?}"
     );
     assert!(!n.g.seen.iter().any(|l| l.text.contains("FAULT")));
@@ -288,6 +292,7 @@ fn seed_style_command_line() {
         ],
     );
     g.wait_for("NET eth0", T);
+    ns.wait_reachable(T);
     assert_eq!(ns.ping(20, Duration::from_millis(10)).lost(), 0);
     assert!(g.stderr().contains("no NIC model given"), "{}", g.stderr());
     let _ = Command::new("kill").arg(g.child.id().to_string()).status();

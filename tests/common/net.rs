@@ -85,6 +85,15 @@ impl Netns {
             .and_then(|l| l.split_whitespace().nth(2).map(str::to_string))
     }
 
+    /// Pings until the guest answers (its first answers may wait for the host's ARP
+    /// resolution and a busy host), at most `timeout`.
+    pub fn wait_reachable(&self, timeout: Duration) {
+        let end = std::time::Instant::now() + timeout;
+        while self.ping(3, Duration::from_millis(50)).replies.len() < 3 {
+            assert!(std::time::Instant::now() < end, "the guest never answered pings");
+        }
+    }
+
     /// `count` pings of GUEST_IP, one per `interval`, from inside the namespace.
     pub fn ping(&self, count: u32, interval: Duration) -> Pings {
         self.ping_started(count, interval).finish()
