@@ -7,7 +7,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-packages=(qemu-system-x86 qemu-utils expect socat telnet busybox-static cpio binutils gcc python3 libslirp-dev libglib2.0-dev pkg-config)
+packages=(qemu-system-x86 qemu-utils expect socat telnet busybox-static cpio binutils gcc python3 libslirp-dev libglib2.0-dev pkg-config iproute2)
 sudo=""; [ "$(id -u)" -eq 0 ] || sudo=sudo
 installed() { dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q "install ok installed"; }
 version_of() { dpkg-query -W -f='${Version}' "$1" 2>/dev/null; }
@@ -39,7 +39,7 @@ fi
 for p in "${packages[@]}"; do
     installed "$p" || { echo "setup: package $p is missing after installation" >&2; exit 1; }
 done
-for tool in qemu-system-x86_64 qemu-img qemu-io expect socat telnet cpio gcc python3; do
+for tool in qemu-system-x86_64 qemu-img qemu-io expect socat telnet cpio gcc python3 ip bridge pkg-config; do
     command -v "$tool" >/dev/null || { echo "setup: $tool is missing after installation" >&2; exit 1; }
 done
 echo "setup: $(qemu-system-x86_64 --version | head -1); $(qemu-img --version | head -1)"

@@ -2,6 +2,10 @@
 
 use std::path::PathBuf;
 
+pub use devices::net::slirp::UserNetConfig;
+pub use devices::net::tap::TapConfig;
+pub use devices::virtio::net::MacAddr;
+
 /// Where a serial port's bytes go.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum SerialBackend {
@@ -30,6 +34,44 @@ pub struct DriveConfig {
     /// The block device name `info block` shows (`virtio0`, `ide0-hd0`, or `id=`).
     pub id: String,
     /// The original `-drive` argument, for error messages in QEMU's form.
+    pub spec: String,
+}
+
+/// What a network back end is.
+#[derive(Debug, Clone, PartialEq)]
+pub enum NetdevKind {
+    Tap(TapConfig),
+    User(UserNetConfig),
+    /// Nothing: a `-net` hub without host network.
+    Null,
+}
+
+/// One network back end (QEMU's netdev).
+#[derive(Debug, Clone, PartialEq)]
+pub struct NetdevConfig {
+    /// `id=`, or the `#netN` QEMU makes up for the back ends of `-net` and `-nic`.
+    pub id: String,
+    pub kind: NetdevKind,
+    /// The option as written (`-netdev tap,id=t0,...`), for error messages.
+    pub spec: String,
+    /// On the legacy `-net` hub 0.
+    pub hub: bool,
+}
+
+/// One NIC: a virtio-net PCI function.
+#[derive(Debug, Clone, PartialEq)]
+pub struct NicConfig {
+    /// The name `info network` and `set_link` use: `id=`, else `virtio-net-pci.N`.
+    pub name: String,
+    /// `-device ...,id=` (what `info pci` shows as its id).
+    pub qdev_id: String,
+    /// The address; set for every NIC once the command line is read.
+    pub mac: Option<MacAddr>,
+    /// The back end's id.
+    pub netdev: Option<String>,
+    /// On the legacy `-net` hub 0.
+    pub hub: bool,
+    /// The option as written, for error messages.
     pub spec: String,
 }
 
@@ -66,6 +108,11 @@ pub struct Config {
     pub drives: Vec<DriveConfig>,
     /// `-loadvm TAG`: load this snapshot before the guest runs.
     pub loadvm: Option<String>,
+    /// Network back ends and NICs (`-netdev`, `-device virtio-net-pci`, `-net`, `-nic`).
+    pub netdevs: Vec<NetdevConfig>,
+    pub nics: Vec<NicConfig>,
+    /// A network option was given (`-net none` included): no default NIC.
+    pub net_given: bool,
 }
 
 /// QEMU's default RAM size for x86 machines.
@@ -94,6 +141,9 @@ impl Default for Config {
             monitors: Vec::new(),
             drives: Vec::new(),
             loadvm: None,
+            netdevs: Vec::new(),
+            nics: Vec::new(),
+            net_given: false,
         }
     }
 }

@@ -11,6 +11,7 @@ mod layout;
 mod machine;
 mod memory;
 mod migration;
+mod network;
 mod process;
 mod snapshot;
 #[cfg(test)]
@@ -75,9 +76,16 @@ fn run(cfg: &Config) -> Result<i32, String> {
     process::catch_termination(tx.clone()).map_err(|e| format!("cannot start signal thread: {e}"))?;
     let kvm = vm::kvm::open().map_err(|e| e.to_string())?;
     let console = Console::open(&cfg.serial).map_err(|e| e.to_string())?;
-    let machine = Machine::new(tx.clone(), cfg.name.clone(), initial_state(cfg), !cfg.start_paused);
+    let networks = Arc::new(network::Networks::open(cfg).map_err(|e| e.to_string())?);
+    let machine = Machine::new(
+        tx.clone(),
+        cfg.name.clone(),
+        initial_state(cfg),
+        !cfg.start_paused,
+        networks.clone(),
+    );
     start_monitors(cfg, &machine, &console)?;
-    let result = run_machine(&kvm, cfg, &machine, &console, &rx, &mut daemon);
+    let result = run_machine(&kvm, cfg, &machine, &console, &rx, &mut daemon, &networks);
     // Whatever ended the run, the images get their cached metadata written back, as QEMU
     // closes every block device on its way out.
     if let Some(vm) = machine.vm() {
@@ -144,6 +152,7 @@ fn run_machine(
     console: &Console,
     rx: &crossbeam_channel::Receiver<VmEvent>,
     daemon: &mut Option<process::Daemon>,
+    networks: &network::Networks,
 ) -> Result<i32, String> {
     let mut cfg = cfg.clone();
     let tx = machine_events(machine);
@@ -151,7 +160,8 @@ fn run_machine(
         // -loadvm applies to the first boot only; the VM waits, paused, until it is loaded.
         let load_tag = cfg.loadvm.take();
         cfg.start_paused = machine.state() != RunState::Running || load_tag.is_some();
-        let vm = Arc::new(Vm::build(kvm, &cfg, Box::new(console.output()), tx.clone()).map_err(|e| e.to_string())?);
+        let vm = Vm::build_with(kvm, &cfg, Box::new(console.output()), tx.clone(), networks);
+        let vm = Arc::new(vm.map_err(|e| e.to_string())?);
         console.attach(vm.serial());
         vm.start().map_err(|e| e.to_string())?;
         machine.set_vm(vm.clone());
@@ -172,6 +182,7 @@ fn run_machine(
             let event = rx.recv().map_err(|_| "event channel closed".to_string())?;
             match event {
                 VmEvent::Incoming(Ok(())) => {
+                    machine.announce_after_migration();
                     if machine.autostart() {
                         vm.resume();
                         machine.set_state(RunState::Running);

@@ -46,7 +46,7 @@ fn diskbench_on_a_copy_on_write_overlay() {
         "-kernel",
         p.to_str().unwrap(),
         "-append",
-        &format!("probe.disk={MIB} probe.diskbench=1 probe.diskflush=1 probe.diskrate=2048 probe.diskverify=0 probe.exit=150"),
+        &format!("probe.disk={MIB} probe.diskbench=1 probe.diskflush=1 probe.diskrate=2048 probe.diskverify=0 probe.exit=400"),
     ]);
     g.wait_for("PROBE EXIT", Duration::from_secs(120));
     assert_eq!(g.wait_exit(Duration::from_secs(30)).code(), Some(0), "{}", g.stderr());

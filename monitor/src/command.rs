@@ -65,6 +65,16 @@ pub enum Command {
         state: bool,
     },
     MigrateStartPostcopy,
+    /// `set_link NAME on|off`.
+    SetLink {
+        name: String,
+        up: bool,
+    },
+    /// `announce_self [interfaces] [id]`: `interfaces` is a comma-separated list of NICs.
+    AnnounceSelf {
+        interfaces: Option<String>,
+        id: Option<String>,
+    },
 }
 
 /// An `info` subcommand.
@@ -90,6 +100,7 @@ pub enum InfoCommand {
         disabled: bool,
     },
     Name,
+    Network,
     Pci,
     Qtree,
     /// `info registers [-a|vcpu]`: `all` for every CPU, else `vcpu` or the

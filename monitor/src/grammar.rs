@@ -241,108 +241,8 @@ fn on_off(input: &str) -> Result<(&str, bool), ArgError> {
 pub fn parse_args(command: &str, specs: &[ArgSpec], input: &str) -> Result<Args, ArgError> {
     let mut args = Args::default();
     let mut p = input;
-    for (index, spec) in specs.iter().enumerate() {
-        match spec.ty {
-            ArgType::String { optional, kind } => {
-                p = skip_space(p);
-                if optional && p.is_empty() {
-                    continue;
-                }
-                let (rest, s) = get_str(p).map_err(|detail| {
-                    let command = command.to_string();
-                    match kind {
-                        StringKind::Plain => ArgError::StringExpected { command, detail },
-                        StringKind::Filename => ArgError::FilenameExpected { command, detail },
-                        StringKind::BlockDevice => ArgError::BlockDeviceExpected { command, detail },
-                    }
-                })?;
-                args.items.push((spec.key, Value::Str(s)));
-                p = rest;
-            }
-            ArgType::Rest { optional } => {
-                p = skip_space(p);
-                if p.is_empty() {
-                    if optional {
-                        continue;
-                    }
-                    return Err(ArgError::StringExpected {
-                        command: command.to_string(),
-                        detail: None,
-                    });
-                }
-                args.items.push((spec.key, Value::Str(p.to_string())));
-                p = "";
-            }
-            ArgType::OnOff => {
-                let (rest, value) = on_off(skip_space(p))?;
-                args.items.push((spec.key, Value::Bool(value)));
-                p = rest;
-            }
-            ArgType::Size { optional } => {
-                p = skip_space(p);
-                if optional && p.is_empty() {
-                    continue;
-                }
-                let (value, used) = parse_size_prefix(p, SizeUnit::MiB).map_err(|_| ArgError::InvalidSize)?;
-                if value > i64::MAX as u64 {
-                    return Err(ArgError::InvalidSize);
-                }
-                args.items.push((spec.key, Value::Size(value)));
-                p = &p[used..];
-            }
-            ArgType::Seconds { optional } => {
-                p = skip_space(p);
-                if optional && p.is_empty() {
-                    continue;
-                }
-                let (rest, value) = seconds(p)?;
-                args.items.push((spec.key, Value::Float(value)));
-                p = rest;
-            }
-            ArgType::Int { optional, wide } => {
-                p = skip_space(p);
-                if optional && p.is_empty() {
-                    continue;
-                }
-                let (value, used) = expr::eval_prefix(p)?;
-                if !wide && (value >> 32) != 0 {
-                    return Err(ArgError::IntegerTooWide {
-                        command: command.to_string(),
-                    });
-                }
-                args.items.push((spec.key, Value::Int(value)));
-                p = &p[used..];
-            }
-            ArgType::Flag(letter) => {
-                let before = p;
-                p = skip_space(p);
-                let Ok((rest, option)) = dash_option(p) else {
-                    continue;
-                };
-                if option == Some(letter) {
-                    args.items.push((spec.key, Value::Bool(true)));
-                    p = &rest[letter.len_utf8()..];
-                    continue;
-                }
-                // Another flag: fine if it is declared later (this one is
-                // then simply absent), an error otherwise. This is why flags
-                // must come in declaration order.
-                let later = &specs[index + 1..];
-                let declared_later = later.iter().any(|s| match (s.ty, option) {
-                    (ArgType::Flag(l), Some(o)) => l == o,
-                    // A lone "-" matches any later flag, as QEMU's strstr does.
-                    (ArgType::Flag(_), None) => true,
-                    _ => false,
-                });
-                if !declared_later {
-                    return Err(ArgError::UnsupportedOption {
-                        command: command.to_string(),
-                        option,
-                    });
-                }
-                p = before;
-            }
-        }
+    for index in 0..specs.len() {
+        p = parse_one(command, specs, index, p, &mut args)?;
     }
     if !skip_space(p).is_empty() {
         return Err(ArgError::Extraneous {
@@ -350,6 +250,108 @@ pub fn parse_args(command: &str, specs: &[ArgSpec], input: &str) -> Result<Args,
         });
     }
     Ok(args)
+}
+
+/// Parses argument `index` of `specs` from `p` into `args`; returns what is left. An
+/// optional argument that is absent leaves `p` as it was (flags) or past the spaces.
+fn parse_one<'a>(command: &str, specs: &[ArgSpec], index: usize, p: &'a str, args: &mut Args) -> Result<&'a str, ArgError> {
+    let spec = &specs[index];
+    let p_trimmed = skip_space(p);
+    let absent = p_trimmed.is_empty();
+    match spec.ty {
+        ArgType::String { optional, kind } => {
+            if optional && absent {
+                return Ok(p_trimmed);
+            }
+            let (rest, s) = get_str(p_trimmed).map_err(|detail| {
+                let command = command.to_string();
+                match kind {
+                    StringKind::Plain => ArgError::StringExpected { command, detail },
+                    StringKind::Filename => ArgError::FilenameExpected { command, detail },
+                    StringKind::BlockDevice => ArgError::BlockDeviceExpected { command, detail },
+                }
+            })?;
+            args.items.push((spec.key, Value::Str(s)));
+            Ok(rest)
+        }
+        ArgType::Rest { optional } => {
+            if absent {
+                if optional {
+                    return Ok(p_trimmed);
+                }
+                return Err(ArgError::StringExpected {
+                    command: command.to_string(),
+                    detail: None,
+                });
+            }
+            args.items.push((spec.key, Value::Str(p_trimmed.to_string())));
+            Ok("")
+        }
+        ArgType::OnOff => {
+            let (rest, value) = on_off(p_trimmed)?;
+            args.items.push((spec.key, Value::Bool(value)));
+            Ok(rest)
+        }
+        ArgType::Size { optional } => {
+            if optional && absent {
+                return Ok(p_trimmed);
+            }
+            let (value, used) = parse_size_prefix(p_trimmed, SizeUnit::MiB).map_err(|_| ArgError::InvalidSize)?;
+            if value > i64::MAX as u64 {
+                return Err(ArgError::InvalidSize);
+            }
+            args.items.push((spec.key, Value::Size(value)));
+            Ok(&p_trimmed[used..])
+        }
+        ArgType::Seconds { optional } => {
+            if optional && absent {
+                return Ok(p_trimmed);
+            }
+            let (rest, value) = seconds(p_trimmed)?;
+            args.items.push((spec.key, Value::Float(value)));
+            Ok(rest)
+        }
+        ArgType::Int { optional, wide } => {
+            if optional && absent {
+                return Ok(p_trimmed);
+            }
+            let (value, used) = expr::eval_prefix(p_trimmed)?;
+            if !wide && (value >> 32) != 0 {
+                return Err(ArgError::IntegerTooWide {
+                    command: command.to_string(),
+                });
+            }
+            args.items.push((spec.key, Value::Int(value)));
+            Ok(&p_trimmed[used..])
+        }
+        ArgType::Flag(letter) => flag(command, specs, index, letter, p, args),
+    }
+}
+
+/// A `-x` flag argument: present, or absent when the next word is a flag declared later
+/// (flags must come in declaration order) or no flag at all.
+fn flag<'a>(command: &str, specs: &[ArgSpec], index: usize, letter: char, p: &'a str, args: &mut Args) -> Result<&'a str, ArgError> {
+    let trimmed = skip_space(p);
+    let Ok((rest, option)) = dash_option(trimmed) else {
+        return Ok(trimmed);
+    };
+    if option == Some(letter) {
+        args.items.push((specs[index].key, Value::Bool(true)));
+        return Ok(&rest[letter.len_utf8()..]);
+    }
+    let declared_later = specs[index + 1..].iter().any(|s| match (s.ty, option) {
+        (ArgType::Flag(l), Some(o)) => l == o,
+        // A lone "-" matches any later flag, as QEMU's strstr does.
+        (ArgType::Flag(_), None) => true,
+        _ => false,
+    });
+    if !declared_later {
+        return Err(ArgError::UnsupportedOption {
+            command: command.to_string(),
+            option,
+        });
+    }
+    Ok(p)
 }
 
 /// A `T` argument: a C floating-point number of seconds, optionally

@@ -72,7 +72,8 @@ mod tests {
         for (line, def) in lines.iter().zip(COMMANDS) {
             assert!(line.starts_with(&format!("{} {} -- ", def.name, def.params)), "{line}");
         }
-        assert!(text.starts_with("cont|c  -- "));
+        assert!(text.starts_with("announce_self [interfaces] [id] -- "));
+        assert!(text.contains("\ncont|c  -- "));
         assert!(text.contains("\nhelp|? [cmd] -- "));
         assert!(text.contains("\ninfo [subcommand] -- "));
     }

@@ -75,6 +75,16 @@ const fn cmd(
 
 /// The top-level commands.
 pub static COMMANDS: &[CommandDef] = &[
+    cmd(
+        "announce_self",
+        "interfaces:s?,id:s?",
+        "[interfaces] [id]",
+        "announce the NICs to the network now (RARP frames, and the guest asked to announce itself), on the announce-* schedule",
+        |a| Command::AnnounceSelf {
+            interfaces: a.opt_string("interfaces"),
+            id: a.opt_string("id"),
+        },
+    ),
     cmd("cont|c", "", "", "resume guest execution", |_| Command::Cont),
     cmd("delvm", "name:s", "tag", "delete the VM snapshot that has this tag", |a| {
         Command::DelVm { tag: a.string("name") }
@@ -173,6 +183,16 @@ pub static COMMANDS: &[CommandDef] = &[
         "take a VM snapshot under this tag (a new tag is generated when none is given)",
         |a| Command::SaveVm { tag: a.opt_string("name") },
     ),
+    cmd(
+        "set_link",
+        "name:s,up:b",
+        "name on|off",
+        "connect or disconnect a NIC (or its back end) from the network",
+        |a| Command::SetLink {
+            name: a.string("name"),
+            up: a.flag("up"),
+        },
+    ),
     cmd("stop|s", "", "", "pause guest execution", |_| Command::Stop),
     cmd(
         "system_powerdown",
@@ -243,6 +263,9 @@ pub static INFO_COMMANDS: &[CommandDef] = &[
         },
     ),
     info("name", "", "", "print the name of the VM", |_| Command::Info(InfoCommand::Name)),
+    info("network", "", "", "show the NICs and their back ends", |_| {
+        Command::Info(InfoCommand::Network)
+    }),
     info("pci", "", "", "list the PCI devices", |_| Command::Info(InfoCommand::Pci)),
     info("qtree", "", "", "print the device tree", |_| Command::Info(InfoCommand::Qtree)),
     info(

@@ -82,7 +82,7 @@ pub fn legacy(path: &str, index: usize) -> DriveConfig {
 }
 
 /// Splits `a=b,c=d`, where `,,` stands for a literal comma (QEMU's escaping).
-fn split_options(s: &str) -> Vec<String> {
+pub(super) fn split_options(s: &str) -> Vec<String> {
     let mut out = vec![String::new()];
     let mut chars = s.chars().peekable();
     while let Some(c) = chars.next() {

@@ -5,6 +5,7 @@
 
 mod drive;
 mod help;
+mod net;
 mod options;
 mod size;
 
@@ -67,6 +68,7 @@ pub fn parse<I: IntoIterator<Item = String>>(args: I) -> Result<Action, CliError
         None => crate::config::SerialBackend::Null,
     };
     check_stdio(&mut cfg)?;
+    net::finish(&mut cfg, nodefaults)?;
     if cfg.incoming.is_some() && cfg.loadvm.is_some() {
         return Err(CliError("'incoming' and 'loadvm' options are mutually exclusive".into()));
     }

@@ -112,6 +112,15 @@ static OPTIONS: &[Opt] = &[
         Ok(Effect::None)
     }),
     arg("qmp", not_yet),
+    arg("netdev", |c, cfg| super::net::netdev(c.value, cfg).map(|()| Effect::None)),
+    arg("net", |c, cfg| {
+        Ok(match super::net::net(c.value, cfg)? {
+            Some(text) => Effect::Print(text),
+            None => Effect::None,
+        })
+    }),
+    arg("nic", |c, cfg| super::net::nic(c.value, cfg).map(|()| Effect::None)),
+    arg("device", |c, cfg| super::net::device(c.value, cfg).map(|()| Effect::None)),
     arg("drive", |c, cfg| {
         let d = super::drive::parse(c.value, cfg)?;
         cfg.drives.push(d);

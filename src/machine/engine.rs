@@ -173,6 +173,19 @@ impl Engine for MachineEngine {
         lock(&self.0.outgoing.params).capabilities()
     }
 
+    fn set_link(&self, name: &str, up: bool) -> EngineResult<()> {
+        let _one = lock(&self.0.commands);
+        self.0.set_link(name, up)
+    }
+
+    fn announce_self(&self, interfaces: &[String]) -> EngineResult<()> {
+        self.command(|m| m.announce_self(interfaces))
+    }
+
+    fn network_text(&self) -> EngineResult<String> {
+        self.0.network_text().map_err(EngineError::generic)
+    }
+
     fn registers_text(&self, which: CpuSelection) -> EngineResult<String> {
         self.0.registers_text(which).map_err(EngineError::generic)
     }

@@ -7,12 +7,14 @@ pub use engine::MachineEngine;
 mod incoming;
 mod info;
 mod migrate;
+mod network;
 mod runstate;
 
 pub use incoming::{IncomingState, start as start_incoming};
 pub use monitor::engine::RunState;
 
 use crate::migration::send::Shared;
+use crate::network::Networks;
 use crate::vm::{Vm, VmEvent};
 use crossbeam_channel::Sender;
 use devices::bus::lock;
@@ -44,10 +46,12 @@ pub struct Machine {
     /// QEMU's, which serve nothing before its main loop runs, they answer only then: a
     /// script that sees the monitor answer can count on the destination listening.
     ready: (Mutex<bool>, std::sync::Condvar),
+    /// The network back ends, kept across resets.
+    networks: Arc<Networks>,
 }
 
 impl Machine {
-    pub fn new(events: Sender<VmEvent>, name: Option<String>, state: RunState, autostart: bool) -> Arc<Machine> {
+    pub fn new(events: Sender<VmEvent>, name: Option<String>, state: RunState, autostart: bool, networks: Arc<Networks>) -> Arc<Machine> {
         let bus = Arc::new(EventBus::default());
         Arc::new(Machine {
             vm: Mutex::new(None),
@@ -63,6 +67,7 @@ impl Machine {
             chardevs: Mutex::new(Vec::new()),
             monitors: Mutex::new(Vec::new()),
             ready: (Mutex::new(false), std::sync::Condvar::new()),
+            networks,
         })
     }
 

@@ -16,6 +16,9 @@ pub enum ParamsError {
     MultifdChannels,
     #[error("Parameter 'xbzrle_cache_size' expects a power of two no less than the target page size")]
     XbzrleCacheSize,
+    /// An `announce-*` parameter outside QEMU's bounds (a step of 0 included, worded alike).
+    #[error("Parameter '{name}' expects a value between 0 and {max}")]
+    AnnounceRange { name: &'static str, max: u64 },
     /// A parameter QEMU has that godwit does not act on (named as QMP spells it).
     #[error("parameter '{0}' has no effect in godwit and is not supported")]
     Unsupported(&'static str),
@@ -40,6 +43,37 @@ pub struct Params {
     pub block: bool,
     /// The `events` capability: status changes and passes are QMP events.
     pub events: bool,
+    /// How the destination announces its NICs after a switch-over (and `announce_self`).
+    pub announce: Announce,
+}
+
+/// QEMU's self-announcement schedule, in milliseconds: the first round at once, the next
+/// after `initial`, each later one `step` longer, at most `max`, `rounds` in all.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Announce {
+    pub initial: u64,
+    pub max: u64,
+    pub rounds: u64,
+    pub step: u64,
+}
+
+impl Default for Announce {
+    fn default() -> Self {
+        Announce {
+            initial: 50,
+            max: 550,
+            rounds: 5,
+            step: 100,
+        }
+    }
+}
+
+impl Announce {
+    /// The pause after round `n` (counted from 0).
+    pub fn delay_after(&self, n: u64) -> std::time::Duration {
+        let ms = self.initial.saturating_add(n.saturating_mul(self.step)).min(self.max);
+        std::time::Duration::from_millis(ms)
+    }
 }
 
 pub const DEFAULT_BANDWIDTH: u64 = 128 << 20;
@@ -56,6 +90,7 @@ impl Default for Params {
             block_incremental: false,
             block: false,
             events: false,
+            announce: Announce::default(),
         }
     }
 }
@@ -64,10 +99,10 @@ impl Params {
     /// `query-migrate-parameters`.
     pub fn info(&self) -> MigrationParameters {
         MigrationParameters {
-            announce_initial: 50,
-            announce_max: 550,
-            announce_rounds: 5,
-            announce_step: 100,
+            announce_initial: self.announce.initial,
+            announce_max: self.announce.max,
+            announce_rounds: self.announce.rounds,
+            announce_step: self.announce.step,
             compress_level: 1,
             compress_threads: 8,
             compress_wait_thread: true,
@@ -113,6 +148,17 @@ impl Params {
         }
         if let Some(v) = p.block_incremental {
             self.block_incremental = v;
+        }
+        let a = &mut self.announce;
+        for (field, value) in [
+            (&mut a.initial, p.announce_initial),
+            (&mut a.max, p.announce_max),
+            (&mut a.rounds, p.announce_rounds),
+            (&mut a.step, p.announce_step),
+        ] {
+            if let Some(v) = value {
+                *field = v;
+            }
         }
         Ok(())
     }
@@ -164,11 +210,18 @@ fn check(p: &MigrateSetParameters) -> Result<(), ParamsError> {
     if p.xbzrle_cache_size.is_some_and(|v| !v.is_power_of_two() || v < 4096) {
         return Err(ParamsError::XbzrleCacheSize);
     }
+    // QEMU's bounds (and its words: a step of 0 is refused with the same text).
+    for (name, value, min, max) in [
+        ("announce_initial", p.announce_initial, 0, 100_000),
+        ("announce_max", p.announce_max, 0, 100_000),
+        ("announce_rounds", p.announce_rounds, 0, 1000),
+        ("announce_step", p.announce_step, 1, 10_000),
+    ] {
+        if value.is_some_and(|v| v < min || v > max) {
+            return Err(ParamsError::AnnounceRange { name, max });
+        }
+    }
     let unsupported = [
-        ("announce-initial", p.announce_initial.is_some()),
-        ("announce-max", p.announce_max.is_some()),
-        ("announce-rounds", p.announce_rounds.is_some()),
-        ("announce-step", p.announce_step.is_some()),
         ("compress-level", p.compress_level.is_some()),
         ("compress-threads", p.compress_threads.is_some()),
         ("compress-wait-thread", p.compress_wait_thread.is_some()),
@@ -211,6 +264,19 @@ mod tests {
             ..MigrateSetParameters::default()
         };
         assert_eq!(p.set(&odd), Err(ParamsError::XbzrleCacheSize));
+        let step = MigrateSetParameters {
+            announce_step: Some(0),
+            ..MigrateSetParameters::default()
+        };
+        let e = p.set(&step).unwrap_err();
+        assert_eq!(
+            e,
+            ParamsError::AnnounceRange {
+                name: "announce_step",
+                max: 10_000
+            }
+        );
+        assert_eq!(e.to_string(), "Parameter 'announce_step' expects a value between 0 and 10000");
         let tls = MigrateSetParameters {
             tls_creds: Some("x".into()),
             ..MigrateSetParameters::default()

@@ -10,8 +10,10 @@ use thiserror::Error;
 pub const MAGIC: &[u8; 8] = b"GODWITMG";
 /// Version 2 added the disk records (DISKS, BLOCK, BLOCK_ZERO, PROGRESS); version 3 adds
 /// no record, but over a socket its destination answers END with the outcome of the load
-/// (docs/migration.md). Versions 1 and 2 (older savevm snapshots) still load.
-pub const VERSION: u32 = 3;
+/// (docs/migration.md); version 4 adds NIC states (`virtio-net`) to the machine state, which
+/// an older godwit must refuse by the stream's version rather than by a device it does not
+/// know. Versions 1 to 3 (older savevm snapshots) still load.
+pub const VERSION: u32 = 4;
 const OLDEST_VERSION: u32 = 1;
 pub const PAGE_SIZE: usize = 4096;
 /// Pages in one PAGES record (1 MiB of data).

@@ -5,6 +5,7 @@ pub mod block_info;
 pub mod device_list;
 pub mod disks;
 pub mod kvm;
+pub mod nics;
 pub mod platform;
 pub mod state;
 #[cfg(test)]
@@ -18,6 +19,7 @@ use crate::cpu::thread::{self, Vcpu};
 use crate::cpu::{CpuError, cpuid, setup};
 use crate::layout;
 use crate::memory::{self, GuestRam, MemoryError};
+use crate::network::Networks;
 use crossbeam_channel::Sender;
 use devices::legacy::serial::SerialOutput;
 use devices::state::StateError;
@@ -68,9 +70,12 @@ pub enum VmError {
     Devices(#[from] StateError),
     #[error(transparent)]
     Disk(#[from] disks::DiskError),
-    /// The PCI BARs of the disks could not be placed.
+    /// The PCI BARs of the disks and NICs could not be placed.
     #[error(transparent)]
     Bars(#[from] devices::pci::mmio::PciMmioError),
+    /// A NIC could not be created or plugged (its option, then why).
+    #[error("{0}")]
+    Nic(String),
 }
 
 pub struct Vm {
@@ -96,10 +101,18 @@ pub struct Vm {
     /// Every device, for pause, state and teardown.
     devices: device_list::DeviceList,
     disks: Vec<disks::Disk>,
+    nics: Vec<nics::Nic>,
 }
 
 impl Vm {
+    /// A VM without network back ends (its configuration must name no NIC).
+    #[cfg(test)]
     pub fn build(kvm: &Kvm, cfg: &Config, serial_out: SerialOutput, events: Sender<VmEvent>) -> Result<Vm, VmError> {
+        Self::build_with(kvm, cfg, serial_out, events, &Networks::default())
+    }
+
+    /// Builds the VM of `cfg`, its NICs on the back ends in `nets`.
+    pub fn build_with(kvm: &Kvm, cfg: &Config, serial_out: SerialOutput, events: Sender<VmEvent>, nets: &Networks) -> Result<Vm, VmError> {
         let base_cpuid = cpuid::supported(kvm).map_err(CpuError::SupportedCpuid)?;
         let fd = Arc::new(kvm::create_vm(kvm)?);
         let ram = memory::create(cfg.mem_size, kvm::phys_bits(&base_cpuid))?;
@@ -138,7 +151,8 @@ impl Vm {
         let mut list = device_list::DeviceList::default();
         let mut platform = platform::build(&fd, serial_out, events.clone(), below, above, &mut list)?;
         let disks = disks::attach(&fd, &ram, &platform.pci, &mut list, &cfg.drives, cfg.incoming.is_some()).map_err(VmError::Disk)?;
-        if !disks.is_empty() {
+        let nics = nics::attach(&fd, &ram, &platform.pci, &mut list, &cfg.nics, nets).map_err(VmError::Nic)?;
+        if !disks.is_empty() || !nics.is_empty() {
             // godwit is the firmware here: it places the BARs before the kernel looks.
             let root = devices::bus::lock(&platform.pci);
             devices::pci::mmio::assign_bars(&root, devices::pci::mmio::PCI_MMIO_START, devices::pci::mmio::PCI_MMIO_END)
@@ -175,6 +189,7 @@ impl Vm {
             events,
             devices: list,
             disks,
+            nics,
         })
     }
 
@@ -246,6 +261,11 @@ impl Vm {
     /// The attached disks.
     pub fn disks(&self) -> &[disks::Disk] {
         &self.disks
+    }
+
+    /// The NICs.
+    pub fn nics(&self) -> &[nics::Nic] {
+        &self.nics
     }
 
     /// Hands every disk's image over (flushed, closed, unlocked). The VM must be paused.

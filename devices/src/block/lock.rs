@@ -131,6 +131,28 @@ fn byte_in_use(file: &File, byte: u64) -> io::Result<bool> {
 /// which drops any byte locked so far.
 pub fn lock_image(file: &File, path: &Path, mode: LockMode) -> Result<(), LockError> {
     let (perm, shared) = lock_image_bytes(file, mode)?;
+    // A conflict may be only a child process that has just been forked (here or in another
+    // process) and not yet exec'd: it holds a copy of every descriptor its parent had,
+    // image ones too, until exec closes them (they are close-on-exec). So a conflict is
+    // looked at again a few times over a moment before it is reported.
+    let mut tries = 0;
+    loop {
+        match find_conflict(file, path, perm, shared) {
+            Err(LockError::Conflict { .. }) if tries < CONFLICT_RETRIES => {
+                tries += 1;
+                std::thread::sleep(CONFLICT_PAUSE);
+            }
+            other => return other,
+        }
+    }
+}
+
+/// How often, and how far apart, a conflicting lock is looked at again (see `lock_image`).
+const CONFLICT_RETRIES: u32 = 10;
+const CONFLICT_PAUSE: std::time::Duration = std::time::Duration::from_millis(20);
+
+/// The first lock another open file description holds against `perm`/`shared`.
+fn find_conflict(file: &File, path: &Path, perm: u32, shared: u32) -> Result<(), LockError> {
     let conflict = |bit: u32, shared: bool| LockError::Conflict {
         perm: perm_name(bit),
         shared,

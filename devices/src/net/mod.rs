@@ -8,6 +8,7 @@
 //! header itself. The NIC's I/O thread waits for [`NetBackend::rx_fd`] to become readable
 //! and then calls [`NetBackend::recv`] until it returns `WouldBlock`.
 
+pub mod null;
 pub mod slirp;
 pub mod tap;
 

@@ -121,6 +121,14 @@ pub trait Engine: Send + Sync {
     fn migrate_set_capabilities(&self, caps: &[MigrationCapabilityStatus]) -> EngineResult<()>;
     fn query_migrate_capabilities(&self) -> Vec<MigrationCapabilityStatus>;
 
+    /// `set_link`: `name` is a NIC's or its back end's.
+    fn set_link(&self, name: &str, up: bool) -> EngineResult<()>;
+    /// `announce_self` / `announce-self`: the NICs named (all when empty) announce
+    /// themselves on the announce-* schedule.
+    fn announce_self(&self, interfaces: &[String]) -> EngineResult<()>;
+    /// `info network` (HMP only, as in QEMU).
+    fn network_text(&self) -> EngineResult<String>;
+
     /// `info registers` (HMP only, as in QEMU): the CPUs' registers as text.
     fn registers_text(&self, which: CpuSelection) -> EngineResult<String>;
     /// `info mtree` (HMP only): the address spaces as text.

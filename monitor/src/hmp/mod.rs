@@ -87,6 +87,14 @@ impl Vmm for Hmp {
             Command::MigrateSetParameter { parameter, value } => done(migration::set_parameter(e, parameter, value)),
             Command::MigrateSetCapability { capability, state } => done(migration::set_capability(e, capability, *state)),
             Command::MigrateStartPostcopy => done(e.migrate_start_postcopy()),
+            Command::SetLink { name, up } => done(e.set_link(name, *up)),
+            Command::AnnounceSelf { interfaces, .. } => {
+                let names: Vec<String> = interfaces
+                    .as_deref()
+                    .map(|l| l.split(',').filter(|n| !n.is_empty()).map(str::to_string).collect())
+                    .unwrap_or_default();
+                done(e.announce_self(&names))
+            }
             Command::Help { topic } => text(out, &help_text(topic.as_deref())).map(|()| Outcome::Done),
         }
     }
