@@ -6,7 +6,8 @@ use super::Machine;
 use devices::bus::lock;
 use monitor::engine::types::VersionTriple;
 use monitor::engine::{
-    BlockInfo, ChardevInfo, CpuInfoFast, CpuSelection, DiskSnapshots, Engine, EngineError, EngineResult, EventBus, KvmInfo, MigrateArgs,
+    BlockInfo, ChardevInfo, CpuInfoFast, CpuSelection, DiskSnapshots, Engine, EngineError, EngineResult, EventBus, FdStore, JobInfo,
+    JobType, KvmInfo, MigrateArgs, SnapshotJob,
     MigrateSetParameters, MigrationCapabilityStatus, MigrationInfo, MigrationParameters, NameInfo, PciDeviceInfo, StatusInfo, UuidInfo,
     VersionInfo,
 };
@@ -134,8 +135,8 @@ impl Engine for MachineEngine {
         crate::snapshot::list(&vm).map_err(|e| EngineError::generic(e.to_string()))
     }
 
-    fn migrate(&self, args: &MigrateArgs) -> EngineResult<()> {
-        self.command(|m| m.migrate(args))
+    fn migrate(&self, args: &MigrateArgs, fds: &FdStore) -> EngineResult<()> {
+        self.command(|m| m.migrate(args, fds))
     }
 
     /// Not behind other commands: a cancel must reach a migration a `stop` waits for.
@@ -149,8 +150,8 @@ impl Engine for MachineEngine {
         ))
     }
 
-    fn migrate_incoming(&self, uri: &str) -> EngineResult<()> {
-        self.command(|m| m.migrate_incoming(uri))
+    fn migrate_incoming(&self, uri: &str, fds: &FdStore) -> EngineResult<()> {
+        self.command(|m| m.migrate_incoming(uri, fds))
     }
 
     fn query_migrate(&self) -> MigrationInfo {
@@ -171,6 +172,18 @@ impl Engine for MachineEngine {
 
     fn query_migrate_capabilities(&self) -> Vec<MigrationCapabilityStatus> {
         lock(&self.0.outgoing.params).capabilities()
+    }
+
+    fn snapshot_job(&self, kind: JobType, job: &SnapshotJob) -> EngineResult<()> {
+        self.0.snapshot_job(kind, job)
+    }
+
+    fn query_jobs(&self) -> Vec<JobInfo> {
+        self.0.jobs.query()
+    }
+
+    fn job_dismiss(&self, id: &str) -> EngineResult<()> {
+        self.0.jobs.dismiss(self.0.bus(), id)
     }
 
     fn registers_text(&self, which: CpuSelection) -> EngineResult<String> {

@@ -6,6 +6,7 @@ mod engine;
 pub use engine::MachineEngine;
 mod incoming;
 mod info;
+mod jobs;
 mod migrate;
 mod runstate;
 
@@ -16,7 +17,8 @@ use crate::migration::send::Shared;
 use crate::vm::{Vm, VmEvent};
 use crossbeam_channel::Sender;
 use devices::bus::lock;
-use monitor::engine::{ChardevInfo, Event, EventBus};
+use monitor::engine::{ChardevInfo, Event, EventBus, Jobs};
+use std::sync::atomic::AtomicBool;
 use std::sync::{Arc, Mutex};
 
 pub struct Machine {
@@ -44,6 +46,10 @@ pub struct Machine {
     /// QEMU's, which serve nothing before its main loop runs, they answer only then: a
     /// script that sees the monitor answer can count on the destination listening.
     ready: (Mutex<bool>, std::sync::Condvar),
+    /// QMP's jobs (the snapshot commands).
+    pub jobs: Jobs,
+    /// `-no-reboot`: a reset ends the run (a `SHUTDOWN`, not a `RESET`).
+    pub no_reboot: AtomicBool,
 }
 
 impl Machine {
@@ -63,6 +69,8 @@ impl Machine {
             chardevs: Mutex::new(Vec::new()),
             monitors: Mutex::new(Vec::new()),
             ready: (Mutex::new(false), std::sync::Condvar::new()),
+            jobs: Jobs::default(),
+            no_reboot: AtomicBool::new(false),
         })
     }
 
@@ -143,6 +151,15 @@ impl Machine {
     pub fn drain_serial(&self) {
         for h in lock(&self.monitors).iter() {
             h.drain_serial(std::time::Duration::from_secs(1));
+        }
+    }
+
+    /// Before the process ends: lets every monitor deliver what it owes its client (the
+    /// answer to a `quit`, the `SHUTDOWN` event), a second at most.
+    pub fn flush_monitors(&self) {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(1);
+        for h in lock(&self.monitors).iter() {
+            h.flush(deadline);
         }
     }
 

@@ -3,6 +3,7 @@
 mod block_tests;
 pub mod crc;
 pub mod dirty;
+pub mod fd;
 pub mod disks;
 pub mod info;
 pub mod params;

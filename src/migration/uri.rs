@@ -1,5 +1,6 @@
-//! Migration URIs (`tcp:HOST:PORT`, `tcp:[V6]:PORT`, `unix:PATH`, `exec:CMD`, `defer`):
-//! parsing, connecting (source) and listening (destination).
+//! Migration URIs (`tcp:HOST:PORT`, `tcp:[V6]:PORT`, `unix:PATH`, `exec:CMD`, `fd:NAME`,
+//! `defer`): parsing, connecting (source) and listening (destination). `fd:` connections
+//! are made in `super::fd`, from the descriptor the name stands for.
 
 use crate::errtext;
 use std::io::{Read, Write};
@@ -18,6 +19,8 @@ pub enum Uri {
     Tcp { host: String, port: u16 },
     Unix(PathBuf),
     Exec(String),
+    /// A descriptor given to a monitor with `getfd` (or, for `-incoming`, a number).
+    Fd(String),
     Defer,
 }
 
@@ -42,6 +45,9 @@ pub fn parse(s: &str) -> Option<Uri> {
     }
     if let Some(c) = s.strip_prefix("exec:") {
         return (!c.trim().is_empty()).then(|| Uri::Exec(c.to_string()));
+    }
+    if let Some(name) = s.strip_prefix("fd:") {
+        return (!name.is_empty()).then(|| Uri::Fd(name.to_string()));
     }
     None
 }
@@ -146,6 +152,7 @@ pub fn connect(uri: &Uri) -> Result<Outgoing, String> {
                 child: Some(child),
             })
         }
+        Uri::Fd(name) => Err(format!("fd:{name} is connected by migration::fd")),
         Uri::Defer => Err("Parameter 'uri' expects a valid migration protocol".into()),
     }
 }
@@ -188,6 +195,7 @@ impl Incoming {
                     .map_err(|e| format!("cannot run '{cmd}': {}", errtext::io(&e)))?;
                 Ok(Incoming::Exec(child))
             }
+            Uri::Fd(name) => Err(format!("fd:{name} is accepted by migration::fd")),
             Uri::Defer => Err("unknown migration protocol: defer".into()),
         }
     }
@@ -264,6 +272,7 @@ mod tests {
         assert_eq!(parse("unix:/tmp/m.sock"), Some(Uri::Unix("/tmp/m.sock".into())));
         assert_eq!(parse("exec:cat > /tmp/x"), Some(Uri::Exec("cat > /tmp/x".into())));
         assert_eq!(parse("defer"), Some(Uri::Defer));
+        assert_eq!(parse("fd:mig"), Some(Uri::Fd("mig".into())));
         for bad in [
             "",
             "tcp:1",
@@ -272,6 +281,7 @@ mod tests {
             "rdma:1:2",
             "unix:",
             "exec:",
+            "fd:",
             "file:/x",
         ] {
             assert_eq!(parse(bad), None, "{bad}");

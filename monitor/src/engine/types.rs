@@ -12,6 +12,8 @@ pub enum RunState {
     Prelaunch,
     Inmigrate,
     Postmigrate,
+    /// The stop-and-copy of an outgoing migration: paused until the outcome is known.
+    FinishMigrate,
     InternalError,
     Shutdown,
 }
@@ -25,6 +27,7 @@ impl RunState {
             RunState::Prelaunch => "prelaunch",
             RunState::Inmigrate => "inmigrate",
             RunState::Postmigrate => "postmigrate",
+            RunState::FinishMigrate => "finish-migrate",
             RunState::InternalError => "internal-error",
             RunState::Shutdown => "shutdown",
         }
@@ -82,6 +85,12 @@ pub struct UuidInfo {
 pub struct KvmInfo {
     pub enabled: bool,
     pub present: bool,
+}
+
+/// `query-target`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct TargetInfo {
+    pub arch: &'static str,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
