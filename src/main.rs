@@ -249,6 +249,7 @@ fn run_machine(
                     } else {
                         machine.set_state(RunState::Paused);
                     }
+                    machine::finish_incoming(&machine.incoming, &machine.outgoing);
                 }
                 VmEvent::Incoming(Err(e)) => return Err(format!("load of migration failed: {e}")),
                 VmEvent::Reset | VmEvent::ResetCommand if !cfg.no_reboot => {

@@ -48,6 +48,11 @@ pub fn start(spec: &str, vm: Arc<Vm>, events: Sender<VmEvent>, state: Arc<Mutex<
     Ok(())
 }
 
+/// The loaded guest is set to run (or stay paused): the migration is complete.
+pub fn finish(state: &Mutex<IncomingState>, shared: &Shared) {
+    set_status(state, shared, Status::Completed);
+}
+
 fn set_status(state: &Mutex<IncomingState>, shared: &Shared, status: Status) {
     lock(state).stats.status = status;
     shared.announce_status(status);
@@ -76,7 +81,10 @@ pub fn start_source(
                 set_status(&state, &shared, Status::Active);
                 recv::run(&vm, input, reply)
             });
-            set_status(&state, &shared, if result.is_ok() { Status::Completed } else { Status::Failed });
+            // A success is announced once the guest runs (`finish`), as in QEMU.
+            if result.is_err() {
+                set_status(&state, &shared, Status::Failed);
+            }
             let _ = events.send(VmEvent::Incoming(result));
         })
         .map_err(|e| format!("cannot start the incoming migration thread: {e}"))?;

@@ -37,6 +37,11 @@ impl Machine {
             uri::Uri::Fd(name) => match fds.take(&name).map_err(|e| e.desc).and_then(fd::outgoing) {
                 Ok(conn) => Target::Connected(conn),
                 Err(e) => {
+                    // As in QEMU, the migration was set up before the descriptor was missed.
+                    self.outgoing.reset_stats(Stats {
+                        status: Status::Setup,
+                        ..Stats::default()
+                    });
                     self.outgoing.reset_stats(Stats {
                         status: Status::Failed,
                         error: Some(e.clone()),

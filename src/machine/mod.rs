@@ -10,7 +10,7 @@ mod jobs;
 mod migrate;
 mod runstate;
 
-pub use incoming::{IncomingState, start as start_incoming};
+pub use incoming::{IncomingState, finish as finish_incoming, start as start_incoming};
 pub use monitor::engine::RunState;
 
 use crate::migration::send::Shared;

@@ -125,6 +125,20 @@ pub struct ChardevInfo {
     pub frontend_open: bool,
 }
 
+/// QEMU's name for a PCI class (class and subclass), for the classes godwit's devices
+/// have; `query-pci` gives it as `desc`, `info pci` prints it.
+pub fn pci_class_desc(class: u32) -> Option<&'static str> {
+    Some(match class {
+        0x0100 => "SCSI controller",
+        0x0180 => "Storage controller",
+        0x0200 => "Ethernet controller",
+        0x0600 => "Host bridge",
+        0x0601 => "ISA bridge",
+        0x0780 => "Communication controller",
+        _ => return None,
+    })
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct PciClassInfo {
     /// The class and subclass (class code >> 8).

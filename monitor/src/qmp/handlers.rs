@@ -174,7 +174,10 @@ pub fn migrate_set_parameters(c: &mut Ctx<'_>, args: &Map<String, Value>) -> Ans
     for m in MIGRATE_SET_PARAMETERS.members {
         let Some(v) = args.get_mut(m.name) else { continue };
         match m.ty {
-            Ty::StrOrNull if v.is_null() => *v = Value::String(String::new()),
+            // None (null, or the empty string) is what godwit has: nothing to set.
+            Ty::StrOrNull if v.is_null() || v.as_str() == Some("") => {
+                args.remove(m.name);
+            }
             Ty::Uint(UintKind::U64 | UintKind::Size) => {
                 if let Some(i) = v.as_i64().filter(|i| *i < 0) {
                     *v = Value::from(i as u64);

@@ -280,9 +280,6 @@ impl<'a> Outgoing<'a> {
         dirty::start(vm.fd(), vm.ram()).map_err(Stop::Failed)?;
         let log_start = Instant::now();
         let touched = dirty::touched(vm.ram()).map_err(Stop::Failed)?;
-        if self.mode == Mode::Shared {
-            self.setup_done();
-        }
         {
             let mut s = lock(&self.shared.stats);
             s.dirty_sync_count = 1;
@@ -292,7 +289,11 @@ impl<'a> Outgoing<'a> {
             s.duplicate += untouched;
             s.remaining -= untouched * PAGE;
         }
+        // As in QEMU, the first pass over the dirty log belongs to the set-up.
         self.shared.pass(1);
+        if self.mode == Mode::Shared {
+            self.setup_done();
+        }
         sx.send_bitmaps(&touched)?;
         // Dirty pages per second, over periods of at least a second (as QEMU measures it).
         let mut rate = (log_start, 0u64);
@@ -382,6 +383,12 @@ impl<'a> Outgoing<'a> {
             taken: sx.block.as_mut().map(|b| b.take().0),
             bytes: 0,
         };
+        let pass = {
+            let mut s = lock(&self.shared.stats);
+            s.dirty_sync_count += 1;
+            s.dirty_sync_count
+        };
+        self.shared.pass(pass);
         sx.send_round(&after)?;
         let state = vm.save_state().map_err(|e| Stop::Failed(e.to_string()))?;
         sx.w.state(&devices::state::VersionedState::to_bytes(&state)).map_err(io_err)
@@ -404,7 +411,6 @@ impl<'a> Outgoing<'a> {
         s.transferred = sx.w.bytes();
         // Until the destination said it has everything: its guest runs from then.
         s.downtime_ms = self.downtime_start.map_or(0, |t| t.elapsed().as_millis() as u64);
-        s.dirty_sync_count += 1;
         s.disk_bytes = sx.disk_wire();
         Ok(())
     }
