@@ -5,6 +5,7 @@
 pub mod disk;
 pub mod hmp;
 pub mod migrate;
+pub mod qmp;
 
 use std::io::{BufRead, BufReader, Read};
 use std::path::{Path, PathBuf};
