@@ -175,7 +175,7 @@ fn start_monitors(cfg: &Config, machine: &Arc<Machine>, console: &Console) -> Re
             count += 1;
             monitor::compat_label(count - 1)
         });
-        let mut b = monitor::MonitorBuilder::new(version, vmm.clone()).label(label);
+        let mut b = monitor::MonitorBuilder::new(version, vmm.clone()).label(label).option_name(plan.option);
         if plan.with_serial {
             b = b.serial(console.frontend());
         }

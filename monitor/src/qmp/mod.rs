@@ -15,6 +15,6 @@ pub mod session;
 pub mod types;
 
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;
 
 pub use session::{Reply, Session, encode, greeting};

@@ -13,7 +13,7 @@ use std::os::fd::OwnedFd;
 use std::sync::{Arc, Mutex};
 
 #[derive(Default)]
-struct Fake {
+pub(crate) struct Fake {
     bus: EventBus,
     running: Mutex<bool>,
     jobs: Jobs,
@@ -185,6 +185,12 @@ impl Engine for Fake {
     }
 }
 
+impl Fake {
+    pub(crate) fn running() -> Arc<Fake> {
+        Arc::new(Fake { running: Mutex::new(true), ..Fake::default() })
+    }
+}
+
 struct Client {
     engine: Arc<Fake>,
     hmp: Hmp,
@@ -194,7 +200,7 @@ struct Client {
 
 impl Client {
     fn new() -> Client {
-        let engine = Arc::new(Fake { running: Mutex::new(true), ..Fake::default() });
+        let engine = Fake::running();
         let hmp = Hmp::new(engine.clone());
         Client { engine, hmp, fds: FdStore::default(), session: Session::new() }
     }

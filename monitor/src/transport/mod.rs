@@ -158,6 +158,8 @@ pub(crate) struct Context {
     stop: Arc<AtomicBool>,
     label: String,
     program: String,
+    /// The option that asked for the monitor (`-monitor`, `-qmp`), for notices.
+    option: String,
     /// For a QMP monitor: the protocol's shared state (HMP monitors have none).
     qmp: Option<Arc<QmpMonitor>>,
 }
@@ -181,6 +183,7 @@ pub struct MonitorBuilder {
     escape: u8,
     serial: Option<Box<dyn SerialFrontend>>,
     qmp: Option<Arc<QmpMonitor>>,
+    option: String,
 }
 
 impl MonitorBuilder {
@@ -194,7 +197,14 @@ impl MonitorBuilder {
             escape: DEFAULT_ESCAPE,
             serial: None,
             qmp: None,
+            option: "-monitor".into(),
         }
+    }
+
+    /// The option named in the "waiting for connection" notice (default `-monitor`).
+    pub fn option_name(mut self, option: impl Into<String>) -> Self {
+        self.option = option.into();
+        self
     }
 
     /// Makes this a QMP monitor on `engine` (`vmm`, HMP over the same engine, runs
@@ -236,6 +246,7 @@ impl MonitorBuilder {
             stop: Arc::clone(stop),
             label: self.label.clone(),
             program: self.program.clone(),
+            option: self.option.clone(),
             qmp: self.qmp.clone(),
         }
     }

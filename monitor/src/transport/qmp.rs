@@ -241,3 +241,104 @@ fn handle_input(bytes: &[u8], received: &mut Vec<OwnedFd>, s: &mut Session, c: &
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use crate::MonitorBuilder;
+    use crate::hmp::Hmp;
+    use crate::qmp::tests::Fake;
+    use serde_json::{Value, json};
+    use std::io::{BufRead, BufReader, Write};
+    use std::os::fd::AsRawFd;
+    use std::os::unix::net::UnixStream;
+    use std::sync::Arc;
+    use std::time::{Duration, Instant};
+
+    struct Conn {
+        s: UnixStream,
+        r: BufReader<UnixStream>,
+    }
+
+    impl Conn {
+        fn open(path: &std::path::Path) -> (Conn, Value) {
+            let s = UnixStream::connect(path).unwrap();
+            s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+            let mut c = Conn { r: BufReader::new(s.try_clone().unwrap()), s };
+            let greeting = c.line();
+            (c, greeting)
+        }
+
+        fn line(&mut self) -> Value {
+            let mut l = String::new();
+            self.r.read_line(&mut l).unwrap();
+            assert!(l.ends_with("\r\n"), "{l:?}");
+            serde_json::from_str(&l).unwrap()
+        }
+
+        fn send(&mut self, text: &str) {
+            self.s.write_all(text.as_bytes()).unwrap();
+        }
+
+        /// Sends `text` with a descriptor attached (SCM_RIGHTS).
+        fn send_with_fd(&mut self, text: &str, fd: i32) {
+            let mut iov = libc::iovec {
+                iov_base: text.as_ptr() as *mut libc::c_void,
+                iov_len: text.len(),
+            };
+            let mut control = [0u64; 4];
+            // SAFETY: msghdr is plain data; every pointer below refers to live buffers.
+            unsafe {
+                let mut msg: libc::msghdr = std::mem::zeroed();
+                msg.msg_iov = &mut iov;
+                msg.msg_iovlen = 1;
+                msg.msg_control = control.as_mut_ptr().cast();
+                msg.msg_controllen = libc::CMSG_SPACE(4) as _;
+                let cmsg = libc::CMSG_FIRSTHDR(&msg);
+                (*cmsg).cmsg_level = libc::SOL_SOCKET;
+                (*cmsg).cmsg_type = libc::SCM_RIGHTS;
+                (*cmsg).cmsg_len = libc::CMSG_LEN(4) as _;
+                libc::CMSG_DATA(cmsg).cast::<i32>().write_unaligned(fd);
+                assert_eq!(libc::sendmsg(self.s.as_raw_fd(), &msg, 0), text.len() as isize);
+            }
+        }
+    }
+
+    #[test]
+    fn sessions_on_a_unix_socket() {
+        let dir = std::env::temp_dir().join(format!("qmp-transport-{}", std::process::id()));
+        let _ = std::fs::create_dir_all(&dir);
+        let path = dir.join("q.sock");
+        let engine = Fake::running();
+        let spec = format!("unix:{},server,nowait", path.display());
+        let h = MonitorBuilder::new("0.1.0", Arc::new(Hmp::new(engine.clone())))
+            .qmp(engine.clone(), false)
+            .start(&spec)
+            .unwrap();
+        assert!(h.is_qmp());
+        let (mut c, greeting) = Conn::open(&path);
+        assert_eq!(greeting["QMP"]["capabilities"], json!(["oob"]));
+        // Two requests in one write, split across writes too.
+        c.send("{\"execute\": \"qmp_capabilities\"}{\"execute\": \"query-kvm\", \"id\"");
+        assert_eq!(c.line(), json!({"return": {}}));
+        c.send(": 2}\n");
+        assert_eq!(c.line(), json!({"return": {"enabled": true, "present": true}, "id": 2}));
+        // The event a command causes comes before its answer.
+        c.send("{\"execute\": \"stop\"}");
+        assert_eq!(c.line()["event"], "STOP");
+        assert_eq!(c.line(), json!({"return": {}}));
+        let null = std::fs::File::open("/dev/null").unwrap();
+        c.send_with_fd("{\"execute\": \"getfd\", \"arguments\": {\"fdname\": \"f\"}}", null.as_raw_fd());
+        assert_eq!(c.line(), json!({"return": {}}));
+        c.send(&format!("\"{}\" {{\"execute\": \"closefd\", \"arguments\": {{\"fdname\": \"f\"}}}}", "x".repeat(3 << 20)));
+        assert_eq!(c.line()["error"]["desc"], "JSON token size limit exceeded");
+        assert_eq!(c.line(), json!({"return": {}}), "the descriptor was kept by name");
+        h.flush(Instant::now() + Duration::from_secs(1));
+        // The next client gets a fresh session.
+        drop(c);
+        let (mut c, _) = Conn::open(&path);
+        c.send("{\"execute\": \"query-kvm\"}");
+        assert_eq!(c.line()["error"]["class"], "CommandNotFound");
+        h.shutdown();
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+}

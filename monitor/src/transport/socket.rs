@@ -196,8 +196,8 @@ fn start_server(
     let mut first = None;
     if wait {
         eprintln!(
-            "{}: -monitor {spec_text}: info: QEMU waiting for connection on: {}",
-            ctx.program, names.disconnected
+            "{}: {} {spec_text}: info: QEMU waiting for connection on: {}",
+            ctx.program, ctx.option, names.disconnected
         );
         let client = accept(&listener).map_err(|e| MonitorError::Io(error_text(&e)))?;
         // Name it now, so that `info chardev` is right as soon as we return.
