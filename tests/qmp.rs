@@ -110,3 +110,51 @@ fn snapshot_jobs() {
     run_script("jobs.py", &[sock.to_str().unwrap(), "#block100"]);
     assert_eq!(g.wait_exit(T).code(), Some(0));
 }
+
+/// libvirt binds the monitor's socket itself and passes the listening descriptor down:
+/// `-chardev socket,id=ID,fd=N` with `-mon chardev=ID,mode=control`.
+#[test]
+fn inherited_listening_socket() {
+    use std::io::{BufRead, BufReader, Write};
+    use std::os::fd::AsRawFd;
+    let _l = vm_lock();
+    let d = tmpdir("qmp-fd");
+    let path = d.join("lv.sock");
+    let listener = std::os::unix::net::UnixListener::bind(&path).unwrap();
+    let fd = listener.as_raw_fd();
+    // SAFETY: clears close-on-exec on a descriptor this test owns, so godwit inherits it.
+    unsafe {
+        let flags = libc::fcntl(fd, libc::F_GETFD);
+        assert_eq!(libc::fcntl(fd, libc::F_SETFD, flags & !libc::FD_CLOEXEC), 0);
+    }
+    let chardev = format!("socket,id=lv,fd={fd}");
+    let mut g = godwit(&["-chardev", &chardev, "-mon", "chardev=lv,mode=control"]);
+    drop(listener);
+    g.wait_for("PROBE READY", T);
+    let s = std::os::unix::net::UnixStream::connect(&path).unwrap();
+    s.set_read_timeout(Some(T)).unwrap();
+    let mut r = BufReader::new(s.try_clone().unwrap());
+    let mut line = || {
+        let mut l = String::new();
+        r.read_line(&mut l).unwrap();
+        without_crlf(&l)
+    };
+    assert!(line().contains("\"QMP\""));
+    let mut w = s;
+    w.write_all(b"{\"execute\": \"qmp_capabilities\"}{\"execute\": \"query-chardev\"}").unwrap();
+    assert_eq!(line(), "{\"return\": {}}");
+    let chardevs = line();
+    assert!(
+        chardevs.contains(&format!("\"filename\": \"unix:{},server=on\", \"frontend-open\": true, \"label\": \"lv\"", path.display())),
+        "{chardevs}"
+    );
+    w.write_all(b"{\"execute\": \"quit\"}").unwrap();
+    assert!(line().contains("\"SHUTDOWN\""));
+    assert_eq!(line(), "{\"return\": {}}");
+    assert_eq!(g.wait_exit(T).code(), Some(0));
+}
+
+/// The line as sent, without its CR LF.
+fn without_crlf(l: &str) -> String {
+    l.trim_end_matches("\r\n").to_string()
+}
