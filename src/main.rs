@@ -272,14 +272,8 @@ fn run_machine(
                     // Events queued by the old machine (a second reset request) are stale,
                     // but a quit or a signal meanwhile is the user's: it still ends the run.
                     while let Ok(stale) = rx.try_recv() {
-                        match stale {
-                            VmEvent::QuitCommand => return Ok(0),
-                            VmEvent::Signal { signo, pid } => {
-                                machine.bus().emit(Event::shutdown(false, "host-signal"));
-                                eprintln!("godwit: terminating on signal {signo} from pid {pid}");
-                                return Ok(0);
-                            }
-                            _ => {}
+                        if matches!(stale, VmEvent::QuitCommand | VmEvent::Signal { .. }) {
+                            return Ok(end_run(machine, &stale));
                         }
                     }
                     // A reset outside `running` lands in `prelaunch`, as in QEMU; a reboot
@@ -290,20 +284,8 @@ fn run_machine(
                     cfg.incoming = None;
                     break;
                 }
-                // `quit` and `system_reset` announced themselves.
-                VmEvent::ResetCommand | VmEvent::QuitCommand => return Ok(0),
-                VmEvent::Reset => {
-                    machine.bus().emit(Event::shutdown(true, "guest-reset"));
-                    return Ok(0);
-                }
-                VmEvent::Shutdown => {
-                    machine.bus().emit(Event::shutdown(true, "guest-shutdown"));
-                    return Ok(0);
-                }
-                VmEvent::Signal { signo, pid } => {
-                    machine.bus().emit(Event::shutdown(false, "host-signal"));
-                    eprintln!("godwit: terminating on signal {signo} from pid {pid}");
-                    return Ok(0);
+                VmEvent::Reset | VmEvent::ResetCommand | VmEvent::Shutdown | VmEvent::QuitCommand | VmEvent::Signal { .. } => {
+                    return Ok(end_run(machine, &event));
                 }
                 VmEvent::Error(msg) => {
                     machine.set_state(RunState::InternalError);
@@ -312,6 +294,22 @@ fn run_machine(
             }
         }
     }
+}
+
+/// An event that ends the run: QMP's `SHUTDOWN` with QEMU's reason (`quit` and
+/// `system_reset` announced themselves); the exit status.
+fn end_run(machine: &Machine, event: &VmEvent) -> i32 {
+    let (guest, reason) = match event {
+        VmEvent::Reset => (true, "guest-reset"),
+        VmEvent::Shutdown => (true, "guest-shutdown"),
+        VmEvent::Signal { signo, pid } => {
+            eprintln!("godwit: terminating on signal {signo} from pid {pid}");
+            (false, "host-signal")
+        }
+        _ => return 0,
+    };
+    machine.bus().emit(Event::shutdown(guest, reason));
+    0
 }
 
 /// The sender devices and vCPUs report machine events on.
