@@ -44,6 +44,20 @@ for tool in qemu-system-x86_64 qemu-img qemu-io expect socat telnet cpio gcc pyt
 done
 echo "setup: $(qemu-system-x86_64 --version | head -1); $(qemu-img --version | head -1)"
 
+# The real QMP client (qemu.qmp, with qmp-shell) for the QMP tests and scripts/qmp-compare,
+# in a project-local virtualenv: build/qmp-venv/bin/python3.
+venv=build/qmp-venv
+qmp_version=0.0.6
+installed_qmp() { "$venv/bin/python3" -c "import importlib.metadata as m; print(m.version('qemu.qmp'))" 2>/dev/null; }
+if [ "$(installed_qmp)" != "$qmp_version" ]; then
+    rm -rf "$venv"
+    python3 -m venv "$venv"
+    "$venv/bin/pip" install --quiet --disable-pip-version-check "qemu.qmp==$qmp_version"
+fi
+"$venv/bin/python3" -c "from qemu.qmp import QMPClient" || { echo "setup: qemu.qmp does not import" >&2; exit 1; }
+[ -x "$venv/bin/qmp-shell" ] || { echo "setup: qmp-shell is missing from $venv" >&2; exit 1; }
+echo "setup: qemu.qmp $(installed_qmp) in $venv"
+
 if [ "${1:-}" != "--no-release" ]; then
     cargo build --release --quiet
     echo "godwit: target/release/godwit"

@@ -11,7 +11,7 @@ passed=0; failed=0
 for t in tests/expect/*.exp; do
     [ -e "$t" ] || continue
     echo "expect: $t"
-    if expect "$t" "$(pwd)/target/debug/godwit" "$(pwd)/firmware/build/probe.bin"; then
+    if expect "$t" "$(realpath "${CARGO_TARGET_DIR:-target}")/debug/godwit" "$(pwd)/firmware/build/probe.bin"; then
         passed=$((passed + 1))
     else
         failed=$((failed + 1))

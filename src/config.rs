@@ -113,6 +113,28 @@ pub struct Config {
     pub nics: Vec<NicConfig>,
     /// A network option was given (`-net none` included): no default NIC.
     pub net_given: bool,
+    /// `-qmp`, `-qmp-pretty` and `-mon` monitors, in order.
+    pub extra_monitors: Vec<MonConfig>,
+    /// `-chardev` devices by ID, for `-mon`.
+    pub chardevs: Vec<(String, monitor::ChardevSpec)>,
+}
+
+/// A monitor from `-qmp` or `-mon`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct MonConfig {
+    /// The device (for `-mon`, filled in from its `-chardev` once every option is read).
+    pub spec: Option<monitor::ChardevSpec>,
+    /// For `-mon`: the `-chardev` ID.
+    pub chardev: Option<String>,
+    /// The option's value, for messages.
+    pub text: String,
+    /// QMP (`-qmp`, `mode=control`) rather than HMP.
+    pub control: bool,
+    pub pretty: bool,
+    /// For `-mon`: the chardev's ID; `-qmp` monitors are `compat_monitorN`.
+    pub label: Option<String>,
+    /// How many `-monitor` options came before it (monitors are numbered in order).
+    pub after: usize,
 }
 
 /// QEMU's default RAM size for x86 machines.
@@ -144,6 +166,8 @@ impl Default for Config {
             netdevs: Vec::new(),
             nics: Vec::new(),
             net_given: false,
+            extra_monitors: Vec::new(),
+            chardevs: Vec::new(),
         }
     }
 }

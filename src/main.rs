@@ -21,6 +21,7 @@ mod vm;
 use config::{Config, SerialBackend};
 use console::Console;
 use machine::{Machine, RunState};
+use monitor::engine::Event;
 use std::sync::Arc;
 use vm::{Vm, VmEvent};
 
@@ -84,8 +85,11 @@ fn run(cfg: &Config) -> Result<i32, String> {
         !cfg.start_paused,
         networks.clone(),
     );
+    machine.no_reboot.store(cfg.no_reboot, std::sync::atomic::Ordering::Relaxed);
     start_monitors(cfg, &machine, &console)?;
     let result = run_machine(&kvm, cfg, &machine, &console, &rx, &mut daemon, &networks);
+    // QMP clients get the answer to their `quit` and the `SHUTDOWN` event first.
+    machine.flush_monitors();
     // Whatever ended the run, the images get their cached metadata written back, as QEMU
     // closes every block device on its way out.
     if let Some(vm) = machine.vm() {
@@ -99,12 +103,74 @@ fn run(cfg: &Config) -> Result<i32, String> {
     result
 }
 
-/// Starts every monitor: the `mon:stdio` multiplexer shared with the serial port, then each
-/// `-monitor`, labelled compat_monitor0, 1, ... A `server` without `nowait` blocks here
-/// until its first client connects, as in QEMU.
+/// One monitor to start.
+struct MonitorPlan<'a> {
+    spec: std::borrow::Cow<'a, monitor::ChardevSpec>,
+    text: &'a str,
+    /// The option it came from, for messages (`-monitor`, `-qmp`, `-mon`).
+    option: &'static str,
+    with_serial: bool,
+    /// QMP, and whether pretty.
+    qmp: Option<bool>,
+    label: Option<&'a str>,
+}
+
+/// Every monitor in command-line order: the `mon:stdio` multiplexer first, then `-monitor`,
+/// `-qmp` and `-mon` as they were given.
+fn monitor_plans(cfg: &Config) -> Result<Vec<MonitorPlan<'_>>, String> {
+    let mut plans = Vec::new();
+    let hmp = |text: &'static str, with_serial: bool| -> Result<MonitorPlan<'static>, String> {
+        let spec = monitor::ChardevSpec::parse(text).map_err(|e| e.to_string())?;
+        Ok(MonitorPlan {
+            spec: std::borrow::Cow::Owned(spec),
+            text,
+            option: "-monitor",
+            with_serial,
+            qmp: None,
+            label: None,
+        })
+    };
+    if cfg.serial == (SerialBackend::Stdio { mux: true }) {
+        plans.push(hmp("mon:stdio", true)?);
+    }
+    fn extra(m: &config::MonConfig) -> Option<MonitorPlan<'_>> {
+        Some(MonitorPlan {
+            spec: std::borrow::Cow::Borrowed(m.spec.as_ref()?),
+            text: &m.text,
+            option: if m.chardev.is_some() { "-mon" } else { "-qmp" },
+            with_serial: false,
+            qmp: m.control.then_some(m.pretty),
+            label: m.label.as_deref(),
+        })
+    }
+    for (i, text) in cfg.monitors.iter().enumerate() {
+        plans.extend(cfg.extra_monitors.iter().filter(|m| m.after == i).filter_map(extra));
+        // A -monitor spec that does not parse is reported by the start below.
+        let spec = monitor::ChardevSpec::parse(text).unwrap_or(monitor::ChardevSpec::None);
+        plans.push(MonitorPlan {
+            spec: std::borrow::Cow::Owned(spec),
+            text,
+            option: "-monitor",
+            with_serial: false,
+            qmp: None,
+            label: None,
+        });
+    }
+    plans.extend(
+        cfg.extra_monitors
+            .iter()
+            .filter(|m| m.after >= cfg.monitors.len())
+            .filter_map(extra),
+    );
+    Ok(plans)
+}
+
+/// Starts every monitor (see [`monitor_plans`]), labelled compat_monitor0, 1, ... (a `-mon`
+/// by its chardev's ID). A `server` without `nowait` blocks here until its first client
+/// connects, as in QEMU.
 fn start_monitors(cfg: &Config, machine: &Arc<Machine>, console: &Console) -> Result<(), String> {
     let engine: Arc<dyn monitor::engine::Engine> = Arc::new(machine::MachineEngine(machine.clone()));
-    let vmm: monitor::SharedVmm = Arc::new(monitor::hmp::Hmp::new(engine));
+    let vmm: monitor::SharedVmm = Arc::new(monitor::hmp::Hmp::new(engine.clone()));
     let version = env!("CARGO_PKG_VERSION");
     let serial_name = match &cfg.serial {
         SerialBackend::Stdio { mux: true } => "mux".to_string(),
@@ -116,23 +182,39 @@ fn start_monitors(cfg: &Config, machine: &Arc<Machine>, console: &Console) -> Re
     if cfg.serial != SerialBackend::Null {
         machine.add_chardev("serial0", serial_name);
     }
-    let mut specs: Vec<(String, bool)> = Vec::new();
-    if cfg.serial == (SerialBackend::Stdio { mux: true }) {
-        specs.push(("mon:stdio".into(), true));
-    }
-    specs.extend(cfg.monitors.iter().map(|m| (m.clone(), false)));
-    for (count, (spec, with_serial)) in specs.into_iter().enumerate() {
-        let label = monitor::compat_label(count);
-        let mut b = monitor::MonitorBuilder::new(version, vmm.clone()).label(label);
-        if with_serial {
+    let mut count = 0;
+    for plan in monitor_plans(cfg)? {
+        let label = plan.label.map(str::to_string).unwrap_or_else(|| {
+            count += 1;
+            monitor::compat_label(count - 1)
+        });
+        let mut b = monitor::MonitorBuilder::new(version, vmm.clone())
+            .label(label)
+            .option_name(plan.option);
+        if plan.with_serial {
             b = b.serial(console.frontend());
         }
-        let h = b.start(&spec).map_err(|e| {
-            let lines = e.report_lines("godwit", &spec);
-            let stripped: Vec<String> = lines.iter().map(|l| l.strip_prefix("godwit: ").unwrap_or(l).to_string()).collect();
+        if let Some(pretty) = plan.qmp {
+            b = b.qmp(engine.clone(), pretty);
+        }
+        let started = if plan.option == "-monitor" {
+            b.start(plan.text)
+        } else {
+            b.start_spec(plan.spec.into_owned(), plan.text)
+        };
+        let h = started.map_err(|e| {
+            let lines = e.report_lines("godwit", plan.text);
+            let stripped: Vec<String> = lines
+                .iter()
+                .map(|l| {
+                    l.strip_prefix("godwit: ")
+                        .unwrap_or(l)
+                        .replacen("-monitor ", &format!("{} ", plan.option), 1)
+                })
+                .collect();
             stripped.join("\ngodwit: ")
         })?;
-        if with_serial {
+        if plan.with_serial {
             if let Some(w) = h.serial_writer() {
                 console.set_output(Box::new(w));
             }
@@ -172,7 +254,7 @@ fn run_machine(
             }
         }
         if let Some(spec) = &cfg.incoming {
-            machine::start_incoming(spec, vm.clone(), tx.clone(), machine.incoming.clone())?;
+            machine::start_incoming(spec, vm.clone(), tx.clone(), machine.incoming.clone(), machine.outgoing.clone())?;
         }
         machine.set_ready();
         if let Some(d) = daemon.take() {
@@ -189,9 +271,13 @@ fn run_machine(
                     } else {
                         machine.set_state(RunState::Paused);
                     }
+                    machine::finish_incoming(&machine.incoming, &machine.outgoing);
                 }
                 VmEvent::Incoming(Err(e)) => return Err(format!("load of migration failed: {e}")),
                 VmEvent::Reset | VmEvent::ResetCommand if !cfg.no_reboot => {
+                    if event == VmEvent::Reset {
+                        machine.bus().emit(Event::reset(true, "guest-reset"));
+                    }
                     // The VM is about to be rebuilt: a migration of it must end first (the
                     // new one could not lock the images the old one still holds).
                     machine.end_outgoing("the guest was reset during the migration");
@@ -208,13 +294,8 @@ fn run_machine(
                     // Events queued by the old machine (a second reset request) are stale,
                     // but a quit or a signal meanwhile is the user's: it still ends the run.
                     while let Ok(stale) = rx.try_recv() {
-                        match stale {
-                            VmEvent::QuitCommand => return Ok(0),
-                            VmEvent::Signal { signo, pid } => {
-                                eprintln!("godwit: terminating on signal {signo} from pid {pid}");
-                                return Ok(0);
-                            }
-                            _ => {}
+                        if matches!(stale, VmEvent::QuitCommand | VmEvent::Signal { .. }) {
+                            return Ok(end_run(machine, &stale));
                         }
                     }
                     // A reset outside `running` lands in `prelaunch`, as in QEMU; a reboot
@@ -225,10 +306,8 @@ fn run_machine(
                     cfg.incoming = None;
                     break;
                 }
-                VmEvent::Reset | VmEvent::ResetCommand | VmEvent::Shutdown | VmEvent::QuitCommand => return Ok(0),
-                VmEvent::Signal { signo, pid } => {
-                    eprintln!("godwit: terminating on signal {signo} from pid {pid}");
-                    return Ok(0);
+                VmEvent::Reset | VmEvent::ResetCommand | VmEvent::Shutdown | VmEvent::QuitCommand | VmEvent::Signal { .. } => {
+                    return Ok(end_run(machine, &event));
                 }
                 VmEvent::Error(msg) => {
                     machine.set_state(RunState::InternalError);
@@ -237,6 +316,22 @@ fn run_machine(
             }
         }
     }
+}
+
+/// An event that ends the run: QMP's `SHUTDOWN` with QEMU's reason (`quit` and
+/// `system_reset` announced themselves); the exit status.
+fn end_run(machine: &Machine, event: &VmEvent) -> i32 {
+    let (guest, reason) = match event {
+        VmEvent::Reset => (true, "guest-reset"),
+        VmEvent::Shutdown => (true, "guest-shutdown"),
+        VmEvent::Signal { signo, pid } => {
+            eprintln!("godwit: terminating on signal {signo} from pid {pid}");
+            (false, "host-signal")
+        }
+        _ => return 0,
+    };
+    machine.bus().emit(Event::shutdown(guest, reason));
+    0
 }
 
 /// The sender devices and vCPUs report machine events on.

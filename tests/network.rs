@@ -39,7 +39,10 @@ fn ping_through_a_bridge_and_set_link() {
     let _l = vm_lock();
     let dir = tmpdir("net-ping");
     let ns = Netns::with_bridge("ping", &["tap0"]);
-    let mut n = ns.node(&dir, "vm", &append(), &strs(&tap_nic("tap0")));
+    let qmp = dir.join("qmp.sock");
+    let mut args = tap_nic("tap0");
+    args.extend(["-qmp".to_string(), format!("unix:{},server,nowait", qmp.display())]);
+    let mut n = ns.node(&dir, "vm", &append(), &strs(&args));
     n.g.wait_for(&format!("NET eth0 mac={MAC} ip={GUEST_IP}/24"), T);
     // The gratuitous ARP at start taught the bridge where the guest is.
     let end = Instant::now() + T;
@@ -66,6 +69,16 @@ fn ping_through_a_bridge_and_set_link() {
     let up = ns.ping(20, Duration::from_millis(10));
     assert_eq!(up.lost(), 0, "{up:?}");
     assert_eq!(n.mon.cmd("set_link bogus off"), "Error: Device 'bogus' not found\n");
+    // The same through QMP, with the real client's shell.
+    let out = common::qmp::qmp_shell(qmp.to_str().unwrap(), "set_link name=n0 up=false\n");
+    assert!(out.contains("{\"return\": {}}"), "{out}");
+    assert_eq!(ns.ping(20, Duration::from_millis(10)).replies.len(), 0);
+    let out = common::qmp::qmp_shell(
+        qmp.to_str().unwrap(),
+        "set_link name=n0 up=true\nannounce-self initial=50 max=550 rounds=2 step=100\nset_link name=nope up=true\n",
+    );
+    assert!(out.contains("\"class\": \"DeviceNotFound\""), "{out}");
+    assert_eq!(ns.ping(20, Duration::from_millis(10)).lost(), 0);
     assert!(!n.g.seen.iter().any(|l| l.text.contains("FAULT") || l.text.contains("NET ERROR")));
     n.mon.quit();
     assert_eq!(n.g.wait_exit(T).code(), Some(0));

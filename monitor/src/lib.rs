@@ -8,6 +8,7 @@
 //! - the [`Vmm`] trait the hypervisor implements,
 //! - a sans-IO readline ([`editor`]) and monitor [`Session`],
 //! - a sans-IO serial/monitor multiplexer for stdio ([`mux`]),
+//! - QMP on the same engine ([`qmp`]),
 //! - transports that run sessions on stdio, ptys and sockets ([`transport`]).
 
 pub mod argtype;
@@ -21,6 +22,7 @@ pub mod help;
 pub mod hmp;
 pub mod mux;
 pub mod output;
+pub mod qmp;
 pub mod session;
 pub mod size;
 pub mod table;

@@ -5,6 +5,7 @@
 
 mod drive;
 mod help;
+mod monitors;
 mod net;
 mod options;
 mod size;
@@ -67,6 +68,7 @@ pub fn parse<I: IntoIterator<Item = String>>(args: I) -> Result<Action, CliError
         None if cfg.nographic && !nodefaults => crate::config::SerialBackend::Stdio { mux: true },
         None => crate::config::SerialBackend::Null,
     };
+    monitors::finish(&mut cfg)?;
     check_stdio(&mut cfg)?;
     net::finish(&mut cfg, nodefaults)?;
     if cfg.incoming.is_some() && cfg.loadvm.is_some() {
@@ -96,7 +98,12 @@ fn check_stdio(cfg: &mut Config) -> Result<(), CliError> {
         cfg.monitors.retain(|m| m != "mon:stdio");
     }
     let serial_stdio = matches!(cfg.serial, Stdio { .. });
-    let monitors_stdio = cfg.monitors.iter().filter(|m| *m == "stdio" || *m == "mon:stdio").count();
+    let monitors_stdio = cfg.monitors.iter().filter(|m| *m == "stdio" || *m == "mon:stdio").count()
+        + cfg
+            .extra_monitors
+            .iter()
+            .filter(|m| matches!(m.spec, Some(monitor::ChardevSpec::Stdio { .. })))
+            .count();
     if monitors_stdio + usize::from(serial_stdio) > 1 {
         return Err(CliError("cannot use stdio by multiple character devices".into()));
     }

@@ -42,11 +42,6 @@ fn err<T>(msg: impl Into<String>) -> Result<T, CliError> {
     Err(CliError(msg.into()))
 }
 
-/// Options that later parts of godwit will own: parsed, then refused clearly.
-fn not_yet(c: &Ctx<'_>, _: &mut Config) -> Result<Effect, CliError> {
-    err(format!("-{} {}: not supported yet in this godwit build", c.name, c.value))
-}
-
 static OPTIONS: &[Opt] = &[
     flag("enable-kvm", |_, _| Ok(Effect::None)),
     arg("accel", |c, _| accel(c.name, c.value)),
@@ -111,7 +106,6 @@ static OPTIONS: &[Opt] = &[
         cfg.monitors.push(c.value.to_string());
         Ok(Effect::None)
     }),
-    arg("qmp", not_yet),
     arg("netdev", |c, cfg| super::net::netdev(c.value, cfg).map(|()| Effect::None)),
     arg("net", |c, cfg| {
         Ok(match super::net::net(c.value, cfg)? {
@@ -121,6 +115,14 @@ static OPTIONS: &[Opt] = &[
     }),
     arg("nic", |c, cfg| super::net::nic(c.value, cfg).map(|()| Effect::None)),
     arg("device", |c, cfg| super::net::device(c.value, cfg).map(|()| Effect::None)),
+    arg("qmp", |c, cfg| {
+        super::monitors::qmp(c.name, c.value, cfg, false).map(|()| Effect::None)
+    }),
+    arg("qmp-pretty", |c, cfg| {
+        super::monitors::qmp(c.name, c.value, cfg, true).map(|()| Effect::None)
+    }),
+    arg("chardev", |c, cfg| super::monitors::chardev(c.value, cfg).map(|()| Effect::None)),
+    arg("mon", |c, cfg| super::monitors::mon(c.value, cfg).map(|()| Effect::None)),
     arg("drive", |c, cfg| {
         let d = super::drive::parse(c.value, cfg)?;
         cfg.drives.push(d);

@@ -6,9 +6,9 @@ use super::Machine;
 use devices::bus::lock;
 use monitor::engine::types::VersionTriple;
 use monitor::engine::{
-    BlockInfo, ChardevInfo, CpuInfoFast, CpuSelection, DiskSnapshots, Engine, EngineError, EngineResult, EventBus, KvmInfo, MigrateArgs,
-    MigrateSetParameters, MigrationCapabilityStatus, MigrationInfo, MigrationParameters, NameInfo, PciDeviceInfo, StatusInfo, UuidInfo,
-    VersionInfo,
+    AnnounceSchedule, BlockInfo, ChardevInfo, CpuInfoFast, CpuSelection, DiskSnapshots, Engine, EngineError, EngineResult, EventBus,
+    FdStore, JobInfo, JobType, KvmInfo, MigrateArgs, MigrateSetParameters, MigrationCapabilityStatus, MigrationInfo, MigrationParameters,
+    NameInfo, PciDeviceInfo, SnapshotJob, StatusInfo, UuidInfo, VersionInfo,
 };
 use std::sync::Arc;
 
@@ -134,8 +134,8 @@ impl Engine for MachineEngine {
         crate::snapshot::list(&vm).map_err(|e| EngineError::generic(e.to_string()))
     }
 
-    fn migrate(&self, args: &MigrateArgs) -> EngineResult<()> {
-        self.command(|m| m.migrate(args))
+    fn migrate(&self, args: &MigrateArgs, fds: &FdStore) -> EngineResult<()> {
+        self.command(|m| m.migrate(args, fds))
     }
 
     /// Not behind other commands: a cancel must reach a migration a `stop` waits for.
@@ -149,8 +149,8 @@ impl Engine for MachineEngine {
         ))
     }
 
-    fn migrate_incoming(&self, uri: &str) -> EngineResult<()> {
-        self.command(|m| m.migrate_incoming(uri))
+    fn migrate_incoming(&self, uri: &str, fds: &FdStore) -> EngineResult<()> {
+        self.command(|m| m.migrate_incoming(uri, fds))
     }
 
     fn query_migrate(&self) -> MigrationInfo {
@@ -178,12 +178,24 @@ impl Engine for MachineEngine {
         self.0.set_link(name, up)
     }
 
-    fn announce_self(&self, interfaces: &[String]) -> EngineResult<()> {
-        self.command(|m| m.announce_self(interfaces))
+    fn announce_self(&self, interfaces: &[String], schedule: Option<AnnounceSchedule>) -> EngineResult<()> {
+        self.command(|m| m.announce_self(interfaces, schedule))
     }
 
     fn network_text(&self) -> EngineResult<String> {
         self.0.network_text().map_err(EngineError::generic)
+    }
+
+    fn snapshot_job(&self, kind: JobType, job: &SnapshotJob) -> EngineResult<()> {
+        self.0.snapshot_job(kind, job)
+    }
+
+    fn query_jobs(&self) -> Vec<JobInfo> {
+        self.0.jobs.query()
+    }
+
+    fn job_dismiss(&self, id: &str) -> EngineResult<()> {
+        self.0.jobs.dismiss(self.0.bus(), id)
     }
 
     fn registers_text(&self, which: CpuSelection) -> EngineResult<String> {

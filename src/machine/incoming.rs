@@ -1,12 +1,16 @@
 //! The destination of a migration: `-incoming URI` (or `-incoming defer` then
 //! `migrate_incoming URI`) listens, or starts the command, before the guest would run; the
-//! stream loads on a thread of its own while the VM waits, paused, in `inmigrate`.
+//! stream loads on a thread of its own while the VM waits, paused, in `inmigrate`. An
+//! `fd:` source is connected already. Status changes are QMP's `MIGRATION` events when the
+//! `events` capability is on, as on the source.
 
 use crate::migration::info::{Stats, Status};
-use crate::migration::{recv, uri};
+use crate::migration::send::Shared;
+use crate::migration::{fd, recv, uri};
 use crate::vm::{Vm, VmEvent};
 use crossbeam_channel::Sender;
 use devices::bus::lock;
+use std::os::fd::OwnedFd;
 use std::sync::{Arc, Mutex};
 
 /// The destination side of a migration.
@@ -19,31 +23,74 @@ pub struct IncomingState {
     pub stats: Stats,
 }
 
+/// Where the stream comes from.
+pub enum Source {
+    Listening(uri::Incoming),
+    /// `fd:`: a connected socket or a pipe.
+    Connected(OwnedFd),
+}
+
 /// For `-incoming SPEC` at start-up: binds now, so a busy port is reported at once.
-pub fn start(spec: &str, vm: Arc<Vm>, events: Sender<VmEvent>, state: Arc<Mutex<IncomingState>>) -> Result<(), String> {
+pub fn start(
+    spec: &str,
+    vm: Arc<Vm>,
+    events: Sender<VmEvent>,
+    state: Arc<Mutex<IncomingState>>,
+    shared: Arc<Shared>,
+) -> Result<(), String> {
     let parsed = uri::parse(spec).ok_or_else(|| format!("-incoming {spec}: unknown migration protocol: {spec}"))?;
-    if parsed == uri::Uri::Defer {
-        lock(&state).deferred = true;
-        return Ok(());
-    }
-    start_parsed(&parsed, vm, events, state.clone()).map_err(|e| format!("-incoming {spec}: {e}"))?;
+    let source = match parsed {
+        uri::Uri::Defer => {
+            lock(&state).deferred = true;
+            return Ok(());
+        }
+        // No monitor exists yet: `fd:N` is a descriptor number godwit inherited.
+        uri::Uri::Fd(n) => fd::inherited(&n).map(Source::Connected),
+        other => uri::Incoming::listen(&other).map(Source::Listening),
+    };
+    let source = source.map_err(|e| format!("-incoming {spec}: {e}"))?;
+    start_source(source, vm, events, state.clone(), shared).map_err(|e| format!("-incoming {spec}: {e}"))?;
     lock(&state).started = true;
     Ok(())
 }
 
-/// Listens on `target` and loads the stream in the background; the result arrives as
+/// The loaded guest is set to run (or stay paused): the migration is complete.
+pub fn finish(state: &Mutex<IncomingState>, shared: &Shared) {
+    set_status(state, shared, Status::Completed);
+}
+
+fn set_status(state: &Mutex<IncomingState>, shared: &Shared, status: Status) {
+    lock(state).stats.status = status;
+    shared.announce_status(status);
+}
+
+/// Loads the stream from `source` in the background; the result arrives as
 /// `VmEvent::Incoming`.
-pub fn start_parsed(target: &uri::Uri, vm: Arc<Vm>, events: Sender<VmEvent>, state: Arc<Mutex<IncomingState>>) -> Result<(), String> {
-    let listener = uri::Incoming::listen(target)?;
-    lock(&state).stats.socket_addresses = listener.addresses();
+pub fn start_source(
+    source: Source,
+    vm: Arc<Vm>,
+    events: Sender<VmEvent>,
+    state: Arc<Mutex<IncomingState>>,
+    shared: Arc<Shared>,
+) -> Result<(), String> {
+    if let Source::Listening(l) = &source {
+        lock(&state).stats.socket_addresses = l.addresses();
+    }
     std::thread::Builder::new()
         .name("incoming".into())
         .spawn(move || {
-            let result = listener.accept().and_then(|(input, reply)| {
-                lock(&state).stats.status = Status::Active;
+            let accepted = match source {
+                Source::Listening(l) => l.accept(),
+                Source::Connected(fd) => fd::incoming(fd),
+            };
+            let result = accepted.and_then(|(input, reply)| {
+                set_status(&state, &shared, Status::Active);
                 recv::run(&vm, input, reply).map_err(|e| e.to_string())
             });
-            lock(&state).stats.status = if result.is_ok() { Status::Completed } else { Status::Failed };
+            // A success is announced once the guest runs (`finish`), as in QEMU.
+            if result.is_err() {
+                set_status(&state, &shared, Status::Failed);
+            }
             let _ = events.send(VmEvent::Incoming(result));
         })
         .map_err(|e| format!("cannot start the incoming migration thread: {e}"))?;

@@ -147,7 +147,7 @@ fn pci_function(slot: usize, d: &dyn PciDevice) -> PciDeviceInfo {
         function: 0,
         class_info: PciClassInfo {
             class: d.read_config(2) >> 16,
-            desc: None,
+            desc: monitor::engine::types::pci_class_desc(d.read_config(2) >> 16).map(str::to_string),
         },
         id: PciIds {
             vendor: r0 as u16,

@@ -4,14 +4,15 @@
 use super::{Machine, RunState};
 use crate::migration::disks::Mode;
 use crate::migration::info::{Stats, Status};
-use crate::migration::{send, uri};
+use crate::migration::{fd, send, uri};
 use devices::bus::lock;
-use monitor::engine::{MigrateArgs, MigrateSetParameters, MigrationCapabilityStatus, MigrationInfo};
+use monitor::engine::{FdStore, MigrateArgs, MigrateSetParameters, MigrationCapabilityStatus, MigrationInfo};
 use std::sync::Arc;
 
 impl Machine {
-    /// `migrate`: checks, then the migration runs on a thread of its own.
-    pub fn migrate(self: &Arc<Self>, args: &MigrateArgs) -> Result<(), String> {
+    /// `migrate`: checks, then the migration runs on a thread of its own. `fd:NAME` takes
+    /// the descriptor from `fds` (the calling monitor's).
+    pub fn migrate(self: &Arc<Self>, args: &MigrateArgs, fds: &FdStore) -> Result<(), String> {
         if args.resume {
             return Err("Cannot resume if there is no paused migration".into());
         }
@@ -32,6 +33,25 @@ impl Machine {
             });
             return Err("Parameter 'uri' expects a valid migration protocol".into());
         };
+        let target = match target {
+            uri::Uri::Fd(name) => match fds.take(&name).map_err(|e| e.desc).and_then(fd::outgoing) {
+                Ok(conn) => Target::Connected(conn),
+                Err(e) => {
+                    // As in QEMU, the migration was set up before the descriptor was missed.
+                    self.outgoing.reset_stats(Stats {
+                        status: Status::Setup,
+                        ..Stats::default()
+                    });
+                    self.outgoing.reset_stats(Stats {
+                        status: Status::Failed,
+                        error: Some(e.clone()),
+                        ..Stats::default()
+                    });
+                    return Err(e);
+                }
+            },
+            other => Target::Uri(other),
+        };
         self.outgoing.begin();
         self.outgoing.reset_stats(Stats {
             status: Status::Setup,
@@ -44,7 +64,7 @@ impl Machine {
         let machine = self.clone();
         let handle = std::thread::Builder::new()
             .name("migration".into())
-            .spawn(move || machine.run_outgoing(&target, &vm, mode))
+            .spawn(move || machine.run_outgoing(target, &vm, mode))
             .map_err(|e| format!("cannot start the migration thread: {e}"))?;
         *lock(&self.outgoing_thread) = Some(handle);
         Ok(())
@@ -64,8 +84,12 @@ impl Machine {
     }
 
     /// The migration thread: connect, run, and settle the run state.
-    fn run_outgoing(&self, target: &uri::Uri, vm: &crate::vm::Vm, mode: Mode) {
-        let conn = match uri::connect(target) {
+    fn run_outgoing(&self, target: Target, vm: &crate::vm::Vm, mode: Mode) {
+        let connected = match target {
+            Target::Uri(u) => uri::connect(&u),
+            Target::Connected(conn) => Ok(conn),
+        };
+        let conn = match connected {
             Ok(c) => c,
             Err(e) => {
                 eprintln!("godwit: {e}");
@@ -78,14 +102,23 @@ impl Machine {
             }
         };
         self.outgoing.connected(conn.abort);
-        // A completed migration, or one whose outcome is unknown, leaves the guest to the
-        // destination: `postmigrate`. Otherwise the run state stays what it is.
+        // The stop-and-copy pauses a running guest: `finish-migrate` (QMP's `STOP`), as in
+        // QEMU. A completed migration, or one whose outcome is unknown, leaves the guest to
+        // the destination: `postmigrate`. A failed one runs the guest on (`RESUME`) if the
+        // stop-and-copy had paused it.
+        let stopped = || self.set_state(RunState::FinishMigrate);
         let settle = |r: &Result<(), send::Stop>| {
             if matches!(r, Ok(()) | Err(send::Stop::Undecided(_))) {
                 self.set_state(RunState::Postmigrate);
+            } else if self.state() == RunState::FinishMigrate {
+                self.set_state(RunState::Running);
             }
         };
-        let result = send::run(vm, conn.writer, conn.reply, &self.outgoing, mode, &settle);
+        let hooks = send::RunStateHooks {
+            stopped: &stopped,
+            settle: &settle,
+        };
+        let result = send::run_with(vm, conn.writer, conn.reply, &self.outgoing, mode, &hooks);
         if let Some(mut child) = conn.child {
             let _ = child.wait();
         }
@@ -103,7 +136,7 @@ impl Machine {
         }
     }
 
-    pub fn migrate_incoming(&self, spec: &str) -> Result<(), String> {
+    pub fn migrate_incoming(&self, spec: &str, fds: &FdStore) -> Result<(), String> {
         let mut inc = lock(&self.incoming);
         if !inc.deferred {
             return Err("'-incoming' was not specified on the command line".into());
@@ -116,7 +149,14 @@ impl Machine {
             .ok_or_else(|| format!("unknown migration protocol: {spec}"))?;
         drop(inc);
         let vm = self.the_vm()?;
-        super::incoming::start_parsed(&parsed, vm, self.events.clone(), self.incoming.clone())?;
+        let source = match parsed {
+            uri::Uri::Fd(name) if name.starts_with(|c: char| c.is_ascii_digit()) => {
+                super::incoming::Source::Connected(fd::inherited(&name)?)
+            }
+            uri::Uri::Fd(name) => super::incoming::Source::Connected(fds.take(&name).map_err(|e| e.desc)?),
+            other => super::incoming::Source::Listening(uri::Incoming::listen(&other)?),
+        };
+        super::incoming::start_source(source, vm, self.events.clone(), self.incoming.clone(), self.outgoing.clone())?;
         inc = lock(&self.incoming);
         inc.started = true;
         Ok(())
@@ -142,6 +182,13 @@ impl Machine {
         }
         lock(&self.outgoing.params).set_capabilities(caps).map_err(|e| e.to_string())
     }
+}
+
+/// Where an outgoing migration goes: a URI to connect to on the migration thread, or a
+/// connection already made (`fd:`).
+enum Target {
+    Uri(uri::Uri),
+    Connected(uri::Outgoing),
 }
 
 /// Ends any outgoing migration before the VM goes away (a reset rebuilds it): one not yet

@@ -6,11 +6,12 @@ mod engine;
 pub use engine::MachineEngine;
 mod incoming;
 mod info;
+mod jobs;
 mod migrate;
 mod network;
 mod runstate;
 
-pub use incoming::{IncomingState, start as start_incoming};
+pub use incoming::{IncomingState, finish as finish_incoming, start as start_incoming};
 pub use monitor::engine::RunState;
 
 use crate::migration::send::Shared;
@@ -18,7 +19,8 @@ use crate::network::Networks;
 use crate::vm::{Vm, VmEvent};
 use crossbeam_channel::Sender;
 use devices::bus::lock;
-use monitor::engine::{ChardevInfo, Event, EventBus};
+use monitor::engine::{ChardevInfo, Event, EventBus, Jobs};
+use std::sync::atomic::AtomicBool;
 use std::sync::{Arc, Mutex};
 
 pub struct Machine {
@@ -48,6 +50,10 @@ pub struct Machine {
     ready: (Mutex<bool>, std::sync::Condvar),
     /// The network back ends, kept across resets.
     networks: Arc<Networks>,
+    /// QMP's jobs (the snapshot commands).
+    pub jobs: Jobs,
+    /// `-no-reboot`: a reset ends the run (a `SHUTDOWN`, not a `RESET`).
+    pub no_reboot: AtomicBool,
 }
 
 impl Machine {
@@ -68,6 +74,8 @@ impl Machine {
             monitors: Mutex::new(Vec::new()),
             ready: (Mutex::new(false), std::sync::Condvar::new()),
             networks,
+            jobs: Jobs::default(),
+            no_reboot: AtomicBool::new(false),
         })
     }
 
@@ -148,6 +156,15 @@ impl Machine {
     pub fn drain_serial(&self) {
         for h in lock(&self.monitors).iter() {
             h.drain_serial(std::time::Duration::from_secs(1));
+        }
+    }
+
+    /// Before the process ends: lets every monitor deliver what it owes its client (the
+    /// answer to a `quit`, the `SHUTDOWN` event), a second at most.
+    pub fn flush_monitors(&self) {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(1);
+        for h in lock(&self.monitors).iter() {
+            h.flush(deadline);
         }
     }
 

@@ -2,7 +2,7 @@
 //! (`announce_self`, and after an incoming migration, as QEMU does).
 
 use super::Machine;
-use crate::migration::params::Announce;
+use crate::migration::params::{Announce, announce_delay};
 use crate::vm::nics::Nic;
 use devices::bus::lock;
 use devices::virtio::net::NetControl;
@@ -60,16 +60,16 @@ impl Machine {
         Ok(())
     }
 
-    /// `announce_self`: the NICs named (all when none is) announce themselves on the
-    /// announce-* schedule.
-    pub fn announce_self(&self, names: &[String]) -> Result<(), String> {
+    /// `announce_self`: the NICs named (all when none is) announce themselves on
+    /// `schedule`, else on the announce-* migration parameters.
+    pub fn announce_self(&self, names: &[String], schedule: Option<Announce>) -> Result<(), String> {
         let vm = self.the_vm()?;
         let chosen: Vec<&Nic> = vm
             .nics()
             .iter()
             .filter(|n| names.is_empty() || names.contains(&n.cfg.name))
             .collect();
-        let schedule = lock(&self.outgoing.params).announce;
+        let schedule = schedule.unwrap_or_else(|| lock(&self.outgoing.params).announce);
         announce(chosen.iter().map(|n| n.control.clone()).collect(), schedule);
         Ok(())
     }
@@ -77,7 +77,7 @@ impl Machine {
     /// After an incoming migration: the bridges between here and the source learn where
     /// the guest's addresses now are, as QEMU makes them learn.
     pub fn announce_after_migration(&self) {
-        let _ = self.announce_self(&[]);
+        let _ = self.announce_self(&[], None);
     }
 }
 
@@ -92,7 +92,7 @@ fn announce(nics: Vec<Arc<NetControl>>, schedule: Announce) {
                 n.announce();
             }
             if round + 1 < schedule.rounds {
-                std::thread::sleep(schedule.delay_after(round));
+                std::thread::sleep(announce_delay(&schedule, round));
             }
         }
     };

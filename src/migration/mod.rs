@@ -4,6 +4,7 @@ mod block_tests;
 pub mod crc;
 pub mod dirty;
 pub mod disks;
+pub mod fd;
 pub mod info;
 pub mod params;
 pub mod recv;

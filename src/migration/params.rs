@@ -47,33 +47,21 @@ pub struct Params {
     pub announce: Announce,
 }
 
-/// QEMU's self-announcement schedule, in milliseconds: the first round at once, the next
-/// after `initial`, each later one `step` longer, at most `max`, `rounds` in all.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Announce {
-    pub initial: u64,
-    pub max: u64,
-    pub rounds: u64,
-    pub step: u64,
-}
+/// QEMU's self-announcement schedule (the engine's type).
+pub use monitor::engine::AnnounceSchedule as Announce;
 
-impl Default for Announce {
-    fn default() -> Self {
-        Announce {
-            initial: 50,
-            max: 550,
-            rounds: 5,
-            step: 100,
-        }
-    }
-}
+/// QEMU's default schedule: 50 ms, then 100 ms longer each time, at most 550 ms, 5 rounds.
+pub const DEFAULT_ANNOUNCE: Announce = Announce {
+    initial: 50,
+    max: 550,
+    rounds: 5,
+    step: 100,
+};
 
-impl Announce {
-    /// The pause after round `n` (counted from 0).
-    pub fn delay_after(&self, n: u64) -> std::time::Duration {
-        let ms = self.initial.saturating_add(n.saturating_mul(self.step)).min(self.max);
-        std::time::Duration::from_millis(ms)
-    }
+/// The pause after announcement round `n` (counted from 0).
+pub fn announce_delay(s: &Announce, n: u64) -> std::time::Duration {
+    let ms = s.initial.saturating_add(n.saturating_mul(s.step)).min(s.max);
+    std::time::Duration::from_millis(ms)
 }
 
 pub const DEFAULT_BANDWIDTH: u64 = 128 << 20;
@@ -90,7 +78,7 @@ impl Default for Params {
             block_incremental: false,
             block: false,
             events: false,
-            announce: Announce::default(),
+            announce: DEFAULT_ANNOUNCE,
         }
     }
 }

@@ -1,5 +1,6 @@
-//! Migration URIs (`tcp:HOST:PORT`, `tcp:[V6]:PORT`, `unix:PATH`, `exec:CMD`, `defer`):
-//! parsing, connecting (source) and listening (destination).
+//! Migration URIs (`tcp:HOST:PORT`, `tcp:[V6]:PORT`, `unix:PATH`, `exec:CMD`, `fd:NAME`,
+//! `defer`): parsing, connecting (source) and listening (destination). `fd:` connections
+//! are made in `super::fd`, from the descriptor the name stands for.
 
 use crate::errtext;
 use std::io::{Read, Write};
@@ -15,9 +16,14 @@ pub const STALL_TIMEOUT: Duration = Duration::from_secs(10);
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Uri {
-    Tcp { host: String, port: u16 },
+    Tcp {
+        host: String,
+        port: u16,
+    },
     Unix(PathBuf),
     Exec(String),
+    /// A descriptor given to a monitor with `getfd` (or, for `-incoming`, a number).
+    Fd(String),
     Defer,
 }
 
@@ -42,6 +48,9 @@ pub fn parse(s: &str) -> Option<Uri> {
     }
     if let Some(c) = s.strip_prefix("exec:") {
         return (!c.trim().is_empty()).then(|| Uri::Exec(c.to_string()));
+    }
+    if let Some(name) = s.strip_prefix("fd:") {
+        return (!name.is_empty()).then(|| Uri::Fd(name.to_string()));
     }
     None
 }
@@ -146,6 +155,7 @@ pub fn connect(uri: &Uri) -> Result<Outgoing, String> {
                 child: Some(child),
             })
         }
+        Uri::Fd(name) => Err(format!("fd:{name} is connected by migration::fd")),
         Uri::Defer => Err("Parameter 'uri' expects a valid migration protocol".into()),
     }
 }
@@ -188,6 +198,7 @@ impl Incoming {
                     .map_err(|e| format!("cannot run '{cmd}': {}", errtext::io(&e)))?;
                 Ok(Incoming::Exec(child))
             }
+            Uri::Fd(name) => Err(format!("fd:{name} is accepted by migration::fd")),
             Uri::Defer => Err("unknown migration protocol: defer".into()),
         }
     }
@@ -264,6 +275,7 @@ mod tests {
         assert_eq!(parse("unix:/tmp/m.sock"), Some(Uri::Unix("/tmp/m.sock".into())));
         assert_eq!(parse("exec:cat > /tmp/x"), Some(Uri::Exec("cat > /tmp/x".into())));
         assert_eq!(parse("defer"), Some(Uri::Defer));
+        assert_eq!(parse("fd:mig"), Some(Uri::Fd("mig".into())));
         for bad in [
             "",
             "tcp:1",
@@ -272,6 +284,7 @@ mod tests {
             "rdma:1:2",
             "unix:",
             "exec:",
+            "fd:",
             "file:/x",
         ] {
             assert_eq!(parse(bad), None, "{bad}");

@@ -2,9 +2,10 @@
 
 use super::disks::Disk;
 use devices::block::BlockBackend;
+use devices::block::qcow2::header;
 use devices::bus::lock;
 use monitor::engine::BlockInfo;
-use monitor::engine::block::{BlockCache, BlockDeviceInfo, ImageInfo};
+use monitor::engine::block::{BlockCache, BlockDeviceInfo, FormatSpecific, ImageInfo, Qcow2Specific};
 use std::os::unix::fs::MetadataExt;
 
 /// Every disk, in order.
@@ -63,16 +64,37 @@ fn image_info(b: &mut dyn BlockBackend, filename: &str) -> ImageInfo {
         let name = layer.path().display().to_string();
         Box::new(image_info(layer, &name))
     });
+    let qcow2 = b.as_qcow2().map(|q| q.header().clone());
     ImageInfo {
         filename: filename.to_string(),
         format,
         virtual_size,
         actual_size,
-        cluster_size: None,
-        dirty_flag: None,
+        cluster_size: qcow2.as_ref().map(|h| 1 << h.cluster_bits),
+        dirty_flag: qcow2.as_ref().map(|h| h.incompatible_features & header::INCOMPAT_DIRTY != 0),
+        format_specific: qcow2.as_ref().map(qcow2_specific),
         backing_filename: backing.as_ref().map(|i| i.filename.clone()),
         backing_image: backing,
         snapshots: Vec::new(),
+    }
+}
+
+/// `format-specific` of a qcow2 image, from its header.
+fn qcow2_specific(h: &header::Header) -> FormatSpecific {
+    FormatSpecific {
+        kind: "qcow2",
+        data: Qcow2Specific {
+            compat: if h.version >= 3 { "1.1" } else { "0.10" },
+            compression_type: if h.incompatible_features & header::INCOMPAT_COMPRESSION != 0 {
+                "zstd"
+            } else {
+                "zlib"
+            },
+            lazy_refcounts: h.compatible_features & header::COMPAT_LAZY_REFCOUNTS != 0,
+            refcount_bits: 1 << h.refcount_order,
+            corrupt: h.incompatible_features & header::INCOMPAT_CORRUPT != 0,
+            extended_l2: h.incompatible_features & header::INCOMPAT_EXTL2 != 0,
+        },
     }
 }
 

@@ -6,6 +6,7 @@ pub mod disk;
 pub mod hmp;
 pub mod migrate;
 pub mod net;
+pub mod qmp;
 
 use std::io::{BufRead, BufReader, Read};
 use std::path::{Path, PathBuf};

@@ -47,6 +47,28 @@ pub struct ImageInfo {
     pub backing_image: Option<Box<ImageInfo>>,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub snapshots: Vec<SnapshotInfo>,
+    #[serde(rename = "format-specific", skip_serializing_if = "Option::is_none")]
+    pub format_specific: Option<FormatSpecific>,
+}
+
+/// What only a qcow2 image has (`ImageInfoSpecific`, type `qcow2`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct FormatSpecific {
+    #[serde(rename = "type")]
+    pub kind: &'static str,
+    pub data: Qcow2Specific,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub struct Qcow2Specific {
+    /// `0.10` for version 2, `1.1` for version 3.
+    pub compat: &'static str,
+    pub compression_type: &'static str,
+    pub lazy_refcounts: bool,
+    pub refcount_bits: u32,
+    pub corrupt: bool,
+    pub extended_l2: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]

@@ -3,7 +3,7 @@
 
 use crossbeam_channel::{Receiver, Sender, TrySendError, bounded};
 use serde_json::{Value, json};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 /// Events a listener may have queued before the oldest are dropped: a client that never
@@ -95,17 +95,34 @@ impl Stamped {
     }
 }
 
+/// Called after an event was queued for a listener (to wake a thread that polls).
+pub type Waker = Arc<dyn Fn() + Send + Sync>;
+
+struct Listener {
+    tx: Sender<Stamped>,
+    wake: Option<Waker>,
+}
+
 /// Hands each event to every current listener.
 #[derive(Default)]
 pub struct EventBus {
-    listeners: Mutex<Vec<Sender<Stamped>>>,
+    listeners: Mutex<Vec<Listener>>,
 }
 
 impl EventBus {
     /// A new listener; it sees the events emitted from now on until it is dropped.
     pub fn subscribe(&self) -> Receiver<Stamped> {
+        self.listen(None)
+    }
+
+    /// A listener whose `wake` is called after each event queued for it.
+    pub fn subscribe_with(&self, wake: Waker) -> Receiver<Stamped> {
+        self.listen(Some(wake))
+    }
+
+    fn listen(&self, wake: Option<Waker>) -> Receiver<Stamped> {
         let (tx, rx) = bounded(EVENT_QUEUE);
-        self.listeners.lock().unwrap_or_else(|p| p.into_inner()).push(tx);
+        self.listeners.lock().unwrap_or_else(|p| p.into_inner()).push(Listener { tx, wake });
         rx
     }
 
@@ -118,7 +135,13 @@ impl EventBus {
         };
         let mut listeners = self.listeners.lock().unwrap_or_else(|p| p.into_inner());
         // A listener that is gone is forgotten; one that is full misses this event.
-        listeners.retain(|l| !matches!(l.try_send(stamped.clone()), Err(TrySendError::Disconnected(_))));
+        listeners.retain(|l| {
+            let sent = l.tx.try_send(stamped.clone());
+            if let (Ok(()), Some(wake)) = (&sent, &l.wake) {
+                wake();
+            }
+            !matches!(sent, Err(TrySendError::Disconnected(_)))
+        });
     }
 }
 

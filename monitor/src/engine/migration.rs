@@ -245,6 +245,16 @@ pub struct MigrateSetParameters {
     pub max_cpu_throttle: Option<u8>,
 }
 
+/// QEMU's `AnnounceParameters` timing, in milliseconds: the first round at once, the next
+/// after `initial`, each later one `step` longer, at most `max`, `rounds` in all.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AnnounceSchedule {
+    pub initial: u64,
+    pub max: u64,
+    pub rounds: u64,
+    pub step: u64,
+}
+
 /// `migrate`: where to, and how (`blk`/`inc` copy the disks; `detach` only matters to
 /// HMP, which otherwise waits for the end; `resume` is post-copy recovery).
 #[derive(Debug, Clone, PartialEq, Eq, Default)]

@@ -11,6 +11,8 @@
 
 pub mod block;
 pub mod events;
+pub mod fds;
+pub mod jobs;
 pub mod migration;
 pub mod types;
 
@@ -18,11 +20,13 @@ use thiserror::Error;
 
 pub use block::{BlockDeviceInfo, BlockInfo, DiskSnapshots, SnapshotInfo};
 pub use events::{Event, EventBus};
+pub use fds::FdStore;
+pub use jobs::{JobInfo, JobStatus, JobType, Jobs, SnapshotJob};
 pub use migration::{
-    MigrateArgs, MigrateSetParameters, MigrationCapability, MigrationCapabilityStatus, MigrationInfo, MigrationParameters, MigrationStats,
-    MigrationStatus,
+    AnnounceSchedule, MigrateArgs, MigrateSetParameters, MigrationCapability, MigrationCapabilityStatus, MigrationInfo,
+    MigrationParameters, MigrationStats, MigrationStatus,
 };
-pub use types::{ChardevInfo, CpuInfoFast, KvmInfo, NameInfo, PciDeviceInfo, RunState, StatusInfo, UuidInfo, VersionInfo};
+pub use types::{ChardevInfo, CpuInfoFast, KvmInfo, NameInfo, PciDeviceInfo, RunState, StatusInfo, TargetInfo, UuidInfo, VersionInfo};
 
 /// QEMU's error classes (`ErrorClass` in its QAPI schema).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
@@ -92,6 +96,10 @@ pub trait Engine: Send + Sync {
     fn query_version(&self) -> VersionInfo;
     fn query_uuid(&self) -> UuidInfo;
     fn query_kvm(&self) -> KvmInfo;
+    /// `query-target`: what the guest's CPUs are.
+    fn query_target(&self) -> TargetInfo {
+        TargetInfo { arch: "x86_64" }
+    }
     fn query_cpus_fast(&self) -> EngineResult<Vec<CpuInfoFast>>;
     fn query_block(&self) -> EngineResult<Vec<BlockInfo>>;
     fn query_chardev(&self) -> Vec<ChardevInfo>;
@@ -111,10 +119,14 @@ pub trait Engine: Send + Sync {
     /// The internal snapshots of every disk taking part, by device name.
     fn query_snapshots(&self) -> EngineResult<Vec<DiskSnapshots>>;
 
-    fn migrate(&self, args: &MigrateArgs) -> EngineResult<()>;
+    /// `migrate`; an `fd:NAME` URI takes the descriptor `NAME` from `fds`, the calling
+    /// monitor's (QEMU looks it up in the monitor the command came from).
+    fn migrate(&self, args: &MigrateArgs, fds: &FdStore) -> EngineResult<()>;
     fn migrate_cancel(&self);
     fn migrate_start_postcopy(&self) -> EngineResult<()>;
-    fn migrate_incoming(&self, uri: &str) -> EngineResult<()>;
+    /// `migrate-incoming`; `fd:NAME` as for `migrate` (a number is a descriptor godwit
+    /// inherited, as with `-incoming fd:N`).
+    fn migrate_incoming(&self, uri: &str, fds: &FdStore) -> EngineResult<()>;
     fn query_migrate(&self) -> MigrationInfo;
     fn migrate_set_parameters(&self, p: &MigrateSetParameters) -> EngineResult<()>;
     fn query_migrate_parameters(&self) -> MigrationParameters;
@@ -124,10 +136,15 @@ pub trait Engine: Send + Sync {
     /// `set_link`: `name` is a NIC's or its back end's.
     fn set_link(&self, name: &str, up: bool) -> EngineResult<()>;
     /// `announce_self` / `announce-self`: the NICs named (all when empty) announce
-    /// themselves on the announce-* schedule.
-    fn announce_self(&self, interfaces: &[String]) -> EngineResult<()>;
+    /// themselves, on `schedule` or else on the announce-* migration parameters.
+    fn announce_self(&self, interfaces: &[String], schedule: Option<AnnounceSchedule>) -> EngineResult<()>;
     /// `info network` (HMP only, as in QEMU).
     fn network_text(&self) -> EngineResult<String>;
+    /// `snapshot-save`, `snapshot-load`, `snapshot-delete`: checked, then run as a job on
+    /// a thread of its own (the job's outcome is in `query_jobs`).
+    fn snapshot_job(&self, kind: JobType, job: &SnapshotJob) -> EngineResult<()>;
+    fn query_jobs(&self) -> Vec<JobInfo>;
+    fn job_dismiss(&self, id: &str) -> EngineResult<()>;
 
     /// `info registers` (HMP only, as in QEMU): the CPUs' registers as text.
     fn registers_text(&self, which: CpuSelection) -> EngineResult<String>;

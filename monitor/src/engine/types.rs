@@ -12,6 +12,8 @@ pub enum RunState {
     Prelaunch,
     Inmigrate,
     Postmigrate,
+    /// The stop-and-copy of an outgoing migration: paused until the outcome is known.
+    FinishMigrate,
     InternalError,
     Shutdown,
 }
@@ -25,6 +27,7 @@ impl RunState {
             RunState::Prelaunch => "prelaunch",
             RunState::Inmigrate => "inmigrate",
             RunState::Postmigrate => "postmigrate",
+            RunState::FinishMigrate => "finish-migrate",
             RunState::InternalError => "internal-error",
             RunState::Shutdown => "shutdown",
         }
@@ -84,6 +87,12 @@ pub struct KvmInfo {
     pub present: bool,
 }
 
+/// `query-target`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct TargetInfo {
+    pub arch: &'static str,
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 pub struct CpuProps {
     #[serde(rename = "core-id")]
@@ -114,6 +123,20 @@ pub struct ChardevInfo {
     pub filename: String,
     #[serde(rename = "frontend-open")]
     pub frontend_open: bool,
+}
+
+/// QEMU's name for a PCI class (class and subclass), for the classes godwit's devices
+/// have; `query-pci` gives it as `desc`, `info pci` prints it.
+pub fn pci_class_desc(class: u32) -> Option<&'static str> {
+    Some(match class {
+        0x0100 => "SCSI controller",
+        0x0180 => "Storage controller",
+        0x0200 => "Ethernet controller",
+        0x0600 => "Host bridge",
+        0x0601 => "ISA bridge",
+        0x0780 => "Communication controller",
+        _ => return None,
+    })
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]

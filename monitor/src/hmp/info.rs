@@ -67,16 +67,12 @@ fn cpus(e: &dyn Engine) -> Result<String, String> {
     Ok(s)
 }
 
-fn class_name(class: u32) -> &'static str {
-    match class {
-        0x0100 => "SCSI controller",
-        0x0180 => "Storage controller",
-        0x0200 => "Ethernet controller",
-        0x0600 => "Host bridge",
-        0x0601 => "ISA bridge",
-        0x0780 => "Communication controller",
-        0x00ff => "Class 00ff",
-        _ => "Class",
+/// The engine's description of the class, or QEMU's fallback text.
+fn class_name(info: &crate::engine::types::PciClassInfo) -> String {
+    match (&info.desc, info.class) {
+        (Some(d), _) => d.clone(),
+        (None, 0x00ff) => "Class 00ff".into(),
+        (None, _) => "Class".into(),
     }
 }
 
@@ -87,7 +83,7 @@ fn pci(devices: &[PciDeviceInfo]) -> String {
         let _ = writeln!(
             s,
             "    {}: PCI device {:04x}:{:04x}",
-            class_name(d.class_info.class),
+            class_name(&d.class_info),
             d.id.vendor,
             d.id.device
         );

@@ -4,7 +4,7 @@
 
 use crate::engine::migration::MAX_DOWNTIME_MS;
 use crate::engine::{
-    Engine, EngineError, MigrateArgs, MigrateSetParameters, MigrationCapability, MigrationCapabilityStatus, MigrationInfo,
+    Engine, EngineError, FdStore, MigrateArgs, MigrateSetParameters, MigrationCapability, MigrationCapabilityStatus, MigrationInfo,
     MigrationParameters, MigrationStats,
 };
 use crate::size::{SizeUnit, parse_size};
@@ -43,8 +43,8 @@ impl Pending for Wait {
     }
 }
 
-pub fn start(engine: &Arc<dyn Engine>, args: &MigrateArgs) -> Result<Outcome, String> {
-    engine.migrate(args).map_err(|e| e.desc)?;
+pub fn start(engine: &Arc<dyn Engine>, args: &MigrateArgs, fds: &FdStore) -> Result<Outcome, String> {
+    engine.migrate(args, fds).map_err(|e| e.desc)?;
     if args.detach {
         return Ok(Outcome::Done);
     }

@@ -8,7 +8,7 @@ mod migration;
 mod snapshots;
 
 use crate::command::Command;
-use crate::engine::{Engine, EngineError, MigrateArgs, MigrateSetParameters};
+use crate::engine::{Engine, EngineError, FdStore, MigrateArgs, MigrateSetParameters};
 use crate::help::help_text;
 use crate::vmm::{Outcome, Vmm};
 use std::io::Write;
@@ -21,11 +21,17 @@ pub use snapshots::{format_snapshots, size_to_str};
 /// `human-monitor-command`) runs commands with.
 pub struct Hmp {
     engine: Arc<dyn Engine>,
+    /// HMP has no `getfd`: its `fd:` URIs find nothing, as an HMP monitor given no
+    /// descriptor does in QEMU.
+    fds: FdStore,
 }
 
 impl Hmp {
     pub fn new(engine: Arc<dyn Engine>) -> Self {
-        Hmp { engine }
+        Hmp {
+            engine,
+            fds: FdStore::default(),
+        }
     }
 }
 
@@ -72,13 +78,13 @@ impl Vmm for Hmp {
                     detach: *detach,
                     resume: *resume,
                 };
-                migration::start(&self.engine, &args)
+                migration::start(&self.engine, &args, &self.fds)
             }
             Command::MigrateCancel => {
                 e.migrate_cancel();
                 Ok(Outcome::Done)
             }
-            Command::MigrateIncoming { uri } => done(e.migrate_incoming(uri)),
+            Command::MigrateIncoming { uri } => done(e.migrate_incoming(uri, &self.fds)),
             Command::MigrateSetSpeed { bytes_per_second } => done(e.migrate_set_parameters(&MigrateSetParameters {
                 max_bandwidth: Some(*bytes_per_second),
                 ..MigrateSetParameters::default()
@@ -93,7 +99,7 @@ impl Vmm for Hmp {
                     .as_deref()
                     .map(|l| l.split(',').filter(|n| !n.is_empty()).map(str::to_string).collect())
                     .unwrap_or_default();
-                done(e.announce_self(&names))
+                done(e.announce_self(&names, None))
             }
             Command::Help { topic } => text(out, &help_text(topic.as_deref())).map(|()| Outcome::Done),
         }

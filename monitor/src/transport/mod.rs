@@ -29,6 +29,7 @@
 mod driver;
 mod fd;
 mod pty;
+pub(crate) mod qmp;
 mod socket;
 pub mod spec;
 mod stdio;
@@ -47,8 +48,10 @@ use thiserror::Error;
 pub use spec::{ChardevSpec, SpecError, TcpSpec, UnixSpec};
 pub use stdio::{SerialWriter, restore_terminal};
 
+use crate::engine::Engine;
 use crate::mux::{DEFAULT_ESCAPE, MuxEvent};
 use crate::vmm::SharedVmm;
+use qmp::QmpMonitor;
 
 /// The label QEMU gives the `index`-th `-monitor` (`compat_monitor0`, ...).
 pub fn compat_label(index: usize) -> String {
@@ -75,6 +78,8 @@ pub enum MonitorError {
     SerialWithoutMux,
     #[error("Failed to create PTY: {0}")]
     Pty(String),
+    #[error("QMP is not available on '{0}' (use a socket or stdio)")]
+    QmpUnsupported(String),
     #[error("{0}")]
     Io(String),
 }
@@ -153,6 +158,10 @@ pub(crate) struct Context {
     stop: Arc<AtomicBool>,
     label: String,
     program: String,
+    /// The option that asked for the monitor (`-monitor`, `-qmp`), for notices.
+    option: String,
+    /// For a QMP monitor: the protocol's shared state (HMP monitors have none).
+    qmp: Option<Arc<QmpMonitor>>,
 }
 
 /// The short way to start a monitor.
@@ -173,6 +182,8 @@ pub struct MonitorBuilder {
     program: String,
     escape: u8,
     serial: Option<Box<dyn SerialFrontend>>,
+    qmp: Option<Arc<QmpMonitor>>,
+    option: String,
 }
 
 impl MonitorBuilder {
@@ -185,7 +196,22 @@ impl MonitorBuilder {
             program: "godwit".into(),
             escape: DEFAULT_ESCAPE,
             serial: None,
+            qmp: None,
+            option: "-monitor".into(),
         }
+    }
+
+    /// The option named in the "waiting for connection" notice (default `-monitor`).
+    pub fn option_name(mut self, option: impl Into<String>) -> Self {
+        self.option = option.into();
+        self
+    }
+
+    /// Makes this a QMP monitor on `engine` (`vmm`, HMP over the same engine, runs
+    /// `human-monitor-command`); `pretty` lays replies out one member a line.
+    pub fn qmp(mut self, engine: Arc<dyn Engine>, pretty: bool) -> Self {
+        self.qmp = Some(Arc::new(QmpMonitor::new(engine, Arc::clone(&self.vmm), pretty)));
+        self
     }
 
     /// The chardev label (default `compat_monitor0`).
@@ -220,6 +246,8 @@ impl MonitorBuilder {
             stop: Arc::clone(stop),
             label: self.label.clone(),
             program: self.program.clone(),
+            option: self.option.clone(),
+            qmp: self.qmp.clone(),
         }
     }
 
@@ -227,6 +255,15 @@ impl MonitorBuilder {
     /// the first client connects for socket servers without `nowait`.
     pub fn start(self, spec: &str) -> Result<MonitorHandle, MonitorError> {
         let parsed = ChardevSpec::parse(spec)?;
+        self.start_spec(parsed, spec)
+    }
+
+    /// Starts the monitor on a device already parsed (from `-chardev`); `spec` names it in
+    /// messages.
+    pub fn start_spec(self, parsed: ChardevSpec, spec: &str) -> Result<MonitorHandle, MonitorError> {
+        if let Some(q) = self.qmp.clone() {
+            return self.start_qmp(q, parsed, spec);
+        }
         let stop = Arc::new(AtomicBool::new(false));
         let ctx = self.context(&stop);
         let mux = matches!(parsed, ChardevSpec::Stdio { mux: true });
@@ -239,12 +276,34 @@ impl MonitorBuilder {
             ChardevSpec::Pty => Some(pty::start(ctx)?),
             ChardevSpec::Tcp(t) => Some(socket::start_tcp(t, spec, ctx)?),
             ChardevSpec::Unix(u) => Some(socket::start_unix(u, spec, ctx)?),
+            ChardevSpec::SocketFd(fd) => Some(socket::start_fd(*fd, ctx)?),
         };
         Ok(MonitorHandle {
             label: self.label,
             stop,
             started,
             stdio: matches!(parsed, ChardevSpec::Stdio { .. }),
+            qmp: None,
+        })
+    }
+
+    fn start_qmp(self, q: Arc<QmpMonitor>, parsed: ChardevSpec, spec: &str) -> Result<MonitorHandle, MonitorError> {
+        let stop = Arc::new(AtomicBool::new(false));
+        let ctx = self.context(&stop);
+        let started = match &parsed {
+            ChardevSpec::None => None,
+            ChardevSpec::Stdio { mux: false } => Some(stdio::start_qmp(ctx)?),
+            ChardevSpec::Tcp(t) => Some(socket::start_tcp(t, spec, ctx)?),
+            ChardevSpec::Unix(u) => Some(socket::start_unix(u, spec, ctx)?),
+            ChardevSpec::SocketFd(fd) => Some(socket::start_fd(*fd, ctx)?),
+            ChardevSpec::Stdio { mux: true } | ChardevSpec::Pty => return Err(MonitorError::QmpUnsupported(spec.to_string())),
+        };
+        Ok(MonitorHandle {
+            label: self.label,
+            stop,
+            started,
+            stdio: false,
+            qmp: Some(q),
         })
     }
 
@@ -264,6 +323,7 @@ impl MonitorBuilder {
             stop,
             started: Some(started),
             stdio: false,
+            qmp: None,
         })
     }
 }
@@ -275,9 +335,24 @@ pub struct MonitorHandle {
     stop: Arc<AtomicBool>,
     started: Option<Started>,
     stdio: bool,
+    qmp: Option<Arc<QmpMonitor>>,
 }
 
 impl MonitorHandle {
+    /// Whether this is a QMP monitor.
+    pub fn is_qmp(&self) -> bool {
+        self.qmp.is_some()
+    }
+
+    /// Waits (until `deadline` at most) until a QMP client has been sent everything it is
+    /// owed: the events so far and the answer to a command in progress (the process is
+    /// about to end). HMP monitors owe nothing.
+    pub fn flush(&self, deadline: std::time::Instant) {
+        if let Some(q) = &self.qmp {
+            q.flush(deadline);
+        }
+    }
+
     pub fn label(&self) -> &str {
         &self.label
     }

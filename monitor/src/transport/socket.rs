@@ -196,8 +196,8 @@ fn start_server(
     let mut first = None;
     if wait {
         eprintln!(
-            "{}: -monitor {spec_text}: info: QEMU waiting for connection on: {}",
-            ctx.program, names.disconnected
+            "{}: {} {spec_text}: info: QEMU waiting for connection on: {}",
+            ctx.program, ctx.option, names.disconnected
         );
         let client = accept(&listener).map_err(|e| MonitorError::Io(error_text(&e)))?;
         // Name it now, so that `info chardev` is right as soon as we return.
@@ -234,6 +234,61 @@ fn start_server(
     Ok(Started::new(filename, vec![thread]))
 }
 
+/// Starts a server on a listening socket inherited from the caller (libvirt binds the
+/// monitor's socket itself and passes it down).
+pub(crate) fn start_fd(raw: RawFd, ctx: Context) -> Result<Started, MonitorError> {
+    use std::os::fd::FromRawFd;
+    // SAFETY: F_GETFD only asks whether the number is an open descriptor.
+    if unsafe { libc::fcntl(raw, libc::F_GETFD) } < 0 {
+        return Err(MonitorError::Io(format!("Invalid file descriptor number '{raw}'")));
+    }
+    // SAFETY: listen(2) on the inherited socket; already listening is fine.
+    unsafe {
+        libc::listen(raw, 1);
+    }
+    // SAFETY: getsockname fills a sockaddr_storage we own, with its size.
+    let family = unsafe {
+        let mut ss: libc::sockaddr_storage = std::mem::zeroed();
+        let mut len = std::mem::size_of::<libc::sockaddr_storage>() as libc::socklen_t;
+        if libc::getsockname(raw, (&mut ss as *mut libc::sockaddr_storage).cast(), &mut len) < 0 {
+            return Err(MonitorError::Io(format!("descriptor {raw} is not a socket")));
+        }
+        libc::c_int::from(ss.ss_family)
+    };
+    let options = Options {
+        telnet: false,
+        nodelay: false,
+    };
+    if family == libc::AF_UNIX {
+        // SAFETY: the caller handed this descriptor to godwit for the monitor.
+        let l = unsafe { UnixListener::from_raw_fd(raw) };
+        let path = l
+            .local_addr()
+            .ok()
+            .and_then(|a| a.as_pathname().map(|p| p.display().to_string()))
+            .unwrap_or_default();
+        let connected_name = format!("unix:{path},server=on");
+        let names = Names {
+            disconnected: format!("disconnected:unix:{path},server=on"),
+            connected: Box::new(move |_| connected_name.clone()),
+        };
+        return start_server(Listener::Unix(l), names, false, "", options, ctx);
+    }
+    // SAFETY: as above, for a TCP socket.
+    let l = unsafe { TcpListener::from_raw_fd(raw) };
+    let local = l.local_addr().map_err(|e| MonitorError::Io(error_text(&e)))?;
+    let names = Names {
+        disconnected: format!("disconnected:tcp:{},server=on", addr_text(Some(local))),
+        connected: Box::new(move |addrs| match addrs {
+            TcpOrUnix::Tcp { local, peer } => format!("tcp:{},server=on <-> {}", addr_text(*local), addr_text(*peer)),
+            TcpOrUnix::Unix => String::new(),
+        }),
+    };
+    let mut started = start_server(Listener::Tcp(l), names, false, "", options, ctx)?;
+    started.local_addr = Some(local);
+    Ok(started)
+}
+
 fn start_client(client: Client, connected: String, disconnected: String, options: Options, ctx: Context) -> Result<Started, MonitorError> {
     let filename = Arc::new(Mutex::new(connected));
     let name_slot = Arc::clone(&filename);
@@ -255,6 +310,16 @@ fn set_name(slot: &Mutex<String>, name: String) {
 fn serve_client(fd: OwnedFd, options: Options, ctx: &Context) {
     let raw = fd.as_raw_fd();
     if fd::set_nonblocking(raw, true).is_err() {
+        return;
+    }
+    if let Some(q) = &ctx.qmp {
+        if let Ok(write_fd) = fd.try_clone() {
+            super::qmp::serve(raw, super::qmp::Input::Socket, WriteTarget::Socket(write_fd), q, &ctx.stop);
+        }
+        // SAFETY: shutting down a socket we still own; the result is irrelevant.
+        unsafe {
+            libc::shutdown(raw, libc::SHUT_RDWR);
+        }
         return;
     }
     if options.nodelay {

@@ -18,6 +18,8 @@ pub enum ChardevSpec {
     Pty,
     Tcp(TcpSpec),
     Unix(UnixSpec),
+    /// A listening socket inherited from the caller (`-chardev socket,id=ID,fd=N`).
+    SocketFd(i32),
 }
 
 /// `tcp:` or `telnet:`.

@@ -32,6 +32,25 @@ extern "C" fn restore_at_exit() {
     restore_terminal();
 }
 
+/// `-qmp stdio`: a QMP session on stdin and stdout (no terminal handling).
+pub(crate) fn start_qmp(ctx: Context) -> Result<Started, MonitorError> {
+    if STDIO_IN_USE.swap(true, Ordering::AcqRel) {
+        return Err(MonitorError::StdioInUse);
+    }
+    let Some(q) = ctx.qmp.clone() else {
+        return Err(MonitorError::Io("not a QMP monitor".into()));
+    };
+    let _ = fd::set_nonblocking(libc::STDIN_FILENO, true);
+    let thread = thread::Builder::new()
+        .name(format!("monitor-{}", ctx.label))
+        .spawn(move || {
+            let out = WriteTarget::Borrowed(libc::STDOUT_FILENO);
+            super::qmp::serve(libc::STDIN_FILENO, super::qmp::Input::Plain, out, &q, &ctx.stop);
+        })
+        .map_err(|e| MonitorError::Io(error_text(&e)))?;
+    Ok(Started::new(Arc::new(Mutex::new("stdio".to_string())), vec![thread]))
+}
+
 /// Where the terminal's input comes from and its output goes.
 pub(crate) enum Terminal {
     /// The process's own stdin and stdout.

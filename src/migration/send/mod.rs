@@ -160,6 +160,8 @@ struct Outgoing<'a> {
     /// The disks were handed over (or about to be): a failure must take them back.
     handed_over: bool,
     downtime_start: Option<Instant>,
+    /// Tells the caller the stop-and-copy paused a running guest.
+    stopped: &'a dyn Fn(),
 }
 
 /// Runs one outgoing migration to completion. On success the VM is left paused (the
@@ -170,9 +172,11 @@ struct Outgoing<'a> {
 /// after END for the destination's outcome: only once it has loaded everything is the
 /// migration complete, and if it fails instead the guest runs on here.
 ///
-/// `settle` is called with the outcome before `info migrate` shows it, while the VM's run
+/// `hooks.stopped` is called when the stop-and-copy pauses a running guest; `hooks.settle`
+/// is called with the outcome before `info migrate` shows it, while the VM's run
 /// state is still held (from the stop-and-copy on): the caller records there what the
 /// machine's run state becomes, so no monitor command sees the outcome without it.
+#[cfg(test)]
 pub fn run(
     vm: &Vm,
     out: Box<dyn Write + Send>,
@@ -180,6 +184,19 @@ pub fn run(
     shared: &Shared,
     mode: Mode,
     settle: &dyn Fn(&Result<(), Stop>),
+) -> Result<(), Stop> {
+    let hooks = RunStateHooks { stopped: &|| {}, settle };
+    run_with(vm, out, reply, shared, mode, &hooks)
+}
+
+/// [`run`], telling the caller also when the stop-and-copy pauses a running guest.
+pub fn run_with(
+    vm: &Vm,
+    out: Box<dyn Write + Send>,
+    reply: Option<Box<dyn Read + Send>>,
+    shared: &Shared,
+    mode: Mode,
+    hooks: &RunStateHooks<'_>,
 ) -> Result<(), Stop> {
     let mut m = Outgoing {
         vm,
@@ -192,6 +209,7 @@ pub fn run(
         paused_here: false,
         handed_over: false,
         downtime_start: None,
+        stopped: hooks.stopped,
     };
     m.begin_figures();
     let result = (|| {
@@ -200,7 +218,13 @@ pub fn run(
         m.stop_and_copy(&mut sx, &last)?;
         m.switch_over(&mut sx)
     })();
-    m.end(result, settle)
+    m.end(result, hooks.settle)
+}
+
+/// How the caller's run state follows the migration (see [`run`]).
+pub struct RunStateHooks<'a> {
+    pub stopped: &'a dyn Fn(),
+    pub settle: &'a dyn Fn(&Result<(), Stop>),
 }
 
 impl<'a> Outgoing<'a> {
@@ -258,9 +282,6 @@ impl<'a> Outgoing<'a> {
         dirty::start(vm.fd(), vm.ram()).map_err(Failure::Dirty)?;
         let log_start = Instant::now();
         let touched = dirty::touched(vm.ram()).map_err(Failure::Dirty)?;
-        if self.mode == Mode::Shared {
-            self.setup_done();
-        }
         {
             let mut s = lock(&self.shared.stats);
             s.dirty_sync_count = 1;
@@ -270,7 +291,11 @@ impl<'a> Outgoing<'a> {
             s.duplicate += untouched;
             s.remaining -= untouched * PAGE;
         }
+        // As in QEMU, the first pass over the dirty log belongs to the set-up.
         self.shared.pass(1);
+        if self.mode == Mode::Shared {
+            self.setup_done();
+        }
         sx.send_bitmaps(&touched)?;
         // Dirty pages per second, over periods of at least a second (as QEMU measures it).
         let mut rate = (log_start, 0u64);
@@ -349,6 +374,9 @@ impl<'a> Outgoing<'a> {
         self.hold = Some(held);
         vm.pause();
         self.paused_here = true;
+        if self.was_running {
+            (self.stopped)();
+        }
         lock(&self.shared.stats).precopy_bytes = sx.w.bytes() - sx.disk_wire();
         sx.pacer.limited = false;
         sx.send_round(last)?;
@@ -357,6 +385,12 @@ impl<'a> Outgoing<'a> {
             taken: sx.block.as_mut().map(|b| b.take().0),
             bytes: 0,
         };
+        let pass = {
+            let mut s = lock(&self.shared.stats);
+            s.dirty_sync_count += 1;
+            s.dirty_sync_count
+        };
+        self.shared.pass(pass);
         sx.send_round(&after)?;
         let state = vm.save_state().map_err(Failure::State)?;
         sx.w.state(&devices::state::VersionedState::to_bytes(&state)).map_err(io_err)
@@ -379,7 +413,6 @@ impl<'a> Outgoing<'a> {
         s.transferred = sx.w.bytes();
         // Until the destination said it has everything: its guest runs from then.
         s.downtime_ms = self.downtime_start.map_or(0, |t| t.elapsed().as_millis() as u64);
-        s.dirty_sync_count += 1;
         s.disk_bytes = sx.disk_wire();
         Ok(())
     }

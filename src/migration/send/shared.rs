@@ -51,6 +51,12 @@ impl Shared {
         self.announce(Event::migration_pass(n));
     }
 
+    /// A status change that is not this migration's figures' (the destination's), announced
+    /// like the source's.
+    pub fn announce_status(&self, status: Status) {
+        self.announce(Event::migration(status));
+    }
+
     fn announce(&self, e: Event) {
         if lock(&self.params).events {
             self.bus.emit(e);
