@@ -75,7 +75,7 @@ pub enum VmError {
     Bars(#[from] devices::pci::mmio::PciMmioError),
     /// A NIC could not be created or plugged (its option, then why).
     #[error("{0}")]
-    Nic(String),
+    Nic(#[from] nics::NicError),
 }
 
 pub struct Vm {
@@ -151,7 +151,7 @@ impl Vm {
         let mut list = device_list::DeviceList::default();
         let mut platform = platform::build(&fd, serial_out, events.clone(), below, above, &mut list)?;
         let disks = disks::attach(&fd, &ram, &platform.pci, &mut list, &cfg.drives, cfg.incoming.is_some()).map_err(VmError::Disk)?;
-        let nics = nics::attach(&fd, &ram, &platform.pci, &mut list, &cfg.nics, nets).map_err(VmError::Nic)?;
+        let nics = nics::attach(&fd, &ram, &platform.pci, &mut list, &cfg.nics, nets)?;
         if !disks.is_empty() || !nics.is_empty() {
             // godwit is the firmware here: it places the BARs before the kernel looks.
             let root = devices::bus::lock(&platform.pci);

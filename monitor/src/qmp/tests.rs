@@ -163,34 +163,7 @@ impl Engine for Fake {
         Ok(())
     }
     fn query_migrate_parameters(&self) -> MigrationParameters {
-        MigrationParameters {
-            announce_initial: 50,
-            announce_max: 550,
-            announce_rounds: 5,
-            announce_step: 100,
-            compress_level: 1,
-            compress_threads: 8,
-            compress_wait_thread: true,
-            decompress_threads: 2,
-            throttle_trigger_threshold: 50,
-            cpu_throttle_initial: 20,
-            cpu_throttle_increment: 10,
-            cpu_throttle_tailslow: false,
-            tls_creds: String::new(),
-            tls_hostname: String::new(),
-            tls_authz: String::new(),
-            max_bandwidth: 134217728,
-            downtime_limit: 300,
-            x_checkpoint_delay: 20000,
-            block_incremental: false,
-            multifd_channels: 2,
-            multifd_compression: "none".into(),
-            multifd_zlib_level: 1,
-            multifd_zstd_level: 1,
-            xbzrle_cache_size: 67108864,
-            max_postcopy_bandwidth: 0,
-            max_cpu_throttle: 99,
-        }
+        MigrationParameters::default()
     }
     fn migrate_set_capabilities(&self, _: &[MigrationCapabilityStatus]) -> EngineResult<()> {
         Ok(())
