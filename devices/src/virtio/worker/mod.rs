@@ -83,6 +83,14 @@ impl Yield {
     pub fn requested(&self) -> bool {
         self.shared.yield_flag.load(Ordering::Acquire)
     }
+
+    /// One that is never raised, to drive a handler without its thread.
+    #[cfg(test)]
+    pub fn never() -> Yield {
+        Yield {
+            shared: Arc::new(Shared::new(0).expect("an epoll instance and an eventfd")),
+        }
+    }
 }
 
 /// The handle the device keeps; dropping it stops and joins the thread.
