@@ -3,9 +3,9 @@
 //! Three queues, rx (0), tx (1) and control (2), served by one I/O thread ([`handler`] on
 //! the shared [`Worker`]). The same thread waits on the back end's `rx_fd` as the worker's
 //! fourth, pseudo queue ([`BACKEND_EVENT`]), so a frame from the outside costs one wake-up.
-//! The NIC's own state (address, link, filter, announce bit) lives in a
-//! [`NetControl`] shared with the VMM, which sets the link and announces through it while
-//! the device sits in the transport as a `Box<dyn VirtioDevice>`.
+//! The NIC's own state (address, link, filter, announce bit) lives in a [`NetControl`]
+//! shared with the VMM, which sets the link and announces through it while the device sits
+//! in the transport as a `Box<dyn VirtioDevice>`.
 
 pub mod chain;
 pub mod control;
