@@ -3,8 +3,9 @@
 //! A device model ([`VirtioDevice`], e.g. [`blk::VirtioBlk`]) knows its queues, features and
 //! configuration layout; the transport ([`pci::VirtioPciDevice`]) exposes it as a PCI function
 //! and runs the virtio status machine. Queue processing happens on a per-device I/O thread
-//! ([`worker`]): a notify arriving on a vCPU thread only wakes that thread. Interrupts leave
-//! through an [`MsiSink`] the VMM implements (KVM_SIGNAL_MSI), so nothing here knows KVM.
+//! ([`worker`]): a notify, exiting to a vCPU thread or signalled by KVM on an ioeventfd the
+//! thread waits on, only wakes that thread. Interrupts leave through an [`MsiSink`] the VMM
+//! implements (KVM_SIGNAL_MSI), so nothing here knows KVM.
 
 pub mod blk;
 pub mod net;
@@ -107,8 +108,9 @@ pub trait VirtioDevice: Send {
     fn activate(&mut self, act: Activation) -> Result<(), VirtioError>;
     /// The driver notified queue `queue` (called on a vCPU thread: must not block on I/O).
     fn queue_notify(&mut self, queue: u16);
-    /// While active, a handle that notifies the queues from another thread (for notifies
-    /// that arrive through an ioeventfd instead of a VM exit).
+    /// While active, a handle on the I/O thread: it kicks queues from any thread, and takes
+    /// the eventfds KVM signals for queue notifies (ioeventfds), which the thread then waits
+    /// on itself.
     fn kicker(&self) -> Option<worker::Kicker> {
         None
     }

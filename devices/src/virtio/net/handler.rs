@@ -4,7 +4,6 @@
 
 use super::control::NetControl;
 use super::features::Negotiated;
-use super::poller::Arm;
 use super::rx::{self, Delivery, RxLayout};
 use super::{BACKEND_EVENT, CTRL_QUEUE, RX_QUEUE, SharedBackend, TX_QUEUE, ctrl, tx};
 use crate::bus::lock;
@@ -27,8 +26,9 @@ pub struct NetHandler {
     pub vnet_hdr: bool,
     pub negotiated: Negotiated,
     pub rx_layout: RxLayout,
-    /// Tells the poller to watch the back end again.
-    pub arm: Arm,
+    /// The I/O thread waits on the back end's `rx_fd`: on until the guest has no room for
+    /// a frame (or the back end fails), on again once the back end said `WouldBlock`.
+    pub watch_backend: bool,
     /// One frame, header first; without a back-end header the NIC writes a zeroed one.
     pub rx_buf: Vec<u8>,
     pub tx_buf: Vec<u8>,
@@ -95,8 +95,8 @@ impl NetHandler {
         }
     }
 
-    /// The frame held for the guest, else one from the back end (re-arming the poller
-    /// once the back end is empty).
+    /// The frame held for the guest, else one from the back end (watching it again once
+    /// it is empty).
     fn next_frame(&mut self) -> Next {
         if let Some(frame) = self.control.nic().pending_rx.take() {
             self.rx_buf[..frame.len()].copy_from_slice(&frame);
@@ -112,12 +112,15 @@ impl NetHandler {
             }
             Err(e) if e.kind() == ErrorKind::Interrupted => Next::Runt,
             Err(e) if e.kind() == ErrorKind::WouldBlock => {
-                self.arm.arm();
+                self.watch_backend = true;
                 Next::Idle
             }
             // A failing back end is left alone until the next rx notify or link change,
             // rather than polled in a loop.
-            Err(_) => Next::Idle,
+            Err(_) => {
+                self.watch_backend = false;
+                Next::Idle
+            }
         }
     }
 
@@ -148,11 +151,15 @@ impl NetHandler {
                     nic.pending_rx = Some(self.rx_buf[..len].to_vec());
                 }
                 drop(nic);
+                // The rx notify brings the thread back: until then frames wait in the back
+                // end, which is not watched (it is level triggered).
                 self.rx_waiting = true;
+                self.watch_backend = false;
                 false
             }
             Err(e) => {
                 self.fail(format!("virtio-net rx: {e}"));
+                self.watch_backend = false;
                 false
             }
         }
@@ -249,6 +256,8 @@ impl NetHandler {
 impl QueueHandler for NetHandler {
     fn process_queue(&mut self, queue: usize, ctl: &Yield) -> bool {
         if self.broken() {
+            // Nothing is received until reset: the back end's frames wait there.
+            self.watch_backend = false;
             return true;
         }
         match queue {
@@ -257,5 +266,9 @@ impl QueueHandler for NetHandler {
             CTRL_QUEUE => self.drain(CTRL_QUEUE, ctl, Self::control_one),
             _ => true,
         }
+    }
+
+    fn watching(&self) -> u64 {
+        if self.watch_backend { 1 << BACKEND_EVENT } else { 0 }
     }
 }

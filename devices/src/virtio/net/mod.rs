@@ -1,11 +1,11 @@
 //! virtio-net (device type 1) over a [`NetBackend`].
 //!
 //! Three queues, rx (0), tx (1) and control (2), served by one I/O thread ([`handler`] on
-//! the shared [`Worker`]). The worker's fourth, pseudo queue ([`BACKEND_EVENT`]) is kicked
-//! by a [`poller`] thread when the back end has a frame, so the I/O thread never polls
-//! anything itself. The NIC's own state (address, link, filter, announce bit) lives in a
-//! [`NetControl`] shared with the VMM, which sets the link and announces through it while
-//! the device sits in the transport as a `Box<dyn VirtioDevice>`.
+//! the shared [`Worker`]). The same thread waits on the back end's `rx_fd` as the worker's
+//! fourth, pseudo queue ([`BACKEND_EVENT`]), so a frame from the outside costs one wake-up.
+//! The NIC's own state (address, link, filter, announce bit) lives in a [`NetControl`]
+//! shared with the VMM, which sets the link and announces through it while the device sits
+//! in the transport as a `Box<dyn VirtioDevice>`.
 
 pub mod chain;
 pub mod control;
@@ -14,12 +14,11 @@ pub mod features;
 pub mod filter;
 pub mod handler;
 pub mod mac;
-pub mod poller;
 pub mod rx;
 pub mod state;
 pub mod tx;
 
-use super::worker::{Kicker, Worker};
+use super::worker::{Kicker, Watch, Worker};
 use super::{Activation, VirtioDevice, VirtioError};
 use crate::bus::lock;
 use crate::net::NetBackend;
@@ -27,7 +26,6 @@ use crate::state::{StateError, VersionedState};
 use control::{Attachment, NicState};
 use features::Negotiated;
 use handler::NetHandler;
-use poller::{Arm, RxPoller};
 use rx::{MIN_RX_BUF, MIN_RX_BUF_GSO, RxLayout};
 use std::sync::{Arc, Mutex};
 use thiserror::Error;
@@ -76,21 +74,15 @@ impl Default for NetConfig {
     }
 }
 
-/// The I/O thread and the back-end poller of an active device. The poller goes first: it
-/// kicks the worker, and watches the back end's descriptor, which must outlive it.
-struct Running {
-    /// Only held: dropping it stops the thread.
-    _poller: RxPoller,
-    worker: Worker,
-}
-
 pub struct VirtioNet {
     backend: SharedBackend,
     vnet_hdr: bool,
     control: Arc<NetControl>,
     config: NetConfig,
     features: u64,
-    running: Option<Running>,
+    /// The I/O thread of the active device; it waits on the back end's descriptor, so it
+    /// stops before the back end can go.
+    worker: Option<Worker>,
     shut_down: bool,
 }
 
@@ -108,7 +100,7 @@ impl VirtioNet {
             vnet_hdr,
             features: features::offered(vnet_hdr),
             config,
-            running: None,
+            worker: None,
             shut_down: false,
         })
     }
@@ -133,10 +125,10 @@ impl VirtioNet {
         c
     }
 
-    /// Stops the threads (poller first), so nothing touches guest memory or the back end.
+    /// Stops the I/O thread, so nothing touches guest memory or the back end.
     fn stop(&mut self) {
         self.control.attach(None);
-        self.running = None;
+        self.worker = None;
     }
 
     /// Tells a back end with a header which offloads the guest takes.
@@ -150,7 +142,6 @@ impl VirtioNet {
     fn start(&mut self, act: Activation) -> Result<(), VirtioError> {
         let negotiated = Negotiated::new(act.acked_features);
         let min_buf = if negotiated.guest_gso { MIN_RX_BUF_GSO } else { MIN_RX_BUF };
-        let arm = Arm::new().map_err(|e| VirtioError::Thread(poller_error(e)))?;
         let handler = NetHandler {
             mem: act.mem,
             queues: act.queues,
@@ -163,35 +154,31 @@ impl VirtioNet {
                 mergeable: negotiated.mrg_rxbuf,
                 min_buf,
             },
-            arm: arm.clone(),
+            watch_backend: true,
             rx_buf: NetHandler::buffer(),
             tx_buf: NetHandler::buffer(),
-            rx_waiting: false,
+            // Notifies are on in a fresh ring: the first frame turns them off.
+            rx_waiting: true,
         };
-        let worker = Worker::spawn("virtio-net", BACKEND_EVENT + 1, handler, act.paused)?;
-        let rx_fd = lock(&self.backend).rx_fd();
-        let poller = RxPoller::spawn(rx_fd, arm, worker.kicker()).map_err(|e| VirtioError::Thread(poller_error(e)))?;
+        let watch = Watch {
+            queue: BACKEND_EVENT,
+            fd: lock(&self.backend).rx_fd(),
+        };
+        let worker = Worker::spawn_watching("virtio-net", BACKEND_EVENT + 1, &[watch], handler, act.paused)?;
         self.control.attach(Some(Attachment {
             interrupt: act.interrupt,
             kicker: worker.kicker(),
             negotiated,
         }));
-        self.running = Some(Running { _poller: poller, worker });
+        self.worker = Some(worker);
         Ok(())
     }
 }
 
 impl Drop for VirtioNet {
-    /// The threads stop before the back end can go (they hold it, and the poller its fd).
+    /// The I/O thread stops before the back end can go (it holds it, and waits on its fd).
     fn drop(&mut self) {
         self.stop();
-    }
-}
-
-fn poller_error(e: poller::PollerError) -> super::worker::WorkerError {
-    super::worker::WorkerError::Spawn {
-        name: "virtio-net-rx".into(),
-        source: std::io::Error::other(e.to_string()),
     }
 }
 
@@ -237,16 +224,16 @@ impl VirtioDevice for VirtioNet {
     }
 
     fn queue_notify(&mut self, queue: u16) {
-        if let Some(r) = &self.running {
-            r.worker.kick(usize::from(queue));
+        if let Some(w) = &self.worker {
+            w.kick(usize::from(queue));
         }
     }
 
     fn kicker(&self) -> Option<Kicker> {
-        self.running.as_ref().map(|r| r.worker.kicker())
+        self.worker.as_ref().map(Worker::kicker)
     }
 
-    /// Virtio reset: the threads stop, the NIC forgets what the driver set (address,
+    /// Virtio reset: the I/O thread stops, the NIC forgets what the driver set (address,
     /// filter, announce bit, a held frame) and the back end its offloads.
     fn reset(&mut self) {
         self.stop();
@@ -256,14 +243,14 @@ impl VirtioDevice for VirtioNet {
     }
 
     fn pause(&mut self) {
-        if let Some(r) = &self.running {
-            r.worker.pause();
+        if let Some(w) = &self.worker {
+            w.pause();
         }
     }
 
     fn resume(&mut self) {
-        if let Some(r) = &self.running {
-            r.worker.resume();
+        if let Some(w) = &self.worker {
+            w.resume();
         }
     }
 

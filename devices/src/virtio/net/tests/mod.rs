@@ -6,6 +6,7 @@ mod hostile;
 mod lifecycle;
 mod settings;
 mod traffic;
+mod watch;
 mod with_tap;
 
 use super::*;
@@ -15,6 +16,7 @@ use crate::virtio::{GuestMem, status};
 use std::io::IoSlice;
 use std::os::fd::{AsRawFd, RawFd};
 use std::os::unix::net::UnixDatagram;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 use vm_memory::{Bytes, GuestAddress};
 
@@ -36,6 +38,7 @@ pub struct FakeBackend {
     sock: UnixDatagram,
     vnet_hdr: bool,
     offloads: Arc<Mutex<Vec<Offloads>>>,
+    recvs: Arc<AtomicUsize>,
 }
 
 impl NetBackend for FakeBackend {
@@ -47,6 +50,7 @@ impl NetBackend for FakeBackend {
         self.sock.send(&bytes).map(|_| ())
     }
     fn recv(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        self.recvs.fetch_add(1, Ordering::SeqCst);
         self.sock.recv(buf)
     }
     fn rx_fd(&self) -> RawFd {
@@ -65,6 +69,8 @@ impl NetBackend for FakeBackend {
 pub struct Wire {
     pub sock: UnixDatagram,
     pub offloads: Arc<Mutex<Vec<Offloads>>>,
+    /// Calls of the back end's `recv`.
+    pub recvs: Arc<AtomicUsize>,
 }
 
 impl Wire {
@@ -73,12 +79,14 @@ impl Wire {
         a.set_nonblocking(true).unwrap();
         b.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
         let offloads = Arc::new(Mutex::new(Vec::new()));
+        let recvs = Arc::new(AtomicUsize::new(0));
         let backend = FakeBackend {
             sock: a,
             vnet_hdr,
             offloads: offloads.clone(),
+            recvs: recvs.clone(),
         };
-        (Wire { sock: b, offloads }, backend)
+        (Wire { sock: b, offloads, recvs }, backend)
     }
 
     /// A frame from the outside world towards the guest.

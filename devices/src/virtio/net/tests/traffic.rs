@@ -126,6 +126,11 @@ fn receive_waits_for_buffers_and_resumes_on_notify() {
         n.wire.inject(f);
     }
     assert!(n.rx.idle_for(&n.g.mem, 50), "no buffers, nothing received");
+    // The back end is level triggered: while the guest has no room, the I/O thread does not
+    // wait on it (nor read it in a loop).
+    let recvs = n.wire.recvs.load(Ordering::SeqCst);
+    std::thread::sleep(Duration::from_millis(30));
+    assert_eq!(n.wire.recvs.load(Ordering::SeqCst), recvs, "the back end is left alone");
     // A frame spread over two buffers needs both: with one posted, it still waits.
     let b = n.post_rx(&[200]);
     assert!(n.rx.idle_for(&n.g.mem, 50), "one buffer is not enough for 212 bytes");
@@ -165,4 +170,24 @@ fn offloads_follow_the_guest() {
     );
     let plain = Nic::start(false, ALL);
     assert!(lock(&plain.wire.offloads).is_empty(), "never asked of a back end without a header");
+}
+
+/// As QEMU: while the driver has receive buffers, it need not notify the rx queue (without
+/// EVENT_IDX the device sets VIRTQ_USED_F_NO_NOTIFY); once they run out, it must.
+#[test]
+fn rx_notifies_are_off_while_the_guest_has_buffers() {
+    let mut n = Nic::start(false, ALL & !crate::virtio::VIRTIO_F_RING_EVENT_IDX);
+    let no_notify = |n: &Nic| n.get(n.rx.used, 2)[0] & 1 != 0;
+    assert!(!no_notify(&n), "a fresh ring asks for notifies");
+    n.post_rx(&[1526, 1526]);
+    n.wire.inject(&frame(OWN, 60, 1));
+    assert_eq!(n.received(1)[0].1, 72);
+    assert!(no_notify(&n), "buffers left: no notify needed");
+    n.wire.inject(&frame(OWN, 60, 2));
+    n.wire.inject(&frame(OWN, 60, 3));
+    assert_eq!(n.received(1)[0].1, 72);
+    assert!(n.rx.idle_for(&n.g.mem, 30));
+    assert!(!no_notify(&n), "out of buffers: the driver must notify");
+    n.post_rx(&[1526]);
+    assert_eq!(n.received(1)[0].1, 72, "the waiting frame arrives");
 }
