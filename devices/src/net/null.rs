@@ -7,7 +7,7 @@ use std::os::fd::{AsRawFd, RawFd};
 use vmm_sys_util::eventfd::{EFD_NONBLOCK, EventFd};
 
 pub struct NullBackend {
-    /// Never signalled: the NIC's poller waits on it for ever.
+    /// Never signalled: the NIC's I/O thread watches it for ever.
     never: EventFd,
 }
 
