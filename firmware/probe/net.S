@@ -155,23 +155,9 @@ vnet_init:
 	push	%rbx
 	push	%r12
 	mov	vio_caps + 8(%rip), %rbx	# common configuration
-	movb	$0, CC_STATUS(%rbx)	# reset
-	mov	$1000000, %eax		# wait up to 1 s for it to read back 0
-	call	us_to_tsc
-	mov	%rax, %r12
-	call	rdtsc64
-	add	%rax, %r12
-1:	movzbl	CC_STATUS(%rbx), %eax
-	test	%eax, %eax
-	jz	2f
-	pause
-	call	rdtsc64
-	cmp	%r12, %rax
-	jb	1b
-	lea	str_reset(%rip), %rax
-	jmp	99f
-2:	movb	$ST_ACK, CC_STATUS(%rbx)
-	movb	$ST_ACK | ST_DRIVER, CC_STATUS(%rbx)
+	call	vio_reset_ack		# reset, then ACKNOWLEDGE | DRIVER
+	test	%rax, %rax
+	jnz	99f
 
 	# Features: VERSION_1 and MAC are required, nothing else is taken
 	# (no offloads, no mergeable buffers, no control queue).

@@ -30,23 +30,9 @@ vio_init:
 	push	%rbx
 	push	%r12
 	mov	vio_caps + 8(%rip), %rbx	# common configuration
-	movb	$0, CC_STATUS(%rbx)	# reset
-	mov	$1000000, %eax		# wait up to 1 s for it to read back 0
-	call	us_to_tsc
-	mov	%rax, %r12
-	call	rdtsc64
-	add	%rax, %r12
-1:	movzbl	CC_STATUS(%rbx), %eax
-	test	%eax, %eax
-	jz	2f
-	pause
-	call	rdtsc64
-	cmp	%r12, %rax
-	jb	1b
-	lea	str_reset(%rip), %rax
-	jmp	99f
-2:	movb	$ST_ACK, CC_STATUS(%rbx)
-	movb	$ST_ACK | ST_DRIVER, CC_STATUS(%rbx)
+	call	vio_reset_ack		# reset, then ACKNOWLEDGE | DRIVER
+	test	%rax, %rax
+	jnz	99f
 
 	# Features: VERSION_1 is required; FLUSH is taken only when it is
 	# offered and probe.diskflush=1; nothing else is accepted.
@@ -257,3 +243,32 @@ wbuf:					# the block being written
 	.skip	4096
 rbuf:					# up to 8 blocks being verified
 	.skip	32768
+
+	.text
+# vio_reset_ack: resets the virtio function whose common configuration is at
+# rbx, waits (up to 1 s) for its status to read back 0, then sets ACKNOWLEDGE
+# and DRIVER.  rax = 0, or the reason string str_reset.
+	.globl vio_reset_ack
+vio_reset_ack:
+	push	%r12
+	movb	$0, CC_STATUS(%rbx)	# reset
+	mov	$1000000, %eax		# wait up to 1 s for it to read back 0
+	call	us_to_tsc
+	mov	%rax, %r12
+	call	rdtsc64
+	add	%rax, %r12
+1:	movzbl	CC_STATUS(%rbx), %eax
+	test	%eax, %eax
+	jz	2f
+	pause
+	call	rdtsc64
+	cmp	%r12, %rax
+	jb	1b
+	lea	str_reset(%rip), %rax
+	pop	%r12
+	ret
+2:	movb	$ST_ACK, CC_STATUS(%rbx)
+	movb	$ST_ACK | ST_DRIVER, CC_STATUS(%rbx)
+	xor	%eax, %eax
+	pop	%r12
+	ret
