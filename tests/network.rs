@@ -441,3 +441,63 @@ fn run_briefly_program(program: &str, args: &[&str]) -> std::process::Output {
     }
     child.wait_with_output().unwrap()
 }
+
+/// `-netdev tap,fd=N`: a tap the caller opened and left to godwit (as libvirt passes its
+/// taps). No scripts run; the guest answers through it.
+#[test]
+fn tap_given_as_a_descriptor() {
+    let _l = vm_lock();
+    let dir = tmpdir("net-fd");
+    let ns = Netns::with_bridge("fd", &["tap0"]);
+    // Opens tap0 (IFF_TAP | IFF_NO_PI | IFF_VNET_HDR), keeps the descriptor across exec,
+    // and runs godwit with fd=N.
+    let opener = r#"
+import fcntl, os, struct, sys
+fd = os.open("/dev/net/tun", os.O_RDWR)
+fcntl.ioctl(fd, 0x400454ca, struct.pack("16sH", b"tap0", 0x0002 | 0x1000 | 0x4000))
+os.set_inheritable(fd, True)
+args = [a.replace("FD", str(fd)) for a in sys.argv[1:]]
+os.execv(args[0], args)
+"#;
+    let sock = dir.join("vm.sock");
+    let mon = format!("unix:{},server,nowait", sock.display());
+    let p = probe();
+    let appendix = append();
+    let mut g = Guest::spawn(
+        "ip",
+        &[
+            "netns",
+            "exec",
+            &ns.name,
+            "python3",
+            "-c",
+            opener,
+            common::godwit_bin(),
+            "-enable-kvm",
+            "-m",
+            "256",
+            "-display",
+            "none",
+            "-serial",
+            "stdio",
+            "-monitor",
+            &mon,
+            "-kernel",
+            p.to_str().unwrap(),
+            "-append",
+            &appendix,
+            "-netdev",
+            "tap,id=n0,fd=FD",
+            "-device",
+            "virtio-net-pci,netdev=n0",
+        ],
+    );
+    g.wait_for("NET eth0", T);
+    ns.wait_reachable(T);
+    assert_eq!(ns.ping(20, Duration::from_millis(10)).lost(), 0);
+    let mut m = common::hmp::Hmp::unix(&sock);
+    let info = m.cmd("info network");
+    assert!(info.contains("n0: index=0,type=tap,"), "{info}");
+    m.quit();
+    assert_eq!(g.wait_exit(T).code(), Some(0));
+}
