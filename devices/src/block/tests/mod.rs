@@ -9,6 +9,7 @@ mod hostile;
 mod json;
 mod locking;
 mod oracle;
+mod power;
 mod snapshots;
 
 use std::fs::File;
