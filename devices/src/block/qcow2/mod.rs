@@ -502,30 +502,16 @@ impl Qcow2 {
         if self.read_only {
             return Ok(());
         }
-        let dirty_l2 = self.l2.dirty();
-        let tables = !dirty_l2.is_empty() || self.l1_dirty.is_some();
+        let dirty_l2 = !self.l2.dirty().is_empty();
+        let tables = dirty_l2 || self.l1_dirty.is_some();
         if self.rc.commit(&mut *self.file)? && tables {
             self.barrier()?;
         }
-        for off in &dirty_l2 {
-            if let Some(data) = self.l2.peek(*off).map(<[u8]>::to_vec) {
-                self.file_write(&data, *off)?;
-            }
-            self.l2.mark_clean(*off);
+        self.write_dirty_l2()?;
+        if self.l1_dirty.is_some() && dirty_l2 {
+            self.barrier()?;
         }
-        if let Some((lo, hi)) = self.l1_dirty {
-            if !dirty_l2.is_empty() {
-                self.barrier()?;
-            }
-            let mut raw = vec![0u8; (hi - lo + 1) * 8];
-            for (i, e) in self.l1[lo..=hi].iter().enumerate() {
-                set_entry(&mut raw, i, *e);
-            }
-            // Only once written is the range clean: a failed write leaves it to the next
-            // flush, and the frees below wait for it.
-            self.file_write(&raw, self.l1_offset + lo as u64 * 8)?;
-            self.l1_dirty = None;
-        }
+        self.write_dirty_l1()?;
         if !self.pending_free.is_empty() {
             if tables {
                 self.barrier()?;
@@ -540,6 +526,33 @@ impl Qcow2 {
             self.rc.commit(&mut *self.file)?;
             self.punch_freed(freed)?;
         }
+        Ok(())
+    }
+
+    /// Writes every dirty cached L2 table.
+    pub(crate) fn write_dirty_l2(&mut self) -> Result<()> {
+        for off in self.l2.dirty() {
+            if let Some(data) = self.l2.peek(off).map(<[u8]>::to_vec) {
+                self.file_write(&data, off)?;
+            }
+            self.l2.mark_clean(off);
+        }
+        Ok(())
+    }
+
+    /// Writes the changed range of the active L1 table.
+    pub(crate) fn write_dirty_l1(&mut self) -> Result<()> {
+        let Some((lo, hi)) = self.l1_dirty else {
+            return Ok(());
+        };
+        let mut raw = vec![0u8; (hi - lo + 1) * 8];
+        for (i, e) in self.l1[lo..=hi].iter().enumerate() {
+            set_entry(&mut raw, i, *e);
+        }
+        // Only once written is the range clean: a failed write leaves it to the next
+        // flush, and the frees that wait for it.
+        self.file_write(&raw, self.l1_offset + lo as u64 * 8)?;
+        self.l1_dirty = None;
         Ok(())
     }
 

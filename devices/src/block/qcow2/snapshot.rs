@@ -300,9 +300,11 @@ impl Qcow2 {
         Ok(())
     }
 
-    /// Drops one reference per visit of every cluster in the tree of `l1`;
-    /// clusters reaching zero are freed.
-    fn tree_decref(&mut self, l1: &[u64]) -> Result<()> {
+    /// Drops one reference per visit of every cluster in the tree of `l1`, in
+    /// the refcount cache only; returns the clusters that reached zero, to be
+    /// punched once [`write_refcounts_with_flags`](Self::write_refcounts_with_flags)
+    /// has written the change.
+    fn tree_decref(&mut self, l1: &[u64]) -> Result<Vec<u64>> {
         let deltas = self.tree_deltas(l1)?;
         let mut freed = Vec::new();
         for (host, n) in deltas {
@@ -312,9 +314,27 @@ impl Qcow2 {
                 }
             }
         }
-        self.rc.commit(&mut *self.file)?;
         self.decompressed = None;
-        self.punch_freed(freed)
+        Ok(freed)
+    }
+
+    /// Recomputes COPIED for the refcounts now in the cache and writes both
+    /// back to back, then syncs.
+    ///
+    /// `qemu-img check` calls a refcount of 1 without COPIED (or COPIED with
+    /// more than 1) an error, and no write order avoids that state between
+    /// the refcount block and the L2 table writes. So no barrier goes between
+    /// them: a kill can only land in the few microseconds between those
+    /// writes instead of across an fsync. The dirty bit, set for the whole
+    /// operation, still has the next read-write open rebuild the refcounts if
+    /// it does (and after a power loss, which may keep any subset of them).
+    fn write_refcounts_with_flags(&mut self) -> Result<()> {
+        self.fix_copied()?;
+        self.rc.commit(&mut *self.file)?;
+        self.write_dirty_l2()?;
+        self.write_dirty_l1()?;
+        self.file.sync()?;
+        Ok(())
     }
 
     /// Sets COPIED on the active tree exactly where the refcount is 1.
@@ -473,10 +493,8 @@ impl Qcow2 {
             off
         };
         self.tree_incref(&l1)?;
-        // Everything the active tree reaches is now shared.
-        self.fix_copied()?;
-        self.write_metadata()?;
-        self.barrier()?;
+        // Everything the active tree reaches is now shared: COPIED goes.
+        self.write_refcounts_with_flags()?;
 
         let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default();
         let info = SnapshotInfo {
@@ -541,7 +559,10 @@ impl Qcow2 {
         self.rc.commit(&mut *self.file)?;
         self.barrier()?;
         let old = std::mem::take(&mut self.l1);
-        let mut new = snap_l1;
+        // A snapshot's L1 keeps the COPIED flags the active one had when it was taken,
+        // but every L2 table it reaches is now shared: the flags go until the old tree
+        // is dropped and write_refcounts_with_flags sets them where they hold again.
+        let mut new: Vec<u64> = snap_l1.iter().map(|e| e & !COPIED).collect();
         new.resize(old.len(), 0);
         self.l1 = new;
         self.l1_dirty = Some((0, self.l1.len().saturating_sub(1)));
@@ -550,7 +571,9 @@ impl Qcow2 {
         }
         self.write_metadata()?;
         self.barrier()?;
-        self.tree_decref(&old)
+        let freed = self.tree_decref(&old)?;
+        self.write_refcounts_with_flags()?;
+        self.punch_freed(freed)
     }
 
     /// Deletes snapshot `key` (an ID, else a name) and frees what only it
@@ -576,15 +599,15 @@ impl Qcow2 {
         let mut snaps = self.snapshots.clone();
         snaps.remove(idx);
         self.write_snapshot_table(snaps)?;
-        self.tree_decref(&snap_l1)?;
+        let mut freed = self.tree_decref(&snap_l1)?;
         let cs = self.cluster_size();
-        let mut freed = Vec::new();
         for i in 0..(u64::from(l1_size) * 8).div_ceil(cs) {
             if let Some(f) = self.decref(l1_off + i * cs)? {
                 freed.push(f);
             }
         }
-        self.rc.commit(&mut *self.file)?;
+        // Clusters the active tree shared with the snapshot may be its own now.
+        self.write_refcounts_with_flags()?;
         self.punch_freed(freed)
     }
 }
