@@ -15,9 +15,11 @@
 //! step would be post-copy when `postcopy-ram` is on ([`Guarantee::escalation`]; godwit has
 //! no post-copy yet, so today it goes straight to the next step): the vCPU throttle, raised
 //! from `cpu-throttle-initial` at `D/2` to `max-cpu-throttle` at `0.8 D` (or auto-converge's
-//! own figure if that is higher). The last step is a stop-and-copy whatever is left: taken
-//! as soon as sending what is dirty at the measured bandwidth, plus one sync period, would
-//! end past `D`. The step taken shows in `info migrate` (`x-godwit-converge-step`).
+//! own figure if that is higher). The last step is a stop-and-copy whatever is left: from
+//! `0.8 D` on, as soon as sending what is dirty at the measured pre-copy bandwidth (the
+//! stop-and-copy goes unlimited, so no slower), plus one sync period, would end past `D`,
+//! and at `0.9 D` at the latest. The step taken shows in `info migrate`
+//! (`x-godwit-converge-step`), and the pause it cost in `downtime`.
 
 use crate::migration::params::{Params, Throttle};
 use std::time::{Duration, Instant};
@@ -130,15 +132,18 @@ impl Guarantee {
         (lo + (hi - lo) * ramp) as u8
     }
 
-    /// Whether the stop-and-copy must start now: sending `pending` bytes at `bandwidth`
-    /// (bytes per ms; unknown as 0) after one more sync period would end past the deadline.
+    /// Whether the stop-and-copy must start now: from `0.8 D` on, when sending `pending`
+    /// bytes at `bandwidth` (bytes per ms; unknown as 0) after one more sync period would
+    /// end past the deadline; at `0.9 D` in any case.
     pub fn must_stop(&self, now: Instant, pending: u64, bandwidth: f64) -> bool {
+        let elapsed = now.duration_since(self.start);
+        let f = elapsed.as_secs_f64() / self.deadline.as_secs_f64();
         let send = if bandwidth > 0.0 {
             Duration::from_secs_f64((pending as f64 / bandwidth / 1000.0).min(1e6))
         } else {
             Duration::ZERO
         };
-        now.duration_since(self.start) + send + PERIOD >= self.deadline
+        f >= 0.9 || (f >= 0.8 && elapsed + send + PERIOD >= self.deadline)
     }
 }
 
@@ -206,5 +211,9 @@ mod tests {
         // 100 MB at 100 kB/ms is one second: at 8.5 s there is still time, at 8.8 s not.
         assert!(!g.must_stop(t0 + Duration::from_millis(8500), 100_000_000, 100_000.0));
         assert!(g.must_stop(t0 + Duration::from_millis(8800), 100_000_000, 100_000.0));
+        // Never before 0.8 D, however much is left; at 0.9 D whatever is left.
+        assert!(!g.must_stop(t0 + Duration::from_secs(7), 1 << 40, 1.0));
+        assert!(g.must_stop(t0 + Duration::from_secs(8), 1 << 40, 1.0));
+        assert!(g.must_stop(t0 + Duration::from_secs(9), 0, 100_000.0));
     }
 }

@@ -50,6 +50,17 @@ impl<'a> Pacer<'a> {
         }
     }
 
+    /// Bytes per millisecond: the last complete window's, or before one has closed, what
+    /// the window under way has measured so far (an idle guest is done long before the
+    /// first 100 ms; QEMU waits for that window, or for nothing at all to be left).
+    pub(super) fn rate(&self) -> f64 {
+        if self.bandwidth > 0.0 {
+            return self.bandwidth;
+        }
+        let ms = self.window_start.elapsed().as_secs_f64() * 1000.0;
+        if ms > 0.0 { self.window_bytes as f64 / ms } else { 0.0 }
+    }
+
     /// Sleeps as long as the bytes sent so far are ahead of the limit.
     fn hold_rate(&mut self, bytes: u64) {
         let limit = if self.limited { lock(&self.shared.params).max_bandwidth } else { 0 };

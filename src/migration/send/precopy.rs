@@ -126,7 +126,7 @@ impl<'a> Outgoing<'a> {
     /// `found` dirty bytes; returns whether `next` fits the downtime limit.
     fn steer<W: Write>(&self, sx: &Sender<'a, W>, c: &mut Course, now: Instant, found: u64, next: &Round) -> bool {
         let p = lock(&self.shared.params).clone();
-        let fits = next.bytes == 0 || next.bytes as f64 <= sx.pacer.bandwidth * p.downtime_limit_ms as f64;
+        let fits = next.bytes == 0 || next.bytes as f64 <= sx.pacer.rate() * p.downtime_limit_ms as f64;
         let mut pct = 0;
         if p.auto_converge {
             c.auto.sync(now, found, sx.w.bytes(), &p.throttle);
@@ -153,7 +153,7 @@ impl<'a> Outgoing<'a> {
     /// round costs far more time than the unlimited stop-and-copy saves). The guarantee
     /// stops when the deadline is near, fit or not.
     fn should_stop<W: Write>(&self, sx: &Sender<'a, W>, c: &mut Course, now: Instant, fits: bool, left: u64) -> bool {
-        let bw = sx.pacer.bandwidth;
+        let bw = sx.pacer.rate();
         let shrinking = c.prev_left.is_none_or(|p| left * 3 < p * 2);
         let tiny = left as f64 <= bw * 5.0;
         c.prev_left = Some(left);
