@@ -9,7 +9,7 @@ use crate::expr::is_space;
 use crate::grammar::split_words;
 use crate::table::{Action, COMMANDS, CommandDef, find};
 
-/// Migration parameters of QEMU 7.2, for completion.
+/// Migration parameters of QEMU 7.2 (and godwit's own, last), for completion.
 pub const MIGRATION_PARAMETERS: &[&str] = &[
     "announce-initial",
     "announce-max",
@@ -37,6 +37,7 @@ pub const MIGRATION_PARAMETERS: &[&str] = &[
     "multifd-zlib-level",
     "multifd-zstd-level",
     "block-bitmap-mapping",
+    "x-godwit-converge-deadline",
 ];
 
 /// Completes from the built-in command tables.

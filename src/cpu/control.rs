@@ -5,8 +5,10 @@
 //! half-done I/O and parks. The kick is repeated until every vCPU has parked, so a signal
 //! that lands just before a thread enters `KVM_RUN` cannot be lost.
 
+use std::sync::atomic::AtomicU8;
 use std::sync::{Condvar, Mutex, MutexGuard, Once};
-use std::time::Duration;
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Want {
@@ -29,6 +31,10 @@ struct Inner {
 pub struct RunControl {
     inner: Mutex<Inner>,
     cv: Condvar,
+    /// The throttle in percent, read by every vCPU at every exit (see `super::throttle`).
+    pub(super) throttle: AtomicU8,
+    /// The thread that kicks the vCPUs once per timeslice while a throttle is set.
+    kicker: Mutex<Option<JoinHandle<()>>>,
 }
 
 /// The signal used to kick vCPU threads out of `KVM_RUN`.
@@ -60,7 +66,39 @@ impl RunControl {
                 tids: Vec::new(),
             }),
             cv: Condvar::new(),
+            throttle: AtomicU8::new(0),
+            kicker: Mutex::new(None),
         }
+    }
+
+    pub(super) fn kicker(&self) -> MutexGuard<'_, Option<JoinHandle<()>>> {
+        self.kicker.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Ends every throttle sleep early, for a pause, a stop or a new throttle.
+    pub(super) fn wake_sleepers(&self) {
+        let _g = self.lock();
+        self.cv.notify_all();
+    }
+
+    /// vCPU side: sleeps `d` unless the VM is paused or stopped, or the throttle changes
+    /// from `pct`, meanwhile.
+    pub(super) fn throttle_sleep(&self, d: Duration, pct: u8) {
+        let deadline = Instant::now() + d;
+        let mut g = self.lock();
+        while g.want == Want::Run && self.throttle() == pct {
+            let now = Instant::now();
+            if now >= deadline {
+                break;
+            }
+            g = self.cv.wait_timeout(g, deadline - now).unwrap_or_else(|e| e.into_inner()).0;
+        }
+    }
+
+    /// Kicks every vCPU thread out of `KVM_RUN` (the throttle's timeslice).
+    pub(super) fn kick_running(&self) {
+        let g = self.lock();
+        self.kick_all(&g);
     }
 
     fn lock(&self) -> MutexGuard<'_, Inner> {
@@ -127,6 +165,8 @@ impl RunControl {
             return;
         }
         g.want = Want::Pause;
+        // A vCPU in a throttle sleep parks at once rather than when its sleep ends.
+        self.cv.notify_all();
         while g.parked < g.live {
             self.kick_all(&g);
             g = self

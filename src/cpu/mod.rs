@@ -7,6 +7,7 @@ pub mod registers_text;
 pub mod setup;
 pub mod state;
 pub mod thread;
+pub mod throttle;
 
 use thiserror::Error;
 

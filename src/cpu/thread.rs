@@ -41,7 +41,9 @@ pub fn spawn(v: Vcpu) -> Result<JoinHandle<()>, CpuError> {
 fn run(v: Vcpu) {
     v.control.register_current_thread(usize::from(v.id));
     let control = v.control.clone();
+    let mut slice = super::throttle::Slice::default();
     loop {
+        control.throttle_point(&mut slice);
         let (fd, pio, mmio, events, id) = (&v.fd, &v.pio, &v.mmio, &v.events, v.id);
         if !control.checkpoint(&mut || finish_pending_io(&mut devices::bus::lock(fd), pio, mmio, events, id)) {
             break;

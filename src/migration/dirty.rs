@@ -4,8 +4,6 @@
 
 use crate::memory::{GuestRam, MemoryError};
 use kvm_ioctls::VmFd;
-use std::fs::File;
-use std::os::unix::fs::FileExt;
 use thiserror::Error;
 use vm_memory::bitmap::AtomicBitmap;
 use vm_memory::{GuestMemoryBackend, GuestMemoryError, GuestMemoryRegion, MmapRegion};
@@ -76,38 +74,38 @@ pub fn count(bitmaps: &[Bitmap]) -> u64 {
     bitmaps.iter().flatten().map(|w| u64::from(w.count_ones())).sum()
 }
 
-/// Pages of each region the guest (or the VMM) ever touched: present in RAM or swapped out,
-/// according to /proc/self/pagemap. Pages never touched read as zero and need no sending.
-pub fn touched(ram: &GuestRam) -> Result<Vec<Bitmap>, DirtyError> {
-    let pm = File::open("/proc/self/pagemap").map_err(DirtyError::Pagemap)?;
-    let mut out = Vec::new();
-    let mut buf = vec![0u8; 8 * 8192];
-    for r in ram.iter() {
-        let host = ram.get_host_address(r.start_addr())? as u64;
-        let pages = r.len() / PAGE;
-        let mut bm = vec![0u64; pages.div_ceil(64) as usize];
-        let mut page = 0u64;
-        while page < pages {
-            let n = (pages - page).min(8192);
-            let bytes = &mut buf[..(n * 8) as usize];
-            pm.read_exact_at(bytes, (host / PAGE + page) * 8).map_err(DirtyError::Pagemap)?;
-            for (i, e) in bytes.chunks_exact(8).enumerate() {
-                let v = u64::from_le_bytes(e.try_into().expect("8 bytes"));
-                // bit 63: present, bit 62: swapped
-                if v & (3 << 62) != 0 {
-                    let p = page + i as u64;
-                    bm[(p / 64) as usize] |= 1 << (p % 64);
-                }
-            }
-            page += n;
-        }
-        out.push(bm);
-    }
-    Ok(out)
-}
+/// Pages of each region the guest (or the VMM) ever touched: present in RAM or swapped
+/// out. Pages never touched read as zero and need no sending.
+pub use super::pagemap::touched;
 
 /// Runs of dirty pages, as (first page, count), at most `max` long.
 pub use devices::block::dirty::runs;
+
+/// [`runs`] among pages `lo..hi` only.
+pub fn runs_between(bm: &[u64], lo: u64, hi: u64, max: u64) -> impl Iterator<Item = (u64, u64)> + '_ {
+    let base = lo / 64 * 64;
+    let words = &bm[(base / 64) as usize..];
+    runs(words, hi.saturating_sub(base), max).filter_map(move |(first, count)| {
+        let (first, end) = (first + base, first + base + count);
+        (end > lo).then(|| (first.max(lo), end - first.max(lo)))
+    })
+}
+
+/// Clears the bits of pages `first..first + count`.
+pub fn clear(bm: &mut [u64], first: u64, count: u64) {
+    for p in first..first + count {
+        bm[(p / 64) as usize] &= !(1 << (p % 64));
+    }
+}
+
+/// ORs `from` into `into`, region by region.
+pub fn merge(into: &mut [Bitmap], from: &[Bitmap]) {
+    for (a, b) in into.iter_mut().zip(from) {
+        for (x, y) in a.iter_mut().zip(b) {
+            *x |= y;
+        }
+    }
+}
 
 #[cfg(test)]
 mod tests {
@@ -125,13 +123,18 @@ mod tests {
     }
 
     #[test]
-    fn pagemap_sees_only_touched_pages() {
-        use vm_memory::{Bytes, GuestAddress};
-        let ram = GuestRam::from_ranges(&[(GuestAddress(0), 64 << 20)]).unwrap();
-        ram.write_obj(1u64, GuestAddress(5 * PAGE)).unwrap();
-        ram.write_obj(1u64, GuestAddress(1000 * PAGE + 8)).unwrap();
-        let t = touched(&ram).unwrap();
-        let got: Vec<_> = runs(&t[0], (64 << 20) / PAGE, 1 << 20).collect();
-        assert_eq!(got, vec![(5, 1), (1000, 1)]);
+    fn runs_between_clips_and_clear_merge() {
+        let mut bm = vec![0u64; 4];
+        for p in [1u64, 2, 3, 64, 65, 130, 200, 201, 202, 203, 204] {
+            bm[(p / 64) as usize] |= 1 << (p % 64);
+        }
+        assert_eq!(runs_between(&bm, 2, 131, 256).collect::<Vec<_>>(), vec![(2, 2), (64, 2), (130, 1)]);
+        assert_eq!(runs_between(&bm, 202, 256, 256).collect::<Vec<_>>(), vec![(202, 3)]);
+        assert_eq!(runs_between(&bm, 0, 2, 256).collect::<Vec<_>>(), vec![(1, 1)]);
+        clear(&mut bm, 64, 2);
+        assert_eq!(runs_between(&bm, 4, 200, 256).collect::<Vec<_>>(), vec![(130, 1)]);
+        let mut a = vec![vec![1u64], vec![0]];
+        merge(&mut a, &[vec![2], vec![4]]);
+        assert_eq!(a, vec![vec![3], vec![4]]);
     }
 }

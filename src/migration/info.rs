@@ -36,6 +36,10 @@ pub struct Stats {
     pub disk: Option<(u64, u64, u64)>,
     /// Stream bytes of disk records (counted in `transferred`, not shown as RAM).
     pub disk_bytes: u64,
+    /// The vCPU throttle in percent while one is set (auto-converge, the guarantee).
+    pub throttle_pct: u8,
+    /// The step the convergence guarantee took (`throttle`, `stop-and-copy`), if any.
+    pub converge_step: Option<&'static str>,
 }
 
 impl Default for Stats {
@@ -62,6 +66,8 @@ impl Default for Stats {
             socket_addresses: Vec::new(),
             disk: None,
             disk_bytes: 0,
+            throttle_pct: 0,
+            converge_step: None,
         }
     }
 }
@@ -90,12 +96,15 @@ impl Stats {
                     total: all,
                     ..MigrationStats::default()
                 });
+                info.cpu_throttle_percentage = (self.throttle_pct > 0).then_some(u64::from(self.throttle_pct));
+                info.converge_step = self.converge_step.map(str::to_string);
             }
             Status::Completed => {
                 info.total_time = Some(self.total_time_ms);
                 info.downtime = Some(self.downtime_ms);
                 info.setup_time = Some(self.setup_ms);
                 info.ram = Some(self.ram_stats(false));
+                info.converge_step = self.converge_step.map(str::to_string);
             }
             Status::Failed => info.error_desc = self.error.clone(),
             _ => {}

@@ -6,6 +6,7 @@ pub mod dirty;
 pub mod disks;
 pub mod fd;
 pub mod info;
+mod pagemap;
 pub mod params;
 pub mod recv;
 mod recv_block;

@@ -1,6 +1,7 @@
 //! Migration parameters and capabilities, with QEMU 7.2's names, defaults, checks and
-//! texts. godwit acts on the bandwidth, the downtime limit, block migration and events;
-//! the other values read as QEMU's defaults, and changing one is refused.
+//! texts. godwit acts on the bandwidth, the downtime limit, block migration, events,
+//! auto-converge and its throttle schedule, and its own convergence deadline; the other
+//! values read as QEMU's defaults, and changing one is refused.
 
 use monitor::engine::migration::MAX_DOWNTIME_MS;
 use monitor::engine::{MigrateSetParameters, MigrationCapability, MigrationCapabilityStatus, MigrationParameters};
@@ -16,6 +17,9 @@ pub enum ParamsError {
     MultifdChannels,
     #[error("Parameter 'xbzrle_cache_size' expects a power of two no less than the target page size")]
     XbzrleCacheSize,
+    /// A throttle parameter outside QEMU's bounds, in its words (`range` as QEMU says it).
+    #[error("Parameter '{name}' expects an integer in the range of {range}")]
+    ThrottleRange { name: &'static str, range: &'static str },
     /// An `announce-*` parameter outside QEMU's bounds (a step of 0 included, worded alike).
     #[error("Parameter '{name}' expects a value between 0 and {max}")]
     AnnounceRange { name: &'static str, max: u64 },
@@ -45,7 +49,36 @@ pub struct Params {
     pub events: bool,
     /// How the destination announces its NICs after a switch-over (and `announce_self`).
     pub announce: Announce,
+    /// The `auto-converge` capability: throttle the vCPUs while the guest dirties memory
+    /// faster than the migration sends it.
+    pub auto_converge: bool,
+    /// The throttle's schedule (QEMU's `cpu-throttle-*` parameters).
+    pub throttle: Throttle,
+    /// `x-godwit-converge-deadline`: the seconds within which a migration must end; 0 (the
+    /// default) leaves it to pre-copy, as in QEMU.
+    pub converge_deadline_s: u64,
 }
+
+/// QEMU's throttle parameters: `throttle-trigger-threshold`, `cpu-throttle-initial`,
+/// `cpu-throttle-increment`, `cpu-throttle-tailslow`, `max-cpu-throttle`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Throttle {
+    /// Percent of the bytes sent in a period that the bytes dirtied may reach.
+    pub trigger_threshold: u8,
+    pub initial: u8,
+    pub increment: u8,
+    /// Smaller steps near the throttle that would match the dirty rate to the threshold.
+    pub tailslow: bool,
+    pub max: u8,
+}
+
+pub const DEFAULT_THROTTLE: Throttle = Throttle {
+    trigger_threshold: 50,
+    initial: 20,
+    increment: 10,
+    tailslow: false,
+    max: 99,
+};
 
 /// QEMU's self-announcement schedule (the engine's type).
 pub use monitor::engine::AnnounceSchedule as Announce;
@@ -79,6 +112,9 @@ impl Default for Params {
             block: false,
             events: false,
             announce: DEFAULT_ANNOUNCE,
+            auto_converge: false,
+            throttle: DEFAULT_THROTTLE,
+            converge_deadline_s: 0,
         }
     }
 }
@@ -97,13 +133,28 @@ impl Params {
             multifd_channels: self.multifd_channels,
             xbzrle_cache_size: self.xbzrle_cache_size,
             max_postcopy_bandwidth: self.max_postcopy_bandwidth,
+            throttle_trigger_threshold: self.throttle.trigger_threshold,
+            cpu_throttle_initial: self.throttle.initial,
+            cpu_throttle_increment: self.throttle.increment,
+            cpu_throttle_tailslow: self.throttle.tailslow,
+            max_cpu_throttle: self.throttle.max,
+            x_godwit_converge_deadline: self.converge_deadline_s,
             ..MigrationParameters::default()
         }
     }
 
     /// `migrate-set-parameters`: everything is checked before anything changes.
     pub fn set(&mut self, p: &MigrateSetParameters) -> Result<(), ParamsError> {
-        check(p)?;
+        check(p, &self.throttle)?;
+        let t = &mut self.throttle;
+        t.trigger_threshold = p.throttle_trigger_threshold.unwrap_or(t.trigger_threshold);
+        t.initial = p.cpu_throttle_initial.unwrap_or(t.initial);
+        t.increment = p.cpu_throttle_increment.unwrap_or(t.increment);
+        t.tailslow = p.cpu_throttle_tailslow.unwrap_or(t.tailslow);
+        t.max = p.max_cpu_throttle.unwrap_or(t.max);
+        if let Some(v) = p.x_godwit_converge_deadline {
+            self.converge_deadline_s = v;
+        }
         if let Some(v) = p.max_bandwidth {
             self.max_bandwidth = v;
         }
@@ -145,17 +196,21 @@ impl Params {
                 state: match capability {
                     MigrationCapability::Block => self.block,
                     MigrationCapability::Events => self.events,
+                    MigrationCapability::AutoConverge => self.auto_converge,
                     _ => false,
                 },
             })
             .collect()
     }
 
-    /// `migrate-set-capabilities`: godwit does `block` and `events`; switching another
-    /// one on is refused (before anything changes).
+    /// `migrate-set-capabilities`: godwit does `block`, `events` and `auto-converge`;
+    /// switching another one on is refused (before anything changes).
     pub fn set_capabilities(&mut self, caps: &[MigrationCapabilityStatus]) -> Result<(), ParamsError> {
         for c in caps {
-            let known = matches!(c.capability, MigrationCapability::Block | MigrationCapability::Events);
+            let known = matches!(
+                c.capability,
+                MigrationCapability::Block | MigrationCapability::Events | MigrationCapability::AutoConverge
+            );
             if c.state && !known {
                 return Err(ParamsError::Capability(c.capability));
             }
@@ -164,6 +219,7 @@ impl Params {
             match c.capability {
                 MigrationCapability::Block => self.block = c.state,
                 MigrationCapability::Events => self.events = c.state,
+                MigrationCapability::AutoConverge => self.auto_converge = c.state,
                 _ => {}
             }
         }
@@ -171,9 +227,25 @@ impl Params {
     }
 }
 
-/// QEMU's range checks (`migrate_params_check`), then godwit's refusal of parameters it
-/// would not act on.
-fn check(p: &MigrateSetParameters) -> Result<(), ParamsError> {
+/// QEMU's range checks (`migrate_params_check`, in its order, on the values the parameters
+/// would have: `cur` is the throttle now), then godwit's refusal of parameters it would
+/// not act on.
+fn check(p: &MigrateSetParameters, cur: &Throttle) -> Result<(), ParamsError> {
+    let out = |v: Option<u8>, lo: u8, hi: u8| v.is_some_and(|v| v < lo || v > hi);
+    if out(p.throttle_trigger_threshold, 1, 100) {
+        return Err(ParamsError::ThrottleRange {
+            name: "throttle_trigger_threshold",
+            range: "1 to 100",
+        });
+    }
+    for (name, v) in [
+        ("cpu_throttle_initial", p.cpu_throttle_initial),
+        ("cpu_throttle_increment", p.cpu_throttle_increment),
+    ] {
+        if out(v, 1, 99) {
+            return Err(ParamsError::ThrottleRange { name, range: "1 to 99" });
+        }
+    }
     if p.downtime_limit.is_some_and(|v| v > MAX_DOWNTIME_MS) {
         return Err(ParamsError::DowntimeLimit);
     }
@@ -182,6 +254,13 @@ fn check(p: &MigrateSetParameters) -> Result<(), ParamsError> {
     }
     if p.xbzrle_cache_size.is_some_and(|v| !v.is_power_of_two() || v < 4096) {
         return Err(ParamsError::XbzrleCacheSize);
+    }
+    let (initial, max) = (p.cpu_throttle_initial.unwrap_or(cur.initial), p.max_cpu_throttle.unwrap_or(cur.max));
+    if max < initial || max > 99 {
+        return Err(ParamsError::ThrottleRange {
+            name: "max_cpu_throttle",
+            range: "cpu_throttle_initial to 99",
+        });
     }
     // QEMU's bounds (and its words: a step of 0 is refused with the same text).
     for (name, value, min, max) in [
@@ -199,11 +278,6 @@ fn check(p: &MigrateSetParameters) -> Result<(), ParamsError> {
         ("compress-threads", p.compress_threads.is_some()),
         ("compress-wait-thread", p.compress_wait_thread.is_some()),
         ("decompress-threads", p.decompress_threads.is_some()),
-        ("throttle-trigger-threshold", p.throttle_trigger_threshold.is_some()),
-        ("cpu-throttle-initial", p.cpu_throttle_initial.is_some()),
-        ("cpu-throttle-increment", p.cpu_throttle_increment.is_some()),
-        ("cpu-throttle-tailslow", p.cpu_throttle_tailslow.is_some()),
-        ("max-cpu-throttle", p.max_cpu_throttle.is_some()),
         ("tls-creds", p.tls_creds.is_some()),
         ("tls-hostname", p.tls_hostname.is_some()),
         ("tls-authz", p.tls_authz.is_some()),
@@ -279,5 +353,83 @@ mod tests {
         p.set_capabilities(&[on(MigrationCapability::Block), on(MigrationCapability::Events)])
             .unwrap();
         assert!(p.block && p.events);
+    }
+
+    #[test]
+    fn throttle_parameters_are_checked_like_qemu() {
+        let mut p = Params::default();
+        let set = |p: &mut Params, m: MigrateSetParameters| p.set(&m).map_err(|e| e.to_string());
+        let e = set(
+            &mut p,
+            MigrateSetParameters {
+                max_cpu_throttle: Some(10),
+                ..Default::default()
+            },
+        );
+        assert_eq!(
+            e.unwrap_err(),
+            "Parameter 'max_cpu_throttle' expects an integer in the range of cpu_throttle_initial to 99"
+        );
+        let e = set(
+            &mut p,
+            MigrateSetParameters {
+                cpu_throttle_increment: Some(100),
+                ..Default::default()
+            },
+        );
+        assert_eq!(
+            e.unwrap_err(),
+            "Parameter 'cpu_throttle_increment' expects an integer in the range of 1 to 99"
+        );
+        let e = set(
+            &mut p,
+            MigrateSetParameters {
+                throttle_trigger_threshold: Some(0),
+                ..Default::default()
+            },
+        );
+        assert_eq!(
+            e.unwrap_err(),
+            "Parameter 'throttle_trigger_threshold' expects an integer in the range of 1 to 100"
+        );
+        set(
+            &mut p,
+            MigrateSetParameters {
+                max_cpu_throttle: Some(50),
+                ..Default::default()
+            },
+        )
+        .unwrap();
+        // The initial value is checked against the maximum it would have.
+        let e = set(
+            &mut p,
+            MigrateSetParameters {
+                cpu_throttle_initial: Some(60),
+                ..Default::default()
+            },
+        );
+        assert_eq!(
+            e.unwrap_err(),
+            "Parameter 'max_cpu_throttle' expects an integer in the range of cpu_throttle_initial to 99"
+        );
+        set(
+            &mut p,
+            MigrateSetParameters {
+                cpu_throttle_initial: Some(5),
+                cpu_throttle_tailslow: Some(true),
+                x_godwit_converge_deadline: Some(30),
+                ..Default::default()
+            },
+        )
+        .unwrap();
+        let i = p.info();
+        assert_eq!((i.cpu_throttle_initial, i.max_cpu_throttle, i.cpu_throttle_tailslow), (5, 50, true));
+        assert_eq!(i.x_godwit_converge_deadline, 30);
+        let on = MigrationCapabilityStatus {
+            capability: MigrationCapability::AutoConverge,
+            state: true,
+        };
+        p.set_capabilities(&[on]).unwrap();
+        assert!(p.auto_converge && p.capabilities()[2].state);
     }
 }

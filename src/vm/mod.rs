@@ -258,6 +258,16 @@ impl Vm {
         self.control.resume();
     }
 
+    /// Throttles every vCPU to run `100 - pct` percent of the time (0 lifts it).
+    pub fn set_throttle(&self, pct: u8) {
+        self.control.set_throttle(pct);
+    }
+
+    /// The vCPU throttle in percent (0: none).
+    pub fn throttle(&self) -> u8 {
+        self.control.throttle()
+    }
+
     /// The attached disks.
     pub fn disks(&self) -> &[disks::Disk] {
         &self.disks

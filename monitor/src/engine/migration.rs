@@ -80,6 +80,13 @@ pub struct MigrationInfo {
     pub downtime: Option<u64>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub setup_time: Option<u64>,
+    /// While the vCPUs are throttled (auto-converge, or the convergence guarantee).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cpu_throttle_percentage: Option<u64>,
+    /// godwit's own: the step the convergence guarantee (`x-godwit-converge-deadline`)
+    /// took, `throttle` or `stop-and-copy`, once it took one.
+    #[serde(rename = "x-godwit-converge-step", skip_serializing_if = "Option::is_none")]
+    pub converge_step: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error_desc: Option<String>,
     /// The destination's listening addresses, as `tcp:0.0.0.0:4444` (QMP gives them as
@@ -211,6 +218,14 @@ pub struct MigrationParameters {
     pub xbzrle_cache_size: u64,
     pub max_postcopy_bandwidth: u64,
     pub max_cpu_throttle: u8,
+    /// godwit's own: the seconds within which a migration must end (0: no deadline, as
+    /// in QEMU). Shown only when set.
+    #[serde(skip_serializing_if = "is_zero")]
+    pub x_godwit_converge_deadline: u64,
+}
+
+fn is_zero(v: &u64) -> bool {
+    *v == 0
 }
 
 impl Default for MigrationParameters {
@@ -243,6 +258,7 @@ impl Default for MigrationParameters {
             xbzrle_cache_size: 64 << 20,
             max_postcopy_bandwidth: 0,
             max_cpu_throttle: 99,
+            x_godwit_converge_deadline: 0,
         }
     }
 }
@@ -277,6 +293,7 @@ pub struct MigrateSetParameters {
     pub xbzrle_cache_size: Option<u64>,
     pub max_postcopy_bandwidth: Option<u64>,
     pub max_cpu_throttle: Option<u8>,
+    pub x_godwit_converge_deadline: Option<u64>,
 }
 
 /// QEMU's `AnnounceParameters` timing, in milliseconds: the first round at once, the next

@@ -138,6 +138,7 @@ pub fn set_parameter(e: &dyn Engine, name: &str, v: &str) -> Result<(), EngineEr
         "multifd-zstd-level" => p.multifd_zstd_level = Some(u8_of(name, v)?),
         "xbzrle-cache-size" => p.xbzrle_cache_size = Some(size(name, v)?),
         "max-postcopy-bandwidth" => p.max_postcopy_bandwidth = Some(size(name, v)?),
+        "x-godwit-converge-deadline" => p.x_godwit_converge_deadline = Some(uint(name, v, u64::MAX, "uint64_t")?),
         "block-bitmap-mapping" => return Err("The block-bitmap-mapping parameter can only be set through QMP".into()),
         _ => return Err(format!("invalid parameter value: {name}").into()),
     }
@@ -175,6 +176,11 @@ pub fn format_parameters(p: &MigrationParameters) -> String {
     let _ = writeln!(o, "xbzrle-cache-size: {} bytes", p.xbzrle_cache_size);
     let _ = writeln!(o, "max-postcopy-bandwidth: {}", p.max_postcopy_bandwidth);
     let _ = writeln!(o, "tls-authz: '{}'", p.tls_authz);
+    // godwit's own, after QEMU's lines and only when set (as QEMU prints
+    // block-bitmap-mapping), so the default listing is QEMU's.
+    if p.x_godwit_converge_deadline != 0 {
+        let _ = writeln!(o, "x-godwit-converge-deadline: {} s", p.x_godwit_converge_deadline);
+    }
     o
 }
 
@@ -249,6 +255,12 @@ pub fn format_migrate(info: &MigrationInfo) -> String {
         let _ = writeln!(o, "remaining disk: {} kbytes", kb(d.remaining));
         let _ = writeln!(o, "total disk: {} kbytes", kb(d.total));
     }
+    if let Some(pct) = info.cpu_throttle_percentage {
+        let _ = writeln!(o, "cpu throttle percentage: {pct}");
+    }
+    if let Some(step) = &info.converge_step {
+        let _ = writeln!(o, "x-godwit-converge-step: {step}");
+    }
     if !info.socket_address.is_empty() {
         o.push_str("socket address: [\n");
         for a in &info.socket_address {
@@ -316,5 +328,31 @@ mod tests {
         assert!(t.contains("\nmax-bandwidth: 134217728 bytes/second\ndowntime-limit: 300 ms\n"));
         assert!(t.starts_with("announce-initial: 50 ms\n") && t.ends_with("max-postcopy-bandwidth: 0\ntls-authz: ''\n"));
         assert_eq!(t.lines().count(), 24);
+    }
+
+    #[test]
+    fn throttle_and_godwit_lines() {
+        let info = MigrationInfo {
+            status: Some(MigrationStatus::Active),
+            disk: Some(MigrationStats::default()),
+            cpu_throttle_percentage: Some(30),
+            converge_step: Some("throttle".into()),
+            ..MigrationInfo::default()
+        };
+        let t = format_migrate(&info);
+        assert!(
+            t.ends_with("total disk: 0 kbytes\ncpu throttle percentage: 30\nx-godwit-converge-step: throttle\n"),
+            "{t}"
+        );
+        let p = MigrationParameters {
+            x_godwit_converge_deadline: 20,
+            ..MigrationParameters::default()
+        };
+        assert!(format_parameters(&p).ends_with("tls-authz: ''\nx-godwit-converge-deadline: 20 s\n"));
+        let json = serde_json::to_value(&info).unwrap();
+        assert_eq!(json["cpu-throttle-percentage"], 30);
+        assert_eq!(json["x-godwit-converge-step"], "throttle");
+        let q = serde_json::to_value(MigrationParameters::default()).unwrap();
+        assert!(q.get("x-godwit-converge-deadline").is_none(), "not shown unless set");
     }
 }

@@ -444,6 +444,7 @@ obj!(
         opt("downtime", &INT),
         opt("setup-time", &INT),
         opt("cpu-throttle-percentage", &INT),
+        opt("x-godwit-converge-step", &STR),
         opt("error-desc", &STR),
         opt("blocked-reasons", &STR_LIST),
         opt("socket-address", &SOCKET_ADDRESS_LIST),
@@ -510,6 +511,7 @@ macro_rules! migration_parameters {
                 opt("max-postcopy-bandwidth", &SIZE),
                 opt("max-cpu-throttle", &U8),
                 opt("block-bitmap-mapping", &ANY),
+                opt("x-godwit-converge-deadline", &U64),
             ]
         );
     };

@@ -12,8 +12,10 @@
 //! settles the outcome whatever it is. The status changes only through
 //! [`Shared::set_status`].
 
+mod converge;
 mod pacer;
 mod pages;
+mod precopy;
 mod shared;
 mod stop;
 #[cfg(test)]
@@ -53,6 +55,9 @@ pub(super) struct Sender<'a, W: Write> {
     pages_sent: u64,
     /// The disk copy of a block migration.
     pub(super) block: Option<BlockState>,
+    /// Where the pre-copy's scan of dirty pages is, as (region, page): each round goes on
+    /// from where the last one stopped, so no part of RAM waits behind a busy one.
+    cursor: (usize, u64),
 }
 
 impl<W: Write> Sender<'_, W> {
@@ -88,6 +93,41 @@ impl<W: Write> Sender<'_, W> {
             }
         }
         Ok(())
+    }
+
+    /// Sends the pages set in `bitmaps` from the cursor on, round the end of RAM and back,
+    /// clearing each page's bit as it goes, until `due` (asked before each run, with the
+    /// pacer and the number of pages still set) says a sync is due. Returns whether every
+    /// page was sent.
+    fn send_bitmaps_until(&mut self, bitmaps: &mut [Bitmap], due: &dyn Fn(&Pacer<'_>, u64) -> bool) -> Result<bool, Stop> {
+        let regions: Vec<(u64, u64)> = self.vm.ram().iter().map(|r| (r.start_addr().0, r.len() / PAGE)).collect();
+        let n = regions.len().min(bitmaps.len());
+        let mut left = dirty::count(bitmaps);
+        let (r0, p0) = self.cursor;
+        let r0 = if r0 < n { r0 } else { 0 };
+        for k in 0..=n {
+            let r = (r0 + k) % n.max(1);
+            let (base, pages) = regions[r];
+            // The cursor's region from the cursor on first, its start last.
+            let (lo, hi) = match k {
+                0 => (p0.min(pages), pages),
+                _ if k == n => (0, p0.min(pages)),
+                _ => (0, pages),
+            };
+            let runs: Vec<(u64, u64)> = dirty::runs_between(&bitmaps[r], lo, hi, PAGES_PER_RECORD as u64).collect();
+            for (first, count) in runs {
+                if due(&self.pacer, left) {
+                    self.cursor = (r, first);
+                    return Ok(false);
+                }
+                self.check_cancel()?;
+                self.send_run(base + first * PAGE, count)?;
+                dirty::clear(&mut bitmaps[r], first, count);
+                left -= count;
+                self.cursor = (r, first + count);
+            }
+        }
+        Ok(true)
     }
 
     /// Sends one round's dirty RAM pages, then its dirty disk granules.
@@ -258,6 +298,7 @@ impl<'a> Outgoing<'a> {
             buf: Vec::new(),
             pages_sent: 0,
             block: None,
+            cursor: (0, 0),
         };
         sx.w.config(self.vm.mem_size(), self.vm.vcpu_count() as u32, "pc").map_err(io_err)?;
         let announce = disks::describe(self.vm, self.mode).map_err(Failure::Disks)?;
@@ -273,90 +314,6 @@ impl<'a> Outgoing<'a> {
             sx.send_disks_bulk()?;
         }
         Ok(sx)
-    }
-
-    /// Pre-copy: every touched page, then round after round of what the guest dirtied,
-    /// until a round fits the downtime limit; returns that round, unsent.
-    fn precopy<W: Write>(&mut self, sx: &mut Sender<'a, W>) -> Result<Round, Stop> {
-        let vm = self.vm;
-        dirty::start(vm.fd(), vm.ram()).map_err(Failure::Dirty)?;
-        let log_start = Instant::now();
-        let touched = dirty::touched(vm.ram()).map_err(Failure::Dirty)?;
-        {
-            let mut s = lock(&self.shared.stats);
-            s.dirty_sync_count = 1;
-            s.transferred = sx.w.bytes();
-            // Untouched pages are zero pages that need no sending.
-            let untouched = vm.mem_size() / PAGE - dirty::count(&touched);
-            s.duplicate += untouched;
-            s.remaining -= untouched * PAGE;
-        }
-        // As in QEMU, the first pass over the dirty log belongs to the set-up.
-        self.shared.pass(1);
-        if self.mode == Mode::Shared {
-            self.setup_done();
-        }
-        sx.send_bitmaps(&touched)?;
-        // Dirty pages per second, over periods of at least a second (as QEMU measures it).
-        let mut rate = (log_start, 0u64);
-        let (mut round_no, mut prev_dirty, mut extra_rounds) = (0u32, None::<u64>, 0u32);
-        loop {
-            sx.check_cancel()?;
-            let round = self.take_round(sx, &mut rate)?;
-            round_no += 1;
-            sx.w.sync(round_no).map_err(io_err)?;
-            // QEMU stops as soon as the dirty data (RAM and disk) fits the downtime limit.
-            // godwit also wants the pause short: while each round still cuts the dirty set
-            // by a third or more, one more round (at most 8) beats stopping with it; once
-            // it is down to ~5 ms of data, or stops shrinking, stop.
-            let limit_ms = lock(&self.shared.params).downtime_limit_ms;
-            let bytes = round.bytes as f64;
-            let fits = round.bytes == 0 || bytes <= sx.pacer.bandwidth * limit_ms as f64;
-            let shrinking = prev_dirty.is_none_or(|p| round.bytes * 3 < p * 2);
-            let tiny = bytes <= sx.pacer.bandwidth * 5.0;
-            prev_dirty = Some(round.bytes);
-            if fits && (tiny || !shrinking || extra_rounds >= 8) {
-                return Ok(round);
-            }
-            if fits {
-                extra_rounds += 1;
-            }
-            sx.send_round(&round)?;
-        }
-    }
-
-    /// Reads (and clears) the dirty logs of RAM and disks, and updates the figures.
-    fn take_round<W: Write>(&self, sx: &mut Sender<'a, W>, rate: &mut (Instant, u64)) -> Result<Round, Stop> {
-        let bitmaps = dirty::collect(self.vm.fd(), self.vm.ram()).map_err(Failure::Dirty)?;
-        let dirty_pages = dirty::count(&bitmaps);
-        let (taken, disk_bytes) = match sx.block.as_mut() {
-            Some(b) => {
-                let (t, n) = b.take();
-                (Some(t), n)
-            }
-            None => (None, 0),
-        };
-        let pass = {
-            let mut s = lock(&self.shared.stats);
-            s.dirty_sync_count += 1;
-            s.remaining = dirty_pages * PAGE;
-            if let Some((done, _, all)) = s.disk {
-                s.disk = Some((done, disk_bytes, all));
-            }
-            rate.1 += dirty_pages;
-            let secs = rate.0.elapsed().as_secs_f64();
-            if secs >= 1.0 {
-                s.dirty_pages_rate = (rate.1 as f64 / secs) as u64;
-                *rate = (Instant::now(), 0);
-            }
-            s.dirty_sync_count
-        };
-        self.shared.pass(pass);
-        Ok(Round {
-            bitmaps,
-            taken,
-            bytes: dirty_pages * PAGE + disk_bytes,
-        })
     }
 
     /// Stop-and-copy: pause the guest, send the round that fit and what was dirtied
@@ -422,6 +379,9 @@ impl<'a> Outgoing<'a> {
     fn end(mut self, result: Result<(), Stop>, settle: &dyn Fn(&Result<(), Stop>)) -> Result<(), Stop> {
         let vm = self.vm;
         dirty::stop(vm.fd(), vm.ram());
+        // Whatever the outcome, the guest (here, or the destination's) runs at full speed.
+        vm.set_throttle(0);
+        lock(&self.shared.stats).throttle_pct = 0;
         for d in vm.disks() {
             d.dirty.stop();
         }

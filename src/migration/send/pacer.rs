@@ -19,6 +19,11 @@ pub(in crate::migration) struct Pacer<'a> {
     pub(super) limited: bool,
     /// The limit the bucket was started with, when it was started, and bytes sent since.
     bucket: Option<(u64, Instant, u64)>,
+    /// The limit held the sending back in the current window (it slept).
+    window_held: bool,
+    /// ... and in the last complete one: `max-bandwidth`, not the link, set the pace, so a
+    /// round costs far more time than the unlimited stop-and-copy of the same pages.
+    pub(super) capped: bool,
 }
 
 impl<'a> Pacer<'a> {
@@ -31,6 +36,8 @@ impl<'a> Pacer<'a> {
             bandwidth: 0.0,
             limited: true,
             bucket: None,
+            window_held: false,
+            capped: false,
         }
     }
 
@@ -41,6 +48,17 @@ impl<'a> Pacer<'a> {
         if self.window_start.elapsed() >= WINDOW {
             self.close_window();
         }
+    }
+
+    /// Bytes per millisecond: the last complete window's, or before one has closed, what
+    /// the window under way has measured so far (an idle guest is done long before the
+    /// first 100 ms; QEMU waits for that window, or for nothing at all to be left).
+    pub(super) fn rate(&self) -> f64 {
+        if self.bandwidth > 0.0 {
+            return self.bandwidth;
+        }
+        let ms = self.window_start.elapsed().as_secs_f64() * 1000.0;
+        if ms > 0.0 { self.window_bytes as f64 / ms } else { 0.0 }
     }
 
     /// Sleeps as long as the bytes sent so far are ahead of the limit.
@@ -59,6 +77,7 @@ impl<'a> Pacer<'a> {
         let due = Duration::from_secs_f64(sent as f64 / l as f64);
         let elapsed = start.elapsed();
         if due > elapsed {
+            self.window_held = true;
             std::thread::sleep(due - elapsed);
         }
     }
@@ -76,6 +95,8 @@ impl<'a> Pacer<'a> {
             s.expected_downtime_ms = ((s.remaining + disk_left) as f64 / self.bandwidth) as u64;
         }
         drop(s);
+        self.capped = self.window_held;
+        self.window_held = false;
         self.window_start = Instant::now();
         self.window_bytes = 0;
         self.window_pages = 0;
