@@ -142,6 +142,9 @@ pub enum BlockError {
         #[source]
         err: lock::LockError,
     },
+    /// The backing chain loops or is too deep (the message names the file).
+    #[error("{0}")]
+    Chain(String),
     /// A backing file of the image could not be opened.
     #[error("Could not open backing file: {0}")]
     Backing(Box<BlockError>),

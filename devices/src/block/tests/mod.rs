@@ -6,6 +6,8 @@ mod basic;
 mod bench;
 mod crash;
 mod hostile;
+mod hostile_chains;
+mod hostile_images;
 mod json;
 mod locking;
 mod oracle;
