@@ -8,6 +8,7 @@
 //! implements (KVM_SIGNAL_MSI), so nothing here knows KVM.
 
 pub mod blk;
+pub mod chain;
 pub mod net;
 pub mod pci;
 pub mod queue;
