@@ -7,6 +7,8 @@
 //! takes QEMU-compatible image locks.
 
 pub mod dirty;
+#[cfg(any(test, feature = "fuzzing"))]
+pub mod fuzz;
 pub mod inactive;
 pub mod lock;
 pub mod probe;

@@ -5,6 +5,7 @@
 mod basic;
 mod bench;
 mod crash;
+mod fuzz_qcow2;
 mod hostile;
 mod hostile_chains;
 mod hostile_images;
