@@ -9,6 +9,8 @@
 
 pub mod blk;
 pub mod chain;
+#[cfg(any(test, feature = "fuzzing"))]
+pub mod fuzz;
 pub mod net;
 pub mod pci;
 pub mod queue;
