@@ -167,16 +167,15 @@ impl Layout {
     }
 }
 
-/// Up to `len` bytes of RAM from `addr`, stopping at the end of its region.
-fn read_ram(mem: &GuestMem, addr: u64, len: u64) -> Vec<u8> {
+/// Up to `len` bytes of RAM (given whole, as [`super::snapshot`] takes it) from `addr`,
+/// stopping at the end of its region.
+fn read_ram(ram: &[u8], addr: u64, len: u64) -> &[u8] {
     let end = match addr {
         a if a < REGION => REGION,
         a if (HOLE_END..SPAN).contains(&a) => SPAN,
-        _ => return Vec::new(),
+        _ => return &[],
     };
-    let mut b = vec![0u8; len.min(end - addr) as usize];
-    mem.read_slice(&mut b, GuestAddress(addr)).expect("inside a region");
-    b
+    &ram[addr as usize..(addr + len.min(end - addr)) as usize]
 }
 
 /// A queue's ring as the device sees it.
@@ -191,16 +190,16 @@ pub struct Ring {
 pub struct WriteMap(Vec<bool>);
 
 impl WriteMap {
-    /// From the descriptor table and indirect tables as they are in `mem` now, for the
-    /// ring as the device took it (which is not what the driver asked for when it asked for
-    /// a bad size or unaligned addresses).
-    pub fn of(mem: &GuestMem, ring: Ring) -> WriteMap {
+    /// From the descriptor table and indirect tables as they are in `ram` (a snapshot of
+    /// guest RAM), for the ring as the device took it (which is not what the driver asked
+    /// for when it asked for a bad size or unaligned addresses).
+    pub fn of(ram: &[u8], ring: Ring) -> WriteMap {
         let mut m = WriteMap(vec![false; SPAN as usize]);
         m.allow(ring.used, 6 + 8 * u64::from(ring.size));
         let mut indirect = BTreeSet::new();
-        m.table(&read_ram(mem, ring.desc, 16 * u64::from(ring.size)), Some(&mut indirect));
+        m.table(read_ram(ram, ring.desc, 16 * u64::from(ring.size)), Some(&mut indirect));
         for (addr, len) in indirect {
-            m.table(&read_ram(mem, addr, len.min(MAX_INDIRECT)), None);
+            m.table(read_ram(ram, addr, len.min(MAX_INDIRECT)), None);
         }
         m
     }
@@ -236,6 +235,10 @@ impl WriteMap {
 
     /// The first byte that differs between `before` and `after` where nothing was writable.
     pub fn first_forbidden_change(&self, before: &[u8], after: &[u8]) -> Option<usize> {
-        (0..before.len()).find(|&i| before[i] != after[i] && !self.0[i])
+        const PAGE: usize = 4096;
+        let pages = before.chunks(PAGE).zip(after.chunks(PAGE)).enumerate();
+        pages.filter(|(_, (b, a))| b != a).find_map(|(p, (b, a))| {
+            (0..b.len()).map(|i| p * PAGE + i).find(|&at| b[at % PAGE] != a[at % PAGE] && !self.0[at])
+        })
     }
 }
