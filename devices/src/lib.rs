@@ -2,6 +2,8 @@
 //!
 //! Nothing here knows about KVM: devices see port/MMIO accesses through [`bus::BusDevice`],
 //! raise interrupts through [`irq::IrqEvent`], and save/restore through [`state`].
+#[cfg(test)]
+pub(crate) mod alloc_probe;
 pub mod block;
 pub mod bus;
 pub mod device;

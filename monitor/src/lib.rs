@@ -17,6 +17,10 @@ pub mod complete;
 pub mod editor;
 pub mod engine;
 pub mod expr;
+#[cfg(any(test, feature = "fuzzing"))]
+pub mod fake;
+#[cfg(any(test, feature = "fuzzing"))]
+pub mod fuzz;
 pub mod grammar;
 pub mod help;
 pub mod hmp;

@@ -79,6 +79,11 @@ impl Session {
         self.editor.show_prompt(PROMPT, out);
     }
 
+    /// Bytes of the line being typed (at most [`MAX_LINE`](crate::editor::MAX_LINE)).
+    pub fn held(&self) -> usize {
+        self.editor.line().len()
+    }
+
     /// The command history, oldest first.
     pub fn history(&self) -> Vec<String> {
         self.editor

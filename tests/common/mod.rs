@@ -7,6 +7,7 @@ pub mod hmp;
 pub mod migrate;
 pub mod net;
 pub mod qmp;
+pub mod raw;
 
 use std::io::{BufRead, BufReader, Read};
 use std::path::{Path, PathBuf};

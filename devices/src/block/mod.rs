@@ -7,6 +7,8 @@
 //! takes QEMU-compatible image locks.
 
 pub mod dirty;
+#[cfg(any(test, feature = "fuzzing"))]
+pub mod fuzz;
 pub mod inactive;
 pub mod lock;
 pub mod probe;
@@ -142,6 +144,9 @@ pub enum BlockError {
         #[source]
         err: lock::LockError,
     },
+    /// The backing chain loops or is too deep (the message names the file).
+    #[error("{0}")]
+    Chain(String),
     /// A backing file of the image could not be opened.
     #[error("Could not open backing file: {0}")]
     Backing(Box<BlockError>),

@@ -1,5 +1,6 @@
 //! Opening images: format probing, locking, QEMU-like open errors.
 
+use std::os::unix::fs::MetadataExt;
 use std::path::Path;
 
 use crate::block::lock::LockError;
@@ -8,8 +9,12 @@ use crate::block::raw::RawImage;
 use crate::block::storage::{HostFile, Storage};
 use crate::block::{BlockBackend, BlockError, Format, Result, errno_text};
 
-/// Deepest backing chain godwit follows (protects against loops).
+/// Deepest backing chain godwit follows.
 pub const MAX_CHAIN_DEPTH: u32 = 64;
+
+/// Identity (device, inode) of each file opened so far on the way down a backing chain,
+/// top first: a file that shows up twice means the chain loops.
+pub(crate) type Chain = [(u64, u64)];
 
 /// How to open an image.
 #[derive(Clone, Debug)]
@@ -50,7 +55,7 @@ pub fn open_image(path: &Path, format: Option<Format>, read_only: bool) -> Resul
 
 /// Opens `path` as described by `opts`.
 pub fn open_image_with(path: &Path, opts: &ImageOptions) -> Result<Box<dyn BlockBackend>> {
-    open_layer(path, opts, 0)
+    open_layer(path, opts, &[])
 }
 
 /// The format the first bytes of `file` announce.
@@ -67,10 +72,13 @@ pub fn probe_format(file: &dyn Storage) -> Result<Format> {
 }
 
 /// Turns an error that happened while opening `path` into QEMU's
-/// `Could not open 'PATH': REASON`.
-fn open_error(path: &Path, err: BlockError) -> BlockError {
+/// `Could not open 'PATH': REASON`. A chain error (loop, too deep) names the file where it
+/// was found and goes up the chain unwrapped, so that only the top image wraps it: one
+/// short line however deep the chain.
+fn open_error(path: &Path, err: BlockError, top: bool) -> BlockError {
     let reason = match err {
-        BlockError::Open { .. } | BlockError::Locked { .. } => return err,
+        BlockError::Chain(reason) if top => reason,
+        BlockError::Open { .. } | BlockError::Locked { .. } | BlockError::Chain(_) => return err,
         BlockError::Lock(err @ LockError::Conflict { .. }) => {
             return BlockError::Locked {
                 path: path.display().to_string(),
@@ -86,26 +94,30 @@ fn open_error(path: &Path, err: BlockError) -> BlockError {
     }
 }
 
-/// Opens one layer of a chain; `depth` counts the layers above it.
-pub(crate) fn open_layer(path: &Path, opts: &ImageOptions, depth: u32) -> Result<Box<dyn BlockBackend>> {
-    if depth > MAX_CHAIN_DEPTH {
-        return Err(open_error(
-            path,
-            BlockError::Open {
-                path: path.display().to_string(),
-                reason: format!("Backing chain deeper than {MAX_CHAIN_DEPTH} images"),
-            },
-        ));
+/// Opens one layer of a chain; `chain` holds the files above it.
+pub(crate) fn open_layer(path: &Path, opts: &ImageOptions, chain: &Chain) -> Result<Box<dyn BlockBackend>> {
+    let top = chain.is_empty();
+    if chain.len() as u32 > MAX_CHAIN_DEPTH {
+        let why = format!("Backing chain deeper than {MAX_CHAIN_DEPTH} images (at '{}')", path.display());
+        return Err(open_error(path, BlockError::Chain(why), top));
     }
-    let file = HostFile::open(path, opts.read_only, opts.lock).map_err(|e| open_error(path, e))?;
+    let file = HostFile::open(path, opts.read_only, opts.lock).map_err(|e| open_error(path, e, top))?;
+    let meta = file.file().metadata().map_err(|e| open_error(path, e.into(), top))?;
+    let id = (meta.dev(), meta.ino());
+    if chain.contains(&id) {
+        let why = format!("Backing file '{}' creates an infinite loop", path.display());
+        return Err(open_error(path, BlockError::Chain(why), top));
+    }
+    let mut below = chain.to_vec();
+    below.push(id);
     let file: Box<dyn Storage> = Box::new(file);
     let format = match opts.format {
         Some(f) => f,
-        None => probe_format(file.as_ref()).map_err(|e| open_error(path, e))?,
+        None => probe_format(file.as_ref()).map_err(|e| open_error(path, e, top))?,
     };
     let image: Box<dyn BlockBackend> = match format {
-        Format::Raw => Box::new(RawImage::new(file, path, opts.read_only).map_err(|e| open_error(path, e))?),
-        Format::Qcow2 => Box::new(Qcow2::open_chain(file, path, opts, depth).map_err(|e| open_error(path, e))?),
+        Format::Raw => Box::new(RawImage::new(file, path, opts.read_only).map_err(|e| open_error(path, e, top))?),
+        Format::Qcow2 => Box::new(Qcow2::open_chain(file, path, opts, &below).map_err(|e| open_error(path, e, top))?),
     };
     Ok(image)
 }

@@ -8,6 +8,9 @@
 //! implements (KVM_SIGNAL_MSI), so nothing here knows KVM.
 
 pub mod blk;
+pub mod chain;
+#[cfg(any(test, feature = "fuzzing"))]
+pub mod fuzz;
 pub mod net;
 pub mod pci;
 pub mod queue;

@@ -253,7 +253,7 @@ fn handle_input(bytes: &[u8], received: &mut Vec<OwnedFd>, s: &mut Session, c: &
 mod tests {
     use crate::MonitorBuilder;
     use crate::hmp::Hmp;
-    use crate::qmp::tests::Fake;
+    use crate::fake::Fake;
     use serde_json::{Value, json};
     use std::io::{BufRead, BufReader, Write};
     use std::os::fd::AsRawFd;

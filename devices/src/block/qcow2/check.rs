@@ -12,7 +12,7 @@ use std::collections::HashMap;
 use super::cache::set_entry;
 use super::header::{MAX_REFTABLE_BYTES, OFF_REFCOUNT_TABLE};
 use super::refcount::{RefcountError, Refcounts, rc_get, rc_set};
-use super::{COPIED, Mapping, Qcow2, decode_l2};
+use super::{COPIED, Mapping, Qcow2, corrupt, decode_l2};
 use crate::block::Result;
 
 /// Outcome of [`Qcow2::check`].
@@ -156,6 +156,11 @@ impl Qcow2 {
         let per_block = 1u64 << self.rc.rb_bits;
         let file_clusters = self.file_end.max(self.file.len()?).div_ceil(cs);
         let max_ref = refs.keys().max().map_or(0, |&c| c + 1);
+        // A reference far past the end would make the new structure cover it: refcount
+        // blocks (written out in full) in proportion to an offset read from the file.
+        if max_ref > file_clusters {
+            return corrupt(format!("cluster at {:#x} lies past the end of the file", (max_ref - 1) << cb));
+        }
         let start = file_clusters.max(max_ref).max(1);
         let (mut nb, mut nt) = (0u64, 1u64);
         loop {

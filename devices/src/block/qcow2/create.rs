@@ -84,7 +84,7 @@ impl Qcow2 {
                 read_only: true,
                 ..ImageOptions::default()
             };
-            let b = open_layer(&full, &backing_opts, 1).map_err(|e| BlockError::Backing(Box::new(e)))?;
+            let b = open_layer(&full, &backing_opts, &[]).map_err(|e| BlockError::Backing(Box::new(e)))?;
             if size == 0 {
                 size = b.virtual_size();
             }

@@ -205,7 +205,10 @@ impl Header {
             }
             ext_end = ext_end.min(start);
             let name = &c0[start..start + backing_size];
-            h.backing_file = Some(PathBuf::from(OsStr::from_bytes(name)));
+            // An empty name means no backing file, as in QEMU.
+            if !name.is_empty() {
+                h.backing_file = Some(PathBuf::from(OsStr::from_bytes(name)));
+            }
         }
         h.parse_extensions(c0, ext_end)?;
         Ok(h)

@@ -206,6 +206,7 @@ impl Qcow2 {
         let m = decode_l2(e, self.cluster_bits)?;
         match m {
             Mapping::Data { host } if self.owned(e, host)? => {
+                self.guard_write(host, cs as u64, true)?;
                 self.file_write(data, host + in_cluster as u64)?;
                 if e & COPIED == 0 {
                     self.l2_set(l2_off, l2i, host | COPIED)?;
@@ -213,6 +214,7 @@ impl Qcow2 {
                 return Ok(());
             }
             Mapping::Zero { host: Some(host) } if self.owned(e, host)? => {
+                self.guard_write(host, cs as u64, true)?;
                 let mut cl = vec![0u8; cs];
                 cl[in_cluster..in_cluster + data.len()].copy_from_slice(data);
                 self.file_write(&cl, host)?;
@@ -221,6 +223,8 @@ impl Qcow2 {
             _ => {}
         }
         let new = self.alloc_clusters(1)?;
+        // Refcounts that call a metadata cluster free would hand it out here.
+        self.guard_write(new, cs as u64, true)?;
         if data.len() == cs {
             self.file_write(data, new)?;
         } else {

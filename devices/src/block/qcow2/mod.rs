@@ -20,21 +20,24 @@
 //! that maps it. With fdatasync barriers between the steps this holds for
 //! power loss too, so a crash leaves at most leaked clusters.
 
+mod backing;
 pub mod cache;
 pub mod check;
 pub mod create;
 pub mod header;
 pub mod inflate;
 mod io;
+mod overlap;
 pub mod refcount;
 pub mod snapshot;
 mod status;
+mod validate;
 
 use std::path::{Path, PathBuf};
 
 use thiserror::Error;
 
-use crate::block::probe::{ImageOptions, open_layer};
+use crate::block::probe::{Chain, ImageOptions};
 use crate::block::storage::Storage;
 use crate::block::{BlockBackend, BlockError, Extent, Format, Result, check_range};
 use cache::{TableCache, entry, set_entry};
@@ -43,6 +46,7 @@ use inflate::InflateError;
 use refcount::{RefcountError, Refcounts};
 use snapshot::{Snapshot, SnapshotError};
 
+pub use backing::resolve_backing;
 pub use check::CheckReport;
 pub use create::CreateOptions;
 pub use snapshot::SnapshotInfo;
@@ -78,6 +82,10 @@ pub enum Qcow2Error {
     TooLarge,
     #[error("Unknown backing file format '{0}'")]
     BackingFormat(String),
+    #[error("Marking image as corrupt: Preventing invalid write on metadata (overlaps with {0})")]
+    Overlap(&'static str),
+    #[error("Backing file name uses protocol '{0}': godwit opens only local files")]
+    BackingProtocol(String),
 }
 
 macro_rules! into_block_error {
@@ -172,6 +180,9 @@ pub struct Qcow2 {
     pub(crate) decompressed: Option<(u64, Vec<u8>)>,
     /// A cluster-sized buffer for copy-on-write, kept between writes.
     pub(crate) cow_buf: Vec<u8>,
+    /// A write over this metadata was refused: the image is marked corrupt and takes no
+    /// more writes.
+    pub(crate) broken: Option<overlap::Meta>,
 }
 
 impl Qcow2 {
@@ -182,11 +193,11 @@ impl Qcow2 {
             read_only,
             ..ImageOptions::default()
         };
-        Self::open_chain(file, path, &opts, 0)
+        Self::open_chain(file, path, &opts, &[])
     }
 
-    /// Opens a qcow2 layer; `depth` counts the layers above it.
-    pub(crate) fn open_chain(file: Box<dyn Storage>, path: &Path, opts: &ImageOptions, depth: u32) -> Result<Qcow2> {
+    /// Opens a qcow2 layer; `chain` holds the files above it and this one.
+    pub(crate) fn open_chain(file: Box<dyn Storage>, path: &Path, opts: &ImageOptions, chain: &Chain) -> Result<Qcow2> {
         let file_len = file.len()?;
         let mut start = [0u8; 24];
         file.read_at(&mut start, 0)?;
@@ -197,6 +208,7 @@ impl Qcow2 {
         let mut c0 = vec![0u8; (1u64 << cluster_bits).min(file_len) as usize];
         file.read_at(&mut c0, 0)?;
         let header = Header::parse(&c0)?;
+        validate::tables_inside(&header, file_len)?;
         if !opts.read_only && header.incompatible_features & INCOMPAT_CORRUPT != 0 {
             return Err(Qcow2Error::CorruptReadWrite.into());
         }
@@ -214,10 +226,9 @@ impl Qcow2 {
             cluster_bits,
             (REFBLOCK_CACHE_BYTES as u64 / cs).max(4) as usize,
         )?;
-        let (snapshots, snapshot_table_bytes) =
-            snapshot::read_table(file.as_ref(), header.snapshots_offset, header.nb_snapshots, cluster_bits)?;
+        let (snapshots, snapshot_table_bytes) = snapshot::read_table(file.as_ref(), &header, file_len)?;
         let backing = match &header.backing_file {
-            Some(name) => Some(open_backing(path, name, header.backing_format.as_deref(), opts, depth)?),
+            Some(name) => Some(backing::open(path, name, header.backing_format.as_deref(), opts, chain)?),
             None => None,
         };
         let l2_tables = (opts.l2_cache_bytes as u64 / cs).max(4) as usize;
@@ -243,7 +254,9 @@ impl Qcow2 {
             write_prepared: false,
             decompressed: None,
             cow_buf: Vec::new(),
+            broken: None,
         };
+        img.validate_structure(file_len)?;
         if !img.read_only {
             if img.header.incompatible_features & INCOMPAT_DIRTY != 0 {
                 img.rebuild_refcounts()?;
@@ -322,6 +335,9 @@ impl Qcow2 {
     pub(crate) fn prepare_write(&mut self) -> Result<()> {
         if self.read_only {
             return Err(BlockError::ReadOnly);
+        }
+        if let Some(e) = self.broken_error() {
+            return Err(e);
         }
         if self.write_prepared {
             return Ok(());
@@ -484,6 +500,8 @@ impl Qcow2 {
                 end = end.max(freed[i] + cs);
                 i += 1;
             }
+            // A cluster freed because a hostile entry pointed at metadata is not punched.
+            self.guard_write(start, end - start, true)?;
             if start < self.file_end {
                 self.file.punch_hole(start, end.min(self.file_end) - start)?;
             }
@@ -532,6 +550,7 @@ impl Qcow2 {
     /// Writes every dirty cached L2 table.
     pub(crate) fn write_dirty_l2(&mut self) -> Result<()> {
         for off in self.l2.dirty() {
+            self.guard_write(off, self.cluster_size(), false)?;
             if let Some(data) = self.l2.peek(off).map(<[u8]>::to_vec) {
                 self.file_write(&data, off)?;
             }
@@ -638,36 +657,6 @@ impl Qcow2 {
 impl Drop for Qcow2 {
     fn drop(&mut self) {
         let _ = self.close();
-    }
-}
-
-/// Opens the backing file `name` of the image at `path`.
-fn open_backing(path: &Path, name: &Path, format: Option<&str>, opts: &ImageOptions, depth: u32) -> Result<Box<dyn BlockBackend>> {
-    let full = resolve_backing(path, name);
-    let format = match format {
-        None | Some("") => None,
-        Some(f) => Some(
-            f.parse::<Format>()
-                .map_err(|_| BlockError::from(Qcow2Error::BackingFormat(f.to_string())))?,
-        ),
-    };
-    let opts = ImageOptions {
-        format,
-        read_only: true,
-        ..opts.clone()
-    };
-    open_layer(&full, &opts, depth + 1).map_err(|e| BlockError::Backing(Box::new(e)))
-}
-
-/// Resolves a backing file name like QEMU: relative names are relative to
-/// the directory of the image that names them.
-pub fn resolve_backing(image: &Path, name: &Path) -> PathBuf {
-    if name.is_absolute() {
-        return name.to_path_buf();
-    }
-    match image.parent() {
-        Some(dir) if !dir.as_os_str().is_empty() => dir.join(name),
-        _ => name.to_path_buf(),
     }
 }
 

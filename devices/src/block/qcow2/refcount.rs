@@ -10,6 +10,8 @@
 //! New refcount blocks and a grown refcount table are written through,
 //! before anything points to them.
 
+use std::collections::HashSet;
+
 use thiserror::Error;
 
 use crate::block::qcow2::cache::{TableCache, entry, set_entry};
@@ -83,6 +85,8 @@ pub struct Refcounts {
     pub barriers: bool,
     /// Highest file offset this structure has written to.
     pub written_end: u64,
+    /// The offsets in `table`, to tell at once whether a cluster is a refcount block.
+    blocks: HashSet<u64>,
 }
 
 impl Refcounts {
@@ -110,7 +114,9 @@ impl Refcounts {
             }
             table.push(e);
         }
+        let blocks = table.iter().copied().filter(|&b| b != 0).collect();
         Ok(Refcounts {
+            blocks,
             table,
             table_offset,
             table_clusters,
@@ -122,6 +128,11 @@ impl Refcounts {
             barriers: true,
             written_end: 0,
         })
+    }
+
+    /// Whether the cluster at host offset `off` is one of the refcount blocks.
+    pub fn is_block(&self, off: u64) -> bool {
+        self.blocks.contains(&off)
     }
 
     /// Largest refcount value the image can store.
@@ -307,6 +318,7 @@ impl Refcounts {
         self.barrier(file)?;
         self.write(file, &off.to_be_bytes(), self.table_offset + ti as u64 * 8)?;
         self.table[ti] = off;
+        self.blocks.insert(off);
         if self.cache.full()
             && let Some((victim, dirty)) = self.cache.victim()
         {
@@ -362,6 +374,7 @@ impl Refcounts {
             }
             let off = (start + k) << self.cluster_bits;
             table[range as usize] = off;
+            self.blocks.insert(off);
             self.write(file, &block, off)?;
             blocks.push((off, block));
         }

@@ -82,12 +82,18 @@ fn be<const N: usize>(b: &[u8], off: usize) -> u64 {
 
 /// Reads and validates the snapshot table; returns the entries and the
 /// table's size in bytes.
-pub(crate) fn read_table(file: &dyn Storage, offset: u64, count: u32, cluster_bits: u32) -> Result<(Vec<Snapshot>, u64)> {
+/// Every entry and the L1 table it names must lie inside the file (`file_len` bytes), so
+/// nothing is allocated for what the file does not hold.
+pub(crate) fn read_table(file: &dyn Storage, h: &header::Header, file_len: u64) -> Result<(Vec<Snapshot>, u64)> {
+    let (offset, count, cluster_bits) = (h.snapshots_offset, h.nb_snapshots, h.cluster_bits);
     let mut out = Vec::with_capacity(count.min(1024) as usize);
     let mut pos = offset;
     for i in 0..count {
         if pos - offset > MAX_TABLE_BYTES {
             return Err(SnapshotError::Corrupt("snapshot table too large".into()).into());
+        }
+        if pos.checked_add(40).is_none_or(|end| end > file_len) {
+            return Err(SnapshotError::Corrupt(format!("entry {i} lies past the end of the file")).into());
         }
         let mut fixed = [0u8; 40];
         file.read_at(&mut fixed, pos)?;
@@ -102,7 +108,14 @@ pub(crate) fn read_table(file: &dyn Storage, offset: u64, count: u32, cluster_bi
         if l1_offset & ((1 << cluster_bits) - 1) != 0 || u64::from(l1_size) * 8 > MAX_L1_BYTES {
             return Err(SnapshotError::Corrupt(format!("entry {i}: invalid L1 table")).into());
         }
-        let mut rest = vec![0u8; extra_len as usize + id_len + name_len];
+        if l1_offset.checked_add(u64::from(l1_size) * 8).is_none_or(|end| end > file_len) || (l1_size > 0 && l1_offset == 0) {
+            return Err(SnapshotError::Corrupt(format!("entry {i}: L1 table at {l1_offset:#x} is outside the image")).into());
+        }
+        let rest_len = extra_len as u64 + id_len as u64 + name_len as u64;
+        if (pos + 40).checked_add(rest_len).is_none_or(|end| end > file_len) {
+            return Err(SnapshotError::Corrupt(format!("entry {i} lies past the end of the file")).into());
+        }
+        let mut rest = vec![0u8; rest_len as usize];
         file.read_at(&mut rest, pos + 40)?;
         let (extra, names) = rest.split_at(extra_len as usize);
         let field = |o: usize| (extra.len() >= o + 8).then(|| be::<8>(extra, o));
@@ -388,6 +401,11 @@ impl Qcow2 {
         self.file.sync()?;
         let old_bytes = self.snapshot_table_bytes;
         let old_off = self.header.snapshots_offset;
+        // The new table is in force before the old one is freed (and checked for overlaps).
+        self.header.snapshots_offset = new_off;
+        self.header.nb_snapshots = snaps.len() as u32;
+        self.snapshot_table_bytes = bytes.len() as u64;
+        self.snapshots = snaps;
         if old_off != 0 && old_bytes > 0 {
             let mut freed = Vec::new();
             for i in 0..old_bytes.div_ceil(cs) {
@@ -398,10 +416,6 @@ impl Qcow2 {
             self.rc.commit(&mut *self.file)?;
             self.punch_freed(freed)?;
         }
-        self.header.snapshots_offset = new_off;
-        self.header.nb_snapshots = snaps.len() as u32;
-        self.snapshot_table_bytes = bytes.len() as u64;
-        self.snapshots = snaps;
         Ok(())
     }
 

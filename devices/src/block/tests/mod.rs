@@ -5,7 +5,10 @@
 mod basic;
 mod bench;
 mod crash;
+mod fuzz_qcow2;
 mod hostile;
+mod hostile_chains;
+mod hostile_images;
 mod json;
 mod locking;
 mod oracle;

@@ -99,6 +99,7 @@ pub struct VirtioBlk {
     features: u64,
     worker: Option<Worker>,
     shut_down: bool,
+    broken: worker::BrokenReason,
 }
 
 impl VirtioBlk {
@@ -137,6 +138,7 @@ impl VirtioBlk {
             features,
             worker: None,
             shut_down: false,
+            broken: Arc::default(),
         })
     }
 
@@ -161,6 +163,12 @@ impl VirtioBlk {
 
     pub fn config(&self) -> &BlkConfig {
         &self.config
+    }
+
+    /// Why the device needs a reset (the driver broke it), if it does; the handle stays
+    /// valid after the device is handed to the transport.
+    pub fn error_handle(&self) -> worker::BrokenReason {
+        self.broken.clone()
     }
 
     fn serial(&self) -> [u8; ID_BYTES] {
@@ -236,7 +244,8 @@ impl VirtioDevice for VirtioBlk {
             serial: self.serial(),
         };
         let nq = act.queues.len();
-        let handler = BlkHandler::new(act.mem, act.queues, act.interrupt, disk);
+        *lock(&self.broken) = None;
+        let handler = BlkHandler::new(act.mem, act.queues, act.interrupt, disk, self.broken.clone());
         self.worker = Some(Worker::spawn("virtio-blk", nq, handler, act.paused)?);
         Ok(())
     }
@@ -254,6 +263,7 @@ impl VirtioDevice for VirtioBlk {
     fn reset(&mut self) {
         // Dropping the worker stops and joins it: no request is in flight after this.
         self.worker = None;
+        *lock(&self.broken) = None;
     }
 
     fn pause(&mut self) {

@@ -2,12 +2,15 @@
 //!
 //! A request is a 16-byte header (type, reserved, sector) the device reads, then data, then
 //! one status byte the device writes (virtio 1.2 §5.2.6). Everything comes from the guest,
-//! so every length and address is checked: descriptors must lie in guest memory (virtio-queue's
-//! `Reader`/`Writer` refuse others), data must flow in the direction the type implies, and
-//! sector ranges must lie on the disk. A chain that leaves no room for a status byte is
-//! returned with a used length of 0.
+//! so every length and address is checked. A chain that is not a request at all (it does
+//! not end, is longer than the ring, has buffers outside guest memory, has no 16-byte
+//! header or no byte for the status) breaks the device, as in QEMU (`virtio_error`): it
+//! needs a reset, and nothing is written for that chain. A request that is well formed but
+//! wrong (data in the wrong direction, a range beyond the disk, ...) is answered `IOERR` or
+//! `UNSUPP` in its status byte.
 
 use super::{Disk, MAX_DISCARD_SECTORS, MAX_DISCARD_SEGMENTS};
+use crate::virtio::chain::{self, ChainError};
 use crate::block::{BlockError, SECTOR_SIZE};
 use crate::bus::lock;
 use crate::virtio::GuestMem;
@@ -28,8 +31,6 @@ pub const CHUNK: usize = 256 << 10;
 /// Why a request did not succeed.
 #[derive(Debug, Error)]
 pub enum RequestError {
-    #[error("descriptor outside guest memory")]
-    BadDescriptor,
     #[error("request header shorter than 16 bytes")]
     ShortHeader,
     #[error("data descriptors in the wrong direction for request type {0}")]
@@ -61,33 +62,40 @@ impl RequestError {
     }
 }
 
-/// Runs the request in `chain` and returns the used length (bytes written to the guest,
-/// status included).
-pub fn process(chain: DescriptorChain<&GuestMem>, mem: &GuestMem, disk: &Disk, buf: &mut Vec<u8>) -> u32 {
-    let reader = chain.clone().reader(mem);
-    let Ok(mut writer) = chain.writer(mem) else {
-        return 0;
-    };
+/// Why a chain is not a request: the device needs a reset.
+#[derive(Debug, Error, PartialEq, Eq)]
+pub enum Broken {
+    #[error(transparent)]
+    Chain(#[from] ChainError),
+    #[error("request {0} has no 16-byte header the device can read")]
+    NoHeader(u16),
+    #[error("request {0} has no byte the device can write the status to")]
+    NoStatus(u16),
+}
+
+/// Runs the request in `chain` (of a ring of `queue_size` entries) and returns the used
+/// length (bytes written to the guest, status included), or why the chain broke the device.
+pub fn process(chain: DescriptorChain<&GuestMem>, queue_size: u16, mem: &GuestMem, disk: &Disk, buf: &mut Vec<u8>) -> Result<u32, Broken> {
+    let head = chain.head_index();
+    chain::check(&chain, queue_size)?;
+    let outside = || Broken::Chain(ChainError::OutsideMemory(head));
+    let mut reader = chain.clone().reader(mem).map_err(|_| outside())?;
+    let mut writer = chain.writer(mem).map_err(|_| outside())?;
+    if reader.available_bytes() < HEADER_LEN {
+        return Err(Broken::NoHeader(head));
+    }
     let avail = writer.available_bytes();
     if avail == 0 {
-        return 0;
+        return Err(Broken::NoStatus(head));
     }
     // The status is the last writable byte.
-    let Ok(mut status_w) = writer.split_at(avail - 1) else {
-        return 0;
-    };
-    let result = match reader {
-        Ok(mut r) => execute(&mut r, &mut writer, disk, buf),
-        Err(_) => Err(RequestError::BadDescriptor),
-    };
-    let status = match &result {
+    let mut status_w = writer.split_at(avail - 1).map_err(|_| Broken::NoStatus(head))?;
+    let status = match execute(&mut reader, &mut writer, disk, buf) {
         Ok(()) => STATUS_OK,
         Err(e) => e.status(),
     };
-    if status_w.write_all(&[status]).is_err() {
-        return 0;
-    }
-    u32::try_from(writer.bytes_written() + 1).unwrap_or(u32::MAX)
+    status_w.write_all(&[status]).map_err(|_| outside())?;
+    Ok(u32::try_from(writer.bytes_written() + 1).unwrap_or(u32::MAX))
 }
 
 fn le32(b: &[u8]) -> u32 {

@@ -1,5 +1,8 @@
 //! The virtio-blk queue handler run on the device's I/O thread: pop a chain, execute it,
-//! put it in the used ring, interrupt the driver if it asked to be.
+//! put it in the used ring, interrupt the driver if it asked to be. A chain that is not a
+//! request, or an available index more than a ring ahead, breaks the device: it sets
+//! NEEDS_RESET (with a config interrupt), keeps the reason, and serves nothing more until
+//! the driver resets it.
 
 use super::Disk;
 use super::request;
@@ -8,12 +11,18 @@ use crate::virtio::queue::SharedQueue;
 use crate::virtio::worker::{QueueHandler, Yield};
 use crate::virtio::{GuestMem, VirtioInterrupt};
 use std::num::Wrapping;
-use std::sync::Arc;
+use std::fmt::Display;
+use std::sync::{Arc, Mutex};
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 use virtio_queue::{QueueOwnedT, QueueT};
 
+/// Why the device needs a reset, if it does; shared with [`VirtioBlk`](super::VirtioBlk),
+/// cleared by a reset.
+pub type BrokenReason = Arc<Mutex<Option<String>>>;
+
 pub struct BlkHandler {
+    broken: BrokenReason,
     mem: GuestMem,
     queues: Vec<SharedQueue>,
     interrupt: Arc<dyn VirtioInterrupt>,
@@ -23,8 +32,9 @@ pub struct BlkHandler {
 }
 
 impl BlkHandler {
-    pub fn new(mem: GuestMem, queues: Vec<SharedQueue>, interrupt: Arc<dyn VirtioInterrupt>, disk: Disk) -> Self {
+    pub fn new(mem: GuestMem, queues: Vec<SharedQueue>, interrupt: Arc<dyn VirtioInterrupt>, disk: Disk, broken: BrokenReason) -> Self {
         BlkHandler {
+            broken,
             mem,
             queues,
             interrupt,
@@ -38,6 +48,20 @@ impl BlkHandler {
 const POLL: Duration = Duration::from_micros(50);
 
 impl BlkHandler {
+    /// Marks the device broken (once) and tells the driver.
+    fn fail(&self, why: impl Display) {
+        let mut broken = lock(&self.broken);
+        if broken.is_none() {
+            *broken = Some(why.to_string());
+            drop(broken);
+            self.interrupt.set_needs_reset();
+        }
+    }
+
+    fn is_broken(&self) -> bool {
+        lock(&self.broken).is_some()
+    }
+
     /// Spins for up to [`POLL`] until the driver publishes another request (true) or a
     /// pause is asked for (false).
     fn poll_for_more(&self, queue: &SharedQueue, ctl: &Yield) -> bool {
@@ -64,6 +88,9 @@ impl QueueHandler for BlkHandler {
         };
         let mut idle_pass = false;
         loop {
+            if self.is_broken() {
+                return true;
+            }
             {
                 let mut qq = lock(queue);
                 if !qq.ready() {
@@ -78,15 +105,28 @@ impl QueueHandler for BlkHandler {
                 if ctl.requested() {
                     return false;
                 }
-                let chain = match lock(queue).iter(&self.mem) {
-                    Ok(mut it) => it.next(),
-                    // The driver published more entries than the ring holds: it is broken,
-                    // and looping on it would only burn this thread.
-                    Err(_) => return true,
+                let (chain, size) = {
+                    let mut qq = lock(queue);
+                    let size = qq.size();
+                    match qq.iter(&self.mem) {
+                        Ok(mut it) => (it.next(), size),
+                        // The driver published more entries than the ring holds.
+                        Err(e) => {
+                            drop(qq);
+                            self.fail(format!("virtio-blk queue {q}: {e}"));
+                            return true;
+                        }
+                    }
                 };
                 let Some(chain) = chain else { break };
                 let head = chain.head_index();
-                let used = request::process(chain, &self.mem, &self.disk, &mut self.buf);
+                let used = match request::process(chain, size, &self.mem, &self.disk, &mut self.buf) {
+                    Ok(used) => used,
+                    Err(why) => {
+                        self.fail(why);
+                        return true;
+                    }
+                };
                 done += 1;
                 let mut qq = lock(queue);
                 match qq.add_used(&self.mem, head, used) {

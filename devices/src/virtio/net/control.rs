@@ -77,7 +77,7 @@ pub struct NetControl {
 }
 
 impl NetControl {
-    pub(super) fn new(backend: SharedBackend, mac: MacAddr) -> NetControl {
+    pub(crate) fn new(backend: SharedBackend, mac: MacAddr) -> NetControl {
         NetControl {
             backend,
             nic: Mutex::new(NicState::after_reset(mac, true)),

@@ -7,7 +7,7 @@
 //! command, a feature the driver did not accept, data of the wrong size) is answered
 //! `VIRTIO_NET_ERR` and changes nothing.
 
-use super::chain::{self, ChainError};
+use crate::virtio::chain::{self, ChainError};
 use super::control::NicState;
 use super::features::Negotiated;
 use super::filter::{MacTable, parse_macs};

@@ -7,7 +7,6 @@
 //! shared with the VMM, which sets the link and announces through it while the device sits
 //! in the transport as a `Box<dyn VirtioDevice>`.
 
-pub mod chain;
 pub mod control;
 pub mod ctrl;
 pub mod features;

@@ -8,7 +8,7 @@
 //! frame whose buffers are not all there as an error). When the ring runs dry first,
 //! nothing is consumed: the chains go back (`next_avail` rewound) and the frame waits.
 
-use super::chain::{self, ChainError};
+use crate::virtio::chain::{self, ChainError};
 use crate::net::VNET_HDR_LEN;
 use crate::virtio::GuestMem;
 use std::io::Write;

@@ -3,7 +3,7 @@
 //! A transmit chain is the 12-byte virtio-net header followed by the frame, all
 //! device-readable (virtio 1.2 §5.1.6.2); device-writable descriptors in it are ignored.
 
-use super::chain::{self, ChainError};
+use crate::virtio::chain::{self, ChainError};
 use crate::net::{MAX_FRAME, VNET_HDR_LEN};
 use crate::virtio::GuestMem;
 use std::io::Read;

@@ -85,7 +85,7 @@ impl Yield {
     }
 
     /// One that is never raised, to drive a handler without its thread.
-    #[cfg(test)]
+    #[cfg(any(test, feature = "fuzzing"))]
     pub fn never() -> Yield {
         Yield {
             shared: Arc::new(Shared::new(0).expect("an epoll instance and an eventfd")),

@@ -1,4 +1,5 @@
-//! Well-formedness of a descriptor chain, checked before the device uses it.
+//! Well-formedness of a descriptor chain, checked before a device (virtio-blk, virtio-net)
+//! uses it.
 //!
 //! virtio-queue's chain iterator simply stops on what it cannot follow (a loop that runs out
 //! of hops, a `next` past the table, an unreadable descriptor, a bad indirect table, more

@@ -1,6 +1,8 @@
 //! virtio-blk driven the way a guest driver drives it: through PCI config cycles, BAR0 MMIO
 //! and a split ring in real guest memory.
 
+mod hostile;
+
 use super::*;
 use crate::block::{Format, open_image};
 use crate::device::Device;
@@ -236,30 +238,8 @@ fn errors_unsupported_and_read_only() {
 }
 
 #[test]
-fn malformed_chains_do_no_harm() {
+fn wrong_requests_are_answered_ioerr() {
     let (mut b, disk) = mem_blk(64);
-    let outside = MEM_SIZE as u64 + 0x1000;
-    let hdr = b.header(T_IN, 0);
-    assert_eq!(b.submit(&[(hdr, 8, false), (STATUS, 1, true)]), (IOERR, 1), "short header");
-    // Device-writable data outside RAM: no status can be trusted, used length 0.
-    let hdr = b.header(T_IN, 0);
-    assert_eq!(b.submit(&[(hdr, 16, false), (outside, 512, true), (STATUS, 1, true)]).1, 0);
-    // Readable data outside RAM: status still reported.
-    let hdr = b.header(T_OUT, 0);
-    assert_eq!(b.submit(&[(hdr, 16, false), (outside, 512, false), (STATUS, 1, true)]), (IOERR, 1));
-    let hdr = b.header(T_OUT, 0);
-    assert_eq!(
-        b.submit(&[(hdr, 16, false), (DATA, 0x8000_0000, false), (STATUS, 1, true)]),
-        (IOERR, 1),
-        "huge length"
-    );
-    // A chain longer than 4 GiB in total ends where it overflows: no status byte left.
-    let hdr = b.header(T_OUT, 0);
-    assert_eq!(
-        b.submit(&[(hdr, 16, false), (DATA, u32::MAX, false), (STATUS, 1, true)]),
-        (0xff, 0),
-        "overflowing length"
-    );
     // A read whose data buffer the driver marked device-readable: refused, buffer untouched.
     lock(&disk.data)[..512].fill(0x5a);
     b.fill(DATA, 512, 1);
@@ -270,19 +250,9 @@ fn malformed_chains_do_no_harm() {
     let hdr = b.header(T_OUT, 0);
     assert_eq!(b.submit(&[(hdr, 16, false), (DATA, 512, true), (STATUS, 1, true)]), (IOERR, 1));
     assert_eq!(lock(&disk.data)[..512], [0x5a; 512]);
-    // Nothing device-writable at all.
-    let hdr = b.header(vb::VIRTIO_BLK_T_FLUSH, 0);
-    assert_eq!(b.submit(&[(hdr, 16, false)]), (0xff, 0));
-
-    // A descriptor that points at itself: the chain ends after queue-size hops.
-    let hdr = b.header(T_IN, 0);
-    b.ring.write_desc(&b.g.mem, 15, hdr, 16, VRING_DESC_F_NEXT, 15);
-    b.ring.publish(&b.g.mem, 15);
-    b.g.notify(0);
-    assert_eq!(b.ring.wait_used(&b.g.mem, 1), vec![(15, 0)]);
-    // A head index past the ring is skipped; the next request still works.
-    b.ring.publish(&b.g.mem, 500);
-    assert_eq!(b.request(vb::VIRTIO_BLK_T_FLUSH, 0, None), (OK, 1));
+    // Sectors past the end, with arithmetic that overflows.
+    let hdr = b.header(T_IN, u64::MAX / 256);
+    assert_eq!(b.submit(&[(hdr, 16, false), (DATA, 512, true), (STATUS, 1, true)]), (IOERR, 1));
 
     // Indirect descriptors (offered and negotiated) work.
     let table = 0x180000;
@@ -296,15 +266,7 @@ fn malformed_chains_do_no_harm() {
     b.g.notify(0);
     assert_eq!(b.ring.wait_used(&b.g.mem, 1), vec![(14, 513)]);
     assert_eq!(b.get(DATA2, 512), vec![0x5a; 512]);
-
-    // A driver publishing more entries than the ring holds: the device stops looking at
-    // the queue instead of spinning or panicking, and the transport still answers.
-    b.g.mem
-        .write_obj(b.ring.avail_idx.wrapping_add(1000), GuestAddress(b.ring.avail + 2))
-        .unwrap();
-    b.g.notify(0);
-    assert!(b.ring.idle_for(&b.g.mem, 20));
-    assert_eq!(b.g.common_read(0x12, 2), 1);
+    assert_eq!(b.g.status() & crate::virtio::status::NEEDS_RESET, 0);
 }
 
 #[test]

@@ -1,0 +1,10 @@
+//! Arbitrary bytes from a client to an HMP session over an engine with no machine behind
+//! it (`monitor::fuzz`), in chunks whose size the first byte picks. A panic, a held line
+//! or value past its limit is a crash.
+#![no_main]
+
+use libfuzzer_sys::fuzz_target;
+
+fuzz_target!(|data: &[u8]| {
+    monitor::fuzz::hmp_input(data);
+});
