@@ -4,7 +4,7 @@
 use super::{Machine, RunState};
 use crate::migration::disks::Mode;
 use crate::migration::info::{Stats, Status};
-use crate::migration::{fd, send, uri};
+use crate::migration::{fd, send, tls, uri};
 use devices::bus::lock;
 use monitor::engine::{FdStore, MigrateArgs, MigrateSetParameters, MigrationCapabilityStatus, MigrationInfo};
 use std::sync::Arc;
@@ -83,13 +83,23 @@ impl Machine {
         })
     }
 
-    /// The migration thread: connect, run, and settle the run state.
+    /// The migration thread: connect (with TLS when `tls-creds` is set), run, and settle
+    /// the run state.
     fn run_outgoing(&self, target: Target, vm: &crate::vm::Vm, mode: Mode) {
-        let connected = match target {
-            Target::Uri(u) => uri::connect(&u),
-            Target::Connected(conn) => Ok(conn),
+        let conn = match self.tls_for(&target) {
+            Ok(tls) => {
+                let connected = match target {
+                    Target::Uri(u) => uri::connect(&u),
+                    Target::Connected(conn) => Ok(conn),
+                };
+                match (connected, tls) {
+                    (Ok(c), Some(t)) => tls::connect(c, &t).map_err(|e| e.to_string()),
+                    (other, _) => other,
+                }
+            }
+            Err(e) => Err(e.to_string()),
         };
-        let conn = match connected {
+        let conn = match conn {
             Ok(c) => c,
             Err(e) => {
                 eprintln!("godwit: {e}");
@@ -125,6 +135,24 @@ impl Machine {
         self.outgoing.disconnected();
         if let Err(e @ (send::Stop::Failed(_) | send::Stop::Undecided(_))) = result {
             eprintln!("godwit: {e}");
+        }
+    }
+
+    /// The source's TLS for `target`, resolved as the migration starts (QEMU's order: the
+    /// credentials, their endpoint, then a hostname to check). `exec:` and pipes cannot
+    /// carry a handshake.
+    fn tls_for(&self, target: &Target) -> Result<Option<tls::ClientTls>, tls::TlsError> {
+        let params = lock(&self.outgoing.params).clone();
+        let objects = lock(&self.outgoing.tls).clone();
+        let host = match target {
+            Target::Uri(uri::Uri::Tcp { host, .. }) => Some(host.as_str()),
+            _ => None,
+        };
+        let tls = objects.client(&params.tls(), host)?;
+        match target {
+            Target::Uri(uri::Uri::Exec(_)) if tls.is_some() => Err(tls::TlsError::Exec),
+            Target::Connected(c) if tls.is_some() && c.socket.is_none() => Err(tls::TlsError::NotSocket),
+            _ => Ok(tls),
         }
     }
 

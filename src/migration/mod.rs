@@ -14,4 +14,5 @@ mod send_block;
 pub mod stream;
 #[cfg(test)]
 mod tests;
+pub mod tls;
 pub mod uri;
