@@ -148,9 +148,11 @@ impl Machine {
             Target::Uri(uri::Uri::Tcp { host, .. }) => Some(host.as_str()),
             _ => None,
         };
+        if matches!(target, Target::Uri(uri::Uri::Exec(_))) && !params.tls_creds.is_empty() {
+            return Err(tls::TlsError::Exec);
+        }
         let tls = objects.client(&params.tls(), host)?;
         match target {
-            Target::Uri(uri::Uri::Exec(_)) if tls.is_some() => Err(tls::TlsError::Exec),
             Target::Connected(c) if tls.is_some() && c.socket.is_none() => Err(tls::TlsError::NotSocket),
             _ => Ok(tls),
         }
@@ -190,14 +192,19 @@ impl Machine {
         Ok(())
     }
 
-    /// `query-migrate`: the destination's side while it waits or loads, else the source's.
+    /// `query-migrate`: the destination's side while it waits or loads; once a migration
+    /// out has begun (a destination that became a source), the source's, as in QEMU.
     pub fn query_migrate(&self) -> MigrationInfo {
+        let out = lock(&self.outgoing.stats);
+        if out.status != Status::None {
+            return out.source_info();
+        }
+        drop(out);
         let inc = lock(&self.incoming);
         if inc.started || inc.deferred {
             return inc.stats.destination_info();
         }
-        drop(inc);
-        lock(&self.outgoing.stats).source_info()
+        MigrationInfo::default()
     }
 
     pub fn migrate_set_parameters(&self, p: &MigrateSetParameters) -> Result<(), String> {
