@@ -24,9 +24,20 @@ fn lock(m: &Mutex<Inner>) -> MutexGuard<'_, Inner> {
     m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
-/// A TLS error as an I/O error the stream code can carry (`InvalidData`, with the words).
+/// A TLS error inside an I/O error, as the stream code carries it (`InvalidData`).
+#[derive(Debug)]
+pub struct TlsIo(pub rustls::Error);
+
+impl std::fmt::Display for TlsIo {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "TLS: {}", super::describe(&self.0, None))
+    }
+}
+
+impl std::error::Error for TlsIo {}
+
 fn io_error(e: &rustls::Error) -> io::Error {
-    io::Error::new(io::ErrorKind::InvalidData, format!("TLS: {}", super::describe(e, None)))
+    io::Error::new(io::ErrorKind::InvalidData, TlsIo(e.clone()))
 }
 
 impl Inner {

@@ -51,6 +51,14 @@ fn read(path: &Path) -> Result<Vec<u8>, TlsError> {
     })
 }
 
+/// QEMU's first look at a file: it must open for reading (a directory does).
+fn accessible(path: &Path) -> Result<(), TlsError> {
+    std::fs::File::open(path).map(drop).map_err(|e| TlsError::Access {
+        path: path.to_path_buf(),
+        why: crate::errtext::io(&e),
+    })
+}
+
 /// Every certificate in a PEM file (at least one).
 fn certs(what: &'static str, path: &Path, bytes: &[u8]) -> Result<Vec<CertificateDer<'static>>, TlsError> {
     let import = |why: String| TlsError::Import {
@@ -77,8 +85,17 @@ struct Identity {
 fn identity(dir: &Path, role: &'static str) -> Result<Identity, TlsError> {
     let cert_path = dir.join(format!("{role}-cert.pem"));
     let key_path = dir.join(format!("{role}-key.pem"));
-    let cert = read(&cert_path)?;
-    let key = read(&key_path)?;
+    accessible(&cert_path)?;
+    accessible(&key_path)?;
+    // Both there, but one will not read: GnuTLS's words, as QEMU shows them.
+    let load = |p: &Path| {
+        std::fs::read(p).map_err(|_| TlsError::Key {
+            cert: cert_path.clone(),
+            key: key_path.clone(),
+            why: "Error while reading file.".into(),
+        })
+    };
+    let (cert, key) = (load(&cert_path)?, load(&key_path)?);
     let what = if role == "server" {
         "server certificate"
     } else {

@@ -141,7 +141,7 @@ pub fn describe(e: &rustls::Error, host: Option<&str>) -> String {
 pub fn connect(out: Outgoing, tls: &ClientTls) -> Result<Outgoing, TlsError> {
     let sock = out.socket.ok_or(TlsError::NotSocket)?;
     let (mut reader, writer) = conn::client(sock, tls.config.clone(), tls.name.clone())?;
-    reply::answer(&mut reader)?;
+    reply::answer(&mut reader).map_err(late_refusal)?;
     Ok(Outgoing {
         writer: Box::new(writer),
         reply: Some(Box::new(reader)),
@@ -149,6 +149,18 @@ pub fn connect(out: Outgoing, tls: &ClientTls) -> Result<Outgoing, TlsError> {
         child: None,
         socket: None,
     })
+}
+
+/// In TLS 1.3 the client's handshake ends before the server has judged the client's
+/// certificate: a refusal (an alert) arrives in place of the answer. It is the handshake's.
+fn late_refusal(e: ReplyError) -> TlsError {
+    match e {
+        ReplyError::NoAnswer(io) => match io.get_ref().and_then(|i| i.downcast_ref::<conn::TlsIo>()) {
+            Some(t) => TlsError::Handshake(t.0.clone()),
+            None => TlsError::Answer(ReplyError::NoAnswer(io)),
+        },
+        other => TlsError::Answer(other),
+    }
 }
 
 /// The destination's connection, made a TLS session: the handshake (within the stall
