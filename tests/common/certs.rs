@@ -61,6 +61,14 @@ impl Ca {
         self.sign(p, false)
     }
 
+    /// The client certificate of `client(None)`, with a validity period long gone.
+    pub fn client_expired(&self) -> Leaf {
+        let mut p = CertificateParams::new(Vec::<String>::new()).unwrap();
+        p.distinguished_name.push(DnType::CommonName, "client.example.com");
+        p.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
+        self.sign(p, true)
+    }
+
     fn sign(&self, mut p: CertificateParams, expired: bool) -> Leaf {
         p.key_usages = vec![KeyUsagePurpose::DigitalSignature, KeyUsagePurpose::KeyEncipherment];
         if expired {
