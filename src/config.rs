@@ -117,6 +117,53 @@ pub struct Config {
     pub extra_monitors: Vec<MonConfig>,
     /// `-chardev` devices by ID, for `-mon`.
     pub chardevs: Vec<(String, monitor::ChardevSpec)>,
+    /// `-object` TLS credentials and authorization lists, in order.
+    pub objects: Vec<ObjectConfig>,
+}
+
+/// Which end of a TLS connection credentials are for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Endpoint {
+    Client,
+    Server,
+}
+
+impl Endpoint {
+    pub fn name(self) -> &'static str {
+        match self {
+            Endpoint::Client => "client",
+            Endpoint::Server => "server",
+        }
+    }
+}
+
+/// What an `-object` is (QEMU's `qom-type` and its properties).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ObjectKind {
+    /// `tls-creds-x509`: certificates in `dir` under QEMU's file names.
+    TlsCredsX509 {
+        dir: Option<PathBuf>,
+        endpoint: Endpoint,
+        verify_peer: bool,
+        sanity_check: bool,
+    },
+    /// `tls-creds-psk`: `dir/keys.psk`, lines of `username:hexkey`.
+    TlsCredsPsk {
+        dir: Option<PathBuf>,
+        endpoint: Endpoint,
+        username: String,
+    },
+    /// `authz-simple`: the one client identity (a certificate's distinguished name) allowed.
+    AuthzSimple { identity: String },
+}
+
+/// One `-object`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ObjectConfig {
+    pub id: String,
+    pub kind: ObjectKind,
+    /// The option's value as written, for messages.
+    pub spec: String,
 }
 
 /// A monitor from `-qmp` or `-mon`.
@@ -168,6 +215,7 @@ impl Default for Config {
             net_given: false,
             extra_monitors: Vec::new(),
             chardevs: Vec::new(),
+            objects: Vec::new(),
         }
     }
 }

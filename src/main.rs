@@ -73,6 +73,8 @@ fn run(cfg: &Config) -> Result<i32, String> {
         None
     };
     let _pidfile = cfg.pidfile.as_deref().map(process::Pidfile::create).transpose()?;
+    // TLS credentials are read and checked now, as QEMU creates its objects.
+    let tls = migration::tls::Objects::load(&cfg.objects).map_err(|e| e.to_string())?;
     let (tx, rx) = crossbeam_channel::unbounded();
     process::catch_termination(tx.clone()).map_err(|e| format!("cannot start signal thread: {e}"))?;
     let kvm = vm::kvm::open().map_err(|e| e.to_string())?;
@@ -86,6 +88,7 @@ fn run(cfg: &Config) -> Result<i32, String> {
         networks.clone(),
     );
     machine.no_reboot.store(cfg.no_reboot, std::sync::atomic::Ordering::Relaxed);
+    *devices::bus::lock(&machine.outgoing.tls) = Arc::new(tls);
     start_monitors(cfg, &machine, &console)?;
     let result = run_machine(&kvm, cfg, &machine, &console, &rx, &mut daemon, &networks);
     // QMP clients get the answer to their `quit` and the `SHUTDOWN` event first.

@@ -119,6 +119,55 @@ fn migration_over_descriptors_passed_with_getfd() {
     migrate("--fd");
 }
 
+/// TLS set up and a migration run with QMP alone (tests/qmp/tls.py): the parameters as
+/// QEMU 7.2 shows them, a refused first attempt, then the guest verified on the destination.
+#[test]
+fn migration_over_tls_driven_by_qmp() {
+    let _l = vm_lock();
+    let d = tmpdir("qmp-tls");
+    common::certs::pair(&d);
+    let (src_sock, dst_sock) = (d.join("src.sock"), d.join("dst.sock"));
+    let append = "probe.ws=32 probe.rate=20";
+    let creds = |end: &str| format!("tls-creds-x509,id=tls0,dir={},endpoint={end}", d.join(end).display());
+    let (src_qmp, dst_qmp) = (
+        format!("unix:{},server,nowait", src_sock.display()),
+        format!("unix:{},server,nowait", dst_sock.display()),
+    );
+    let (cc, sc) = (creds("client"), creds("server"));
+    let mut src = godwit(&["-m", "256", "-append", append, "-qmp", &src_qmp, "-object", &cc]);
+    src.wait_for("VERIFY", Duration::from_secs(60));
+    let mut dst = godwit(&[
+        "-m",
+        "256",
+        "-append",
+        append,
+        "-qmp",
+        &dst_qmp,
+        "-object",
+        &sc,
+        "-incoming",
+        "defer",
+    ]);
+    wait_for_socket(&dst_sock);
+    let port = free_port().to_string();
+    run_script("tls.py", &[src_sock.to_str().unwrap(), dst_sock.to_str().unwrap(), &port]);
+    assert!(
+        src.stderr()
+            .contains("godwit: Certificate does not match the hostname elsewhere.example.com"),
+        "{}",
+        src.stderr()
+    );
+    assert!(
+        dst.stderr()
+            .contains("godwit: TLS handshake failed: the peer refused our certificate"),
+        "{}",
+        dst.stderr()
+    );
+    let verify = dst.wait_for("VERIFY", Duration::from_secs(60));
+    assert!(verify.text.ends_with(" ok"), "{}", verify.text);
+    assert_eq!(src.wait_exit(T).code(), Some(0));
+}
+
 #[test]
 fn snapshot_jobs() {
     let _l = vm_lock();

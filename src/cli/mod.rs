@@ -7,6 +7,7 @@ mod drive;
 mod help;
 mod monitors;
 mod net;
+mod object;
 mod options;
 mod size;
 

@@ -122,6 +122,7 @@ static OPTIONS: &[Opt] = &[
         super::monitors::qmp(c.name, c.value, cfg, true).map(|()| Effect::None)
     }),
     arg("chardev", |c, cfg| super::monitors::chardev(c.value, cfg).map(|()| Effect::None)),
+    arg("object", |c, cfg| super::object::object(c.value, cfg).map(|()| Effect::None)),
     arg("mon", |c, cfg| super::monitors::mon(c.value, cfg).map(|()| Effect::None)),
     arg("drive", |c, cfg| {
         let d = super::drive::parse(c.value, cfg)?;

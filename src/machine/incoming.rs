@@ -6,7 +6,7 @@
 
 use crate::migration::info::{Stats, Status};
 use crate::migration::send::Shared;
-use crate::migration::{fd, recv, uri};
+use crate::migration::{fd, recv, tls, uri};
 use crate::vm::{Vm, VmEvent};
 use crossbeam_channel::Sender;
 use devices::bus::lock;
@@ -64,6 +64,33 @@ fn set_status(state: &Mutex<IncomingState>, shared: &Shared, status: Status) {
     shared.announce_status(status);
 }
 
+/// With `tls-creds` set (looked up as each connection arrives, as QEMU does), the
+/// connection made a TLS session; otherwise as it is.
+fn secure(a: uri::Accepted, shared: &Shared, exec: bool) -> Result<uri::Accepted, String> {
+    let params = lock(&shared.params).clone();
+    let objects = lock(&shared.tls).clone();
+    match objects.server(&params.tls()).map_err(|e| e.to_string())? {
+        None => Ok(a),
+        Some(_) if exec => Err(tls::TlsError::Exec.to_string()),
+        Some(t) => tls::accept(a, &t).map_err(|e| e.to_string()),
+    }
+}
+
+/// Accepts connections until one brings a usable stream: a connection whose TLS set-up
+/// fails (a bad certificate, a client `tls-authz` refuses, a plaintext source) is closed
+/// with one line on stderr, and the destination waits for the next attempt, as QEMU's.
+fn accept_loop(l: uri::Incoming, shared: &Shared) -> Result<uri::Accepted, String> {
+    loop {
+        match secure(l.accept_one()?, shared, false) {
+            Ok(a) => {
+                l.close();
+                return Ok(a);
+            }
+            Err(e) => eprintln!("godwit: {e}"),
+        }
+    }
+}
+
 /// Loads the stream from `source` in the background; the result arrives as
 /// `VmEvent::Incoming`.
 pub fn start_source(
@@ -80,12 +107,13 @@ pub fn start_source(
         .name("incoming".into())
         .spawn(move || {
             let accepted = match source {
-                Source::Listening(l) => l.accept(),
-                Source::Connected(fd) => fd::incoming(fd),
+                Source::Listening(l) if l.is_exec() => l.accept().and_then(|a| secure(a, &shared, true)),
+                Source::Listening(l) => accept_loop(l, &shared),
+                Source::Connected(fd) => fd::incoming(fd).and_then(|a| secure(a, &shared, false)),
             };
-            let result = accepted.and_then(|(input, reply)| {
+            let result = accepted.and_then(|a| {
                 set_status(&state, &shared, Status::Active);
-                recv::run(&vm, input, reply).map_err(|e| e.to_string())
+                recv::run(&vm, a.input, a.reply).map_err(|e| e.to_string())
             });
             // A success is announced once the guest runs (`finish`), as in QEMU.
             if result.is_err() {

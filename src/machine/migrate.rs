@@ -4,7 +4,7 @@
 use super::{Machine, RunState};
 use crate::migration::disks::Mode;
 use crate::migration::info::{Stats, Status};
-use crate::migration::{fd, send, uri};
+use crate::migration::{fd, send, tls, uri};
 use devices::bus::lock;
 use monitor::engine::{FdStore, MigrateArgs, MigrateSetParameters, MigrationCapabilityStatus, MigrationInfo};
 use std::sync::Arc;
@@ -83,13 +83,23 @@ impl Machine {
         })
     }
 
-    /// The migration thread: connect, run, and settle the run state.
+    /// The migration thread: connect (with TLS when `tls-creds` is set), run, and settle
+    /// the run state.
     fn run_outgoing(&self, target: Target, vm: &crate::vm::Vm, mode: Mode) {
-        let connected = match target {
-            Target::Uri(u) => uri::connect(&u),
-            Target::Connected(conn) => Ok(conn),
+        let conn = match self.tls_for(&target) {
+            Ok(tls) => {
+                let connected = match target {
+                    Target::Uri(u) => uri::connect(&u),
+                    Target::Connected(conn) => Ok(conn),
+                };
+                match (connected, tls) {
+                    (Ok(c), Some(t)) => tls::connect(c, &t).map_err(|e| e.to_string()),
+                    (other, _) => other,
+                }
+            }
+            Err(e) => Err(e.to_string()),
         };
-        let conn = match connected {
+        let conn = match conn {
             Ok(c) => c,
             Err(e) => {
                 eprintln!("godwit: {e}");
@@ -128,6 +138,26 @@ impl Machine {
         }
     }
 
+    /// The source's TLS for `target`, resolved as the migration starts (QEMU's order: the
+    /// credentials, their endpoint, then a hostname to check). `exec:` and pipes cannot
+    /// carry a handshake.
+    fn tls_for(&self, target: &Target) -> Result<Option<tls::ClientTls>, tls::TlsError> {
+        let params = lock(&self.outgoing.params).clone();
+        let objects = lock(&self.outgoing.tls).clone();
+        let host = match target {
+            Target::Uri(uri::Uri::Tcp { host, .. }) => Some(host.as_str()),
+            _ => None,
+        };
+        if matches!(target, Target::Uri(uri::Uri::Exec(_))) && !params.tls_creds.is_empty() {
+            return Err(tls::TlsError::Exec);
+        }
+        let tls = objects.client(&params.tls(), host)?;
+        match target {
+            Target::Connected(c) if tls.is_some() && c.socket.is_none() => Err(tls::TlsError::NotSocket),
+            _ => Ok(tls),
+        }
+    }
+
     /// Asks a running migration to stop; the source keeps running. Once END is on its
     /// way the destination decides; QEMU too ignores a late cancel.
     pub fn migrate_cancel(&self) {
@@ -162,14 +192,19 @@ impl Machine {
         Ok(())
     }
 
-    /// `query-migrate`: the destination's side while it waits or loads, else the source's.
+    /// `query-migrate`: the destination's side while it waits or loads; once a migration
+    /// out has begun (a destination that became a source), the source's, as in QEMU.
     pub fn query_migrate(&self) -> MigrationInfo {
+        let out = lock(&self.outgoing.stats);
+        if out.status != Status::None {
+            return out.source_info();
+        }
+        drop(out);
         let inc = lock(&self.incoming);
         if inc.started || inc.deferred {
             return inc.stats.destination_info();
         }
-        drop(inc);
-        lock(&self.outgoing.stats).source_info()
+        MigrationInfo::default()
     }
 
     pub fn migrate_set_parameters(&self, p: &MigrateSetParameters) -> Result<(), String> {

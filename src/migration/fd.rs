@@ -67,6 +67,7 @@ pub fn outgoing(fd: OwnedFd) -> Result<Outgoing, String> {
     };
     // The aborter owns a copy, so shutting it down never hits a reused descriptor number.
     let kill = dup(&fd)?;
+    let socket = if socket { Some(dup(&fd)?) } else { None };
     Ok(Outgoing {
         writer: Box::new(File::from(fd)),
         reply,
@@ -77,19 +78,24 @@ pub fn outgoing(fd: OwnedFd) -> Result<Outgoing, String> {
             }
         }),
         child: None,
+        socket,
     })
 }
 
 /// The destination's end: the stream is already connected, nothing to accept.
 pub fn incoming(fd: OwnedFd) -> Result<Accepted, String> {
     set_blocking(fd.as_raw_fd())?;
-    let back = if is_socket(fd.as_raw_fd()) {
+    let (back, socket) = if is_socket(fd.as_raw_fd()) {
         set_timeout(fd.as_raw_fd(), libc::SO_SNDTIMEO, STALL_TIMEOUT);
-        Some(Box::new(dup(&fd)?) as Box<dyn std::io::Write + Send>)
+        (Some(Box::new(dup(&fd)?) as Box<dyn std::io::Write + Send>), Some(dup(&fd)?))
     } else {
-        None
+        (None, None)
     };
-    Ok((Box::new(BufReader::with_capacity(64 << 10, File::from(fd))), back))
+    Ok(Accepted {
+        input: Box::new(BufReader::with_capacity(64 << 10, File::from(fd))),
+        reply: back,
+        socket,
+    })
 }
 
 /// `-incoming fd:N`: descriptor N, inherited from whoever started godwit.
@@ -116,7 +122,8 @@ mod tests {
     fn socket_pair_carries_both_ways() {
         let (a, b) = std::os::unix::net::UnixStream::pair().unwrap();
         let mut out = outgoing(OwnedFd::from(a)).unwrap();
-        let (mut input, back) = incoming(OwnedFd::from(b)).unwrap();
+        let a = incoming(OwnedFd::from(b)).unwrap();
+        let (mut input, back) = (a.input, a.reply);
         out.writer.write_all(b"GWMS").unwrap();
         let mut got = [0u8; 4];
         input.read_exact(&mut got).unwrap();
@@ -136,7 +143,7 @@ mod tests {
         // SAFETY: both descriptors were just created and are owned here.
         let (r, w) = unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) };
         assert!(outgoing(w).unwrap().reply.is_none());
-        assert!(incoming(r).unwrap().1.is_none());
+        assert!(incoming(r).unwrap().reply.is_none());
         assert_eq!(inherited("x").unwrap_err(), "Invalid file descriptor number 'x'");
         assert_eq!(inherited("987654").unwrap_err(), "Invalid file descriptor number '987654'");
     }

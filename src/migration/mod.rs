@@ -15,4 +15,5 @@ mod send_block;
 pub mod stream;
 #[cfg(test)]
 mod tests;
+pub mod tls;
 pub mod uri;

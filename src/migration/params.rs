@@ -1,7 +1,8 @@
 //! Migration parameters and capabilities, with QEMU 7.2's names, defaults, checks and
 //! texts. godwit acts on the bandwidth, the downtime limit, block migration, events,
-//! auto-converge and its throttle schedule, and its own convergence deadline; the other
-//! values read as QEMU's defaults, and changing one is refused.
+//! auto-converge and its throttle schedule, its own convergence deadline, and TLS
+//! (`tls-creds`, `tls-hostname`, `tls-authz`); the other values read as QEMU's
+//! defaults, and changing one is refused.
 
 use monitor::engine::migration::MAX_DOWNTIME_MS;
 use monitor::engine::{MigrateSetParameters, MigrationCapability, MigrationCapabilityStatus, MigrationParameters};
@@ -57,6 +58,12 @@ pub struct Params {
     /// `x-godwit-converge-deadline`: the seconds within which a migration must end; 0 (the
     /// default) leaves it to pre-copy, as in QEMU.
     pub converge_deadline_s: u64,
+    /// `tls-creds`: the id of a `tls-creds-*` object; empty for a plaintext migration.
+    pub tls_creds: String,
+    /// `tls-hostname`: the name the destination's certificate must carry (else the URI's host).
+    pub tls_hostname: String,
+    /// `tls-authz`: the id of the `authz-simple` object a destination checks clients with.
+    pub tls_authz: String,
 }
 
 /// QEMU's throttle parameters: `throttle-trigger-threshold`, `cpu-throttle-initial`,
@@ -115,6 +122,9 @@ impl Default for Params {
             auto_converge: false,
             throttle: DEFAULT_THROTTLE,
             converge_deadline_s: 0,
+            tls_creds: String::new(),
+            tls_hostname: String::new(),
+            tls_authz: String::new(),
         }
     }
 }
@@ -139,7 +149,19 @@ impl Params {
             cpu_throttle_tailslow: self.throttle.tailslow,
             max_cpu_throttle: self.throttle.max,
             x_godwit_converge_deadline: self.converge_deadline_s,
+            tls_creds: self.tls_creds.clone(),
+            tls_hostname: self.tls_hostname.clone(),
+            tls_authz: self.tls_authz.clone(),
             ..MigrationParameters::default()
+        }
+    }
+
+    /// The TLS parameters, for resolving them against the `-object`s.
+    pub fn tls(&self) -> crate::migration::tls::TlsParams<'_> {
+        crate::migration::tls::TlsParams {
+            creds: &self.tls_creds,
+            hostname: &self.tls_hostname,
+            authz: &self.tls_authz,
         }
     }
 
@@ -172,6 +194,16 @@ impl Params {
         }
         if let Some(v) = p.block_incremental {
             self.block_incremental = v;
+        }
+        // As in QEMU, the objects are looked up when a migration uses them.
+        for (field, value) in [
+            (&mut self.tls_creds, &p.tls_creds),
+            (&mut self.tls_hostname, &p.tls_hostname),
+            (&mut self.tls_authz, &p.tls_authz),
+        ] {
+            if let Some(v) = value {
+                field.clone_from(v);
+            }
         }
         let a = &mut self.announce;
         for (field, value) in [
@@ -278,9 +310,6 @@ fn check(p: &MigrateSetParameters, cur: &Throttle) -> Result<(), ParamsError> {
         ("compress-threads", p.compress_threads.is_some()),
         ("compress-wait-thread", p.compress_wait_thread.is_some()),
         ("decompress-threads", p.decompress_threads.is_some()),
-        ("tls-creds", p.tls_creds.is_some()),
-        ("tls-hostname", p.tls_hostname.is_some()),
-        ("tls-authz", p.tls_authz.is_some()),
         ("x-checkpoint-delay", p.x_checkpoint_delay.is_some()),
         ("multifd-compression", p.multifd_compression.is_some()),
         ("multifd-zlib-level", p.multifd_zlib_level.is_some()),
@@ -324,13 +353,29 @@ mod tests {
             }
         );
         assert_eq!(e.to_string(), "Parameter 'announce_step' expects a value between 0 and 10000");
-        let tls = MigrateSetParameters {
-            tls_creds: Some("x".into()),
+        let cpu = MigrateSetParameters {
+            cpu_throttle_initial: Some(30),
             ..MigrateSetParameters::default()
         };
-        let e = p.set(&tls).unwrap_err();
-        assert_eq!(e, ParamsError::Unsupported("tls-creds"));
-        assert_eq!(e.to_string(), "parameter 'tls-creds' has no effect in godwit and is not supported");
+        let e = p.set(&cpu).unwrap_err();
+        assert_eq!(e, ParamsError::Unsupported("cpu-throttle-initial"));
+        assert_eq!(
+            e.to_string(),
+            "parameter 'cpu-throttle-initial' has no effect in godwit and is not supported"
+        );
+        let tls = MigrateSetParameters {
+            tls_creds: Some("tls0".into()),
+            tls_hostname: Some("dest.example.com".into()),
+            ..MigrateSetParameters::default()
+        };
+        p.set(&tls).unwrap();
+        assert_eq!((p.info().tls_creds.as_str(), p.info().tls_authz.as_str()), ("tls0", ""));
+        p.set(&MigrateSetParameters {
+            tls_creds: Some(String::new()),
+            ..MigrateSetParameters::default()
+        })
+        .unwrap();
+        assert_eq!((p.tls_creds.as_str(), p.tls_hostname.as_str()), ("", "dest.example.com"));
         p.set(&MigrateSetParameters {
             max_bandwidth: Some(5),
             ..MigrateSetParameters::default()

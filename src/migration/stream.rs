@@ -78,6 +78,9 @@ impl Tag {
 pub enum StreamError {
     #[error("not a godwit migration stream (bad magic)")]
     BadMagic,
+    /// A TLS handshake where the stream should start: the source has `tls-creds` set.
+    #[error("the source started a TLS session, but tls-creds is not set here")]
+    TlsHello,
     #[error("migration stream version {0} is not supported (this godwit reads versions {OLDEST_VERSION} to {VERSION})")]
     Version(u32),
     #[error("stream truncated at byte {0}")]
@@ -255,6 +258,10 @@ impl<R: Read> Reader<R> {
         let mut h = [0u8; 16];
         read_exact(&mut input, &mut h, 0)?;
         if &h[..8] != MAGIC {
+            // A TLS record of type handshake (22), protocol 3.x.
+            if h[0] == 22 && h[1] == 3 {
+                return Err(StreamError::TlsHello);
+            }
             return Err(StreamError::BadMagic);
         }
         let v = u32::from_le_bytes(h[8..12].try_into().expect("4 bytes"));

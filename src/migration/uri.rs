@@ -69,6 +69,13 @@ pub struct Outgoing {
     pub abort: Aborter,
     /// An `exec:` command to wait for once the stream is written.
     pub child: Option<Child>,
+    /// The connection's socket (none for `exec:` and pipes), for a TLS session over it.
+    pub socket: Option<std::fs::File>,
+}
+
+/// Another handle on a socket, as a file (TLS reads and writes it directly).
+pub fn socket_file<S: std::os::fd::AsFd>(s: &S) -> Result<std::fs::File, String> {
+    s.as_fd().try_clone_to_owned().map(std::fs::File::from).map_err(|e| errtext::io(&e))
 }
 
 /// Linux can connect a TCP socket to itself when its ephemeral source port happens to be
@@ -104,6 +111,7 @@ pub fn connect(uri: &Uri) -> Result<Outgoing, String> {
                         let k = s.try_clone().map_err(|e| e.to_string())?;
                         let back = s.try_clone().map_err(|e| e.to_string())?;
                         back.set_read_timeout(Some(STALL_TIMEOUT)).map_err(|e| e.to_string())?;
+                        let socket = Some(socket_file(&s)?);
                         return Ok(Outgoing {
                             writer: Box::new(s),
                             reply: Some(Box::new(back)),
@@ -111,6 +119,7 @@ pub fn connect(uri: &Uri) -> Result<Outgoing, String> {
                                 let _ = k.shutdown(Shutdown::Both);
                             }),
                             child: None,
+                            socket,
                         });
                     }
                     Err(e) => last = Some(e),
@@ -127,6 +136,7 @@ pub fn connect(uri: &Uri) -> Result<Outgoing, String> {
             let k = s.try_clone().map_err(|e| e.to_string())?;
             let back = s.try_clone().map_err(|e| e.to_string())?;
             back.set_read_timeout(Some(STALL_TIMEOUT)).map_err(|e| e.to_string())?;
+            let socket = Some(socket_file(&s)?);
             Ok(Outgoing {
                 writer: Box::new(s),
                 reply: Some(Box::new(back)),
@@ -134,6 +144,7 @@ pub fn connect(uri: &Uri) -> Result<Outgoing, String> {
                     let _ = k.shutdown(Shutdown::Both);
                 }),
                 child: None,
+                socket,
             })
         }
         Uri::Exec(cmd) => {
@@ -153,6 +164,7 @@ pub fn connect(uri: &Uri) -> Result<Outgoing, String> {
                     libc::kill(pid, libc::SIGTERM);
                 }),
                 child: Some(child),
+                socket: None,
             })
         }
         Uri::Fd(name) => Err(format!("fd:{name} is connected by migration::fd")),
@@ -165,7 +177,49 @@ pub fn connect(uri: &Uri) -> Result<Outgoing, String> {
 const READ_BUFFER: usize = 64 << 10;
 
 /// The stream to read, and for sockets the way back to the source.
-pub type Accepted = (Box<dyn Read + Send>, Option<Box<dyn Write + Send>>);
+pub struct Accepted {
+    pub input: Box<dyn Read + Send>,
+    pub reply: Option<Box<dyn Write + Send>>,
+    /// The socket itself (none for `exec:` and pipes), for a TLS session over it.
+    pub socket: Option<std::fs::File>,
+}
+
+impl Accepted {
+    /// A connected socket's stream, its way back and its handle.
+    fn socket<S>(s: S) -> Result<Accepted, String>
+    where
+        S: Read + Write + Send + std::os::fd::AsFd + 'static,
+    {
+        let socket = socket_file(&s)?;
+        let back = socket_file(&s)?;
+        let timeout = STALL_TIMEOUT;
+        set_write_timeout(&back, timeout);
+        Ok(Accepted {
+            input: Box::new(std::io::BufReader::with_capacity(READ_BUFFER, s)),
+            reply: Some(Box::new(back)),
+            socket: Some(socket),
+        })
+    }
+}
+
+/// A socket's send timeout (any handle on the socket sets it for all).
+fn set_write_timeout(f: &std::fs::File, t: Duration) {
+    use std::os::fd::AsRawFd;
+    let tv = libc::timeval {
+        tv_sec: t.as_secs() as libc::time_t,
+        tv_usec: 0,
+    };
+    // SAFETY: setting a timeval socket option from a valid pointer and its size.
+    unsafe {
+        libc::setsockopt(
+            f.as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_SNDTIMEO,
+            (&tv as *const libc::timeval).cast(),
+            std::mem::size_of::<libc::timeval>() as libc::socklen_t,
+        );
+    }
+}
 
 /// The destination's end, listening (or its command started) before the stream arrives.
 pub enum Incoming {
@@ -212,29 +266,51 @@ impl Incoming {
         }
     }
 
-    /// Waits for the source and returns the stream to read, and for sockets the way back.
-    pub fn accept(self) -> Result<Accepted, String> {
+    /// Waits for one connection (the listener stays open for the next).
+    pub fn accept_one(&self) -> Result<Accepted, String> {
         match self {
             Incoming::Tcp(l, _) => {
                 let (s, _) = l.accept().map_err(|e| format!("accept: {}", errtext::io(&e)))?;
-                let back = s.try_clone().map_err(|e| e.to_string())?;
-                back.set_write_timeout(Some(STALL_TIMEOUT)).map_err(|e| e.to_string())?;
-                Ok((Box::new(std::io::BufReader::with_capacity(READ_BUFFER, s)), Some(Box::new(back))))
+                Accepted::socket(s)
             }
-            Incoming::Unix(l, p) => {
+            Incoming::Unix(l, _) => {
                 let (s, _) = l.accept().map_err(|e| format!("accept: {}", errtext::io(&e)))?;
-                let _ = std::fs::remove_file(p);
-                let back = s.try_clone().map_err(|e| e.to_string())?;
-                back.set_write_timeout(Some(STALL_TIMEOUT)).map_err(|e| e.to_string())?;
-                Ok((Box::new(std::io::BufReader::with_capacity(READ_BUFFER, s)), Some(Box::new(back))))
+                Accepted::socket(s)
             }
+            Incoming::Exec(_) => Err("an exec: source has one stream".into()),
+        }
+    }
+
+    /// Done listening: a UNIX socket's path goes away.
+    pub fn close(self) {
+        if let Incoming::Unix(_, p) = self {
+            let _ = std::fs::remove_file(p);
+        }
+    }
+
+    /// Waits for the source and returns the stream to read, and for sockets the way back.
+    pub fn accept(self) -> Result<Accepted, String> {
+        match self {
             Incoming::Exec(mut c) => {
                 let out = c.stdout.take().ok_or("no stdout from the exec command")?;
                 // The command is reaped when godwit exits; its output is all we need.
                 std::mem::forget(c);
-                Ok((Box::new(std::io::BufReader::with_capacity(READ_BUFFER, out)), None))
+                Ok(Accepted {
+                    input: Box::new(std::io::BufReader::with_capacity(READ_BUFFER, out)),
+                    reply: None,
+                    socket: None,
+                })
+            }
+            other => {
+                let a = other.accept_one();
+                other.close();
+                a
             }
         }
+    }
+
+    pub fn is_exec(&self) -> bool {
+        matches!(self, Incoming::Exec(_))
     }
 }
 

@@ -72,6 +72,8 @@ pub fn wait_active(src: &mut Hmp) -> String {
 pub struct Relay {
     pub port: u16,
     pub bytes: std::sync::Arc<std::sync::atomic::AtomicU64>,
+    /// With `recording`: every byte the source sent, and every byte that came back.
+    pub wire: std::sync::Arc<std::sync::Mutex<(Vec<u8>, Vec<u8>)>>,
 }
 
 impl Relay {
@@ -82,6 +84,15 @@ impl Relay {
     /// With `answers` false, what the destination sends back is read and dropped, while
     /// the connection to the source stays open: the source hears nothing, not even EOF.
     pub fn start_with(to_port: u16, answers: bool) -> Relay {
+        Relay::spawn(to_port, answers, false)
+    }
+
+    /// A relay that keeps a copy of both directions (see `wire`).
+    pub fn recording(to_port: u16) -> Relay {
+        Relay::spawn(to_port, true, true)
+    }
+
+    fn spawn(to_port: u16, answers: bool, record: bool) -> Relay {
         use std::io::{Read, Write};
         use std::net::{Shutdown, TcpListener, TcpStream};
         use std::sync::atomic::Ordering;
@@ -89,6 +100,8 @@ impl Relay {
         let port = l.local_addr().unwrap().port();
         let bytes = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
         let count = bytes.clone();
+        let wire = std::sync::Arc::new(std::sync::Mutex::new((Vec::new(), Vec::new())));
+        let (fwd, back) = (wire.clone(), wire.clone());
         std::thread::spawn(move || {
             let Ok((src, _)) = l.accept() else { return };
             let Ok(dst) = TcpStream::connect(("127.0.0.1", to_port)) else {
@@ -99,7 +112,15 @@ impl Relay {
             // The way back (the destination's answers) is relayed but not counted.
             std::thread::spawn(move || {
                 if answers {
-                    let _ = std::io::copy(&mut dst_r, &mut src_w);
+                    let mut buf = vec![0u8; 1 << 16];
+                    while let Ok(n) = dst_r.read(&mut buf) {
+                        if n == 0 || src_w.write_all(&buf[..n]).is_err() {
+                            break;
+                        }
+                        if record {
+                            back.lock().unwrap().1.extend_from_slice(&buf[..n]);
+                        }
+                    }
                     let _ = src_w.shutdown(Shutdown::Write);
                 } else {
                     let _ = std::io::copy(&mut dst_r, &mut std::io::sink());
@@ -111,13 +132,37 @@ impl Relay {
                     break;
                 }
                 count.fetch_add(n as u64, Ordering::SeqCst);
+                if record {
+                    fwd.lock().unwrap().0.extend_from_slice(&buf[..n]);
+                }
             }
             let _ = dst_w.shutdown(Shutdown::Write);
         });
-        Relay { port, bytes }
+        Relay { port, bytes, wire }
     }
 
     pub fn sent(&self) -> u64 {
         self.bytes.load(std::sync::atomic::Ordering::SeqCst)
     }
+}
+
+/// Where the probe's working-set pattern shows in `bytes`: three 8-byte words in a row
+/// whose differences are the pattern's step (`docs/probe.md`: word w of a page is
+/// seed + w * 0xd6e8feb86659fd93). Any offset; counts the pages' worth found.
+pub fn pattern_hits(bytes: &[u8]) -> usize {
+    const STEP: u64 = 0xd6e8feb86659fd93;
+    let word = |i: usize| u64::from_le_bytes(bytes[i..i + 8].try_into().unwrap());
+    let mut hits = 0;
+    let mut i = 0;
+    while i + 24 <= bytes.len() {
+        let (a, b, c) = (word(i), word(i + 8), word(i + 16));
+        if b.wrapping_sub(a) == STEP && c.wrapping_sub(b) == STEP {
+            hits += 1;
+            // Skip the rest of this page's words.
+            i += 4096 - 24;
+        } else {
+            i += 1;
+        }
+    }
+    hits
 }

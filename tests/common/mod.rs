@@ -2,6 +2,7 @@
 //! and watch its serial output line by line with arrival times.
 #![allow(dead_code)]
 
+pub mod certs;
 pub mod disk;
 pub mod hmp;
 pub mod migrate;

@@ -189,17 +189,14 @@ pub fn query_migrate_capabilities(c: &mut Ctx<'_>, _: &Map<String, Value>) -> An
     to_value(c.engine.query_migrate_capabilities())
 }
 
-/// Null TLS strings mean "none" (the empty string); negative sizes wrap to unsigned, as
-/// QEMU takes them.
+/// Null TLS strings mean "none" (the empty string, which turns TLS off); negative sizes
+/// wrap to unsigned, as QEMU takes them.
 pub fn migrate_set_parameters(c: &mut Ctx<'_>, args: &Map<String, Value>) -> Answer {
     let mut args = args.clone();
     for m in MIGRATE_SET_PARAMETERS.members {
         let Some(v) = args.get_mut(m.name) else { continue };
         match m.ty {
-            // None (null, or the empty string) is what godwit has: nothing to set.
-            Ty::StrOrNull if v.is_null() || v.as_str() == Some("") => {
-                args.remove(m.name);
-            }
+            Ty::StrOrNull if v.is_null() => *v = Value::from(""),
             Ty::Uint(UintKind::U64 | UintKind::Size) => {
                 if let Some(i) = v.as_i64().filter(|i| *i < 0) {
                     *v = Value::from(i as u64);

@@ -137,7 +137,8 @@ fn check(ty: &Ty, v: &Value, full: &str, leaf: &str) -> Result<(), String> {
         Ty::Str => v.as_str().map(|_| ()).ok_or_else(|| wrong_type(full, "string")),
         Ty::StrOrNull => match v {
             Value::String(_) | Value::Null => Ok(()),
-            _ => Err(wrong_type(full, "string")),
+            // QEMU names the alternate type.
+            _ => Err(wrong_type(full, "StrOrNull")),
         },
         Ty::Bool => v.as_bool().map(|_| ()).ok_or_else(|| wrong_type(full, "boolean")),
         Ty::Number => v.as_f64().map(|_| ()).ok_or_else(|| wrong_type(full, "number")),
@@ -261,6 +262,10 @@ mod tests {
             "Invalid parameter type for 'limit', expected: integer"
         );
         assert_eq!(err(json!({"capabilities": [], "x": 1})), "Parameter 'x' is unexpected");
+        assert_eq!(
+            err(json!({"capabilities": [], "tls": 5})),
+            "Invalid parameter type for 'tls', expected: StrOrNull"
+        );
         let ok = json!({"capabilities": [], "limit": -1, "tls": null});
         assert!(check_args(&ARGS, ok.as_object().unwrap()).is_ok());
     }

@@ -25,6 +25,8 @@ pub struct Shared {
     pub(super) abort_reason: Mutex<Option<String>>,
     /// Where status changes and passes are announced (when the `events` capability is on).
     bus: Arc<EventBus>,
+    /// The TLS `-object`s, loaded at start-up, that `tls-creds` and `tls-authz` name.
+    pub tls: Mutex<Arc<crate::migration::tls::Objects>>,
 }
 
 impl Shared {
