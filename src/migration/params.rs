@@ -353,16 +353,13 @@ mod tests {
             }
         );
         assert_eq!(e.to_string(), "Parameter 'announce_step' expects a value between 0 and 10000");
-        let cpu = MigrateSetParameters {
-            cpu_throttle_initial: Some(30),
+        let threads = MigrateSetParameters {
+            compress_threads: Some(4),
             ..MigrateSetParameters::default()
         };
-        let e = p.set(&cpu).unwrap_err();
-        assert_eq!(e, ParamsError::Unsupported("cpu-throttle-initial"));
-        assert_eq!(
-            e.to_string(),
-            "parameter 'cpu-throttle-initial' has no effect in godwit and is not supported"
-        );
+        let e = p.set(&threads).unwrap_err();
+        assert_eq!(e, ParamsError::Unsupported("compress-threads"));
+        assert_eq!(e.to_string(), "parameter 'compress-threads' has no effect in godwit and is not supported");
         let tls = MigrateSetParameters {
             tls_creds: Some("tls0".into()),
             tls_hostname: Some("dest.example.com".into()),
