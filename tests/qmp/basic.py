@@ -2,7 +2,7 @@
 Usage: basic.py QMP_UNIX_SOCKET QMP_TCP_PORT CHARDEV_SOCKET HMP_SOCKET"""
 import asyncio, json, sys
 
-from qmplib import Raw, check, client, next_event
+from qmplib import Raw, check, client, close_after_quit, next_event
 
 sock, port, chardev_sock, hmp_sock = sys.argv[1], int(sys.argv[2]), sys.argv[3], sys.argv[4]
 
@@ -69,7 +69,7 @@ async def events():
     await a.execute("quit")
     e = await next_event(a, ["SHUTDOWN"], 10)
     check(e["data"] == {"guest": False, "reason": "host-qmp-quit"}, "SHUTDOWN from quit")
-    await a.disconnect()
+    await close_after_quit(a)
 
 
 raw_protocol()

@@ -4,7 +4,7 @@ Usage: jobs.py SOCK NODE"""
 import asyncio, sys
 
 from qemu.qmp import ExecuteError
-from qmplib import check, client, next_event
+from qmplib import check, client, close_after_quit, next_event
 
 sock, node = sys.argv[1], sys.argv[2]
 
@@ -59,7 +59,7 @@ async def main():
     except ExecuteError as e:
         check(e.error.error.desc == "Job not found", "unknown job")
     await q.execute("quit")
-    await q.disconnect()
+    await close_after_quit(q)
 
 
 asyncio.run(main())

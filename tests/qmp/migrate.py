@@ -5,7 +5,7 @@ Meanwhile clients connect to the source's second QMP monitor, ask and leave.
 Usage: migrate.py SRC_SOCK SRC_TCP_PORT DST_SOCK (--tcp PORT | --fd)"""
 import asyncio, socket, sys, threading, time
 
-from qmplib import Raw, check, client, next_event
+from qmplib import Raw, check, client, close_after_quit, next_event
 
 src_sock, churn_port, dst_sock, mode = sys.argv[1], int(sys.argv[2]), sys.argv[3], sys.argv[4]
 stop_churn = threading.Event()
@@ -88,8 +88,8 @@ async def main():
     check((await src.execute("query-status"))["status"] == "postmigrate", "source in postmigrate")
     check((await dst.execute("query-status"))["status"] == "running", "destination runs")
     await src.execute("quit")
-    for q in (src, dst):
-        await q.disconnect()
+    await close_after_quit(src)
+    await dst.disconnect()
 
 
 asyncio.run(main())

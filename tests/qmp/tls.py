@@ -7,7 +7,7 @@ Usage: tls.py SRC_SOCK DST_SOCK PORT"""
 import asyncio, sys, time
 
 from qemu.qmp import ExecuteError
-from qmplib import check, client
+from qmplib import check, client, close_after_quit
 
 src_sock, dst_sock, port = sys.argv[1], sys.argv[2], int(sys.argv[3])
 URI = f"tcp:127.0.0.1:{port}"
@@ -71,8 +71,8 @@ async def main():
         await asyncio.sleep(0.02)
     check((await dst.execute("query-migrate"))["status"] == "completed", "destination completed")
     await src.execute("quit")
-    for q in (src, dst):
-        await q.disconnect()
+    await close_after_quit(src)
+    await dst.disconnect()
 
 
 asyncio.run(main())
