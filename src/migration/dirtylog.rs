@@ -76,6 +76,7 @@ impl DirtyLog {
         })
     }
 
+    #[cfg(test)]
     pub fn way(&self) -> Way {
         self.way
     }
