@@ -35,6 +35,8 @@ pub struct DirtyLog {
     armed: Vec<Bitmap>,
     /// Manual: every page is armed (no `PAGEMAP_SCAN` on this kernel).
     all_armed: bool,
+    /// Per region, the buffer KVM's log is read into, kept from sync to sync.
+    logs: Vec<Bitmap>,
 }
 
 fn region_bitmap(r: &vm_memory::GuestRegionMmap<AtomicBitmap>) -> &AtomicBitmap {
@@ -73,6 +75,7 @@ impl DirtyLog {
             way,
             armed: Vec::new(),
             all_armed: false,
+            logs: Vec::new(),
         })
     }
 
@@ -112,19 +115,24 @@ impl DirtyLog {
             Way::Manual if !self.all_armed => pagemap::touched_by_scan(ram)?,
             _ => None,
         };
+        if self.logs.is_empty() {
+            self.logs = pages_of(ram).iter().map(|n| vec![0u64; n.div_ceil(64) as usize]).collect();
+        }
         let mut out = Vec::new();
         for (slot, r) in ram.iter().enumerate() {
+            let buf = &mut self.logs[slot];
             let slot = slot as u32;
-            let mut bits = vm
-                .get_dirty_log(slot, r.len() as usize)
-                .map_err(|err| DirtyError::Log { slot, err })?;
+            manual::get(vm, slot, buf).map_err(|err| DirtyError::Log { slot, err })?;
             if self.way == Way::Manual {
                 let armed = &mut self.armed[slot as usize];
-                take(&mut bits, armed, fresh.as_ref().map(|f| f[slot as usize].as_slice()));
-                manual::clear(vm, slot, r.len() / PAGE, &bits).map_err(|err| DirtyError::Clear { slot, err })?;
+                take(buf, armed, fresh.as_ref().map(|f| f[slot as usize].as_slice()));
+                manual::clear(vm, slot, r.len() / PAGE, buf).map_err(|err| DirtyError::Clear { slot, err })?;
             }
-            for (k, d) in bits.iter_mut().zip(region_bitmap(r).get_and_reset()) {
-                *k |= d;
+            // The device writes' bitmap, fresh from vm-memory, carries the result.
+            let mut bits = region_bitmap(r).get_and_reset();
+            bits.resize(bits.len().max(buf.len()), 0);
+            for (b, k) in bits.iter_mut().zip(buf.iter()) {
+                *b |= k;
             }
             out.push(bits);
         }
