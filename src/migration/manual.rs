@@ -58,20 +58,18 @@ pub fn get(vm: &VmFd, slot: u32, buf: &mut Bitmap) -> Result<(), kvm_ioctls::Err
 const MAX_WORDS: usize = 1 << 16;
 
 /// The pages `bits` marks in slot `slot` of `pages` pages: their bits are cleared and they
-/// are write-protected. Words that are all zero are skipped; runs of non-zero words go in
-/// one call each.
+/// are write-protected. One call covers the words from the first non-zero one to the last
+/// (KVM skips zero words itself, and each call ends in a TLB flush), in pieces of at most
+/// [`MAX_WORDS`].
 pub fn clear(vm: &VmFd, slot: u32, pages: u64, bits: &Bitmap) -> Result<(), kvm_ioctls::Error> {
-    let mut w = 0usize;
-    while w < bits.len() {
-        if bits[w] == 0 {
-            w += 1;
-            continue;
-        }
-        let first = w;
-        while w < bits.len() && bits[w] != 0 && w - first < MAX_WORDS {
-            w += 1;
-        }
-        clear_words(vm, slot, pages, first, &bits[first..w])?;
+    let (Some(first), Some(last)) = (bits.iter().position(|&w| w != 0), bits.iter().rposition(|&w| w != 0)) else {
+        return Ok(());
+    };
+    let mut w = first;
+    while w <= last {
+        let end = (w + MAX_WORDS).min(last + 1);
+        clear_words(vm, slot, pages, w, &bits[w..end])?;
+        w = end;
     }
     Ok(())
 }
