@@ -35,8 +35,10 @@ pub struct DirtyLog {
     armed: Vec<Bitmap>,
     /// Manual: every page is armed (no `PAGEMAP_SCAN` on this kernel).
     all_armed: bool,
-    /// Per region, the buffer KVM's log is read into, kept from sync to sync.
+    /// Per region, the buffers KVM's log and the scan of populated pages are read into,
+    /// kept from sync to sync.
     logs: Vec<Bitmap>,
+    fresh: Vec<Bitmap>,
 }
 
 fn region_bitmap(r: &vm_memory::GuestRegionMmap<AtomicBitmap>) -> &AtomicBitmap {
@@ -76,6 +78,7 @@ impl DirtyLog {
             armed: Vec::new(),
             all_armed: false,
             logs: Vec::new(),
+            fresh: Vec::new(),
         })
     }
 
@@ -111,10 +114,11 @@ impl DirtyLog {
 
     /// Pages written since the last look, per region, armed again before they are sent.
     pub fn collect(&mut self, vm: &VmFd, ram: &GuestRam) -> Result<Vec<Bitmap>, DirtyError> {
-        let fresh = match self.way {
-            Way::Manual if !self.all_armed => pagemap::touched_by_scan(ram)?,
-            _ => None,
+        let scanned = match self.way {
+            Way::Manual if !self.all_armed => pagemap::scan_into(ram, &mut self.fresh)?,
+            _ => false,
         };
+        let fresh = scanned.then_some(&self.fresh);
         if self.logs.is_empty() {
             self.logs = pages_of(ram).iter().map(|n| vec![0u64; n.div_ceil(64) as usize]).collect();
         }
@@ -125,7 +129,7 @@ impl DirtyLog {
             manual::get(vm, slot, buf).map_err(|err| DirtyError::Log { slot, err })?;
             if self.way == Way::Manual {
                 let armed = &mut self.armed[slot as usize];
-                take(buf, armed, fresh.as_ref().map(|f| f[slot as usize].as_slice()));
+                take(buf, armed, fresh.map(|f| f[slot as usize].as_slice()));
                 manual::clear(vm, slot, r.len() / PAGE, buf).map_err(|err| DirtyError::Clear { slot, err })?;
             }
             // The device writes' bitmap, fresh from vm-memory, carries the result.
