@@ -22,7 +22,10 @@ fn sample() -> GuestRam {
 }
 
 fn listed(bms: &[Bitmap], ram: &GuestRam) -> Vec<Vec<(u64, u64)>> {
-    bms.iter().zip(ram.iter()).map(|(b, r)| runs(b, r.len() / PAGE, 1 << 20).collect()).collect()
+    bms.iter()
+        .zip(ram.iter())
+        .map(|(b, r)| runs(b, r.len() / PAGE, 1 << 20).collect())
+        .collect()
 }
 
 /// Writes `v` at `gpa` straight into the host mapping, as a guest's write lands there
