@@ -1,12 +1,10 @@
 //! Which guest pages to send: the pages the guest ever touched (first pass), then the pages
-//! written since the last look (KVM's dirty log for the guest's own writes, OR'ed with
-//! vm-memory's bitmap for writes devices made through the VMM).
+//! written since the last look (see [`super::dirtylog`]), as bitmaps, and the helpers that
+//! walk them.
 
-use crate::memory::{GuestRam, MemoryError};
-use kvm_ioctls::VmFd;
+use crate::memory::MemoryError;
 use thiserror::Error;
-use vm_memory::bitmap::AtomicBitmap;
-use vm_memory::{GuestMemoryBackend, GuestMemoryError, GuestMemoryRegion, MmapRegion};
+use vm_memory::GuestMemoryError;
 
 pub const PAGE: u64 = 4096;
 
@@ -23,6 +21,16 @@ pub enum DirtyError {
         #[source]
         err: kvm_ioctls::Error,
     },
+    /// KVM refused manual protection of the dirty log, though it offers it.
+    #[error("KVM_ENABLE_CAP(MANUAL_DIRTY_LOG_PROTECT2): {0}")]
+    Manual(#[source] kvm_ioctls::Error),
+    /// KVM would not clear (and write-protect) pages of a slot's dirty log.
+    #[error("KVM_CLEAR_DIRTY_LOG: {err}")]
+    Clear {
+        slot: u32,
+        #[source]
+        err: kvm_ioctls::Error,
+    },
     /// `/proc/self/pagemap`, which tells the pages the guest touched, could not be read.
     #[error("/proc/self/pagemap: {0}")]
     Pagemap(#[source] std::io::Error),
@@ -33,42 +41,6 @@ pub enum DirtyError {
 
 /// A bitmap over one region's pages, one bit per page, in KVM's layout.
 pub type Bitmap = Vec<u64>;
-
-fn region_bitmap(r: &vm_memory::GuestRegionMmap<AtomicBitmap>) -> &AtomicBitmap {
-    let m: &MmapRegion<AtomicBitmap> = r;
-    m.bitmap()
-}
-
-/// Turns on dirty logging for every RAM slot and forgets earlier device writes.
-pub fn start(vm: &VmFd, ram: &GuestRam) -> Result<(), DirtyError> {
-    crate::memory::register(vm, ram, true)?;
-    for r in ram.iter() {
-        region_bitmap(r).reset();
-    }
-    Ok(())
-}
-
-/// Turns dirty logging off again (it slows the guest's writes down).
-pub fn stop(vm: &VmFd, ram: &GuestRam) {
-    let _ = crate::memory::register(vm, ram, false);
-}
-
-/// Pages written since the last call (or since `start`), per region.
-pub fn collect(vm: &VmFd, ram: &GuestRam) -> Result<Vec<Bitmap>, DirtyError> {
-    let mut out = Vec::new();
-    for (slot, r) in ram.iter().enumerate() {
-        let slot = slot as u32;
-        let mut kvm = vm
-            .get_dirty_log(slot, r.len() as usize)
-            .map_err(|err| DirtyError::Log { slot, err })?;
-        let dev = region_bitmap(r).get_and_reset();
-        for (k, d) in kvm.iter_mut().zip(dev) {
-            *k |= d;
-        }
-        out.push(kvm);
-    }
-    Ok(out)
-}
 
 pub fn count(bitmaps: &[Bitmap]) -> u64 {
     bitmaps.iter().flatten().map(|w| u64::from(w.count_ones())).sum()

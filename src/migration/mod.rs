@@ -3,9 +3,11 @@
 mod block_tests;
 pub mod crc;
 pub mod dirty;
+pub mod dirtylog;
 pub mod disks;
 pub mod fd;
 pub mod info;
+mod manual;
 mod pagemap;
 pub mod params;
 pub mod recv;

@@ -69,11 +69,21 @@ fn set(bm: &mut Bitmap, first: u64, end: u64) {
 
 /// By `PAGEMAP_SCAN`; `None` when the kernel does not have it.
 pub fn touched_by_scan(ram: &GuestRam) -> Result<Option<Vec<Bitmap>>, DirtyError> {
-    let pm = File::open("/proc/self/pagemap").map_err(DirtyError::Pagemap)?;
     let mut out = Vec::new();
+    Ok(scan_into(ram, &mut out)?.then_some(out))
+}
+
+/// [`touched_by_scan`] into `out`, whose bitmaps are reused (cleared) when they fit, as
+/// a fresh one costs its first touch (2 MiB at 64 GiB); false when the kernel does not
+/// have `PAGEMAP_SCAN`.
+pub fn scan_into(ram: &GuestRam, out: &mut Vec<Bitmap>) -> Result<bool, DirtyError> {
+    let pm = File::open("/proc/self/pagemap").map_err(DirtyError::Pagemap)?;
+    let ranges = host_ranges(ram)?;
+    out.resize_with(ranges.len(), Vec::new);
     let mut vec = vec![PageRegion::default(); BATCH];
-    for (host, pages) in host_ranges(ram)? {
-        let mut bm = vec![0u64; pages.div_ceil(64) as usize];
+    for ((host, pages), bm) in ranges.into_iter().zip(out.iter_mut()) {
+        bm.clear();
+        bm.resize(pages.div_ceil(64) as usize, 0);
         let end = host + pages * PAGE;
         let mut at = host;
         while at < end {
@@ -93,13 +103,13 @@ pub fn touched_by_scan(ram: &GuestRam) -> Result<Option<Vec<Bitmap>>, DirtyError
             if n < 0 {
                 let e = std::io::Error::last_os_error();
                 return match e.raw_os_error() {
-                    Some(libc::ENOTTY | libc::EINVAL | libc::EOPNOTSUPP) if out.is_empty() && at == host => Ok(None),
+                    Some(libc::ENOTTY | libc::EINVAL | libc::EOPNOTSUPP) if at == host => Ok(false),
                     _ => Err(DirtyError::Pagemap(e)),
                 };
             }
             for r in &vec[..n as usize] {
                 let (first, last) = ((r.start.max(host) - host) / PAGE, (r.end.min(end) - host).div_ceil(PAGE));
-                set(&mut bm, first, last);
+                set(bm, first, last);
             }
             // The walk stops where the ranges ran out of room, or at the end.
             if arg.walk_end <= at {
@@ -107,9 +117,8 @@ pub fn touched_by_scan(ram: &GuestRam) -> Result<Option<Vec<Bitmap>>, DirtyError
             }
             at = arg.walk_end;
         }
-        out.push(bm);
     }
-    Ok(Some(out))
+    Ok(true)
 }
 
 /// By reading `/proc/self/pagemap`, one entry per page.

@@ -8,6 +8,19 @@ use std::time::{Duration, Instant};
 
 const WINDOW: Duration = Duration::from_millis(100);
 
+/// How far ahead of the limit the sending may run before it sleeps. Sleeping after every
+/// record costs far more than the record on a busy host (each sleep overshoots), so the
+/// bucket lets a burst of this much time's worth go, then sleeps back onto the schedule:
+/// the average still holds exactly (QEMU allows a whole 100 ms window's worth).
+const SLACK: Duration = Duration::from_millis(5);
+
+/// How long to sleep with `sent` bytes out at `limit` bytes per second, `elapsed` after
+/// the bucket started: until the schedule, once more than [`SLACK`] ahead of it.
+fn ahead_by(sent: u64, limit: u64, elapsed: Duration) -> Option<Duration> {
+    let due = Duration::from_secs_f64(sent as f64 / limit as f64);
+    (due > elapsed + SLACK).then(|| due - elapsed)
+}
+
 pub(in crate::migration) struct Pacer<'a> {
     shared: &'a Shared,
     window_start: Instant,
@@ -74,11 +87,9 @@ impl<'a> Pacer<'a> {
             _ => (limit, Instant::now(), bytes),
         };
         self.bucket = Some((l, start, sent));
-        let due = Duration::from_secs_f64(sent as f64 / l as f64);
-        let elapsed = start.elapsed();
-        if due > elapsed {
+        if let Some(wait) = ahead_by(sent, l, start.elapsed()) {
             self.window_held = true;
-            std::thread::sleep(due - elapsed);
+            std::thread::sleep(wait);
         }
     }
 
@@ -100,5 +111,22 @@ impl<'a> Pacer<'a> {
         self.window_start = Instant::now();
         self.window_bytes = 0;
         self.window_pages = 0;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_bucket_sleeps_only_past_the_slack_and_then_back_to_schedule() {
+        let ms = Duration::from_millis;
+        let wait = |sent, at| ahead_by(sent, 1_000_000, ms(at)).map(|d| (d.as_secs_f64() * 1000.0).round() as u64);
+        // 1 MB/s: 1000 bytes a millisecond.
+        assert_eq!(wait(4_000, 0), None);
+        assert_eq!(wait(5_000, 0), None);
+        assert_eq!(wait(6_000, 0), Some(6));
+        assert_eq!(wait(20_000, 12), Some(8));
+        assert_eq!(wait(20_000, 30), None);
     }
 }

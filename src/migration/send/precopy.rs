@@ -10,6 +10,7 @@
 use super::converge::{AutoConverge, Guarantee, PERIOD, Step};
 use super::{Failure, Outgoing, Pacer, Round, Sender, Stop, io_err};
 use crate::migration::dirty::{self, PAGE};
+use crate::migration::dirtylog::DirtyLog;
 use crate::migration::disks::Mode;
 use devices::bus::lock;
 use std::io::Write;
@@ -89,8 +90,8 @@ impl<'a> Outgoing<'a> {
     /// untouched ones as sent zero pages.
     fn first_round<W: Write>(&mut self, sx: &mut Sender<'a, W>) -> Result<Round, Stop> {
         let vm = self.vm;
-        dirty::start(vm.fd(), vm.ram()).map_err(Failure::Dirty)?;
-        let touched = dirty::touched(vm.ram()).map_err(Failure::Dirty)?;
+        let log = self.log.insert(DirtyLog::start(vm.fd(), vm.ram()).map_err(Failure::Dirty)?);
+        let touched = log.first(vm.fd(), vm.ram()).map_err(Failure::Dirty)?;
         let pages = dirty::count(&touched);
         {
             let mut s = lock(&self.shared.stats);
@@ -174,8 +175,8 @@ impl<'a> Outgoing<'a> {
     }
 
     /// Reads (and clears) the dirty logs of RAM and disks, and updates the figures.
-    fn take_round<W: Write>(&self, sx: &mut Sender<'a, W>, rate: &mut (Instant, u64)) -> Result<Round, Stop> {
-        let bitmaps = dirty::collect(self.vm.fd(), self.vm.ram()).map_err(Failure::Dirty)?;
+    fn take_round<W: Write>(&mut self, sx: &mut Sender<'a, W>, rate: &mut (Instant, u64)) -> Result<Round, Stop> {
+        let bitmaps = self.collect()?;
         let dirty_pages = dirty::count(&bitmaps);
         let (taken, disk_bytes) = match sx.block.as_mut() {
             Some(b) => {
