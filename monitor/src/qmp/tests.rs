@@ -411,7 +411,11 @@ fn descriptors_come_with_getfd() {
 #[test]
 fn answers_conform_to_their_declared_types() {
     let mut c = Client::negotiated();
-    for cmd in COMMANDS.iter().filter(|c| c.name.starts_with("query-")) {
+    // query-balloon answers QEMU's error without a balloon device.
+    for cmd in COMMANDS
+        .iter()
+        .filter(|c| c.name.starts_with("query-") && c.name != "query-balloon")
+    {
         let r = c.exec(cmd.name, json!({}));
         let v = r.get("return").unwrap_or_else(|| panic!("{}: {r}", cmd.name));
         conforms(cmd.ret, v).unwrap_or_else(|e| panic!("{}: {e}\n{v}", cmd.name));
