@@ -297,6 +297,12 @@ fn run_machine(
                 VmEvent::Incoming(Ok(())) => {
                     machine.announce_after_migration();
                     if machine.autostart() {
+                        // late-block-activate left the disks for the start (a `cont`
+                        // takes them itself).
+                        if vm.late_block_activate.load(std::sync::atomic::Ordering::Relaxed) {
+                            vm.activate_disks()
+                                .map_err(|e| format!("cannot take the disks over after the migration: {e}"))?;
+                        }
                         vm.resume();
                         machine.set_state(RunState::Running);
                     } else {

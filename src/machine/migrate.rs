@@ -149,6 +149,8 @@ impl Machine {
             .ok_or_else(|| format!("unknown migration protocol: {spec}"))?;
         drop(inc);
         let vm = self.the_vm()?;
+        let late = lock(&self.outgoing.params).late_block_activate;
+        vm.late_block_activate.store(late, std::sync::atomic::Ordering::Relaxed);
         let source = match parsed {
             uri::Uri::Fd(name) if name.starts_with(|c: char| c.is_ascii_digit()) => {
                 super::incoming::Source::Connected(fd::inherited(&name)?)

@@ -43,6 +43,12 @@ pub struct Params {
     pub block: bool,
     /// The `events` capability: status changes and passes are QMP events.
     pub events: bool,
+    /// The `late-block-activate` capability: an incoming migration leaves the disks
+    /// inactive until the guest starts.
+    pub late_block_activate: bool,
+    /// The `return-path` capability: over a socket godwit's destination always answers
+    /// on the way back (docs/migration.md), so this only records what was asked.
+    pub return_path: bool,
     /// How the destination announces its NICs after a switch-over (and `announce_self`).
     pub announce: Announce,
 }
@@ -78,6 +84,8 @@ impl Default for Params {
             block_incremental: false,
             block: false,
             events: false,
+            late_block_activate: false,
+            return_path: false,
             announce: DEFAULT_ANNOUNCE,
         }
     }
@@ -136,27 +144,32 @@ impl Params {
         Ok(())
     }
 
-    /// `query-migrate-capabilities`, in QEMU's order.
+    /// `query-migrate-capabilities`, in QEMU's order: only the capabilities godwit has
+    /// (management software such as libvirt switches on whatever is listed).
     pub fn capabilities(&self) -> Vec<MigrationCapabilityStatus> {
         MigrationCapability::ALL
             .iter()
+            .filter(|c| supported(**c))
             .map(|&capability| MigrationCapabilityStatus {
                 capability,
                 state: match capability {
                     MigrationCapability::Block => self.block,
                     MigrationCapability::Events => self.events,
+                    MigrationCapability::LateBlockActivate => self.late_block_activate,
+                    MigrationCapability::ReturnPath => self.return_path,
                     _ => false,
                 },
             })
             .collect()
     }
 
-    /// `migrate-set-capabilities`: godwit does `block` and `events`; switching another
+    /// `migrate-set-capabilities`: godwit does `block`, `events`, `late-block-activate` and
+    /// `return-path`;
+    /// switching another
     /// one on is refused (before anything changes).
     pub fn set_capabilities(&mut self, caps: &[MigrationCapabilityStatus]) -> Result<(), ParamsError> {
         for c in caps {
-            let known = matches!(c.capability, MigrationCapability::Block | MigrationCapability::Events);
-            if c.state && !known {
+            if c.state && !supported(c.capability) {
                 return Err(ParamsError::Capability(c.capability));
             }
         }
@@ -164,11 +177,21 @@ impl Params {
             match c.capability {
                 MigrationCapability::Block => self.block = c.state,
                 MigrationCapability::Events => self.events = c.state,
+                MigrationCapability::LateBlockActivate => self.late_block_activate = c.state,
+                MigrationCapability::ReturnPath => self.return_path = c.state,
                 _ => {}
             }
         }
         Ok(())
     }
+}
+
+/// The capabilities godwit acts on.
+fn supported(c: MigrationCapability) -> bool {
+    matches!(
+        c,
+        MigrationCapability::Block | MigrationCapability::Events | MigrationCapability::LateBlockActivate | MigrationCapability::ReturnPath
+    )
 }
 
 /// QEMU's range checks (`migrate_params_check`), then godwit's refusal of parameters it
@@ -268,7 +291,12 @@ mod tests {
     #[test]
     fn capabilities() {
         let mut p = Params::default();
-        assert_eq!(p.capabilities().len(), 21);
+        let listed: Vec<&str> = p.capabilities().iter().map(|c| c.capability.name()).collect();
+        assert_eq!(
+            listed,
+            ["events", "late-block-activate", "block", "return-path"],
+            "only what godwit has"
+        );
         let on = |capability| MigrationCapabilityStatus { capability, state: true };
         let e = p
             .set_capabilities(&[on(MigrationCapability::Block), on(MigrationCapability::Xbzrle)])
@@ -279,5 +307,8 @@ mod tests {
         p.set_capabilities(&[on(MigrationCapability::Block), on(MigrationCapability::Events)])
             .unwrap();
         assert!(p.block && p.events);
+        p.set_capabilities(&[on(MigrationCapability::LateBlockActivate), on(MigrationCapability::ReturnPath)])
+            .unwrap();
+        assert!(p.late_block_activate && p.return_path);
     }
 }
