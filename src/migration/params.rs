@@ -294,7 +294,7 @@ mod tests {
         let listed: Vec<&str> = p.capabilities().iter().map(|c| c.capability.name()).collect();
         assert_eq!(
             listed,
-            ["events", "late-block-activate", "block", "return-path"],
+            ["events", "block", "return-path", "late-block-activate"],
             "only what godwit has"
         );
         let on = |capability| MigrationCapabilityStatus { capability, state: true };
