@@ -4,6 +4,7 @@
 
 pub mod disk;
 pub mod hmp;
+pub mod libvirt;
 pub mod migrate;
 pub mod net;
 pub mod qmp;
