@@ -18,7 +18,10 @@ const T: Duration = Duration::from_secs(60);
 const APPEND: &str = "console=ttyS0 probe.ws=16 probe.rate=20";
 
 fn emulator() -> String {
-    std::env::var("GODWIT_LIBVIRT_EMULATOR").unwrap_or_else(|_| godwit_bin().to_string())
+    std::env::var("GODWIT_LIBVIRT_EMULATOR")
+        .ok()
+        .filter(|e| !e.is_empty())
+        .unwrap_or_else(|| godwit_bin().to_string())
 }
 
 /// Runs one step and prints how long it took (scripts/libvirt-compare collects these).
@@ -95,6 +98,20 @@ fn virsh_migrates_live_native_and_p2p() {
     let a = Libvirtd::start(&dir.join("a"), 49500);
     let b = Libvirtd::start(&dir.join("b"), 49600);
     let log = define_and_start(&a, &dir, "probe-mig");
+    // The destination's daemon probes the emulator on first use: done here, so that the
+    // migration's time is the migration's.
+    let caps = step("probe", || {
+        b.must(&[
+            "domcapabilities",
+            "--emulatorbin",
+            &emulator(),
+            "--virttype",
+            "kvm",
+            "--machine",
+            "pc",
+        ])
+    });
+    assert!(caps.contains("<machine>pc-i440fx-7.2</machine>"), "{caps}");
 
     let before = last_hb(&log);
     step("migrate-native", || a.must(&["migrate", "--live", "probe-mig", &b.remote_uri()]));

@@ -242,6 +242,17 @@ mod tests {
     }
 
     #[test]
+    fn libvirt_probe_line() {
+        let c = run("-S -no-user-config -nodefaults -nographic -machine none,accel=kvm:tcg -qmp unix:/tmp/q.sock,server,nowait -pidfile /tmp/p -daemonize").unwrap();
+        assert_eq!(c.machine, "none");
+        assert!(c.kernel.is_none() && c.daemonize && c.start_paused);
+        assert_eq!(
+            run("-machine none,accel=tcg").unwrap_err(),
+            "-machine none,accel=tcg: invalid accelerator tcg (godwit runs on KVM only)"
+        );
+    }
+
+    #[test]
     fn print_actions() {
         for opt in ["-version", "-h", "-help", "--help", "-cpu help", "-machine help"] {
             let r = parse(opt.split_whitespace().map(String::from)).unwrap();

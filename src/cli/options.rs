@@ -192,7 +192,12 @@ fn machine(c: &Ctx<'_>, cfg: &mut Config) -> Result<Effect, CliError> {
         match k {
             "type" => kind = Some(v),
             "accel" => {
-                accel(c.name, v)?;
+                accel(c.name, v).map_err(|_| {
+                    CliError(format!(
+                        "-{} {}: invalid accelerator {v} (godwit runs on KVM only)",
+                        c.name, c.value
+                    ))
+                })?;
             }
             "memory-backend" => cfg.memory_backend = Some(v.to_string()),
             // Accepted QEMU machine properties that change nothing in godwit.

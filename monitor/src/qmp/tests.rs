@@ -159,8 +159,12 @@ impl Engine for Fake {
             ..MigrationInfo::default()
         }
     }
-    fn migrate_set_parameters(&self, _: &MigrateSetParameters) -> EngineResult<()> {
-        Ok(())
+    /// Refuses what godwit does not act on, as godwit does.
+    fn migrate_set_parameters(&self, p: &MigrateSetParameters) -> EngineResult<()> {
+        match p.compress_level {
+            Some(_) => Err("parameter 'compress-level' has no effect in godwit and is not supported".into()),
+            None => Ok(()),
+        }
     }
     fn query_migrate_parameters(&self) -> MigrationParameters {
         MigrationParameters::default()
@@ -404,6 +408,21 @@ fn descriptors_come_with_getfd() {
     assert_eq!(
         c.exec("closefd", json!({"fdname": "mig"}))["error"]["desc"],
         "File descriptor named 'mig' not found"
+    );
+}
+
+/// libvirt sends every parameter back after a job: values that are the current ones
+/// change nothing and pass; another value still reaches the engine's check.
+#[test]
+fn parameters_set_to_their_current_values_pass() {
+    let mut c = Client::negotiated();
+    let now = c.exec("query-migrate-parameters", json!({}))["return"].clone();
+    let same = json!({"compress-level": now["compress-level"], "downtime-limit": now["downtime-limit"]});
+    assert_eq!(c.exec("migrate-set-parameters", same), json!({"return": {}}));
+    let other = c.exec("migrate-set-parameters", json!({"compress-level": 9}));
+    assert_eq!(
+        other["error"]["desc"],
+        "parameter 'compress-level' has no effect in godwit and is not supported"
     );
 }
 
