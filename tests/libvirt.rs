@@ -9,7 +9,7 @@
 
 mod common;
 
-use common::libvirt::{Libvirtd, SerialLog, domain_xml, read_serial, wait_heartbeat_past};
+use common::libvirt::{Libvirtd, SerialLog, domain_xml, read_serial, wait_heartbeat_past, wait_line};
 use common::{godwit_bin, tmpdir, vm_lock};
 use std::path::Path;
 use std::time::{Duration, Instant};
@@ -46,9 +46,13 @@ fn last_hb(log: &Path) -> u64 {
 }
 
 fn define_and_start(lv: &Libvirtd, dir: &Path, name: &str) -> std::path::PathBuf {
+    define_and_start_with(lv, dir, name, APPEND, "")
+}
+
+fn define_and_start_with(lv: &Libvirtd, dir: &Path, name: &str, append: &str, devices: &str) -> std::path::PathBuf {
     let log = dir.join(format!("{name}-serial.log"));
     let xml = dir.join(format!("{name}.xml"));
-    std::fs::write(&xml, domain_xml(name, &emulator(), &log, APPEND)).unwrap();
+    std::fs::write(&xml, domain_xml(name, &emulator(), &log, append, devices)).unwrap();
     lv.must(&["define", xml.to_str().unwrap()]);
     step("start", || lv.must(&["start", name]));
     runs_on(&log, 0);
@@ -150,4 +154,43 @@ fn virsh_migrates_live_native_and_p2p() {
         println!("libvirt-job {}", line.split_whitespace().collect::<Vec<_>>().join(" "));
     }
     a.must(&["destroy", "probe-mig"]);
+}
+
+/// A tap NIC libvirt creates and hands over as `-netdev tap,fd=N` with `-device
+/// virtio-net-pci`: the guest brings it up with libvirt's MAC and answers pings from the
+/// host through the tap.
+#[test]
+fn virsh_runs_a_domain_with_a_tap_nic() {
+    let _l = vm_lock();
+    let dir = tmpdir("libvirt-net");
+    let lv = Libvirtd::start(&dir.join("libvirtd"), 49700);
+    let tap = format!("gwlv{}", std::process::id() % 100_000);
+    let nic =
+        format!("<interface type='ethernet'><target dev='{tap}' managed='yes'/><model type='virtio'/><driver name='qemu'/></interface>");
+    let append = format!("{APPEND} probe.ip=192.168.213.2/24");
+    let log = define_and_start_with(&lv, &dir, "probe-net", &append, &nic);
+    let iflist = lv.must(&["domiflist", "probe-net"]);
+    let mac = iflist
+        .split_whitespace()
+        .find(|w| w.starts_with("52:54:00:"))
+        .unwrap_or_else(|| panic!("no MAC in {iflist}"))
+        .to_string();
+    let up = wait_line(&log, "NET ", T);
+    assert_eq!(up, format!("NET eth0 mac={mac} ip=192.168.213.2/24"));
+    let ip = std::process::Command::new("ip")
+        .args(["addr", "add", "192.168.213.1/24", "dev", &tap])
+        .status()
+        .expect("run ip");
+    assert!(ip.success(), "cannot address the tap {tap}");
+    // The project's pinger (ICMP echo, JSON out), as the network tests use it.
+    let ping = std::process::Command::new("python3")
+        .arg(common::root().join("tests/net/pinger.py"))
+        .args(["192.168.213.2", "5", "0.2", "2.0"])
+        .output()
+        .expect("run tests/net/pinger.py");
+    let text = String::from_utf8_lossy(&ping.stdout);
+    let v: serde_json::Value = serde_json::from_str(&text).unwrap_or_else(|e| panic!("{e}: {text}"));
+    assert_eq!(v["replies"].as_array().map(Vec::len), Some(5), "pings lost: {text}");
+    runs_on(&log, 0);
+    lv.must(&["destroy", "probe-net"]);
 }

@@ -86,8 +86,9 @@ impl Drop for Libvirtd {
     }
 }
 
-/// The domain the tests run: the probe booted with `<kernel>`, its serial port a file.
-pub fn domain_xml(name: &str, emulator: &str, serial_log: &Path, append: &str) -> String {
+/// The domain the tests run: the probe booted with `<kernel>`, its serial port a file,
+/// `devices` (XML) added.
+pub fn domain_xml(name: &str, emulator: &str, serial_log: &Path, append: &str, devices: &str) -> String {
     format!(
         "<domain type='kvm'>
   <name>{name}</name>
@@ -109,12 +110,30 @@ pub fn domain_xml(name: &str, emulator: &str, serial_log: &Path, append: &str) -
       <target port='0'/>
     </serial>
     <memballoon model='none'/>
+    {devices}
   </devices>
 </domain>
 ",
         kernel = super::probe().display(),
         log = serial_log.display(),
     )
+}
+
+/// The serial log's first line containing `needle`, waiting for it.
+pub fn wait_line(path: &Path, needle: &str, timeout: Duration) -> String {
+    let deadline = Instant::now() + timeout;
+    loop {
+        let text = std::fs::read_to_string(path).unwrap_or_default();
+        if let Some(l) = text.lines().find(|l| l.contains(needle)) {
+            return l.trim_end_matches('\r').to_string();
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no {needle:?} within {timeout:?} in {}: {text}",
+            path.display()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
 }
 
 /// What the probe wrote so far: heartbeat numbers, boots, working-set verdicts.
