@@ -76,6 +76,10 @@ impl Engine for MachineEngine {
     }
 
     fn query_cpus_fast(&self) -> EngineResult<Vec<CpuInfoFast>> {
+        // `-machine none` has no CPUs (QEMU answers an empty list too).
+        if self.0.vm().is_none() && self.0.qom().vcpus == 0 {
+            return Ok(Vec::new());
+        }
         self.0.cpus().map_err(EngineError::generic)
     }
 
