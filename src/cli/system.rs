@@ -170,5 +170,13 @@ mod tests {
             run("-kernel k -boot bogus=1").unwrap_err(),
             "-boot bogus=1: Invalid parameter 'bogus'"
         );
+        assert_eq!(
+            run(r#"-kernel k -blockdev {"driver":"file","filename":"/x","node-name":"n"}"#).unwrap_err(),
+            r#"-blockdev {"driver":"file","filename":"/x","node-name":"n"}: godwit does not take -blockdev yet (its disks are -drive file=PATH,if=virtio)"#
+        );
+        assert_eq!(
+            run("-kernel k -device virtio-blk-pci,drive=n,id=virtio-disk0").unwrap_err(),
+            "-device virtio-blk-pci,drive=n,id=virtio-disk0: 'virtio-blk-pci' is not a device godwit has (it has virtio-net-pci and isa-serial)"
+        );
     }
 }
