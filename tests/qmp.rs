@@ -217,6 +217,7 @@ fn libvirt_capability_probe() {
         .output()
         .expect("run godwit");
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let _daemon = KillByPidfile(pidfile.clone());
     wait_for_socket(&sock);
     run_script("probe.py", &[sock.to_str().unwrap()]);
     // quit ends the daemon: its PID file goes with it.
@@ -224,5 +225,18 @@ fn libvirt_capability_probe() {
     while pidfile.exists() {
         assert!(std::time::Instant::now() < end, "the daemon did not exit after quit");
         std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// A daemonized godwit that a failed test leaves behind is killed by the PID it wrote.
+struct KillByPidfile(std::path::PathBuf);
+
+impl Drop for KillByPidfile {
+    fn drop(&mut self) {
+        let pid = std::fs::read_to_string(&self.0).ok().and_then(|p| p.trim().parse::<i32>().ok());
+        if let Some(pid) = pid.filter(|p| *p > 1) {
+            // SAFETY: kill(2) on the PID the daemon wrote into its own PID file.
+            unsafe { libc::kill(pid, libc::SIGKILL) };
+        }
     }
 }
