@@ -1,13 +1,15 @@
 #!/usr/bin/env bash
 # Sets up a fresh Debian machine for godwit: installs the Debian packages the project
 # uses (QEMU for side-by-side comparison, qemu-utils as the image oracle, expect/socat
-# for monitor tests, busybox-static/cpio for the Debian initramfs), builds godwit in
+# for monitor tests, busybox-static/cpio for the Debian initramfs, libvirt's daemon and
+# virsh for the libvirt tests, run with their own configuration), builds godwit in
 # release mode, and builds the guest assets (probe; Debian kernel + initramfs).
 # Usage: scripts/setup.sh [--no-release]
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-packages=(qemu-system-x86 qemu-utils expect socat telnet busybox-static cpio binutils gcc python3 libslirp-dev libglib2.0-dev pkg-config iproute2)
+packages=(qemu-system-x86 qemu-utils expect socat telnet busybox-static cpio binutils gcc python3 libslirp-dev libglib2.0-dev pkg-config iproute2
+    libvirt-daemon-system libvirt-clients)
 sudo=""; [ "$(id -u)" -eq 0 ] || sudo=sudo
 installed() { dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q "install ok installed"; }
 version_of() { dpkg-query -W -f='${Version}' "$1" 2>/dev/null; }
@@ -39,10 +41,11 @@ fi
 for p in "${packages[@]}"; do
     installed "$p" || { echo "setup: package $p is missing after installation" >&2; exit 1; }
 done
-for tool in qemu-system-x86_64 qemu-img qemu-io expect socat telnet cpio gcc python3 ip bridge pkg-config; do
+for tool in qemu-system-x86_64 qemu-img qemu-io expect socat telnet cpio gcc python3 ip bridge pkg-config \
+    libvirtd virsh; do
     command -v "$tool" >/dev/null || { echo "setup: $tool is missing after installation" >&2; exit 1; }
 done
-echo "setup: $(qemu-system-x86_64 --version | head -1); $(qemu-img --version | head -1)"
+echo "setup: $(qemu-system-x86_64 --version | head -1); $(qemu-img --version | head -1); libvirt $(libvirtd --version | awk '{print $NF}')"
 
 # The real QMP client (qemu.qmp, with qmp-shell) for the QMP tests and scripts/qmp-compare,
 # in a project-local virtualenv: build/qmp-venv/bin/python3.

@@ -16,6 +16,9 @@ pub enum SerialBackend {
     Pty,
     /// Output appended to a file; no input.
     File(PathBuf),
+    /// Output appended to a descriptor the caller passed (`-add-fd` with
+    /// `-chardev file,path=/dev/fdset/N`, as libvirt writes it); no input.
+    Fd(i32),
     /// Nowhere.
     Null,
 }
@@ -79,6 +82,8 @@ pub struct NicConfig {
 pub struct Config {
     /// Guest RAM in bytes.
     pub mem_size: u64,
+    /// `-m` was given (a memory back end must then be as large).
+    pub mem_given: bool,
     pub vcpus: u8,
     pub kernel: Option<PathBuf>,
     pub initrd: Option<PathBuf>,
@@ -117,7 +122,26 @@ pub struct Config {
     pub extra_monitors: Vec<MonConfig>,
     /// `-chardev` devices by ID, for `-mon`.
     pub chardevs: Vec<(String, monitor::ChardevSpec)>,
-    /// `-object` TLS credentials and authorization lists, in order.
+    /// `-chardev file` devices by ID, for `-device isa-serial`.
+    pub file_chardevs: Vec<(String, SerialBackend)>,
+    /// `-device isa-serial,chardev=ID`: the chardev COM1 uses.
+    pub isa_serial: Option<String>,
+    /// That device's own `id`.
+    pub serial_device_id: Option<String>,
+    /// The serial port's label in `query-chardev` (`serial0`, or its `-chardev` ID).
+    pub serial_label: String,
+    /// `-uuid`: what `query-uuid` and `info uuid` answer.
+    pub uuid: Option<String>,
+    /// `-no-shutdown`: a guest power-off stops the guest in state `shutdown` instead of
+    /// ending the process.
+    pub no_shutdown: bool,
+    /// `-machine memory-backend=ID`: the guest RAM is that `-object memory-backend-ram`.
+    pub memory_backend: Option<String>,
+    /// `-add-fd`: descriptor sets (set, descriptor, opaque).
+    pub fdsets: Vec<(u64, i32, String)>,
+    /// `-msg timestamp=on`: messages on stderr start with the time, as QEMU's do.
+    pub msg_timestamp: bool,
+    /// `-object` instances, in order.
     pub objects: Vec<ObjectConfig>,
 }
 
@@ -155,6 +179,10 @@ pub enum ObjectKind {
     },
     /// `authz-simple`: the one client identity (a certificate's distinguished name) allowed.
     AuthzSimple { identity: String },
+    /// `secret`: data other objects name (checked readable; nothing uses it yet).
+    Secret,
+    /// `memory-backend-ram`: the guest RAM when `-machine memory-backend=ID` names it.
+    MemoryBackendRam { size: u64 },
 }
 
 /// One `-object`.
@@ -164,6 +192,19 @@ pub struct ObjectConfig {
     pub kind: ObjectKind,
     /// The option's value as written, for messages.
     pub spec: String,
+}
+
+impl ObjectConfig {
+    /// QEMU's `qom-type` of the object.
+    pub fn qom_type(&self) -> &'static str {
+        match self.kind {
+            ObjectKind::TlsCredsX509 { .. } => "tls-creds-x509",
+            ObjectKind::TlsCredsPsk { .. } => "tls-creds-psk",
+            ObjectKind::AuthzSimple { .. } => "authz-simple",
+            ObjectKind::Secret => "secret",
+            ObjectKind::MemoryBackendRam { .. } => "memory-backend-ram",
+        }
+    }
 }
 
 /// A monitor from `-qmp` or `-mon`.
@@ -191,6 +232,7 @@ impl Default for Config {
     fn default() -> Self {
         Config {
             mem_size: DEFAULT_MEM,
+            mem_given: false,
             vcpus: 1,
             kernel: None,
             initrd: None,
@@ -215,7 +257,16 @@ impl Default for Config {
             net_given: false,
             extra_monitors: Vec::new(),
             chardevs: Vec::new(),
+            file_chardevs: Vec::new(),
+            isa_serial: None,
+            serial_device_id: None,
+            serial_label: "serial0".into(),
+            uuid: None,
+            no_shutdown: false,
+            memory_backend: None,
             objects: Vec::new(),
+            fdsets: Vec::new(),
+            msg_timestamp: false,
         }
     }
 }

@@ -11,6 +11,7 @@ mod layout;
 mod machine;
 mod memory;
 mod migration;
+mod msg;
 mod network;
 mod process;
 mod snapshot;
@@ -33,8 +34,9 @@ fn main() {
             return;
         }
         Ok(cli::Action::Run(cfg)) => {
+            msg::set_timestamp(cfg.msg_timestamp);
             for w in &cfg.warnings {
-                eprintln!("godwit: warning: {w}");
+                eprintln!("{}warning: {w}", msg::prefix());
             }
             cfg
         }
@@ -49,7 +51,7 @@ fn main() {
 
 fn fail(msg: &str) -> ! {
     monitor::restore_terminal();
-    eprintln!("godwit: {msg}");
+    eprintln!("{}{msg}", msg::prefix());
     std::process::exit(1);
 }
 
@@ -89,8 +91,17 @@ fn run(cfg: &Config) -> Result<i32, String> {
     );
     machine.no_reboot.store(cfg.no_reboot, std::sync::atomic::Ordering::Relaxed);
     *devices::bus::lock(&machine.outgoing.tls) = Arc::new(tls);
+    if let Some(u) = &cfg.uuid {
+        machine.set_uuid(u);
+    }
+    machine.no_shutdown.store(cfg.no_shutdown, std::sync::atomic::Ordering::Relaxed);
+    machine.set_qom(machine::QomLayout::of(cfg));
     start_monitors(cfg, &machine, &console)?;
-    let result = run_machine(&kvm, cfg, &machine, &console, &rx, &mut daemon, &networks);
+    let result = if cfg.machine == "none" {
+        run_without_guest(&machine, &rx, &mut daemon)
+    } else {
+        run_machine(&kvm, cfg, &machine, &console, &rx, &mut daemon, &networks)
+    };
     // QMP clients get the answer to their `quit` and the `SHUTDOWN` event first.
     machine.flush_monitors();
     // Whatever ended the run, the images get their cached metadata written back, as QEMU
@@ -180,10 +191,11 @@ fn start_monitors(cfg: &Config, machine: &Arc<Machine>, console: &Console) -> Re
         SerialBackend::Stdio { mux: false } => "stdio".to_string(),
         SerialBackend::Pty => "pty".to_string(),
         SerialBackend::File(p) => format!("file:{}", p.display()),
+        SerialBackend::Fd(_) => "file".to_string(),
         SerialBackend::Null => "null".to_string(),
     };
     if cfg.serial != SerialBackend::Null {
-        machine.add_chardev("serial0", serial_name);
+        machine.add_chardev(&cfg.serial_label, serial_name);
     }
     let mut count = 0;
     for plan in monitor_plans(cfg)? {
@@ -230,6 +242,25 @@ fn start_monitors(cfg: &Config, machine: &Arc<Machine>, console: &Console) -> Re
     Ok(())
 }
 
+/// `-machine none`: no guest, only the monitors (libvirt's capability probe runs godwit
+/// so), until `quit` or a signal.
+fn run_without_guest(
+    machine: &Arc<Machine>,
+    rx: &crossbeam_channel::Receiver<VmEvent>,
+    daemon: &mut Option<process::Daemon>,
+) -> Result<i32, String> {
+    machine.set_ready();
+    if let Some(d) = daemon.take() {
+        d.ready();
+    }
+    loop {
+        let event = rx.recv().map_err(|_| "event channel closed".to_string())?;
+        if matches!(event, VmEvent::QuitCommand | VmEvent::Signal { .. }) {
+            return Ok(end_run(machine, &event));
+        }
+    }
+}
+
 fn run_machine(
     kvm: &kvm_ioctls::Kvm,
     cfg: &Config,
@@ -269,6 +300,12 @@ fn run_machine(
                 VmEvent::Incoming(Ok(())) => {
                     machine.announce_after_migration();
                     if machine.autostart() {
+                        // late-block-activate left the disks for the start (a `cont`
+                        // takes them itself).
+                        if vm.late_block_activate.load(std::sync::atomic::Ordering::Relaxed) {
+                            vm.activate_disks()
+                                .map_err(|e| format!("cannot take the disks over after the migration: {e}"))?;
+                        }
                         vm.resume();
                         machine.set_state(RunState::Running);
                     } else {
@@ -308,6 +345,12 @@ fn run_machine(
                     }
                     cfg.incoming = None;
                     break;
+                }
+                VmEvent::Shutdown if machine.no_shutdown.load(std::sync::atomic::Ordering::Relaxed) => {
+                    // -no-shutdown: the guest stops in `shutdown` and the process stays.
+                    machine.bus().emit(Event::shutdown(true, "guest-shutdown"));
+                    vm.pause();
+                    machine.set_state(RunState::Shutdown);
                 }
                 VmEvent::Reset | VmEvent::ResetCommand | VmEvent::Shutdown | VmEvent::QuitCommand | VmEvent::Signal { .. } => {
                     return Ok(end_run(machine, &event));

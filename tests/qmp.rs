@@ -239,3 +239,53 @@ fn inherited_listening_socket() {
 fn without_crlf(l: &str) -> String {
     l.trim_end_matches("\r\n").to_string()
 }
+
+/// libvirt's capability probe: `-machine none` serves only the monitors, daemonized with a
+/// PID file, and answers every query libvirt sends from what godwit has.
+#[test]
+fn libvirt_capability_probe() {
+    let d = tmpdir("qmp-probe");
+    let (sock, pidfile) = (d.join("qmp.sock"), d.join("godwit.pid"));
+    let spec = format!("unix:{},server,nowait", sock.display());
+    let pid = pidfile.to_str().unwrap();
+    let args = [
+        "-S",
+        "-no-user-config",
+        "-nodefaults",
+        "-nographic",
+        "-machine",
+        "none,accel=kvm:tcg",
+        "-qmp",
+        &spec,
+        "-pidfile",
+        pid,
+        "-daemonize",
+    ];
+    let out = std::process::Command::new(common::godwit_bin())
+        .args(args)
+        .output()
+        .expect("run godwit");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let _daemon = KillByPidfile(pidfile.clone());
+    wait_for_socket(&sock);
+    run_script("probe.py", &[sock.to_str().unwrap()]);
+    // quit ends the daemon: its PID file goes with it.
+    let end = std::time::Instant::now() + T;
+    while pidfile.exists() {
+        assert!(std::time::Instant::now() < end, "the daemon did not exit after quit");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// A daemonized godwit that a failed test leaves behind is killed by the PID it wrote.
+struct KillByPidfile(std::path::PathBuf);
+
+impl Drop for KillByPidfile {
+    fn drop(&mut self) {
+        let pid = std::fs::read_to_string(&self.0).ok().and_then(|p| p.trim().parse::<i32>().ok());
+        if let Some(pid) = pid.filter(|p| *p > 1) {
+            // SAFETY: kill(2) on the PID the daemon wrote into its own PID file.
+            unsafe { libc::kill(pid, libc::SIGKILL) };
+        }
+    }
+}

@@ -153,8 +153,12 @@ impl Engine for Fake {
             ..MigrationInfo::default()
         }
     }
-    fn migrate_set_parameters(&self, _: &MigrateSetParameters) -> EngineResult<()> {
-        Ok(())
+    /// Refuses what godwit does not act on, as godwit does.
+    fn migrate_set_parameters(&self, p: &MigrateSetParameters) -> EngineResult<()> {
+        match p.compress_level {
+            Some(_) => Err("parameter 'compress-level' has no effect in godwit and is not supported".into()),
+            None => Ok(()),
+        }
     }
     fn query_migrate_parameters(&self) -> MigrationParameters {
         MigrationParameters::default()

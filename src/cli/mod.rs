@@ -3,14 +3,20 @@
 //! Options take one dash or two (`-m`, `--m`), and a value as the next argument. Errors
 //! read like QEMU's: `-foo: invalid option`, `-m: requires an argument`.
 
+mod device;
 mod drive;
+mod fdset;
 mod help;
+mod json;
 mod monitors;
 mod net;
 mod object;
 mod options;
+mod serial;
 mod size;
+mod system;
 
+pub use options::{CPU_MODELS, MAX_VCPUS};
 pub use size::parse_size;
 
 use crate::config::Config;
@@ -64,6 +70,10 @@ pub fn parse<I: IntoIterator<Item = String>>(args: I) -> Result<Action, CliError
             options::Effect::NoDefaults => nodefaults = true,
         }
     }
+    if let Some(s) = serial::finish(&mut cfg, &serial)? {
+        serial = Some(s);
+    }
+    object::finish(&mut cfg)?;
     cfg.serial = match serial {
         Some(s) => s,
         None if cfg.nographic && !nodefaults => crate::config::SerialBackend::Stdio { mux: true },
@@ -74,6 +84,10 @@ pub fn parse<I: IntoIterator<Item = String>>(args: I) -> Result<Action, CliError
     net::finish(&mut cfg, nodefaults)?;
     if cfg.incoming.is_some() && cfg.loadvm.is_some() {
         return Err(CliError("'incoming' and 'loadvm' options are mutually exclusive".into()));
+    }
+    if cfg.machine == "none" {
+        // No guest: the process serves its monitors (what libvirt's capability probe runs).
+        return Ok(Action::Run(Box::new(cfg)));
     }
     if cfg.kernel.is_none() && cfg.bios.is_none() {
         return Err(CliError(
@@ -225,6 +239,17 @@ mod tests {
         );
         assert_eq!(run("-kernel k -nographic -nodefaults").unwrap().serial, SerialBackend::Null);
         assert_eq!(run("-kernel k -display none").unwrap().serial, SerialBackend::Null);
+    }
+
+    #[test]
+    fn libvirt_probe_line() {
+        let c = run("-S -no-user-config -nodefaults -nographic -machine none,accel=kvm:tcg -qmp unix:/tmp/q.sock,server,nowait -pidfile /tmp/p -daemonize").unwrap();
+        assert_eq!(c.machine, "none");
+        assert!(c.kernel.is_none() && c.daemonize && c.start_paused);
+        assert_eq!(
+            run("-machine none,accel=tcg").unwrap_err(),
+            "-machine none,accel=tcg: invalid accelerator tcg (godwit runs on KVM only)"
+        );
     }
 
     #[test]

@@ -48,9 +48,12 @@ fn flag(option: &str, name: &str, v: &str) -> Result<bool, CliError> {
 pub fn chardev(value: &str, cfg: &mut Config) -> Result<(), CliError> {
     let mut items = pairs(value).into_iter();
     let backend = items.next().map(|(b, _)| b).unwrap_or_default();
+    if backend == "file" {
+        return super::serial::chardev_file(value, cfg);
+    }
     if backend != "socket" {
         return err(format!(
-            "-chardev {value}: '{backend}' is not a valid char driver name (godwit has socket chardevs)"
+            "-chardev {value}: '{backend}' is not a valid char driver name (godwit has socket and file chardevs)"
         ));
     }
     let (mut id, mut path, mut host, mut port, mut fd) = (None, None, None, None, None);
@@ -116,6 +119,7 @@ pub fn mon(value: &str, cfg: &mut Config) -> Result<(), CliError> {
     for (k, v) in pairs(value) {
         match k {
             "chardev" => chardev = Some(v.to_string()),
+            "id" => {}
             "mode" => {
                 control = match v {
                     "control" => true,

@@ -232,7 +232,10 @@ pub fn device(value: &str, cfg: &mut Config) -> Result<(), CliError> {
     let (driver, opts) = pairs(value);
     let driver = driver.unwrap_or_default();
     if !matches!(driver.as_str(), "virtio-net-pci" | "virtio-net") {
-        return err(&spec, format!("'{driver}' is not a device godwit has (it has virtio-net-pci)"));
+        return err(
+            &spec,
+            format!("'{driver}' is not a device godwit has (it has virtio-net-pci and isa-serial)"),
+        );
     }
     let (mut mac, mut netdev, mut id) = (None, None, None);
     for (k, v) in &opts {

@@ -1,5 +1,6 @@
-//! `-object`: TLS credentials (`tls-creds-x509`, `tls-creds-psk`) and `authz-simple`, in
-//! QEMU's two spellings: `TYPE,id=ID,key=value,...` (a `,,` is a comma inside a value) and
+//! `-object`: TLS credentials (`tls-creds-x509`, `tls-creds-psk`), `authz-simple`, `secret`
+//! (checked readable; nothing uses it yet) and `memory-backend-ram` (the guest RAM when
+//! `-machine memory-backend=ID` names it), in QEMU's two spellings: `TYPE,id=ID,key=value,...` (a `,,` is a comma inside a value) and
 //! the JSON object `{"qom-type": TYPE, "id": ID, ...}`. Parsing only: the credentials are
 //! read and checked when the machine starts (`migration::tls::Objects::load`), as QEMU
 //! reads them once its options are parsed.
@@ -19,8 +20,9 @@ enum Prop {
 const UNSUPPORTED_TYPES: &[&str] = &[
     "tls-creds-anon",
     "tls-cipher-suites",
-    "secret",
     "secret_keyring",
+    "memory-backend-file",
+    "memory-backend-memfd",
     "authz-list",
     "authz-listfile",
     "authz-pam",
@@ -154,7 +156,10 @@ fn build(spec: &str, props: Vec<(String, Prop)>) -> Result<ObjectConfig, String>
     if UNSUPPORTED_TYPES.contains(&ty.as_str()) {
         return Err(format!("objects of type '{ty}' are not supported by godwit"));
     }
-    if !matches!(ty.as_str(), "tls-creds-x509" | "tls-creds-psk" | "authz-simple") {
+    if !matches!(
+        ty.as_str(),
+        "tls-creds-x509" | "tls-creds-psk" | "authz-simple" | "secret" | "memory-backend-ram"
+    ) {
         return Err(format!("Parameter 'qom-type' does not accept value '{ty}'"));
     }
     let id = p.required("id")?;
@@ -167,6 +172,8 @@ fn build(spec: &str, props: Vec<(String, Prop)>) -> Result<ObjectConfig, String>
         "authz-simple" => ObjectKind::AuthzSimple {
             identity: p.required("identity")?,
         },
+        "secret" => secret(&mut p)?,
+        "memory-backend-ram" => memory_backend_ram(&mut p)?,
         tls => {
             let dir = p.string("dir")?.map(PathBuf::from);
             let endpoint = p.endpoint()?;
@@ -196,6 +203,77 @@ fn build(spec: &str, props: Vec<(String, Prop)>) -> Result<ObjectConfig, String>
         kind,
         spec: spec.to_string(),
     })
+}
+
+/// `secret,id=..,(data=..|file=..)[,format=raw|base64]`: QEMU reads a file secret at once.
+fn secret(p: &mut Props) -> Result<ObjectKind, String> {
+    if let Some(f) = p.string("format")?
+        && !matches!(f.as_str(), "raw" | "base64")
+    {
+        return Err(format!("Parameter 'format' does not accept value '{f}'"));
+    }
+    if p.string("keyid")?.is_some() || p.string("iv")?.is_some() {
+        return Err("godwit's secrets are not encrypted (no keyid, iv)".into());
+    }
+    match (p.string("data")?, p.string("file")?) {
+        (Some(_), Some(_)) => Err("'data' and 'file' are mutually exclusive".into()),
+        (None, None) => Err("Either 'data' or 'file' must be provided".into()),
+        (None, Some(f)) => std::fs::metadata(&f)
+            .map(|_| ObjectKind::Secret)
+            .map_err(|e| format!("Unable to read {f}: {}", crate::errtext::io(&e))),
+        (Some(_), None) => Ok(ObjectKind::Secret),
+    }
+}
+
+/// `memory-backend-ram,id=..,size=N`: ordinary anonymous RAM, which is what godwit's guest
+/// RAM is; options that would change that are refused.
+fn memory_backend_ram(p: &mut Props) -> Result<ObjectKind, String> {
+    let size = match p.take("size") {
+        None => None,
+        Some(Prop::Text(t)) => Some(super::parse_size(&t, 1).ok_or_else(|| format!("Parameter 'size' expects a size, not '{t}'"))?),
+        Some(Prop::Json(v)) => Some(v.as_u64().ok_or("Invalid parameter type for 'size', expected: integer")?),
+    };
+    for harmless in ["x-use-canonical-path-for-ramblock-id", "dump", "merge"] {
+        p.take(harmless);
+    }
+    for (name, default) in [("share", false), ("prealloc", false), ("reserve", true)] {
+        if p.boolean(name, default)? != default {
+            return Err(format!("godwit's guest RAM has no '{name}' other than its default"));
+        }
+    }
+    if let Some(v) = p.string("policy")?
+        && v != "default"
+    {
+        return Err(format!("godwit's guest RAM has no 'policy={v}'"));
+    }
+    for unsupported in ["host-nodes", "prealloc-threads"] {
+        if p.take(unsupported).is_some() {
+            return Err(format!("godwit's guest RAM has no '{unsupported}'"));
+        }
+    }
+    match size {
+        Some(size) if size > 0 => Ok(ObjectKind::MemoryBackendRam { size }),
+        _ => Err("can't create backend with size 0".into()),
+    }
+}
+
+/// Once every option is read: `-machine memory-backend=ID` names a RAM back end whose size
+/// is the machine's.
+pub fn finish(cfg: &mut Config) -> Result<(), CliError> {
+    let Some(id) = &cfg.memory_backend else { return Ok(()) };
+    let size = cfg
+        .objects
+        .iter()
+        .find_map(|o| match o.kind {
+            ObjectKind::MemoryBackendRam { size } if o.id == *id => Some(size),
+            _ => None,
+        })
+        .ok_or_else(|| CliError(format!("Memory backend '{id}' not found")))?;
+    if cfg.mem_given && size != cfg.mem_size {
+        return Err(CliError("Memory size does not match the size of the memory backend".into()));
+    }
+    cfg.mem_size = size;
+    Ok(())
 }
 
 #[cfg(test)]
@@ -275,5 +353,37 @@ mod tests {
         object("tls-creds-x509,id=t,dir=/d", &mut cfg).unwrap();
         let e = object("authz-simple,id=t,identity=x", &mut cfg).unwrap_err();
         assert_eq!(e.0, "-object authz-simple,id=t,identity=x: Duplicate ID 't' for object");
+    }
+
+    fn run(line: &str) -> Result<Config, String> {
+        use crate::cli::{Action, parse};
+        match parse(line.split_whitespace().map(String::from)) {
+            Ok(Action::Run(c)) => Ok(*c),
+            Ok(Action::Print(t)) => Err(format!("printed: {t}")),
+            Err(e) => Err(e.0),
+        }
+    }
+
+    #[test]
+    fn libvirt_objects() {
+        let c = run(r#"-kernel k -machine pc-i440fx-7.2,memory-backend=pc.ram -m 256 -object {"qom-type":"memory-backend-ram","id":"pc.ram","size":268435456} -object {"qom-type":"secret","id":"masterKey0","format":"raw","file":"/dev/null"}"#).unwrap();
+        assert_eq!(c.mem_size, 256 << 20);
+        assert_eq!(c.objects.len(), 2);
+        assert_eq!(c.objects[0].qom_type(), "memory-backend-ram");
+        assert_eq!(
+            run("-kernel k -machine memory-backend=ram -m 256 -object memory-backend-ram,id=ram,size=128M").unwrap_err(),
+            "Memory size does not match the size of the memory backend"
+        );
+        assert_eq!(run("-kernel k -machine memory-backend=x").unwrap_err(), "Memory backend 'x' not found");
+        assert_eq!(
+            run("-kernel k -object memory-backend-file,id=m,size=1G").unwrap_err(),
+            "-object memory-backend-file,id=m,size=1G: objects of type 'memory-backend-file' are not supported by godwit"
+        );
+        assert_eq!(
+            run("-kernel k -object secret,id=s,file=/nonexistent").unwrap_err(),
+            "-object secret,id=s,file=/nonexistent: Unable to read /nonexistent: No such file or directory"
+        );
+        assert_eq!(run("-kernel k -object secret,data=x").unwrap_err(), "-object secret,data=x: Parameter 'id' is missing");
+        assert!(run("-kernel k -object memory-backend-ram,id=m,size=1G,share=on").is_err());
     }
 }

@@ -114,7 +114,7 @@ static OPTIONS: &[Opt] = &[
         })
     }),
     arg("nic", |c, cfg| super::net::nic(c.value, cfg).map(|()| Effect::None)),
-    arg("device", |c, cfg| super::net::device(c.value, cfg).map(|()| Effect::None)),
+    arg("device", |c, cfg| super::device::device(c.value, cfg).map(|()| Effect::None)),
     arg("qmp", |c, cfg| {
         super::monitors::qmp(c.name, c.value, cfg, false).map(|()| Effect::None)
     }),
@@ -144,6 +144,28 @@ static OPTIONS: &[Opt] = &[
         cfg.loadvm = Some(c.value.to_string());
         Ok(Effect::None)
     }),
+    arg("add-fd", |c, cfg| super::fdset::add_fd(c.value, cfg).map(|()| Effect::None)),
+    arg("uuid", |c, cfg| super::system::uuid(c.value, cfg).map(|()| Effect::None)),
+    arg("rtc", |c, _| super::system::rtc(c.value).map(|()| Effect::None)),
+    arg("boot", |c, _| super::system::boot(c.value).map(|()| Effect::None)),
+    arg("overcommit", |c, _| super::system::overcommit(c.value).map(|()| Effect::None)),
+    arg("audiodev", |c, _| super::system::audiodev(c.value).map(|()| Effect::None)),
+    arg("msg", |c, cfg| super::system::msg(c.value, cfg).map(|()| Effect::None)),
+    arg("sandbox", |c, _| super::system::sandbox(c.value).map(|()| Effect::None)),
+    flag("no-shutdown", |_, cfg| {
+        cfg.no_shutdown = true;
+        Ok(Effect::None)
+    }),
+    // godwit has no ACPI tables and reads no configuration files of its own.
+    flag("no-acpi", |_, _| Ok(Effect::None)),
+    flag("no-user-config", |_, _| Ok(Effect::None)),
+    // What libvirt writes for a disk: refused in one line it can show the user.
+    arg("blockdev", |c, _| {
+        err(format!(
+            "-blockdev {}: godwit does not take -blockdev yet (its disks are -drive file=PATH,if=virtio)",
+            c.value
+        ))
+    }),
 ];
 
 fn legacy_disk(c: &Ctx<'_>, cfg: &mut Config, index: usize) -> Result<Effect, CliError> {
@@ -158,7 +180,9 @@ pub fn lookup(name: &str) -> Option<&'static Opt> {
 fn accel(opt: &str, value: &str) -> Result<Effect, CliError> {
     let kind = value.split(',').next().unwrap_or("");
     match kind {
+        // A list (`kvm:tcg`, as libvirt's probe asks) takes the first that works: KVM.
         "kvm" => Ok(Effect::None),
+        _ if kind.contains(':') && kind.split(':').any(|k| k == "kvm") => Ok(Effect::None),
         "help" => Ok(Effect::Print("Accelerators supported in godwit:\nkvm\n".into())),
         _ => err(format!("-{opt} {value}: invalid accelerator {kind} (godwit runs on KVM only)")),
     }
@@ -175,8 +199,14 @@ fn machine(c: &Ctx<'_>, cfg: &mut Config) -> Result<Effect, CliError> {
         match k {
             "type" => kind = Some(v),
             "accel" => {
-                accel(c.name, v)?;
+                accel(c.name, v).map_err(|_| {
+                    CliError(format!(
+                        "-{} {}: invalid accelerator {v} (godwit runs on KVM only)",
+                        c.name, c.value
+                    ))
+                })?;
             }
+            "memory-backend" => cfg.memory_backend = Some(v.to_string()),
             // Accepted QEMU machine properties that change nothing in godwit.
             "usb" | "vmport" | "dump-guest-core" | "mem-merge" | "kernel-irqchip" | "hpet" | "smm" => {}
             _ => {
@@ -191,7 +221,11 @@ fn machine(c: &Ctx<'_>, cfg: &mut Config) -> Result<Effect, CliError> {
     if kind == "help" || kind == "?" {
         return Ok(Effect::Print(help::machines()));
     }
-    let known = MACHINE_ALIASES.contains(&kind) || kind.starts_with("pc-i440fx-") || kind.starts_with("pc-q35-") || kind.starts_with("pc-");
+    let known = kind == "none"
+        || MACHINE_ALIASES.contains(&kind)
+        || kind.starts_with("pc-i440fx-")
+        || kind.starts_with("pc-q35-")
+        || kind.starts_with("pc-");
     if !known {
         return err(format!(
             "unsupported machine type '{kind}': use -machine help to list supported machines"
@@ -234,6 +268,7 @@ fn memory(c: &Ctx<'_>, cfg: &mut Config) -> Result<Effect, CliError> {
     }
     // Page-align like QEMU does, so memory slots are whole pages.
     cfg.mem_size = bytes.div_ceil(4096) * 4096;
+    cfg.mem_given = true;
     Ok(Effect::None)
 }
 

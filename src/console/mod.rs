@@ -105,6 +105,10 @@ impl Console {
                         })?,
                 )
             }
+            SerialBackend::Fd(fd) => Box::new(dup_file(*fd).map_err(|err| ConsoleError::File {
+                path: format!("/dev/fdset (descriptor {fd})"),
+                err,
+            })?),
             SerialBackend::Pty => {
                 let (master, name) = pty::open().map_err(ConsoleError::Pty)?;
                 println!("char device redirected to {name} (label serial0)");

@@ -5,6 +5,7 @@
 use super::Machine;
 use devices::bus::lock;
 use monitor::engine::types::VersionTriple;
+use monitor::engine::{Actions, CommandLineOptionInfo, CpuDefinitionInfo, MachineInfo, ObjectPropertyInfo, ObjectTypeInfo};
 use monitor::engine::{
     AnnounceSchedule, BlockInfo, ChardevInfo, CpuInfoFast, CpuSelection, DiskSnapshots, Engine, EngineError, EngineResult, EventBus,
     FdStore, JobInfo, JobType, KvmInfo, MigrateArgs, MigrateSetParameters, MigrationCapabilityStatus, MigrationInfo, MigrationParameters,
@@ -23,17 +24,22 @@ impl MachineEngine {
     }
 }
 
-/// godwit's version, as QEMU reports its own.
+/// The QEMU release whose command line and monitors godwit implements: what
+/// `query-version`, the QMP greeting and `info version` report as the version, so that
+/// management software (libvirt requires 4.2.0 or later) picks the behaviour it expects.
+/// godwit's own version is in `package`, as a distribution names its build there.
+pub const QEMU_COMPAT: (u32, u32, u32) = (7, 2, 0);
+
+/// godwit's version, as QEMU reports its own: the compatibility level, then
+/// ` (godwit X.Y.Z)` (`info version` prints `7.2.0 (godwit 0.1.0)`).
 pub fn version() -> VersionInfo {
-    let num = |s: &str| s.parse().unwrap_or(0);
-    let mut parts = env!("CARGO_PKG_VERSION").split('.');
     VersionInfo {
         qemu: VersionTriple {
-            major: num(parts.next().unwrap_or("0")),
-            minor: num(parts.next().unwrap_or("0")),
-            micro: num(parts.next().unwrap_or("0")),
+            major: QEMU_COMPAT.0,
+            minor: QEMU_COMPAT.1,
+            micro: QEMU_COMPAT.2,
         },
-        package: " (godwit)".into(),
+        package: format!(" (godwit {})", env!("CARGO_PKG_VERSION")),
     }
 }
 
@@ -59,9 +65,7 @@ impl Engine for MachineEngine {
     }
 
     fn query_uuid(&self) -> UuidInfo {
-        UuidInfo {
-            uuid: "00000000-0000-0000-0000-000000000000".into(),
-        }
+        UuidInfo { uuid: self.0.uuid() }
     }
 
     fn query_kvm(&self) -> KvmInfo {
@@ -72,6 +76,10 @@ impl Engine for MachineEngine {
     }
 
     fn query_cpus_fast(&self) -> EngineResult<Vec<CpuInfoFast>> {
+        // `-machine none` has no CPUs (QEMU answers an empty list too).
+        if self.0.vm().is_none() && self.0.qom().vcpus == 0 {
+            return Ok(Vec::new());
+        }
         self.0.cpus().map_err(EngineError::generic)
     }
 
@@ -208,5 +216,59 @@ impl Engine for MachineEngine {
 
     fn qtree_text(&self) -> EngineResult<String> {
         self.0.qtree_text().map_err(EngineError::generic)
+    }
+
+    fn qom_list_types(&self) -> Vec<ObjectTypeInfo> {
+        super::catalog::types()
+    }
+
+    fn device_list_properties(&self, typename: &str) -> EngineResult<Vec<ObjectPropertyInfo>> {
+        super::catalog::device_properties(typename)
+    }
+
+    fn qom_list_properties(&self, typename: &str) -> EngineResult<Vec<ObjectPropertyInfo>> {
+        super::catalog::object_properties(typename)
+    }
+
+    fn query_machines(&self) -> Vec<MachineInfo> {
+        super::catalog::machines()
+    }
+
+    fn query_cpu_definitions(&self) -> Vec<CpuDefinitionInfo> {
+        super::catalog::cpu_definitions()
+    }
+
+    fn query_command_line_options(&self, option: Option<&str>) -> EngineResult<Vec<CommandLineOptionInfo>> {
+        super::catalog::command_line_options(option)
+    }
+
+    fn qom_list(&self, path: &str) -> EngineResult<Vec<ObjectPropertyInfo>> {
+        self.0.qom().list(path)
+    }
+
+    fn qom_get(&self, path: &str, property: &str) -> EngineResult<serde_json::Value> {
+        self.0.qom().get(path, property)
+    }
+
+    /// `reboot` and `shutdown` as `-no-reboot` and `-no-shutdown` set them; godwit has no
+    /// panic device or watchdog, so only their defaults are accepted.
+    fn set_action(&self, a: &Actions) -> EngineResult<()> {
+        use std::sync::atomic::Ordering::Relaxed;
+        let unsupported = |what: &str, v: &str| EngineError::generic(format!("godwit has no {what} device: {what}={v} cannot apply"));
+        match a.panic.as_deref() {
+            None | Some("none") | Some("shutdown") => {}
+            Some(v) => return Err(unsupported("panic", v)),
+        }
+        match a.watchdog.as_deref() {
+            None | Some("reset") => {}
+            Some(v) => return Err(unsupported("watchdog", v)),
+        }
+        if let Some(r) = &a.reboot {
+            self.0.no_reboot.store(r == "shutdown", Relaxed);
+        }
+        if let Some(s) = &a.shutdown {
+            self.0.no_shutdown.store(s == "pause", Relaxed);
+        }
+        Ok(())
     }
 }

@@ -179,6 +179,11 @@ impl Machine {
             .ok_or_else(|| format!("unknown migration protocol: {spec}"))?;
         drop(inc);
         let vm = self.the_vm()?;
+        let late = lock(&self.outgoing.params).late_block_activate;
+        vm.late_block_activate.store(late, std::sync::atomic::Ordering::Relaxed);
+        // QEMU announces `setup` before it answers: a client waiting on events (libvirt's
+        // restore) sees the migration under way from then on, before any data arrives.
+        self.outgoing.announce_status(Status::Setup);
         let source = match parsed {
             uri::Uri::Fd(name) if name.starts_with(|c: char| c.is_ascii_digit()) => {
                 super::incoming::Source::Connected(fd::inherited(&name)?)

@@ -2,8 +2,11 @@
 //! and migration in both directions. It is the command engine both monitor languages
 //! drive (`engine.rs` implements `monitor::engine::Engine`).
 
+mod catalog;
 mod engine;
 pub use engine::MachineEngine;
+mod qom;
+pub use qom::QomLayout;
 mod incoming;
 mod info;
 mod jobs;
@@ -54,6 +57,12 @@ pub struct Machine {
     pub jobs: Jobs,
     /// `-no-reboot`: a reset ends the run (a `SHUTDOWN`, not a `RESET`).
     pub no_reboot: AtomicBool,
+    /// `-no-shutdown` (or `set-action shutdown=pause`): a guest power-off pauses it.
+    pub no_shutdown: AtomicBool,
+    /// `-uuid`.
+    uuid: std::sync::OnceLock<String>,
+    /// What `qom-list` and `qom-get` show.
+    qom: std::sync::OnceLock<QomLayout>,
 }
 
 impl Machine {
@@ -76,6 +85,9 @@ impl Machine {
             networks,
             jobs: Jobs::default(),
             no_reboot: AtomicBool::new(false),
+            no_shutdown: AtomicBool::new(false),
+            uuid: std::sync::OnceLock::new(),
+            qom: std::sync::OnceLock::new(),
         })
     }
 
@@ -91,6 +103,28 @@ impl Machine {
         while !*r {
             r = self.ready.1.wait(r).unwrap_or_else(|e| e.into_inner());
         }
+    }
+
+    /// Sets the UUID `-uuid` gave (once).
+    pub fn set_uuid(&self, uuid: &str) {
+        let _ = self.uuid.set(uuid.to_string());
+    }
+
+    /// Sets the QOM tree's layout (once, at start-up).
+    pub fn set_qom(&self, layout: QomLayout) {
+        let _ = self.qom.set(layout);
+    }
+
+    pub fn qom(&self) -> QomLayout {
+        self.qom.get().cloned().unwrap_or_default()
+    }
+
+    /// `-uuid`, or QEMU's all-zero default.
+    pub fn uuid(&self) -> String {
+        self.uuid
+            .get()
+            .cloned()
+            .unwrap_or_else(|| "00000000-0000-0000-0000-000000000000".into())
     }
 
     pub fn events(&self) -> Sender<VmEvent> {

@@ -48,6 +48,12 @@ pub struct Params {
     pub block: bool,
     /// The `events` capability: status changes and passes are QMP events.
     pub events: bool,
+    /// The `late-block-activate` capability: an incoming migration leaves the disks
+    /// inactive until the guest starts.
+    pub late_block_activate: bool,
+    /// The `return-path` capability: over a socket godwit's destination always answers
+    /// on the way back (docs/migration.md), so this only records what was asked.
+    pub return_path: bool,
     /// How the destination announces its NICs after a switch-over (and `announce_self`).
     pub announce: Announce,
     /// The `auto-converge` capability: throttle the vCPUs while the guest dirties memory
@@ -118,6 +124,8 @@ impl Default for Params {
             block_incremental: false,
             block: false,
             events: false,
+            late_block_activate: false,
+            return_path: false,
             announce: DEFAULT_ANNOUNCE,
             auto_converge: false,
             throttle: DEFAULT_THROTTLE,
@@ -219,31 +227,32 @@ impl Params {
         Ok(())
     }
 
-    /// `query-migrate-capabilities`, in QEMU's order.
+    /// `query-migrate-capabilities`, in QEMU's order: only the capabilities godwit has
+    /// (management software such as libvirt switches on whatever is listed).
     pub fn capabilities(&self) -> Vec<MigrationCapabilityStatus> {
         MigrationCapability::ALL
             .iter()
+            .filter(|c| supported(**c))
             .map(|&capability| MigrationCapabilityStatus {
                 capability,
                 state: match capability {
                     MigrationCapability::Block => self.block,
                     MigrationCapability::Events => self.events,
                     MigrationCapability::AutoConverge => self.auto_converge,
+                    MigrationCapability::LateBlockActivate => self.late_block_activate,
+                    MigrationCapability::ReturnPath => self.return_path,
                     _ => false,
                 },
             })
             .collect()
     }
 
-    /// `migrate-set-capabilities`: godwit does `block`, `events` and `auto-converge`;
-    /// switching another one on is refused (before anything changes).
+    /// `migrate-set-capabilities`: godwit does `block`, `events`, `auto-converge`,
+    /// `late-block-activate` and `return-path`; switching another one on is refused (before
+    /// anything changes).
     pub fn set_capabilities(&mut self, caps: &[MigrationCapabilityStatus]) -> Result<(), ParamsError> {
         for c in caps {
-            let known = matches!(
-                c.capability,
-                MigrationCapability::Block | MigrationCapability::Events | MigrationCapability::AutoConverge
-            );
-            if c.state && !known {
+            if c.state && !supported(c.capability) {
                 return Err(ParamsError::Capability(c.capability));
             }
         }
@@ -252,11 +261,25 @@ impl Params {
                 MigrationCapability::Block => self.block = c.state,
                 MigrationCapability::Events => self.events = c.state,
                 MigrationCapability::AutoConverge => self.auto_converge = c.state,
+                MigrationCapability::LateBlockActivate => self.late_block_activate = c.state,
+                MigrationCapability::ReturnPath => self.return_path = c.state,
                 _ => {}
             }
         }
         Ok(())
     }
+}
+
+/// The capabilities godwit acts on.
+fn supported(c: MigrationCapability) -> bool {
+    matches!(
+        c,
+        MigrationCapability::Block
+            | MigrationCapability::Events
+            | MigrationCapability::AutoConverge
+            | MigrationCapability::LateBlockActivate
+            | MigrationCapability::ReturnPath
+    )
 }
 
 /// QEMU's range checks (`migrate_params_check`, in its order, on the values the parameters
@@ -384,7 +407,12 @@ mod tests {
     #[test]
     fn capabilities() {
         let mut p = Params::default();
-        assert_eq!(p.capabilities().len(), 21);
+        let listed: Vec<&str> = p.capabilities().iter().map(|c| c.capability.name()).collect();
+        assert_eq!(
+            listed,
+            ["auto-converge", "events", "block", "return-path", "late-block-activate"],
+            "only what godwit has"
+        );
         let on = |capability| MigrationCapabilityStatus { capability, state: true };
         let e = p
             .set_capabilities(&[on(MigrationCapability::Block), on(MigrationCapability::Xbzrle)])
@@ -395,6 +423,9 @@ mod tests {
         p.set_capabilities(&[on(MigrationCapability::Block), on(MigrationCapability::Events)])
             .unwrap();
         assert!(p.block && p.events);
+        p.set_capabilities(&[on(MigrationCapability::LateBlockActivate), on(MigrationCapability::ReturnPath)])
+            .unwrap();
+        assert!(p.late_block_activate && p.return_path);
     }
 
     #[test]
@@ -472,6 +503,7 @@ mod tests {
             state: true,
         };
         p.set_capabilities(&[on]).unwrap();
-        assert!(p.auto_converge && p.capabilities()[2].state);
+        let listed = p.capabilities().into_iter().find(|c| c.capability == MigrationCapability::AutoConverge);
+        assert!(p.auto_converge && listed.is_some_and(|c| c.state));
     }
 }

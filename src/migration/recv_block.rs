@@ -390,7 +390,7 @@ impl<'a> BlockSink<'a> {
                 }
             }
         }
-        Ok(self.vm.activate_disks()?)
+        Ok(self.vm.activate_disks_after_incoming()?)
     }
 }
 

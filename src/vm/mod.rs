@@ -102,6 +102,9 @@ pub struct Vm {
     devices: device_list::DeviceList,
     disks: Vec<disks::Disk>,
     nics: Vec<nics::Nic>,
+    /// The `late-block-activate` capability on an incoming migration: the disks stay
+    /// inactive when it completes, until the guest is started.
+    pub late_block_activate: std::sync::atomic::AtomicBool,
 }
 
 impl Vm {
@@ -190,6 +193,7 @@ impl Vm {
             devices: list,
             disks,
             nics,
+            late_block_activate: std::sync::atomic::AtomicBool::new(false),
         })
     }
 
@@ -286,6 +290,15 @@ impl Vm {
     /// Takes every disk's image (back): locks and fresh metadata. The VM must be paused.
     pub fn activate_disks(&self) -> Result<(), disks::DiskError> {
         self.disks.iter().try_for_each(|d| d.activate())
+    }
+
+    /// At the end of an incoming migration: the disks are taken now, unless
+    /// `late-block-activate` leaves that to the guest's start.
+    pub fn activate_disks_after_incoming(&self) -> Result<(), disks::DiskError> {
+        if self.late_block_activate.load(std::sync::atomic::Ordering::Relaxed) {
+            return Ok(());
+        }
+        self.activate_disks()
     }
 
     /// Reads the machine's state: devices first (a device may still raise an interrupt),

@@ -5,6 +5,7 @@
 pub mod certs;
 pub mod disk;
 pub mod hmp;
+pub mod libvirt;
 pub mod migrate;
 pub mod net;
 pub mod qmp;

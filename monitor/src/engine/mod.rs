@@ -10,6 +10,7 @@
 //! migration's switch-over, a `savevm`) is under way.
 
 pub mod block;
+pub mod catalog;
 pub mod events;
 pub mod fds;
 pub mod jobs;
@@ -19,6 +20,9 @@ pub mod types;
 use thiserror::Error;
 
 pub use block::{BlockDeviceInfo, BlockInfo, DiskSnapshots, SnapshotInfo};
+pub use catalog::{
+    Actions, CommandLineOptionInfo, CommandLineParameterInfo, CpuDefinitionInfo, MachineInfo, ObjectPropertyInfo, ObjectTypeInfo,
+};
 pub use events::{Event, EventBus};
 pub use fds::FdStore;
 pub use jobs::{JobInfo, JobStatus, JobType, Jobs, SnapshotJob};
@@ -152,4 +156,42 @@ pub trait Engine: Send + Sync {
     fn mtree_text(&self) -> EngineResult<String>;
     /// `info qtree` (HMP only): the device tree as text.
     fn qtree_text(&self) -> EngineResult<String>;
+
+    /// `qom-list-types`: every object type there is (see [`catalog`]).
+    fn qom_list_types(&self) -> Vec<ObjectTypeInfo> {
+        Vec::new()
+    }
+    /// `device-list-properties`: a device type's properties.
+    fn device_list_properties(&self, typename: &str) -> EngineResult<Vec<ObjectPropertyInfo>> {
+        Err(EngineError::device_not_found(format!("Device '{typename}' not found")))
+    }
+    /// `qom-list-properties`: any object type's properties.
+    fn qom_list_properties(&self, typename: &str) -> EngineResult<Vec<ObjectPropertyInfo>> {
+        Err(EngineError::generic(format!("Class '{typename}' not found")))
+    }
+    fn query_machines(&self) -> Vec<MachineInfo> {
+        Vec::new()
+    }
+    fn query_cpu_definitions(&self) -> Vec<CpuDefinitionInfo> {
+        Vec::new()
+    }
+    /// `query-command-line-options` (`None`: every option).
+    fn query_command_line_options(&self, option: Option<&str>) -> EngineResult<Vec<CommandLineOptionInfo>> {
+        match option {
+            None => Ok(Vec::new()),
+            Some(o) => Err(EngineError::generic(format!("invalid option name: {o}"))),
+        }
+    }
+    /// `qom-list`: the properties (children and links included) of the object at `path`.
+    fn qom_list(&self, path: &str) -> EngineResult<Vec<ObjectPropertyInfo>> {
+        Err(EngineError::device_not_found(format!("Device '{path}' not found")))
+    }
+    /// `qom-get`: one property's value.
+    fn qom_get(&self, path: &str, _property: &str) -> EngineResult<serde_json::Value> {
+        Err(EngineError::device_not_found(format!("Device '{path}' not found")))
+    }
+    /// `set-action`.
+    fn set_action(&self, _actions: &Actions) -> EngineResult<()> {
+        Err(EngineError::generic("set-action is not supported"))
+    }
 }

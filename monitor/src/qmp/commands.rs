@@ -1,6 +1,8 @@
 //! godwit's QMP command table: each command's name, argument and answer types (from
 //! `types.rs`) and the handler that turns it into one engine request.
 
+use super::catalog as cat;
+use super::catalog_types::*;
 use super::handlers as h;
 use super::schema::{EMPTY, EMPTY_TY, Obj, Ty};
 use super::types::*;
@@ -131,6 +133,57 @@ pub static COMMANDS: &[Command] = &[
     cmd("set_link", &SET_LINK_ARG, &SET_LINK_ARG_TY, &EMPTY_TY, h::set_link),
     cmd("announce-self", &ANNOUNCE_ARG, &ANNOUNCE_ARG_TY, &EMPTY_TY, h::announce_self),
     cmd("job-dismiss", &JOB_DISMISS_ARG, &JOB_DISMISS_ARG_TY, &EMPTY_TY, h::job_dismiss),
+    // What the machine is made of (libvirt's capability probe) and the QOM tree.
+    cmd(
+        "qom-list-types",
+        &QOM_LIST_TYPES_ARG,
+        &QOM_LIST_TYPES_ARG_TY,
+        &OBJECT_TYPE_INFO_LIST,
+        cat::qom_list_types,
+    ),
+    cmd(
+        "device-list-properties",
+        &TYPENAME_ARG,
+        &TYPENAME_ARG_TY,
+        &OBJECT_PROPERTY_INFO_LIST,
+        cat::device_list_properties,
+    ),
+    cmd(
+        "qom-list-properties",
+        &QOM_LIST_PROPERTIES_ARG,
+        &QOM_LIST_PROPERTIES_ARG_TY,
+        &OBJECT_PROPERTY_INFO_LIST,
+        cat::qom_list_properties,
+    ),
+    cmd(
+        "qom-list",
+        &QOM_LIST_ARG,
+        &QOM_LIST_ARG_TY,
+        &OBJECT_PROPERTY_INFO_LIST,
+        cat::qom_list,
+    ),
+    cmd("qom-get", &QOM_GET_ARG, &QOM_GET_ARG_TY, &super::schema::ANY, cat::qom_get),
+    bare("query-machines", &MACHINE_INFO_LIST, cat::query_machines),
+    bare("query-cpu-definitions", &CPU_DEFINITION_INFO_LIST, cat::query_cpu_definitions),
+    bare("query-tpm-models", &TPM_MODEL_LIST, cat::query_tpm_models),
+    bare("query-tpm-types", &TPM_TYPE_LIST, cat::query_tpm_types),
+    cmd(
+        "query-command-line-options",
+        &CLI_OPTIONS_ARG,
+        &CLI_OPTIONS_ARG_TY,
+        &CLI_OPTION_INFO_LIST,
+        cat::query_command_line_options,
+    ),
+    bare("query-iothreads", &IOTHREAD_INFO_LIST, cat::query_iothreads),
+    bare("query-balloon", &BALLOON_INFO_TY, cat::query_balloon),
+    cmd(
+        "query-named-block-nodes",
+        &NAMED_BLOCK_NODES_ARG,
+        &NAMED_BLOCK_NODES_ARG_TY,
+        &BLOCK_DEVICE_INFO_LIST,
+        cat::query_named_block_nodes,
+    ),
+    cmd("set-action", &SET_ACTION_ARG, &SET_ACTION_ARG_TY, &EMPTY_TY, cat::set_action),
 ];
 
 pub fn find(name: &str) -> Option<&'static Command> {

@@ -5,6 +5,8 @@
 //! handler per command ([`handlers`]) that makes one engine request. Events come from the
 //! engine's bus. Transports are in `crate::transport::qmp`.
 
+pub mod catalog;
+pub mod catalog_types;
 pub mod commands;
 pub mod handlers;
 pub mod introspect;

@@ -19,6 +19,8 @@ macro_rules! enumeration {
     };
 }
 
+pub(crate) use {enumeration, obj};
+
 pub static STR_LIST: Ty = Ty::Array(&STR);
 
 // General.

@@ -73,6 +73,7 @@ impl Objects {
                 ObjectKind::AuthzSimple { identity } => {
                     out.authz.insert(o.id.clone(), identity.clone());
                 }
+                ObjectKind::Secret | ObjectKind::MemoryBackendRam { .. } => {}
             }
         }
         Ok(out)
