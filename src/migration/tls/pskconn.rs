@@ -102,10 +102,12 @@ fn handshake_error(e: ssl::Error) -> TlsError {
     }
 }
 
+/// A failure after the handshake as an I/O error; the socket's end without the peer closing
+/// the session is a truncation (`UnexpectedEof`), as with x509.
 fn io_error(e: &ssl::Error, eof: bool) -> io::Error {
     match e.io_error() {
         Some(io) => io::Error::new(io.kind(), io.to_string()),
-        None if eof && e.ssl_error().is_none() => io::ErrorKind::UnexpectedEof.into(),
+        None if eof => io::ErrorKind::UnexpectedEof.into(),
         None => io::Error::new(io::ErrorKind::InvalidData, PskIo(reason(e))),
     }
 }
@@ -150,11 +152,6 @@ impl Read for PskReader {
                     Ok(n) => return Ok(n),
                     Err(e) if e.code() == ErrorCode::ZERO_RETURN => return Ok(0),
                     Err(e) if e.code() == ErrorCode::WANT_READ && !eof => {}
-                    Err(e) if eof && e.io_error().is_none() => {
-                        // The socket ended without the peer closing the session.
-                        let _ = e;
-                        return Err(io::ErrorKind::UnexpectedEof.into());
-                    }
                     Err(e) => return Err(io_error(&e, eof)),
                 }
             }
@@ -253,5 +250,54 @@ pub fn server(sock: File, psk: &Psk) -> Result<(PskReader, PskWriter, String), T
             }),
             _ => Err(e),
         },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Endpoint;
+    use std::os::unix::net::UnixStream;
+
+    fn keys(endpoint: Endpoint, keys: &[(&str, &[u8])]) -> Psk {
+        Psk {
+            endpoint,
+            keys: keys.iter().map(|(u, k)| (u.to_string(), k.to_vec())).collect(),
+            path: "keys.psk".into(),
+        }
+    }
+
+    fn file(s: UnixStream) -> File {
+        File::from(std::os::fd::OwnedFd::from(s))
+    }
+
+    /// TLS 1.3 with a SHA-256 suite, the username seen by the server, data both ways, and
+    /// a truncated socket read as such.
+    #[test]
+    fn tls13_with_the_username_as_identity() {
+        let key: &[u8] = &[7u8; 32];
+        let (a, b) = UnixStream::pair().unwrap();
+        let srv = keys(Endpoint::Server, &[("alice", &[1, 2]), ("qemu", key)]);
+        let dest = std::thread::spawn(move || {
+            let (mut r, mut w, user) = server(file(b), &srv).map_err(|e| e.to_string())?;
+            let mut got = [0u8; 3];
+            r.read_exact(&mut got).map_err(|e| e.to_string())?;
+            w.write_all(b"pong").map_err(|e| e.to_string())?;
+            Ok::<_, String>((user, got))
+        });
+        let (mut r, mut w) = client(file(a), &keys(Endpoint::Client, &[("qemu", key)])).unwrap();
+        {
+            let s = lock(&r.inner);
+            assert_eq!(s.ssl().version_str(), "TLSv1.3");
+            let suite = s.ssl().current_cipher().map(|c| c.name()).unwrap_or("");
+            assert!(SUITES.split(':').any(|x| x == suite), "{suite}");
+        }
+        w.write_all(b"pin").unwrap();
+        let mut got = [0u8; 4];
+        r.read_exact(&mut got).unwrap();
+        assert_eq!(&got, b"pong");
+        assert_eq!(dest.join().unwrap(), Ok(("qemu".to_string(), *b"pin")));
+        // The server's side is gone without closing the session.
+        assert_eq!(r.read(&mut got).unwrap_err().kind(), io::ErrorKind::UnexpectedEof);
     }
 }
