@@ -10,7 +10,7 @@
 
 use super::TlsError;
 use super::psk::Psk;
-use openssl::ssl::{self, ErrorCode, Ssl, SslContext, SslMethod, SslRef, SslStream, SslVersion};
+use openssl::ssl::{self, ErrorCode, Ssl, SslContext, SslMethod, SslRef, SslStream, SslVerifyMode, SslVersion};
 use std::fs::File;
 use std::io::{self, Read, Write};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -87,6 +87,8 @@ fn reason(e: &ssl::Error) -> String {
         | "tlsv1 alert decrypt error"
         | "sslv3 alert handshake failure"
         | "tlsv1 alert unknown psk identity" => "the peer refused our pre-shared key (a different key or username there?)".into(),
+        "certificate verify failed" => "the peer showed a certificate, not our pre-shared key (x509 there?)".into(),
+        "no suitable signature algorithm" | "no shared cipher" => "the client offered no pre-shared key (x509 there?)".into(),
         "binder does not verify" => "the client's pre-shared key is not ours (a different key there?)".into(),
         "wrong version number" | "packet length too long" => "the peer does not speak TLS here (is tls-creds set on both sides?)".into(),
         "unexpected eof while reading" => "the peer closed the connection (is tls-creds set on both sides?)".into(),
@@ -174,6 +176,11 @@ fn context(client: bool) -> Result<ssl::SslContextBuilder, TlsError> {
     b.set_max_proto_version(Some(SslVersion::TLS1_3)).map_err(cfg)?;
     b.set_ciphersuites(SUITES).map_err(cfg)?;
     b.set_num_tickets(0).map_err(cfg)?;
+    if client {
+        // A server that ignores the key and shows a certificate instead must not be taken
+        // for the destination: with no CA to check it against, every certificate fails.
+        b.set_verify(SslVerifyMode::PEER);
+    }
     Ok(b)
 }
 
@@ -192,6 +199,10 @@ fn establish(ctx: SslContext, sock: File, client: bool) -> Result<(PskReader, Ps
     let mut s = SslStream::new(ssl, wire).map_err(|e| TlsError::PskConfig(e.to_string()))?;
     let done = if client { s.connect() } else { s.accept() };
     done.map_err(handshake_error)?;
+    // The session stands on the pre-shared key, not on anything else.
+    if !s.ssl().session_reused() {
+        return Err(TlsError::PskHandshake("the peer did not use the pre-shared key".into()));
+    }
     s.get_mut().direct = false;
     let inner = Arc::new(Mutex::new(s));
     Ok((

@@ -300,9 +300,38 @@ fn psk_mismatches_fail_on_both_sides() {
         "TLS handshake failed: the peer refused our pre-shared key (a different key or username there?)"
     );
     let e = dst.unwrap_err();
-    assert!(e.starts_with("Username bob not found in PSK file ") && e.ends_with("/s/keys.psk"), "{e}");
+    assert!(
+        e.starts_with("Username bob not found in PSK file ") && e.ends_with("/s/keys.psk"),
+        "{e}"
+    );
     // tls-authz names the one username let in.
     let (src, dst) = psk_run("psk-authz", KEY, KEY, "qemu", "bob");
     assert_eq!(dst.unwrap_err(), "TLS PSK authz check for qemu is denied");
     assert_eq!(src.unwrap_err(), "the destination refused: TLS PSK authz check for qemu is denied");
+}
+
+/// A PSK source never takes an x509 destination for its peer, nor the reverse.
+#[test]
+fn psk_and_x509_do_not_mix() {
+    let ca = Ca::new("CA");
+    let s = Setup::new("mix", &ca, &ca, &ca, false, vec![]);
+    let d = tmp("mix-psk");
+    std::fs::write(d.join("keys.psk"), KEY).unwrap();
+    let p = Objects::load(&[psk("cli", &d, Endpoint::Client, "qemu"), psk("srv", &d, Endpoint::Server, "qemu")]).unwrap();
+    let (pc, ps) = (
+        p.client(&params("cli", "", ""), None).unwrap().unwrap(),
+        p.server(&params("srv", "", "")).unwrap().unwrap(),
+    );
+    let xc = s.objects.client(&params("cli", "", ""), Some("127.0.0.1")).unwrap().unwrap();
+    let xs = s.objects.server(&params("srv", "", "")).unwrap().unwrap();
+    let (src, dst) = session(&pc, &xs);
+    let h = "TLS handshake failed:";
+    assert_eq!(
+        src.unwrap_err(),
+        format!("{h} the peer showed a certificate, not our pre-shared key (x509 there?)")
+    );
+    assert_eq!(dst.unwrap_err(), format!("{h} the peer does not know our certificate's issuer"));
+    let (src, dst) = session(&xc, &ps);
+    assert_eq!(src.unwrap_err(), format!("{h} the peer sent the alert HandshakeFailure"));
+    assert_eq!(dst.unwrap_err(), format!("{h} the client offered no pre-shared key (x509 there?)"));
 }
