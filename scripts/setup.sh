@@ -1,14 +1,15 @@
 #!/usr/bin/env bash
 # Sets up a fresh Debian machine for godwit: installs the Debian packages the project
 # uses (QEMU for side-by-side comparison, qemu-utils as the image oracle, expect/socat
-# for monitor tests, busybox-static/cpio for the Debian initramfs, libvirt's daemon and
-# virsh for the libvirt tests, run with their own configuration), builds godwit in
+# for monitor tests, busybox-static/cpio for the Debian initramfs, libssl-dev and
+# pkg-config for the openssl crate that PSK migrations use, libvirt's daemon and virsh
+# for the libvirt tests, run with their own configuration), builds godwit in
 # release mode, and builds the guest assets (probe; Debian kernel + initramfs).
 # Usage: scripts/setup.sh [--no-release]
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-packages=(qemu-system-x86 qemu-utils expect socat telnet busybox-static cpio binutils gcc python3 libslirp-dev libglib2.0-dev pkg-config iproute2
+packages=(qemu-system-x86 qemu-utils expect socat telnet busybox-static cpio binutils gcc python3 libslirp-dev libglib2.0-dev pkg-config libssl-dev iproute2
     libvirt-daemon-system libvirt-clients)
 sudo=""; [ "$(id -u)" -eq 0 ] || sudo=sudo
 installed() { dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q "install ok installed"; }
@@ -45,6 +46,8 @@ for tool in qemu-system-x86_64 qemu-img qemu-io expect socat telnet cpio gcc pyt
     libvirtd virsh; do
     command -v "$tool" >/dev/null || { echo "setup: $tool is missing after installation" >&2; exit 1; }
 done
+# The openssl crate finds libssl through pkg-config.
+pkg-config --exists openssl || { echo "setup: pkg-config does not find openssl (libssl-dev)" >&2; exit 1; }
 echo "setup: $(qemu-system-x86_64 --version | head -1); $(qemu-img --version | head -1); libvirt $(libvirtd --version | awk '{print $NF}')"
 
 # The real QMP client (qemu.qmp, with qmp-shell) for the QMP tests and scripts/qmp-compare,

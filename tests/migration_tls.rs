@@ -123,8 +123,8 @@ fn over_tls_the_guest_arrives_and_its_memory_never_shows_on_the_wire() {
     assert!(back.windows(4).any(|w| w == b"GWOK"));
 }
 
-/// A source holding every kind of client credentials (good, foreign CA, expired, the
-/// server's, PSK) and a TLS destination with two `authz-simple` objects.
+/// A source holding every kind of x509 client credentials (good, foreign CA, expired, the
+/// server's) and a TLS destination with two `authz-simple` objects.
 struct Pair {
     src: Node,
     dst: Node,
@@ -138,13 +138,11 @@ fn bad_pair(dir: &Path) -> Pair {
     certs::write(&other, &foreign, "client", Some(&foreign.client(None)));
     // An expired client certificate, loaded only because its sanity check is off.
     certs::write(&old, &ca, "client", Some(&ca.client_expired()));
-    std::fs::write(dir.join("keys.psk"), "qemu:0123456789abcdef0123456789abcdef\n").unwrap();
     let objects = [
         creds("tls0", &dir.join("client"), "client"),
         creds("tlsother", &other, "client"),
         creds("srv", &dir.join("server"), "server"),
         format!("{},sanity-check=off", creds("old", &old, "client")),
-        format!("tls-creds-psk,id=psk,dir={},endpoint=client", dir.display()),
     ];
     let mut args: Vec<&str> = objects.iter().flat_map(|o| ["-object", o.as_str()]).collect();
     let mut src = node(dir, "src", "256M", "1", APPEND, &args);
@@ -218,11 +216,9 @@ fn bad_cases_fail_on_both_sides_and_leave_both_ready() {
     p.dst.mon.cmd("migrate_set_parameter tls-authz nobody");
     let denied = format!("TLS x509 authz check for {CLIENT_DN} is denied");
     p.refused("tls0", &format!("the destination refused: {denied}"), Some(&denied));
-    // Found before anything connects: the wrong end, no such id, PSK, exec:.
+    // Found before anything connects: the wrong end, no such id, exec:.
     p.refused("srv", "Expected TLS credentials for a client endpoint", None);
     p.refused("nosuch", "No TLS credentials with id 'nosuch'", None);
-    let psk = "tls-creds-psk 'psk': godwit's TLS (rustls) has no pre-shared keys; use tls-creds-x509";
-    p.refused("psk", psk, None);
     p.src.mon.cmd("migrate_set_parameter tls-creds tls0");
     assert_eq!(p.src.mon.cmd("migrate -d \"exec:cat > /dev/null\""), "");
     failed_and_runs_on(&mut p.src, "TLS is not supported for exec: migrations (tls-creds is set)");
@@ -233,6 +229,88 @@ fn bad_cases_fail_on_both_sides_and_leave_both_ready() {
     // After all that, the right client, allowed by name, to the same destination.
     p.dst.mon.cmd("migrate_set_parameter tls-authz allow");
     p.src.mon.cmd("migrate_set_parameter tls-creds tls0");
+    assert_eq!(p.src.mon.cmd(&format!("migrate -d {}", p.inc)), "");
+    assert_eq!(status(&mut p.src), "completed");
+    guest_arrived(&mut p.src, &mut p.dst);
+}
+
+const KEY: &str = "0123456789abcdef0123456789abcdef";
+
+/// `tls-creds-psk` in `dir/name`, whose `keys.psk` holds `keys`.
+fn psk(dir: &Path, name: &str, keys: &str, endpoint: &str, user: &str) -> String {
+    let d = dir.join(name);
+    std::fs::create_dir_all(&d).unwrap();
+    std::fs::write(d.join("keys.psk"), keys).unwrap();
+    format!("tls-creds-psk,id={name},dir={},endpoint={endpoint},username={user}", d.display())
+}
+
+/// With pre-shared keys (OpenSSL, TLS 1.3): the guest arrives and none of its pages shows
+/// on the wire, nor the destination's answers.
+#[test]
+fn over_psk_the_guest_arrives_and_its_memory_never_shows_on_the_wire() {
+    let _l = vm_lock();
+    let dir = tmpdir("tls-psk");
+    let cc = psk(&dir, "pskc", &format!("qemu:{KEY}\n"), "client", "qemu");
+    let sc = psk(&dir, "psks", &format!("alice:00ff\nqemu:{KEY}\n"), "server", "qemu");
+    let mut src = node(&dir, "src", "256M", "2", APPEND, &["-object", &cc]);
+    src.g.wait_for("VERIFY 2 ok", T);
+    let port = free_port();
+    let mut dst = node(&dir, "dst", "256M", "2", APPEND, &["-object", &sc, "-incoming", "defer"]);
+    assert_eq!(dst.mon.cmd("migrate_set_parameter tls-creds psks"), "");
+    assert_eq!(dst.mon.cmd(&format!("migrate_incoming tcp:127.0.0.1:{port}")), "");
+    let relay = Relay::recording(port);
+    assert_eq!(src.mon.cmd("migrate_set_parameter tls-creds pskc"), "");
+    assert_eq!(src.mon.cmd("migrate_set_speed 0"), "");
+    assert_eq!(src.mon.cmd(&format!("migrate -d tcp:127.0.0.1:{}", relay.port)), "");
+    assert_eq!(status(&mut src), "completed");
+    guest_arrived(&mut src, &mut dst);
+    let (sent, back) = relay.wire.lock().unwrap().clone();
+    assert!(sent.len() > 32 << 20, "the working set went over the relay: {} bytes", sent.len());
+    assert_eq!(pattern_hits(&sent), 0, "guest pages readable in the PSK stream");
+    assert!(!back.windows(4).any(|w| w == b"GWOK"), "the answers travel inside TLS too");
+}
+
+/// A wrong key, then a username the destination's `keys.psk` lacks, then `tls-authz`
+/// naming another username: each fails with one line on both sides, the source runs on,
+/// the destination waits; then the right key migrates to the same destination.
+#[test]
+fn psk_bad_cases_fail_on_both_sides_and_leave_both_ready() {
+    let _l = vm_lock();
+    let dir = tmpdir("tls-psk-bad");
+    let objects = [
+        psk(&dir, "good", &format!("qemu:{KEY}\n"), "client", "qemu"),
+        psk(&dir, "wrong", "qemu:00112233445566778899aabbccddeeff\n", "client", "qemu"),
+        psk(&dir, "bob", &format!("bob:{KEY}\n"), "client", "bob"),
+    ];
+    let args: Vec<&str> = objects.iter().flat_map(|o| ["-object", o.as_str()]).collect();
+    let mut src = node(&dir, "src", "256M", "1", APPEND, &args);
+    src.g.wait_for("VERIFY 2 ok", T);
+    let inc = format!("tcp:127.0.0.1:{}", free_port());
+    let sc = psk(&dir, "srv", &format!("qemu:{KEY}\n"), "server", "qemu");
+    let mut dst = node(
+        &dir,
+        "dst",
+        "256M",
+        "1",
+        APPEND,
+        &["-object", &sc, "-object", "authz-simple,id=onlybob,identity=bob", "-incoming", &inc],
+    );
+    listening(&mut dst);
+    assert_eq!(dst.mon.cmd("migrate_set_parameter tls-creds srv"), "");
+    let mut p = Pair { src, dst, inc };
+    let refused = "TLS handshake failed: the peer refused our pre-shared key (a different key or username there?)";
+    p.refused(
+        "wrong",
+        refused,
+        Some("TLS handshake failed: the client's pre-shared key is not ours (a different key there?)"),
+    );
+    let unknown = format!("Username bob not found in PSK file {}/srv/keys.psk", dir.display());
+    p.refused("bob", refused, Some(&unknown));
+    p.dst.mon.cmd("migrate_set_parameter tls-authz onlybob");
+    let denied = "TLS PSK authz check for qemu is denied";
+    p.refused("good", &format!("the destination refused: {denied}"), Some(denied));
+    p.dst.mon.cmd("migrate_set_parameter tls-authz \"\"");
+    p.src.mon.cmd("migrate_set_parameter tls-creds good");
     assert_eq!(p.src.mon.cmd(&format!("migrate -d {}", p.inc)), "");
     assert_eq!(status(&mut p.src), "completed");
     guest_arrived(&mut p.src, &mut p.dst);

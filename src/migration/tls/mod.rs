@@ -1,6 +1,7 @@
 //! TLS for migrations, as QEMU spells it: `-object tls-creds-x509` (and `tls-creds-psk`,
 //! `authz-simple`), then `migrate_set_parameter tls-creds ID` on both sides. TLS 1.3
-//! through rustls (ring as the crypto provider); godwit writes no cryptography.
+//! through rustls (ring as the crypto provider) for x509, through OpenSSL for pre-shared
+//! keys (rustls has none); godwit writes no cryptography.
 //!
 //! The source is the TLS client and the destination the server. Right after the
 //! handshake, inside the session, the destination answers once (`GWOK`, or `GWER` and why,
@@ -13,15 +14,17 @@ mod creds;
 mod dn;
 mod objects;
 mod psk;
+mod pskconn;
 mod sock;
 #[cfg(test)]
 mod tests;
 mod verify;
 
-pub use objects::{ClientTls, Objects, ServerTls, TlsParams};
+pub use objects::{ClientTls, Objects, ServerCreds, ServerTls, TlsParams};
 
 use super::disks::reply::{self, ReplyError};
 use super::uri::{Accepted, Outgoing, STALL_TIMEOUT};
+use std::io::{Read, Write};
 use std::path::PathBuf;
 use thiserror::Error;
 
@@ -62,8 +65,12 @@ pub enum TlsError {
     Exec,
     #[error("TLS needs a socket, and the migration descriptor is a pipe")]
     NotSocket,
-    #[error("tls-creds-psk '{0}': godwit's TLS (rustls) has no pre-shared keys; use tls-creds-x509")]
-    Psk(String),
+    #[error("TLS set-up failed: {0}")]
+    PskConfig(String),
+    #[error("TLS handshake failed: {0}")]
+    PskHandshake(String),
+    #[error("TLS PSK authz check for {0} is denied")]
+    PskDenied(String),
     #[error("TLS handshake failed: {}", describe(.0, None))]
     Handshake(#[source] rustls::Error),
     #[error("Certificate does not match the hostname {0}")]
@@ -140,11 +147,20 @@ pub fn describe(e: &rustls::Error, host: Option<&str>) -> String {
 /// answer to it, before anything of the guest is sent.
 pub fn connect(out: Outgoing, tls: &ClientTls) -> Result<Outgoing, TlsError> {
     let sock = out.socket.ok_or(TlsError::NotSocket)?;
-    let (mut reader, writer) = conn::client(sock, tls.config.clone(), tls.name.clone())?;
+    let (mut reader, writer): (Box<dyn Read + Send>, Box<dyn Write + Send>) = match tls {
+        ClientTls::X509 { config, name } => {
+            let (r, w) = conn::client(sock, config.clone(), name.clone())?;
+            (Box::new(r), Box::new(w))
+        }
+        ClientTls::Psk(psk) => {
+            let (r, w) = pskconn::client(sock, psk)?;
+            (Box::new(r), Box::new(w))
+        }
+    };
     reply::answer(&mut reader).map_err(late_refusal)?;
     Ok(Outgoing {
-        writer: Box::new(writer),
-        reply: Some(Box::new(reader)),
+        writer,
+        reply: Some(reader),
         abort: out.abort,
         child: None,
         socket: None,
@@ -155,10 +171,15 @@ pub fn connect(out: Outgoing, tls: &ClientTls) -> Result<Outgoing, TlsError> {
 /// certificate: a refusal (an alert) arrives in place of the answer. It is the handshake's.
 fn late_refusal(e: ReplyError) -> TlsError {
     match e {
-        ReplyError::NoAnswer(io) => match io.get_ref().and_then(|i| i.downcast_ref::<conn::TlsIo>()) {
-            Some(t) => TlsError::Handshake(t.0.clone()),
-            None => TlsError::Answer(ReplyError::NoAnswer(io)),
-        },
+        ReplyError::NoAnswer(io) => {
+            if let Some(t) = io.get_ref().and_then(|i| i.downcast_ref::<conn::TlsIo>()) {
+                return TlsError::Handshake(t.0.clone());
+            }
+            match io.get_ref().and_then(|i| i.downcast_ref::<pskconn::PskIo>()) {
+                Some(t) => TlsError::PskHandshake(t.0.clone()),
+                None => TlsError::Answer(ReplyError::NoAnswer(io)),
+            }
+        }
         other => TlsError::Answer(other),
     }
 }
@@ -175,15 +196,24 @@ pub fn accept(a: Accepted, tls: &ServerTls) -> Result<Accepted, TlsError> {
         let _ = reply::send(&mut &sock, &Err::<(), _>(TlsError::Plaintext));
         return Err(TlsError::Plaintext);
     }
-    let (reader, mut writer, peer) = conn::server(sock.try_clone().map_err(TlsError::HandshakeIo)?, tls.config.clone())?;
-    let verdict = objects::authorize(tls, peer.as_deref());
+    let session = sock.try_clone().map_err(TlsError::HandshakeIo)?;
+    let (reader, mut writer, verdict): (Box<dyn Read + Send>, Box<dyn Write + Send>, _) = match &tls.creds {
+        ServerCreds::X509(config) => {
+            let (r, w, peer) = conn::server(session, config.clone())?;
+            (Box::new(r), Box::new(w), objects::authorize(tls, peer.as_deref()))
+        }
+        ServerCreds::Psk(psk) => {
+            let (r, w, user) = pskconn::server(session, psk)?;
+            (Box::new(r), Box::new(w), objects::authorize_user(tls, &user))
+        }
+    };
     let told = reply::send(&mut writer, &verdict);
     verdict?;
     told.map_err(TlsError::HandshakeIo)?;
     sock::set_read_timeout(&sock, None);
     Ok(Accepted {
-        input: Box::new(reader),
-        reply: Some(Box::new(writer)),
+        input: reader,
+        reply: Some(writer),
         socket: None,
     })
 }

@@ -23,18 +23,30 @@ pub struct Objects {
     authz: HashMap<String, String>,
 }
 
-/// The source's TLS for one migration.
+/// The source's TLS for one migration: x509 through rustls, or a pre-shared key through
+/// OpenSSL.
 #[derive(Debug, Clone)]
-pub struct ClientTls {
-    pub config: Arc<rustls::ClientConfig>,
-    pub name: ServerName<'static>,
+pub enum ClientTls {
+    X509 {
+        config: Arc<rustls::ClientConfig>,
+        name: ServerName<'static>,
+    },
+    Psk(Psk),
+}
+
+/// The destination's credentials for one connection.
+#[derive(Debug, Clone)]
+pub enum ServerCreds {
+    X509(Arc<rustls::ServerConfig>),
+    Psk(Psk),
 }
 
 /// The destination's TLS for one connection.
 #[derive(Debug, Clone)]
 pub struct ServerTls {
-    pub config: Arc<rustls::ServerConfig>,
-    /// `tls-authz`: the one client identity allowed.
+    pub creds: ServerCreds,
+    /// `tls-authz`: the one client identity allowed (a certificate's name, or a PSK
+    /// username).
     pub identity: Option<String>,
 }
 
@@ -80,16 +92,16 @@ impl Objects {
     }
 
     /// The credentials `id` names, checked for `endpoint`.
-    fn x509(&self, id: &str, endpoint: Endpoint) -> Result<&X509, TlsError> {
+    fn creds(&self, id: &str, endpoint: Endpoint) -> Result<&Creds, TlsError> {
         let creds = self.creds.get(id).ok_or_else(|| TlsError::NoCreds(id.to_string()))?;
-        let (ep, x) = match creds {
-            Creds::X509(x) => (x.endpoint, Some(x)),
-            Creds::Psk(p) => (p.endpoint, None),
+        let ep = match creds {
+            Creds::X509(x) => x.endpoint,
+            Creds::Psk(p) => p.endpoint,
         };
         if ep != endpoint {
             return Err(TlsError::Endpoint(endpoint.name()));
         }
-        x.ok_or_else(|| TlsError::Psk(id.to_string()))
+        Ok(creds)
     }
 
     /// The source's TLS, or `None` when `tls-creds` is empty. `host` is the host of a
@@ -99,7 +111,11 @@ impl Objects {
         if p.creds.is_empty() {
             return Ok(None);
         }
-        let x = self.x509(p.creds, Endpoint::Client)?;
+        let x = match self.creds(p.creds, Endpoint::Client)? {
+            Creds::X509(x) => x,
+            // No certificate, so no hostname to check.
+            Creds::Psk(k) => return Ok(Some(ClientTls::Psk(k.clone()))),
+        };
         let host = match (p.hostname, host) {
             ("", Some(h)) if !h.is_empty() => h,
             ("", _) if x.verify_peer => return Err(TlsError::NoHostname),
@@ -109,7 +125,7 @@ impl Objects {
         };
         let name = ServerName::try_from(host.to_string()).map_err(|_| TlsError::BadHostname(host.to_string()))?;
         let config = x.client.clone().ok_or(TlsError::Endpoint("client"))?;
-        Ok(Some(ClientTls { config, name }))
+        Ok(Some(ClientTls::X509 { config, name }))
     }
 
     /// The destination's TLS, or `None` when `tls-creds` is empty.
@@ -117,13 +133,16 @@ impl Objects {
         if p.creds.is_empty() {
             return Ok(None);
         }
-        let x = self.x509(p.creds, Endpoint::Server)?;
+        let creds = self.creds(p.creds, Endpoint::Server)?;
         let identity = match p.authz {
             "" => None,
             id => Some(self.authz.get(id).cloned().ok_or_else(|| TlsError::NoAuthz(id.to_string()))?),
         };
-        let config = x.server.clone().ok_or(TlsError::Endpoint("server"))?;
-        Ok(Some(ServerTls { config, identity }))
+        let creds = match creds {
+            Creds::X509(x) => ServerCreds::X509(x.server.clone().ok_or(TlsError::Endpoint("server"))?),
+            Creds::Psk(k) => ServerCreds::Psk(k.clone()),
+        };
+        Ok(Some(ServerTls { creds, identity }))
     }
 }
 
@@ -133,4 +152,13 @@ pub fn authorize(tls: &ServerTls, peer: Option<&[u8]>) -> Result<(), TlsError> {
     let cert = peer.ok_or(TlsError::NoClientCert)?;
     let name = dn::subject(cert).unwrap_or_default();
     if &name == allowed { Ok(()) } else { Err(TlsError::Denied(name)) }
+}
+
+/// `tls-authz` with pre-shared keys: the client's username must be the allowed identity,
+/// as QEMU checks it.
+pub fn authorize_user(tls: &ServerTls, user: &str) -> Result<(), TlsError> {
+    match &tls.identity {
+        Some(allowed) if allowed != user => Err(TlsError::PskDenied(user.to_string())),
+        _ => Ok(()),
+    }
 }

@@ -3,15 +3,16 @@
 
 use super::TlsError;
 use crate::config::Endpoint;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
-/// Loaded pre-shared keys: a client's own, or every key a server knows. Checked as QEMU
-/// checks them; a migration with them is refused (rustls has no external PSKs).
+/// Loaded pre-shared keys: a client's own (its username and key), or every key a server
+/// knows. Checked as QEMU checks them; used through OpenSSL (`pskconn.rs`).
 #[derive(Debug, Clone)]
 pub struct Psk {
     pub endpoint: Endpoint,
-    #[allow(dead_code)]
     pub keys: Vec<(String, Vec<u8>)>,
+    /// `dir/keys.psk`, for the words of a failure.
+    pub path: PathBuf,
 }
 
 fn hex(s: &str) -> Option<Vec<u8>> {
@@ -52,7 +53,7 @@ pub fn load(dir: Option<&Path>, endpoint: Endpoint, username: &str) -> Result<Ps
         }
         keys.truncate(1);
     }
-    Ok(Psk { endpoint, keys })
+    Ok(Psk { endpoint, keys, path })
 }
 
 #[cfg(test)]

@@ -243,3 +243,95 @@ fn a_plaintext_source_is_told_why() {
     let why = crate::migration::disks::reply::answer(&mut a).unwrap_err();
     assert_eq!(why.to_string(), format!("the destination refused: {e}"));
 }
+
+fn psk(id: &str, dir: &Path, endpoint: Endpoint, username: &str) -> ObjectConfig {
+    ObjectConfig {
+        id: id.into(),
+        kind: ObjectKind::TlsCredsPsk {
+            dir: Some(dir.to_path_buf()),
+            endpoint,
+            username: username.into(),
+        },
+        spec: String::new(),
+    }
+}
+
+/// A PSK source and destination whose `keys.psk` files are `client` and `server`.
+fn psk_run(name: &str, client: &str, server: &str, user: &str, authz_id: &str) -> (Result<String, String>, Result<String, String>) {
+    let d = tmp(name);
+    let (c, s) = (d.join("c"), d.join("s"));
+    for (dir, keys) in [(&c, client), (&s, server)] {
+        std::fs::create_dir_all(dir).unwrap();
+        std::fs::write(dir.join("keys.psk"), keys).unwrap();
+    }
+    let objs = Objects::load(&[
+        psk("cli", &c, Endpoint::Client, user),
+        psk("srv", &s, Endpoint::Server, "qemu"),
+        authz("bob", "bob"),
+    ])
+    .unwrap();
+    let cl = objs.client(&params("cli", "", ""), None).unwrap().unwrap();
+    let sv = objs.server(&params("srv", "", authz_id)).unwrap().unwrap();
+    session(&cl, &sv)
+}
+
+const KEY: &str = "qemu:0123456789abcdef0123456789abcdef\n";
+
+#[test]
+fn a_psk_session_carries_both_ways() {
+    let (src, dst) = psk_run("psk-good", KEY, &format!("alice:00ff\n{KEY}"), "qemu", "");
+    assert_eq!((src, dst), (Ok("world".into()), Ok("hello".into())));
+}
+
+#[test]
+fn psk_mismatches_fail_on_both_sides() {
+    let (src, dst) = psk_run("psk-key", "qemu:00112233\n", KEY, "qemu", "");
+    assert_eq!(
+        src.unwrap_err(),
+        "TLS handshake failed: the peer refused our pre-shared key (a different key or username there?)"
+    );
+    assert_eq!(
+        dst.unwrap_err(),
+        "TLS handshake failed: the client's pre-shared key is not ours (a different key there?)"
+    );
+    let (src, dst) = psk_run("psk-user", "bob:00112233\n", KEY, "bob", "");
+    assert_eq!(
+        src.unwrap_err(),
+        "TLS handshake failed: the peer refused our pre-shared key (a different key or username there?)"
+    );
+    let e = dst.unwrap_err();
+    assert!(
+        e.starts_with("Username bob not found in PSK file ") && e.ends_with("/s/keys.psk"),
+        "{e}"
+    );
+    // tls-authz names the one username let in.
+    let (src, dst) = psk_run("psk-authz", KEY, KEY, "qemu", "bob");
+    assert_eq!(dst.unwrap_err(), "TLS PSK authz check for qemu is denied");
+    assert_eq!(src.unwrap_err(), "the destination refused: TLS PSK authz check for qemu is denied");
+}
+
+/// A PSK source never takes an x509 destination for its peer, nor the reverse.
+#[test]
+fn psk_and_x509_do_not_mix() {
+    let ca = Ca::new("CA");
+    let s = Setup::new("mix", &ca, &ca, &ca, false, vec![]);
+    let d = tmp("mix-psk");
+    std::fs::write(d.join("keys.psk"), KEY).unwrap();
+    let p = Objects::load(&[psk("cli", &d, Endpoint::Client, "qemu"), psk("srv", &d, Endpoint::Server, "qemu")]).unwrap();
+    let (pc, ps) = (
+        p.client(&params("cli", "", ""), None).unwrap().unwrap(),
+        p.server(&params("srv", "", "")).unwrap().unwrap(),
+    );
+    let xc = s.objects.client(&params("cli", "", ""), Some("127.0.0.1")).unwrap().unwrap();
+    let xs = s.objects.server(&params("srv", "", "")).unwrap().unwrap();
+    let (src, dst) = session(&pc, &xs);
+    let h = "TLS handshake failed:";
+    assert_eq!(
+        src.unwrap_err(),
+        format!("{h} the peer showed a certificate, not our pre-shared key (x509 there?)")
+    );
+    assert_eq!(dst.unwrap_err(), format!("{h} the peer does not know our certificate's issuer"));
+    let (src, dst) = session(&xc, &ps);
+    assert_eq!(src.unwrap_err(), format!("{h} the peer sent the alert HandshakeFailure"));
+    assert_eq!(dst.unwrap_err(), format!("{h} the client offered no pre-shared key (x509 there?)"));
+}
