@@ -16,3 +16,4 @@ pub mod stream;
 #[cfg(test)]
 mod tests;
 pub mod uri;
+pub mod xbzrle;
