@@ -85,7 +85,10 @@ pub fn start_source(
             };
             let result = accepted.and_then(|(input, reply)| {
                 set_status(&state, &shared, Status::Active);
-                recv::run(&vm, input, reply).map_err(|e| e.to_string())
+                let expect = crate::migration::xbzrle::Caps {
+                    xbzrle: lock(&shared.params).xbzrle,
+                };
+                recv::run_with(&vm, input, reply, expect).map_err(|e| e.to_string())
             });
             // A success is announced once the guest runs (`finish`), as in QEMU.
             if result.is_err() {

@@ -1,6 +1,7 @@
 //! Migration parameters and capabilities, with QEMU 7.2's names, defaults, checks and
 //! texts. godwit acts on the bandwidth, the downtime limit, block migration, events,
-//! auto-converge and its throttle schedule, and its own convergence deadline; the other
+//! auto-converge and its throttle schedule, xbzrle and its cache size, and its own
+//! convergence deadline; the other
 //! values read as QEMU's defaults, and changing one is refused.
 
 use monitor::engine::migration::MAX_DOWNTIME_MS;
@@ -54,6 +55,9 @@ pub struct Params {
     pub auto_converge: bool,
     /// The throttle's schedule (QEMU's `cpu-throttle-*` parameters).
     pub throttle: Throttle,
+    /// The `xbzrle` capability: re-sent pages go as deltas against a page cache of
+    /// `xbzrle_cache_size` bytes. The destination must have it on too.
+    pub xbzrle: bool,
     /// `x-godwit-converge-deadline`: the seconds within which a migration must end; 0 (the
     /// default) leaves it to pre-copy, as in QEMU.
     pub converge_deadline_s: u64,
@@ -114,6 +118,7 @@ impl Default for Params {
             announce: DEFAULT_ANNOUNCE,
             auto_converge: false,
             throttle: DEFAULT_THROTTLE,
+            xbzrle: false,
             converge_deadline_s: 0,
         }
     }
@@ -197,19 +202,24 @@ impl Params {
                     MigrationCapability::Block => self.block,
                     MigrationCapability::Events => self.events,
                     MigrationCapability::AutoConverge => self.auto_converge,
+                    MigrationCapability::Xbzrle => self.xbzrle,
                     _ => false,
                 },
             })
             .collect()
     }
 
-    /// `migrate-set-capabilities`: godwit does `block`, `events` and `auto-converge`;
+    /// `migrate-set-capabilities`: godwit does `block`, `events`, `auto-converge` and
+    /// `xbzrle`;
     /// switching another one on is refused (before anything changes).
     pub fn set_capabilities(&mut self, caps: &[MigrationCapabilityStatus]) -> Result<(), ParamsError> {
         for c in caps {
             let known = matches!(
                 c.capability,
-                MigrationCapability::Block | MigrationCapability::Events | MigrationCapability::AutoConverge
+                MigrationCapability::Block
+                    | MigrationCapability::Events
+                    | MigrationCapability::AutoConverge
+                    | MigrationCapability::Xbzrle
             );
             if c.state && !known {
                 return Err(ParamsError::Capability(c.capability));
@@ -220,6 +230,7 @@ impl Params {
                 MigrationCapability::Block => self.block = c.state,
                 MigrationCapability::Events => self.events = c.state,
                 MigrationCapability::AutoConverge => self.auto_converge = c.state,
+                MigrationCapability::Xbzrle => self.xbzrle = c.state,
                 _ => {}
             }
         }
@@ -311,6 +322,23 @@ mod tests {
             ..MigrateSetParameters::default()
         };
         assert_eq!(p.set(&odd), Err(ParamsError::XbzrleCacheSize));
+        // QEMU 7.2: a power of two of at least a page, whatever the guest's size.
+        for bad in [0, 2048, 100 << 20] {
+            let m = MigrateSetParameters {
+                xbzrle_cache_size: Some(bad),
+                ..MigrateSetParameters::default()
+            };
+            assert_eq!(p.set(&m), Err(ParamsError::XbzrleCacheSize), "{bad}");
+        }
+        for good in [4096, 1 << 30] {
+            let m = MigrateSetParameters {
+                xbzrle_cache_size: Some(good),
+                ..MigrateSetParameters::default()
+            };
+            p.set(&m).unwrap();
+            assert_eq!(p.info().xbzrle_cache_size, good);
+        }
+        p = Params::default();
         let step = MigrateSetParameters {
             announce_step: Some(0),
             ..MigrateSetParameters::default()
@@ -345,14 +373,18 @@ mod tests {
         assert_eq!(p.capabilities().len(), 21);
         let on = |capability| MigrationCapabilityStatus { capability, state: true };
         let e = p
-            .set_capabilities(&[on(MigrationCapability::Block), on(MigrationCapability::Xbzrle)])
+            .set_capabilities(&[on(MigrationCapability::Block), on(MigrationCapability::Compress)])
             .unwrap_err();
-        assert_eq!(e, ParamsError::Capability(MigrationCapability::Xbzrle));
-        assert_eq!(e.to_string(), "capability 'xbzrle' is not supported by godwit");
+        assert_eq!(e, ParamsError::Capability(MigrationCapability::Compress));
+        assert_eq!(e.to_string(), "capability 'compress' is not supported by godwit");
         assert!(!p.block, "nothing changed");
-        p.set_capabilities(&[on(MigrationCapability::Block), on(MigrationCapability::Events)])
-            .unwrap();
-        assert!(p.block && p.events);
+        p.set_capabilities(&[
+            on(MigrationCapability::Block),
+            on(MigrationCapability::Events),
+            on(MigrationCapability::Xbzrle),
+        ])
+        .unwrap();
+        assert!(p.block && p.events && p.xbzrle && p.capabilities()[0].state);
     }
 
     #[test]

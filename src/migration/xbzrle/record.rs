@@ -135,10 +135,6 @@ impl<'a> Entries<'a> {
         Ok(Some((gpa, e)))
     }
 
-    /// Entry `n` of the record is where an error was found.
-    pub fn entry(&self) -> u64 {
-        self.n
-    }
 }
 
 #[cfg(test)]

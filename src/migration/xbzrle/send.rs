@@ -94,8 +94,12 @@ impl XbzrleSender {
         }
         self.handled += 1;
         let Some(old) = self.cache.get(gpa) else {
-            self.counters.cache_miss += u64::from(self.counting);
-            self.cache.insert(gpa, page);
+            if self.counting {
+                self.counters.cache_miss += 1;
+                self.cache.insert(gpa, page);
+            } else {
+                self.cache.insert_evictable(gpa, page);
+            }
             self.batch.push(gpa, Entry::Whole(page));
             return Sent::Whole;
         };
