@@ -348,7 +348,8 @@ impl<'a> Outgoing<'a> {
             (p.xbzrle, p.xbzrle_cache_size)
         };
         sx.w.caps(Caps { xbzrle }.to_flags()).map_err(io_err)?;
-        sx.xb = xbzrle.then(|| XbzrleSender::new(cache_size, self.vm.mem_size()));
+        let ram_end = self.vm.ram().iter().map(|r| r.start_addr().0 + r.len()).max().unwrap_or(0);
+        sx.xb = xbzrle.then(|| XbzrleSender::new(cache_size, self.vm.mem_size(), ram_end));
         let announce = disks::describe(self.vm, self.mode).map_err(Failure::Disks)?;
         sx.w.disks(&announce.encode()).map_err(io_err)?;
         if self.mode != Mode::Shared {
@@ -397,6 +398,10 @@ impl<'a> Outgoing<'a> {
         };
         self.shared.pass(pass);
         sx.send_round(&after)?;
+        if let Some(xb) = sx.xb.as_mut() {
+            xb.close_period();
+            lock(&self.shared.stats).xbzrle = Some(xb.counters);
+        }
         let state = vm.save_state().map_err(Failure::State)?;
         sx.w.state(&devices::state::VersionedState::to_bytes(&state)).map_err(io_err)
     }

@@ -43,7 +43,8 @@ impl PageCache {
             ],
             // Zeroed memory the kernel hands out lazily: untouched slots cost nothing.
             data: vec![0u8; pages * PAGE_SIZE],
-            generation: 1,
+            // Age 0 (a free, cold or evictable slot) is old from the start.
+            generation: LIFETIME,
             size,
         }
     }
@@ -72,11 +73,15 @@ impl PageCache {
         &mut self.data[i * PAGE_SIZE..(i + 1) * PAGE_SIZE]
     }
 
-    /// The cached copy of the page at `gpa`, if it is held.
+    /// The cached copy of the page at `gpa`, if it is held; a page found is young again.
     pub fn get(&mut self, gpa: u64) -> Option<&mut [u8]> {
         let i = self.index(gpa);
         let s = self.slots[i];
-        (s.used && s.gpa == gpa).then(|| self.bytes(i))
+        if !(s.used && s.gpa == gpa) {
+            return None;
+        }
+        self.slots[i].age = self.generation;
+        Some(self.bytes(i))
     }
 
     /// Stores `page` as the copy of `gpa`, unless another page holds the slot and is
@@ -96,12 +101,13 @@ impl PageCache {
         true
     }
 
-    /// Stores `page` as the copy of `gpa` whatever holds the slot, and lets any page take
-    /// the slot (the first pass: every page goes once, the last one of a slot stays).
-    pub fn insert_evictable(&mut self, gpa: u64, page: &[u8]) {
-        let i = self.index(gpa);
-        self.slots[i] = Slot { gpa, age: 0, used: true };
-        self.bytes(i).copy_from_slice(page);
+    /// [`PageCache::insert`], but any page may take the slot afterwards: a page's first
+    /// copy (in the first pass every page goes once, and the last of a slot stays).
+    pub fn insert_cold(&mut self, gpa: u64, page: &[u8]) {
+        if self.insert(gpa, page) {
+            let i = self.index(gpa);
+            self.slots[i].age = 0;
+        }
     }
 
     /// The copy of `gpa` is now `page` (the destination has it), but any page may take
@@ -149,10 +155,14 @@ mod tests {
         assert!(c.insert(2 * P, &[2; PAGE_SIZE]));
         assert!(c.get(0).is_none());
         c.store_evictable(2 * P, &[4; PAGE_SIZE]);
-        assert_eq!(c.get(2 * P).unwrap()[0], 4);
         assert!(c.insert(4 * P, &[5; PAGE_SIZE]), "evictable at once");
         assert!(c.get(2 * P).is_none());
-        c.insert_evictable(6 * P, &[6; PAGE_SIZE]);
-        assert!(c.get(4 * P).is_none() && c.insert(8 * P, &[8; PAGE_SIZE]));
+        c.insert_cold(6 * P, &[6; PAGE_SIZE]);
+        assert!(c.get(4 * P).is_some(), "young 4 keeps its slot");
+        c.next_generation();
+        c.next_generation();
+        c.insert_cold(6 * P, &[6; PAGE_SIZE]);
+        assert!(c.insert(8 * P, &[8; PAGE_SIZE]), "6 was stored cold");
+        assert!(c.get(6 * P).is_none());
     }
 }
