@@ -42,7 +42,9 @@ fn check_moved(src: &mut Node, dst: &mut Node) {
 fn json_num(json: &str, key: &str) -> u64 {
     let at = json.find(&format!("\"{key}\": ")).unwrap_or_else(|| panic!("no {key} in {json}"));
     let rest = &json[at + key.len() + 4..];
-    rest[..rest.find(|c: char| !c.is_ascii_digit()).unwrap_or(rest.len())].parse().unwrap()
+    rest[..rest.find(|c: char| !c.is_ascii_digit()).unwrap_or(rest.len())]
+        .parse()
+        .unwrap()
 }
 
 #[test]
@@ -60,7 +62,11 @@ fn xbzrle_moves_a_dirtying_guest_with_consistent_counters() {
     );
     assert!(!out.contains("error"), "{out}");
     assert!(src.mon.cmd("info migrate_capabilities").starts_with("xbzrle: on\n"));
-    assert!(src.mon.cmd("info migrate_parameters").contains("\nxbzrle-cache-size: 4194304 bytes\n"));
+    assert!(
+        src.mon
+            .cmd("info migrate_parameters")
+            .contains("\nxbzrle-cache-size: 4194304 bytes\n")
+    );
     assert_eq!(src.mon.cmd(&format!("migrate -d {inc}")), "");
     let info = wait_migration(&mut src.mon, Duration::from_secs(120));
     assert_eq!(info_field(&info, "Migration status"), Some("completed"), "{info}");
@@ -97,9 +103,7 @@ fn xbzrle_on_one_side_only_fails_with_one_line() {
         assert_eq!(src.mon.cmd(&format!("migrate -d {inc}")), "");
         let info = wait_migration(&mut src.mon, T);
         let (a, b) = if on_src { ("on", "off") } else { ("off", "on") };
-        let want = format!(
-            "failed (the destination refused: capability 'xbzrle' is {a} at the source but {b} here)"
-        );
+        let want = format!("failed (the destination refused: capability 'xbzrle' is {a} at the source but {b} here)");
         assert_eq!(info_field(&info, "Migration status"), Some(want.as_str()), "{info}");
         assert_eq!(src.mon.cmd("info status"), "VM status: running\n");
         let _ = dst.g.wait_exit(T);

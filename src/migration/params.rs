@@ -216,10 +216,7 @@ impl Params {
         for c in caps {
             let known = matches!(
                 c.capability,
-                MigrationCapability::Block
-                    | MigrationCapability::Events
-                    | MigrationCapability::AutoConverge
-                    | MigrationCapability::Xbzrle
+                MigrationCapability::Block | MigrationCapability::Events | MigrationCapability::AutoConverge | MigrationCapability::Xbzrle
             );
             if c.state && !known {
                 return Err(ParamsError::Capability(c.capability));

@@ -90,10 +90,7 @@ pub enum RecvError {
     #[error("bad xbzrle record at guest address {gpa:#x}: {why}")]
     Xbzrle { gpa: u64, why: RecordError },
     #[error("bad xbzrle delta for the page at {gpa:#x}: {why}")]
-    Delta {
-        gpa: u64,
-        why: super::xbzrle::codec::CodecError,
-    },
+    Delta { gpa: u64, why: super::xbzrle::codec::CodecError },
     /// A record reached the wrong handler (a bug).
     #[error("internal error: record handled by the load loop")]
     Misrouted,
@@ -156,12 +153,7 @@ pub fn run(vm: &Vm, input: Box<dyn Read + Send>, reply: Option<Box<dyn Write + S
 }
 
 /// [`run`] on a destination whose capabilities are `expect`: the source's must be the same.
-pub fn run_with(
-    vm: &Vm,
-    input: Box<dyn Read + Send>,
-    mut reply: Option<Box<dyn Write + Send>>,
-    expect: Caps,
-) -> Result<(), RecvError> {
+pub fn run_with(vm: &Vm, input: Box<dyn Read + Send>, mut reply: Option<Box<dyn Write + Send>>, expect: Caps) -> Result<(), RecvError> {
     let mut version = 0;
     let result = load(vm, input, Mode::Fresh, reply.as_mut(), &mut version, expect);
     if result.is_err() {

@@ -504,7 +504,13 @@ mod tests {
             other => panic!("{other:?}"),
         }
         assert!(matches!(r.next().unwrap(), Record::Sync { round: 1 }));
-        assert!(matches!(r.next().unwrap(), Record::Xbzrle { gpa: 0x2000, body: [0, 5, 0, 1, 9] }));
+        assert!(matches!(
+            r.next().unwrap(),
+            Record::Xbzrle {
+                gpa: 0x2000,
+                body: [0, 5, 0, 1, 9]
+            }
+        ));
         assert!(matches!(r.next().unwrap(), Record::State(b"machine state")));
         assert!(matches!(r.next().unwrap(), Record::End { pages: 12 }));
         assert!(r.next().is_err(), "nothing may follow END");

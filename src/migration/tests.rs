@@ -157,7 +157,16 @@ fn bad_xbzrle_records_are_refused_and_write_nothing() {
     assert!(page(0x10000).iter().all(|b| *b == 5) && page(0x11000).iter().all(|b| *b == 0));
     let short = with(&|w| w.xbzrle(0x11000, &[0, 1, 7, 7]).unwrap());
     let e = load(short, on).unwrap_err();
-    assert!(matches!(e, RecvError::Xbzrle { why: RecordError::Short { .. }, .. }), "{e:?}");
+    assert!(
+        matches!(
+            e,
+            RecvError::Xbzrle {
+                why: RecordError::Short { .. },
+                ..
+            }
+        ),
+        "{e:?}"
+    );
     assert!(page(0x11000).iter().all(|b| *b == 0));
     let outside = with(&|w| w.xbzrle((64 << 20) - 4096, &[0, 0, 0, 0]).unwrap());
     let e = load(outside, on).unwrap_err();

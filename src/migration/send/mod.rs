@@ -22,8 +22,8 @@ mod stop;
 mod tests;
 
 pub(super) use pacer::Pacer;
-pub use pages::{is_zero, write_pages};
 use pages::{flush_xbzrle, write_pages_xbzrle};
+pub use pages::{is_zero, write_pages};
 pub use shared::Shared;
 pub use stop::{Failure, Stop, Undecided};
 

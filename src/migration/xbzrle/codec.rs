@@ -44,7 +44,11 @@ pub fn get_uleb(b: &[u8], pos: &mut usize) -> Result<u64, CodecError> {
         *pos += 1;
         v |= u64::from(byte & 0x7f) << shift;
         if byte & 0x80 == 0 {
-            return if v > u64::from(u32::MAX) { Err(CodecError::LengthTooLong) } else { Ok(v) };
+            return if v > u64::from(u32::MAX) {
+                Err(CodecError::LengthTooLong)
+            } else {
+                Ok(v)
+            };
         }
     }
     Err(CodecError::LengthTooLong)

@@ -96,7 +96,12 @@ pub struct Entries<'a> {
 
 impl<'a> Entries<'a> {
     pub fn new(base: u64, body: &'a [u8]) -> Self {
-        Entries { body, pos: 0, next: base, n: 0 }
+        Entries {
+            body,
+            pos: 0,
+            next: base,
+            n: 0,
+        }
     }
 
     /// The next page address and entry, or `None` at the end of the body.
@@ -134,7 +139,6 @@ impl<'a> Entries<'a> {
         };
         Ok(Some((gpa, e)))
     }
-
 }
 
 #[cfg(test)]
@@ -175,11 +179,28 @@ mod tests {
 
     #[test]
     fn bad_entries_are_refused() {
-        assert_eq!(all(0, &[0, 1, 5]), Err(RecordError::Short { entry: 0, need: 4096, left: 1 }));
+        assert_eq!(
+            all(0, &[0, 1, 5]),
+            Err(RecordError::Short {
+                entry: 0,
+                need: 4096,
+                left: 1
+            })
+        );
         assert_eq!(all(0, &[0, 0x80, 0x20]), Err(RecordError::Kind { entry: 0, kind: 4096 }));
-        assert_eq!(all(0, &[0, 4, 1]), Err(RecordError::Short { entry: 0, need: 2, left: 1 }));
+        assert_eq!(
+            all(0, &[0, 4, 1]),
+            Err(RecordError::Short {
+                entry: 0,
+                need: 2,
+                left: 1
+            })
+        );
         assert!(matches!(all(0, &[0, 0, 0x80]), Err(RecordError::Codec { entry: 1, .. })));
         assert_eq!(all(u64::MAX & !0xfff, &[0, 0]), Err(RecordError::Address(0)));
-        assert_eq!(all(0, &[0xff, 0xff, 0xff, 0xff, 0x0f, 0]).map(|v| v[0].0), Ok(0xffff_ffff_u64 * 4096));
+        assert_eq!(
+            all(0, &[0xff, 0xff, 0xff, 0xff, 0x0f, 0]).map(|v| v[0].0),
+            Ok(0xffff_ffff_u64 * 4096)
+        );
     }
 }
