@@ -113,7 +113,10 @@ pub fn start_source(
             };
             let result = accepted.and_then(|a| {
                 set_status(&state, &shared, Status::Active);
-                recv::run(&vm, a.input, a.reply).map_err(|e| e.to_string())
+                let expect = crate::migration::xbzrle::Caps {
+                    xbzrle: lock(&shared.params).xbzrle,
+                };
+                recv::run_with(&vm, a.input, a.reply, expect).map_err(|e| e.to_string())
             });
             // A success is announced once the guest runs (`finish`), as in QEMU.
             if result.is_err() {

@@ -19,3 +19,4 @@ pub mod stream;
 mod tests;
 pub mod tls;
 pub mod uri;
+pub mod xbzrle;

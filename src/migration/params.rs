@@ -1,8 +1,8 @@
 //! Migration parameters and capabilities, with QEMU 7.2's names, defaults, checks and
 //! texts. godwit acts on the bandwidth, the downtime limit, block migration, events,
-//! auto-converge and its throttle schedule, its own convergence deadline, and TLS
-//! (`tls-creds`, `tls-hostname`, `tls-authz`); the other values read as QEMU's
-//! defaults, and changing one is refused.
+//! auto-converge and its throttle schedule, xbzrle and its cache size, its own convergence
+//! deadline, and TLS (`tls-creds`, `tls-hostname`, `tls-authz`); the other values read as
+//! QEMU's defaults, and changing one is refused.
 
 use monitor::engine::migration::MAX_DOWNTIME_MS;
 use monitor::engine::{MigrateSetParameters, MigrationCapability, MigrationCapabilityStatus, MigrationParameters};
@@ -61,6 +61,9 @@ pub struct Params {
     pub auto_converge: bool,
     /// The throttle's schedule (QEMU's `cpu-throttle-*` parameters).
     pub throttle: Throttle,
+    /// The `xbzrle` capability: re-sent pages go as deltas against a page cache of
+    /// `xbzrle_cache_size` bytes. The destination must have it on too.
+    pub xbzrle: bool,
     /// `x-godwit-converge-deadline`: the seconds within which a migration must end; 0 (the
     /// default) leaves it to pre-copy, as in QEMU.
     pub converge_deadline_s: u64,
@@ -129,6 +132,7 @@ impl Default for Params {
             announce: DEFAULT_ANNOUNCE,
             auto_converge: false,
             throttle: DEFAULT_THROTTLE,
+            xbzrle: false,
             converge_deadline_s: 0,
             tls_creds: String::new(),
             tls_hostname: String::new(),
@@ -241,13 +245,14 @@ impl Params {
                     MigrationCapability::AutoConverge => self.auto_converge,
                     MigrationCapability::LateBlockActivate => self.late_block_activate,
                     MigrationCapability::ReturnPath => self.return_path,
+                    MigrationCapability::Xbzrle => self.xbzrle,
                     _ => false,
                 },
             })
             .collect()
     }
 
-    /// `migrate-set-capabilities`: godwit does `block`, `events`, `auto-converge`,
+    /// `migrate-set-capabilities`: godwit does `block`, `events`, `auto-converge`, `xbzrle`,
     /// `late-block-activate` and `return-path`; switching another one on is refused (before
     /// anything changes).
     pub fn set_capabilities(&mut self, caps: &[MigrationCapabilityStatus]) -> Result<(), ParamsError> {
@@ -263,6 +268,7 @@ impl Params {
                 MigrationCapability::AutoConverge => self.auto_converge = c.state,
                 MigrationCapability::LateBlockActivate => self.late_block_activate = c.state,
                 MigrationCapability::ReturnPath => self.return_path = c.state,
+                MigrationCapability::Xbzrle => self.xbzrle = c.state,
                 _ => {}
             }
         }
@@ -274,7 +280,8 @@ impl Params {
 fn supported(c: MigrationCapability) -> bool {
     matches!(
         c,
-        MigrationCapability::Block
+        MigrationCapability::Xbzrle
+            | MigrationCapability::Block
             | MigrationCapability::Events
             | MigrationCapability::AutoConverge
             | MigrationCapability::LateBlockActivate
@@ -363,6 +370,23 @@ mod tests {
             ..MigrateSetParameters::default()
         };
         assert_eq!(p.set(&odd), Err(ParamsError::XbzrleCacheSize));
+        // QEMU 7.2: a power of two of at least a page, whatever the guest's size.
+        for bad in [0, 2048, 100 << 20] {
+            let m = MigrateSetParameters {
+                xbzrle_cache_size: Some(bad),
+                ..MigrateSetParameters::default()
+            };
+            assert_eq!(p.set(&m), Err(ParamsError::XbzrleCacheSize), "{bad}");
+        }
+        for good in [4096, 1 << 30] {
+            let m = MigrateSetParameters {
+                xbzrle_cache_size: Some(good),
+                ..MigrateSetParameters::default()
+            };
+            p.set(&m).unwrap();
+            assert_eq!(p.info().xbzrle_cache_size, good);
+        }
+        p = Params::default();
         let step = MigrateSetParameters {
             announce_step: Some(0),
             ..MigrateSetParameters::default()
@@ -410,15 +434,15 @@ mod tests {
         let listed: Vec<&str> = p.capabilities().iter().map(|c| c.capability.name()).collect();
         assert_eq!(
             listed,
-            ["auto-converge", "events", "block", "return-path", "late-block-activate"],
+            ["xbzrle", "auto-converge", "events", "block", "return-path", "late-block-activate"],
             "only what godwit has"
         );
         let on = |capability| MigrationCapabilityStatus { capability, state: true };
         let e = p
-            .set_capabilities(&[on(MigrationCapability::Block), on(MigrationCapability::Xbzrle)])
+            .set_capabilities(&[on(MigrationCapability::Block), on(MigrationCapability::Compress)])
             .unwrap_err();
-        assert_eq!(e, ParamsError::Capability(MigrationCapability::Xbzrle));
-        assert_eq!(e.to_string(), "capability 'xbzrle' is not supported by godwit");
+        assert_eq!(e, ParamsError::Capability(MigrationCapability::Compress));
+        assert_eq!(e.to_string(), "capability 'compress' is not supported by godwit");
         assert!(!p.block, "nothing changed");
         p.set_capabilities(&[on(MigrationCapability::Block), on(MigrationCapability::Events)])
             .unwrap();
@@ -426,6 +450,8 @@ mod tests {
         p.set_capabilities(&[on(MigrationCapability::LateBlockActivate), on(MigrationCapability::ReturnPath)])
             .unwrap();
         assert!(p.late_block_activate && p.return_path);
+        p.set_capabilities(&[on(MigrationCapability::Xbzrle)]).unwrap();
+        assert!(p.xbzrle && p.capabilities()[0].state, "xbzrle is listed first, as in QEMU");
     }
 
     #[test]

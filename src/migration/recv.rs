@@ -9,6 +9,8 @@
 use super::dirty::{DirtyError, PAGE};
 use super::recv_block::{BlockSink, RecvBlockError};
 use super::stream::{Reader, Record, StreamError};
+use super::xbzrle::Caps;
+use super::xbzrle::record::{Entries, Entry, RecordError};
 use crate::memory::MemoryError;
 use crate::vm::state::MachineState;
 use crate::vm::{Vm, VmError};
@@ -75,6 +77,20 @@ pub enum RecvError {
     /// Everything loaded, but the source could not be told (so it may run the guest on).
     #[error("cannot confirm the switch-over to the source: {}", crate::errtext::io(.0))]
     Confirm(#[source] std::io::Error),
+    /// The source's capabilities are not this side's.
+    #[error("capability '{name}' is {} at the source but {} here", on_off(*.at_source), on_off(!*.at_source))]
+    CapabilityMismatch { name: &'static str, at_source: bool },
+    #[error("the source uses capabilities this godwit does not know (flags {0:#x})")]
+    UnknownCaps(u32),
+    #[error("a capabilities record that does not follow the configuration")]
+    LateCaps,
+    #[error("xbzrle pages in a stream without the xbzrle capability")]
+    XbzrleOff,
+    /// An xbzrle record is malformed; nothing outside its pages was written.
+    #[error("bad xbzrle record at guest address {gpa:#x}: {why}")]
+    Xbzrle { gpa: u64, why: RecordError },
+    #[error("bad xbzrle delta for the page at {gpa:#x}: {why}")]
+    Delta { gpa: u64, why: super::xbzrle::codec::CodecError },
     /// A record reached the wrong handler (a bug).
     #[error("internal error: record handled by the load loop")]
     Misrouted,
@@ -119,6 +135,10 @@ impl Written {
     }
 }
 
+fn on_off(on: bool) -> &'static str {
+    if on { "on" } else { "off" }
+}
+
 fn bad(what: &'static str, gpa: u64, len: u64) -> RecvError {
     RecvError::OutsideRam { what, gpa, len }
 }
@@ -127,9 +147,15 @@ fn bad(what: &'static str, gpa: u64, len: u64) -> RecvError {
 /// source's RAM, disks and state, paused, and owns its images. `reply` is the connection's
 /// way back to the source (none for `exec:`). A version 3 source waits there, after END,
 /// for the outcome: it resumes its guest unless this VM has everything and may run.
-pub fn run(vm: &Vm, input: Box<dyn Read + Send>, mut reply: Option<Box<dyn Write + Send>>) -> Result<(), RecvError> {
+#[cfg(test)]
+pub fn run(vm: &Vm, input: Box<dyn Read + Send>, reply: Option<Box<dyn Write + Send>>) -> Result<(), RecvError> {
+    run_with(vm, input, reply, Caps::default())
+}
+
+/// [`run`] on a destination whose capabilities are `expect`: the source's must be the same.
+pub fn run_with(vm: &Vm, input: Box<dyn Read + Send>, mut reply: Option<Box<dyn Write + Send>>, expect: Caps) -> Result<(), RecvError> {
     let mut version = 0;
-    let result = load(vm, input, Mode::Fresh, reply.as_mut(), &mut version);
+    let result = load(vm, input, Mode::Fresh, reply.as_mut(), &mut version, expect);
     if result.is_err() {
         // This VM will not run: let go of every image it took at END before the source
         // hears of the failure and takes them back.
@@ -158,7 +184,7 @@ pub fn run(vm: &Vm, input: Box<dyn Read + Send>, mut reply: Option<Box<dyn Write
 /// stream carries are overwritten, and every other page the guest had touched is zeroed
 /// at the end, which is much cheaper than zeroing all of RAM first.
 pub fn run_over(vm: &Vm, input: Box<dyn Read + Send>) -> Result<(), RecvError> {
-    load(vm, input, Mode::Over, None, &mut 0)
+    load(vm, input, Mode::Over, None, &mut 0, Caps::default())
 }
 
 /// Checks a stream against this VM without changing anything: its configuration, and its
@@ -166,7 +192,7 @@ pub fn run_over(vm: &Vm, input: Box<dyn Read + Send>) -> Result<(), RecvError> {
 /// record only, checking every record on the way; savevm puts STATE first, so this is
 /// cheap for snapshots.
 pub fn check(vm: &Vm, input: Box<dyn Read + Send>) -> Result<(), RecvError> {
-    load(vm, input, Mode::Check, None, &mut 0)
+    load(vm, input, Mode::Check, None, &mut 0, Caps::default())
 }
 
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -186,6 +212,7 @@ fn load(
     mode: Mode,
     reply: Option<&mut Box<dyn Write + Send>>,
     version: &mut u32,
+    expect: Caps,
 ) -> Result<(), RecvError> {
     let mut r = Reader::new(input)?;
     *version = r.version();
@@ -198,10 +225,18 @@ fn load(
         pages_seen: 0,
         last_round: 0,
         zero_page: vec![0u8; PAGE as usize],
+        page: vec![0u8; PAGE as usize],
+        expect,
+        caps: None,
     };
     l.configuration(&mut r)?;
     loop {
-        match r.next()? {
+        let rec = r.next()?;
+        // A stream without CAPS after its CONFIG (an older source) has none on.
+        if !matches!(rec, Record::Caps { .. }) && l.caps.is_none() {
+            l.caps(0)?;
+        }
+        match rec {
             Record::End { pages } => return l.end(pages),
             Record::State(bytes) => {
                 if l.state(bytes)? == Done::Checked {
@@ -240,6 +275,11 @@ struct Loader<'a> {
     pages_seen: u64,
     last_round: u32,
     zero_page: Vec<u8>,
+    /// One page, to apply an xbzrle delta to before it is written.
+    page: Vec<u8>,
+    /// This side's capabilities, and the source's once known.
+    expect: Caps,
+    caps: Option<Caps>,
 }
 
 impl Loader<'_> {
@@ -288,6 +328,9 @@ impl Loader<'_> {
         }
         match rec {
             Record::Config { .. } => Err(RecvError::SecondConfig),
+            Record::Caps { flags } if self.caps.is_none() => self.caps(flags),
+            Record::Caps { .. } => Err(RecvError::LateCaps),
+            Record::Xbzrle { gpa, body } => self.xbzrle(gpa, body),
             Record::Pages { gpa, data } => self.pages(gpa, data),
             Record::Zero { gpa, pages } => self.zero(gpa, pages),
             Record::Sync { round } => {
@@ -324,6 +367,53 @@ impl Loader<'_> {
         }
         self.pages_seen += len / PAGE;
         Ok(())
+    }
+
+    /// The source's capabilities (right after CONFIG, or none): they must be this side's.
+    fn caps(&mut self, flags: u32) -> Result<(), RecvError> {
+        let theirs = Caps::from_flags(flags).ok_or(RecvError::UnknownCaps(flags))?;
+        if theirs.xbzrle != self.expect.xbzrle {
+            return Err(RecvError::CapabilityMismatch {
+                name: "xbzrle",
+                at_source: theirs.xbzrle,
+            });
+        }
+        self.caps = Some(theirs);
+        Ok(())
+    }
+
+    /// An xbzrle record: each entry's page is checked to lie in RAM before it is
+    /// written, and a delta is applied to a copy of the page, written back only whole.
+    fn xbzrle(&mut self, base: u64, body: &[u8]) -> Result<(), RecvError> {
+        if !self.caps.is_some_and(|c| c.xbzrle) || self.mode != Mode::Fresh {
+            return Err(RecvError::XbzrleOff);
+        }
+        if base % PAGE != 0 {
+            return Err(RecvError::Unaligned(base));
+        }
+        let mut entries = Entries::new(base, body);
+        while let Some((gpa, e)) = entries.next_entry().map_err(|why| RecvError::Xbzrle { gpa: base, why })? {
+            match e {
+                Entry::Zero => self.zero(gpa, 1)?,
+                Entry::Whole(data) => self.pages(gpa, data)?,
+                Entry::Delta(d) => self.delta(gpa, d)?,
+            }
+        }
+        Ok(())
+    }
+
+    /// Applies delta `d` to the page at `gpa`.
+    fn delta(&mut self, gpa: u64, d: &[u8]) -> Result<(), RecvError> {
+        let ram = self.vm.ram();
+        if self.written.find(gpa, PAGE).is_none() {
+            return Err(bad("xbzrle page", gpa, PAGE));
+        }
+        ram.read_slice(&mut self.page, GuestAddress(gpa))?;
+        super::xbzrle::codec::decode(d, &mut self.page).map_err(|why| RecvError::Delta { gpa, why })?;
+        let page = std::mem::take(&mut self.page);
+        let r = self.pages(gpa, &page);
+        self.page = page;
+        r
     }
 
     /// A range of zero pages: only pages this stream wrote earlier need clearing.

@@ -12,8 +12,9 @@ pub const MAGIC: &[u8; 8] = b"GODWITMG";
 /// no record, but over a socket its destination answers END with the outcome of the load
 /// (docs/migration.md); version 4 adds NIC states (`virtio-net`) to the machine state, which
 /// an older godwit must refuse by the stream's version rather than by a device it does not
-/// know. Versions 1 to 3 (older savevm snapshots) still load.
-pub const VERSION: u32 = 4;
+/// know; version 5 adds the source's capabilities (CAPS) and xbzrle pages (XBZRLE).
+/// Versions 1 to 4 (older savevm snapshots) still load.
+pub const VERSION: u32 = 5;
 const OLDEST_VERSION: u32 = 1;
 pub const PAGE_SIZE: usize = 4096;
 /// Pages in one PAGES record (1 MiB of data).
@@ -38,6 +39,8 @@ pub enum Tag {
     Block = 8,
     BlockZero = 9,
     Progress = 10,
+    Caps = 11,
+    Xbzrle = 12,
 }
 
 impl Tag {
@@ -54,6 +57,8 @@ impl Tag {
             Tag::Block => (12 + SECTOR as u32, 12 + MAX_BLOCK_DATA as u32),
             Tag::BlockZero => (20, 20),
             Tag::Progress => (4, 4),
+            Tag::Caps => (4, 4),
+            Tag::Xbzrle => (8 + 2, 8 + crate::migration::xbzrle::record::MAX_BODY as u32),
         }
     }
 
@@ -69,6 +74,8 @@ impl Tag {
             8 => Tag::Block,
             9 => Tag::BlockZero,
             10 => Tag::Progress,
+            11 => Tag::Caps,
+            12 => Tag::Xbzrle,
             _ => return None,
         })
     }
@@ -135,6 +142,15 @@ pub enum Record<'a> {
     /// How far the disk copy is, in percent.
     Progress {
         percent: u32,
+    },
+    /// The source's capabilities that change the stream (`xbzrle::Caps` flags).
+    Caps {
+        flags: u32,
+    },
+    /// xbzrle entries for pages from `gpa` on (see `xbzrle::record`).
+    Xbzrle {
+        gpa: u64,
+        body: &'a [u8],
     },
 }
 
@@ -234,6 +250,15 @@ impl<W: Write> Writer<W> {
         self.record(Tag::Progress, &[&percent.to_le_bytes()])
     }
 
+    pub fn caps(&mut self, flags: u32) -> io::Result<()> {
+        self.record(Tag::Caps, &[&flags.to_le_bytes()])
+    }
+
+    /// An xbzrle record: entries (at most `xbzrle::record::MAX_BODY` bytes) from `gpa`.
+    pub fn xbzrle(&mut self, gpa: u64, body: &[u8]) -> io::Result<()> {
+        self.record(Tag::Xbzrle, &[&gpa.to_le_bytes(), body])
+    }
+
     /// Pushes out what is buffered (before waiting for the destination's answer).
     pub fn flush(&mut self) -> io::Result<()> {
         self.out.flush()
@@ -309,6 +334,7 @@ impl<R: Read> Reader<R> {
         read_exact(&mut self.input, &mut head, at)?;
         let tag = Tag::from_u8(head[0])
             .filter(|t| self.version >= 2 || (*t as u8) <= Tag::End as u8)
+            .filter(|t| self.version >= 5 || (*t as u8) <= Tag::Progress as u8)
             .ok_or(StreamError::UnknownTag { tag: head[0], at })?;
         let len = u32::from_le_bytes(head[4..8].try_into().expect("4 bytes"));
         let (min, max) = tag.payload_bounds();
@@ -390,6 +416,13 @@ impl<R: Read> Reader<R> {
                 }
                 Record::Progress { percent }
             }
+            Tag::Caps => Record::Caps {
+                flags: u32::from_le_bytes(p[..4].try_into().expect("4 bytes")),
+            },
+            Tag::Xbzrle => Record::Xbzrle {
+                gpa: u64_at(p, 0),
+                body: &p[8..],
+            },
         })
     }
 }
@@ -406,6 +439,8 @@ fn tag_name(t: Tag) -> &'static str {
         Tag::Block => "BLOCK",
         Tag::BlockZero => "BLOCK_ZERO",
         Tag::Progress => "PROGRESS",
+        Tag::Caps => "CAPS",
+        Tag::Xbzrle => "XBZRLE",
     }
 }
 
@@ -424,6 +459,7 @@ mod tests {
     fn sample() -> Vec<u8> {
         let mut w = Writer::new(Vec::new()).unwrap();
         w.config(1 << 30, 2, "pc").unwrap();
+        w.caps(1).unwrap();
         w.disks(b"\x01\x00\x00\x00\x00").unwrap();
         w.block(0, 4096, &[9u8; 1024]).unwrap();
         w.block_zero(0, 1 << 20, 1 << 20).unwrap();
@@ -431,6 +467,7 @@ mod tests {
         w.zero(0, 10).unwrap();
         w.pages(0x1000, &vec![7u8; 2 * PAGE_SIZE]).unwrap();
         w.sync(1).unwrap();
+        w.xbzrle(0x2000, &[0, 5, 0, 1, 9]).unwrap();
         w.state(b"machine state").unwrap();
         w.end(12).unwrap();
         let n = w.bytes();
@@ -456,6 +493,7 @@ mod tests {
         let s = sample();
         let mut r = Reader::new(&s[..]).unwrap();
         assert!(matches!(r.next().unwrap(), Record::Config { mem_size: 0x4000_0000, vcpus: 2, ref machine } if machine == "pc"));
+        assert!(matches!(r.next().unwrap(), Record::Caps { flags: 1 }));
         assert!(matches!(r.next().unwrap(), Record::Disks(b"\x01\x00\x00\x00\x00")));
         assert!(matches!(r.next().unwrap(), Record::Block { disk: 0, offset: 4096, data } if data == [9u8; 1024]));
         assert!(matches!(
@@ -473,6 +511,13 @@ mod tests {
             other => panic!("{other:?}"),
         }
         assert!(matches!(r.next().unwrap(), Record::Sync { round: 1 }));
+        assert!(matches!(
+            r.next().unwrap(),
+            Record::Xbzrle {
+                gpa: 0x2000,
+                body: [0, 5, 0, 1, 9]
+            }
+        ));
         assert!(matches!(r.next().unwrap(), Record::State(b"machine state")));
         assert!(matches!(r.next().unwrap(), Record::End { pages: 12 }));
         assert!(r.next().is_err(), "nothing may follow END");
@@ -484,7 +529,7 @@ mod tests {
         for cut in 0..s.len() {
             assert!(read_all(&s[..cut]).is_err(), "cut at {cut}");
         }
-        assert_eq!(read_all(&s).unwrap(), 10);
+        assert_eq!(read_all(&s).unwrap(), 12);
     }
 
     #[test]
@@ -537,9 +582,12 @@ mod tests {
         let mut v = sample();
         v[8] = 9;
         assert!(matches!(read_all(&v), Err(StreamError::Version(9))));
-        // Version 1 streams have no disk records.
+        // Version 4 streams have no CAPS or XBZRLE records.
+        v[8] = 4;
+        assert!(matches!(read_all(&v), Err(StreamError::UnknownTag { tag: 11, .. })));
+        // Version 1 streams have no disk records (nor CAPS).
         v[8] = 1;
-        assert!(matches!(read_all(&v), Err(StreamError::UnknownTag { tag: 7, .. })));
+        assert!(matches!(read_all(&v), Err(StreamError::UnknownTag { tag: 11, .. })));
         let mut w = Writer::new(Vec::new()).unwrap();
         w.config(1 << 20, 1, "pc").unwrap();
         w.end(0).unwrap();

@@ -7,6 +7,7 @@ use super::info::Status;
 use super::recv::RecvError;
 use super::recv_block::RecvBlockError;
 use super::send::{self, Shared};
+use super::xbzrle::Caps;
 use super::{recv, stream};
 use crate::config::Config;
 use crate::testutil::{Capture, heartbeats, probe};
@@ -27,6 +28,11 @@ fn config(append: &str) -> Config {
 }
 
 fn migrate(append: &str, max_bandwidth: u64) -> (super::info::Stats, String, String) {
+    migrate_with(append, max_bandwidth, false)
+}
+
+/// [`migrate`], with the `xbzrle` capability on both sides or on neither.
+fn migrate_with(append: &str, max_bandwidth: u64, xbzrle: bool) -> (super::info::Stats, String, String) {
     let kvm = crate::vm::kvm::open().expect("/dev/kvm");
     let (tx, _rx) = crossbeam_channel::unbounded::<VmEvent>();
     let out1 = Capture::default();
@@ -47,8 +53,9 @@ fn migrate(append: &str, max_bandwidth: u64) -> (super::info::Stats, String, Str
     let (a, b) = UnixStream::pair().unwrap();
     let shared = Arc::new(Shared::default());
     lock(&shared.params).max_bandwidth = max_bandwidth;
+    lock(&shared.params).xbzrle = xbzrle;
     let receiver = std::thread::spawn(move || {
-        let r = recv::run(&dst, Box::new(b), None);
+        let r = recv::run_with(&dst, Box::new(b), None, Caps { xbzrle });
         (dst, r)
     });
     let result = send::run(&src, Box::new(a), None, &shared, super::disks::Mode::Shared, &|_| {});
@@ -108,6 +115,71 @@ fn migrates_a_busy_guest_and_reports_real_figures() {
     );
     // An untouched page is never read: far less than all of RAM went as data.
     assert!(s.normal + s.duplicate >= (512 << 20) / 4096, "{s:?}");
+}
+
+#[test]
+fn xbzrle_migrates_a_busy_guest_with_real_figures() {
+    let (s, src, dst) = migrate_with("probe.ws=32 probe.rate=20", 20 << 20, true);
+    check_continuity(&src, &dst);
+    assert_eq!(s.status, Status::Completed);
+    let x = s.xbzrle.expect("xbzrle figures");
+    assert_eq!(x.cache_size, 64 << 20);
+    assert!(x.pages > 0 && x.bytes > 0 && x.overflow <= x.pages, "{x:?}");
+    assert!(x.bytes < (x.pages - x.overflow) * 4096, "deltas are smaller than pages: {x:?}");
+    assert!(s.transferred > x.bytes, "{s:?}");
+}
+
+/// A destination with xbzrle on: a malformed delta or entry fails the load, and writes
+/// neither the page it names nor any other.
+#[test]
+fn bad_xbzrle_records_are_refused_and_write_nothing() {
+    use super::xbzrle::record::RecordError;
+    let dst = small_destination(Vec::new());
+    let on = Caps { xbzrle: true };
+    let load = |bytes: Vec<u8>, caps: Caps| recv::run_with(&dst, Box::new(std::io::Cursor::new(bytes)), None, caps);
+    let with = |f: &dyn Fn(&mut stream::Writer<&mut Vec<u8>>)| {
+        after_config(&|w| {
+            w.caps(1).unwrap();
+            w.pages(0x10000, &[5u8; 4096]).unwrap();
+            f(w);
+        })
+    };
+    let page = |gpa: u64| {
+        let mut b = vec![0u8; 4096];
+        vm_memory::Bytes::read_slice(dst.ram(), &mut b, vm_memory::GuestAddress(gpa)).unwrap();
+        b
+    };
+    // skip 0, a delta of 3 bytes (kind 5): 4095 unchanged bytes, then a run of 2.
+    let past_page = with(&|w| w.xbzrle(0x10000, &[0, 5, 0xff, 0x1f, 2]).unwrap());
+    let e = load(past_page, on).unwrap_err();
+    assert!(matches!(e, RecvError::Delta { gpa: 0x10000, .. }), "{e:?}");
+    assert!(!e.to_string().contains('\n'), "one line: {e}");
+    assert!(page(0x10000).iter().all(|b| *b == 5) && page(0x11000).iter().all(|b| *b == 0));
+    let short = with(&|w| w.xbzrle(0x11000, &[0, 1, 7, 7]).unwrap());
+    let e = load(short, on).unwrap_err();
+    assert!(
+        matches!(
+            e,
+            RecvError::Xbzrle {
+                why: RecordError::Short { .. },
+                ..
+            }
+        ),
+        "{e:?}"
+    );
+    assert!(page(0x11000).iter().all(|b| *b == 0));
+    let outside = with(&|w| w.xbzrle((64 << 20) - 4096, &[0, 0, 0, 0]).unwrap());
+    let e = load(outside, on).unwrap_err();
+    assert!(matches!(e, RecvError::OutsideRam { .. }), "{e:?}");
+    let mismatch = with(&|_| {});
+    let e = load(mismatch, Caps::default()).unwrap_err();
+    assert_eq!(e.to_string(), "capability 'xbzrle' is on at the source but off here");
+    let e = load(after_config(&|w| w.xbzrle(0, &[0, 0]).unwrap()), Caps::default()).unwrap_err();
+    assert!(matches!(e, RecvError::XbzrleOff), "{e:?}");
+    let e = load(after_config(&|w| w.sync(1).unwrap()), on).unwrap_err();
+    assert_eq!(e.to_string(), "capability 'xbzrle' is off at the source but on here");
+    let e = load(after_config(&|w| w.caps(6).unwrap()), on).unwrap_err();
+    assert!(matches!(e, RecvError::UnknownCaps(6)), "{e:?}");
 }
 
 #[test]

@@ -62,6 +62,19 @@ pub struct MigrationStats {
     pub dirty_sync_missed_zero_copy: u64,
 }
 
+/// `XBZRLECacheStats`: the figures of xbzrle, while the capability is on.
+#[derive(Debug, Clone, PartialEq, Default, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub struct XbzrleCacheStats {
+    pub cache_size: u64,
+    pub bytes: u64,
+    pub pages: u64,
+    pub cache_miss: u64,
+    pub cache_miss_rate: f64,
+    pub encoding_rate: f64,
+    pub overflow: u64,
+}
+
 /// `query-migrate`. Members are present exactly when QEMU 7.2 has them for the status.
 #[derive(Debug, Clone, PartialEq, Default, Serialize)]
 #[serde(rename_all = "kebab-case")]
@@ -80,6 +93,9 @@ pub struct MigrationInfo {
     pub downtime: Option<u64>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub setup_time: Option<u64>,
+    /// With the `xbzrle` capability, while active and once completed.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub xbzrle_cache: Option<XbzrleCacheStats>,
     /// While the vCPUs are throttled (auto-converge, or the convergence guarantee).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub cpu_throttle_percentage: Option<u64>,

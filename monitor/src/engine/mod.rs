@@ -28,7 +28,7 @@ pub use fds::FdStore;
 pub use jobs::{JobInfo, JobStatus, JobType, Jobs, SnapshotJob};
 pub use migration::{
     AnnounceSchedule, MigrateArgs, MigrateSetParameters, MigrationCapability, MigrationCapabilityStatus, MigrationInfo,
-    MigrationParameters, MigrationStats, MigrationStatus,
+    MigrationParameters, MigrationStats, MigrationStatus, XbzrleCacheStats,
 };
 pub use types::{ChardevInfo, CpuInfoFast, KvmInfo, NameInfo, PciDeviceInfo, RunState, StatusInfo, TargetInfo, UuidInfo, VersionInfo};
 

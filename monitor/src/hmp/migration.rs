@@ -5,7 +5,7 @@
 use crate::engine::migration::MAX_DOWNTIME_MS;
 use crate::engine::{
     Engine, EngineError, FdStore, MigrateArgs, MigrateSetParameters, MigrationCapability, MigrationCapabilityStatus, MigrationInfo,
-    MigrationParameters, MigrationStats,
+    MigrationParameters, MigrationStats, XbzrleCacheStats,
 };
 use crate::size::{SizeUnit, parse_size};
 use crate::vmm::{Outcome, Pending};
@@ -224,6 +224,16 @@ fn ram_lines(o: &mut String, r: &MigrationStats) {
     }
 }
 
+fn xbzrle_lines(o: &mut String, x: &XbzrleCacheStats) {
+    let _ = writeln!(o, "cache size: {} bytes", x.cache_size);
+    let _ = writeln!(o, "xbzrle transferred: {} kbytes", kb(x.bytes));
+    let _ = writeln!(o, "xbzrle pages: {} pages", x.pages);
+    let _ = writeln!(o, "xbzrle cache miss: {} pages", x.cache_miss);
+    let _ = writeln!(o, "xbzrle cache miss rate: {:.2}", x.cache_miss_rate);
+    let _ = writeln!(o, "xbzrle encoding rate: {:.2}", x.encoding_rate);
+    let _ = writeln!(o, "xbzrle overflow: {}", x.overflow);
+}
+
 /// `info migrate`, line for line as QEMU 7.2 prints the same `query-migrate` answer.
 pub fn format_migrate(info: &MigrationInfo) -> String {
     let mut o = String::from(GLOBALS);
@@ -254,6 +264,9 @@ pub fn format_migrate(info: &MigrationInfo) -> String {
         let _ = writeln!(o, "transferred disk: {} kbytes", kb(d.transferred));
         let _ = writeln!(o, "remaining disk: {} kbytes", kb(d.remaining));
         let _ = writeln!(o, "total disk: {} kbytes", kb(d.total));
+    }
+    if let Some(x) = &info.xbzrle_cache {
+        xbzrle_lines(&mut o, x);
     }
     if let Some(pct) = info.cpu_throttle_percentage {
         let _ = writeln!(o, "cpu throttle percentage: {pct}");
@@ -354,5 +367,33 @@ mod tests {
         assert_eq!(json["x-godwit-converge-step"], "throttle");
         let q = serde_json::to_value(MigrationParameters::default()).unwrap();
         assert!(q.get("x-godwit-converge-deadline").is_none(), "not shown unless set");
+    }
+
+    #[test]
+    fn xbzrle_lines_like_qemu() {
+        let info = MigrationInfo {
+            status: Some(MigrationStatus::Completed),
+            disk: Some(MigrationStats::default()),
+            xbzrle_cache: Some(XbzrleCacheStats {
+                cache_size: 33554432,
+                bytes: 467394 << 10,
+                pages: 152943,
+                cache_miss: 8212,
+                cache_miss_rate: 0.001,
+                encoding_rate: 1.3333,
+                overflow: 5534,
+            }),
+            cpu_throttle_percentage: Some(30),
+            ..MigrationInfo::default()
+        };
+        let t = format_migrate(&info);
+        let want = "total disk: 0 kbytes\ncache size: 33554432 bytes\nxbzrle transferred: 467394 kbytes\n\
+                    xbzrle pages: 152943 pages\nxbzrle cache miss: 8212 pages\nxbzrle cache miss rate: 0.00\n\
+                    xbzrle encoding rate: 1.33\nxbzrle overflow: 5534\ncpu throttle percentage: 30\n";
+        assert!(t.ends_with(want), "{t}");
+        let json = serde_json::to_value(&info).unwrap();
+        let x = &json["xbzrle-cache"];
+        assert_eq!((x["cache-size"].as_u64(), x["cache-miss"].as_u64()), (Some(33554432), Some(8212)));
+        assert_eq!(x["encoding-rate"], 1.3333);
     }
 }

@@ -412,6 +412,20 @@ obj!(
         req("dirty-sync-missed-zero-copy", &U64),
     ]
 );
+obj!(
+    XBZRLE_CACHE_STATS,
+    XBZRLE_CACHE_STATS_TY,
+    "XBZRLECacheStats",
+    [
+        req("cache-size", &SIZE),
+        req("bytes", &INT),
+        req("pages", &INT),
+        req("cache-miss", &INT),
+        req("cache-miss-rate", &NUMBER),
+        req("encoding-rate", &NUMBER),
+        req("overflow", &INT),
+    ]
+);
 enumeration!(
     SOCKET_ADDRESS_TYPE,
     SOCKET_ADDRESS_TYPE_TY,
@@ -445,6 +459,7 @@ obj!(
         opt("expected-downtime", &INT),
         opt("downtime", &INT),
         opt("setup-time", &INT),
+        opt("xbzrle-cache", &XBZRLE_CACHE_STATS_TY),
         opt("cpu-throttle-percentage", &INT),
         opt("x-godwit-converge-step", &STR),
         opt("error-desc", &STR),

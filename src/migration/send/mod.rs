@@ -22,6 +22,7 @@ mod stop;
 mod tests;
 
 pub(super) use pacer::Pacer;
+use pages::{flush_xbzrle, write_pages_xbzrle};
 pub use pages::{is_zero, write_pages};
 pub use shared::Shared;
 pub use stop::{Failure, Stop, Undecided};
@@ -33,6 +34,7 @@ use super::disks::{self, Mode};
 use super::info::{Stats, Status};
 use super::send_block::{BlockState, Taken};
 use super::stream::{PAGES_PER_RECORD, Writer};
+use super::xbzrle::{Caps, XbzrleSender};
 use crate::vm::Vm;
 use devices::bus::lock;
 use std::io::{Read, Write};
@@ -59,6 +61,8 @@ pub(super) struct Sender<'a, W: Write> {
     /// Where the pre-copy's scan of dirty pages is, as (region, page): each round goes on
     /// from where the last one stopped, so no part of RAM waits behind a busy one.
     cursor: (usize, u64),
+    /// The `xbzrle` capability's cache and the record being filled.
+    xb: Option<XbzrleSender>,
 }
 
 impl<W: Write> Sender<'_, W> {
@@ -66,15 +70,27 @@ impl<W: Write> Sender<'_, W> {
         if self.shared.cancelled() { Err(Stop::Cancelled) } else { Ok(()) }
     }
 
-    /// Sends `count` pages from `gpa`: zero pages as ranges, the rest as data.
+    /// Stream bytes written or waiting in the xbzrle batch.
+    fn out_bytes(&self) -> u64 {
+        self.w.bytes() + self.xb.as_ref().map_or(0, |x| x.pending() as u64)
+    }
+
+    /// Sends `count` pages from `gpa`: zero pages as ranges, the rest as data (with
+    /// xbzrle, into its batch, which [`Sender::flush_xbzrle`] writes out).
     fn send_run(&mut self, gpa: u64, count: u64) -> Result<(), Stop> {
-        let before = self.w.bytes();
-        let (zero, normal) = write_pages(&mut self.w, self.vm.ram(), gpa, count, &mut self.buf)?;
-        let bytes = self.w.bytes() - before;
+        let before = self.out_bytes();
+        let (zero, normal) = match self.xb.as_mut() {
+            Some(xb) => write_pages_xbzrle(&mut self.w, xb, self.vm.ram(), gpa, count, &mut self.buf)?,
+            None => write_pages(&mut self.w, self.vm.ram(), gpa, count, &mut self.buf)?,
+        };
+        let bytes = self.out_bytes() - before;
         {
             let mut s = lock(&self.shared.stats);
             s.duplicate += zero;
             s.normal += normal;
+            if let Some(xb) = &self.xb {
+                s.xbzrle = Some(xb.counters);
+            }
             s.transferred = self.w.bytes();
             s.remaining = s.remaining.saturating_sub(count * PAGE);
         }
@@ -93,7 +109,25 @@ impl<W: Write> Sender<'_, W> {
                 self.send_run(base + first * PAGE, count)?;
             }
         }
-        Ok(())
+        self.flush_xbzrle()
+    }
+
+    /// Writes out the xbzrle batch: before any other record, and before a sync.
+    fn flush_xbzrle(&mut self) -> Result<(), Stop> {
+        match self.xb.as_mut() {
+            Some(xb) => flush_xbzrle(&mut self.w, xb),
+            None => Ok(()),
+        }
+    }
+
+    /// A sync: the xbzrle cache ages, its period's rates are taken, and a new
+    /// `xbzrle-cache-size` takes effect.
+    fn xbzrle_sync(&mut self, cache_size: u64) {
+        let ram = self.vm.mem_size();
+        if let Some(xb) = self.xb.as_mut() {
+            xb.sync(cache_size, ram);
+            lock(&self.shared.stats).xbzrle = Some(xb.counters);
+        }
     }
 
     /// Sends the pages set in `bitmaps` from the cursor on, round the end of RAM and back,
@@ -119,6 +153,7 @@ impl<W: Write> Sender<'_, W> {
             for (first, count) in runs {
                 if due(&self.pacer, left) {
                     self.cursor = (r, first);
+                    self.flush_xbzrle()?;
                     return Ok(false);
                 }
                 self.check_cancel()?;
@@ -128,6 +163,7 @@ impl<W: Write> Sender<'_, W> {
                 self.cursor = (r, first + count);
             }
         }
+        self.flush_xbzrle()?;
         Ok(true)
     }
 
@@ -282,7 +318,12 @@ impl<'a> Outgoing<'a> {
             remaining: self.vm.mem_size(),
             ..Stats::default()
         };
-        s.expected_downtime_ms = lock(&self.shared.params).downtime_limit_ms;
+        let p = lock(&self.shared.params);
+        s.expected_downtime_ms = p.downtime_limit_ms;
+        s.xbzrle = p.xbzrle.then(|| super::xbzrle::Counters {
+            cache_size: p.xbzrle_cache_size,
+            ..Default::default()
+        });
     }
 
     /// The pages written since the last look (the dirty log started with the first round).
@@ -312,8 +353,16 @@ impl<'a> Outgoing<'a> {
             pages_sent: 0,
             block: None,
             cursor: (0, 0),
+            xb: None,
         };
         sx.w.config(self.vm.mem_size(), self.vm.vcpu_count() as u32, "pc").map_err(io_err)?;
+        let (xbzrle, cache_size) = {
+            let p = lock(&self.shared.params);
+            (p.xbzrle, p.xbzrle_cache_size)
+        };
+        sx.w.caps(Caps { xbzrle }.to_flags()).map_err(io_err)?;
+        let ram_end = self.vm.ram().iter().map(|r| r.start_addr().0 + r.len()).max().unwrap_or(0);
+        sx.xb = xbzrle.then(|| XbzrleSender::new(cache_size, self.vm.mem_size(), ram_end));
         let announce = disks::describe(self.vm, self.mode).map_err(Failure::Disks)?;
         sx.w.disks(&announce.encode()).map_err(io_err)?;
         if self.mode != Mode::Shared {
@@ -362,6 +411,10 @@ impl<'a> Outgoing<'a> {
         };
         self.shared.pass(pass);
         sx.send_round(&after)?;
+        if let Some(xb) = sx.xb.as_mut() {
+            xb.close_period();
+            lock(&self.shared.stats).xbzrle = Some(xb.counters);
+        }
         let state = vm.save_state().map_err(Failure::State)?;
         sx.w.state(&devices::state::VersionedState::to_bytes(&state)).map_err(io_err)
     }

@@ -3,6 +3,7 @@
 use super::{Failure, Stop};
 use crate::migration::dirty::PAGE;
 use crate::migration::stream::Writer;
+use crate::migration::xbzrle::{Sent, XbzrleSender};
 use std::io::Write;
 use vm_memory::{Bytes, GuestAddress};
 
@@ -52,4 +53,41 @@ pub fn write_page_data<W: Write>(w: &mut Writer<W>, gpa: u64, data: &[u8]) -> Re
         i = j;
     }
     Ok((zero, normal))
+}
+
+/// With xbzrle: `count` guest pages from `gpa` into the xbzrle batch, each as a zero
+/// page, a delta against its cached copy, or whole; the batch is written out whenever the
+/// next page cannot join it. Returns (zero pages, whole pages).
+pub fn write_pages_xbzrle<W: Write>(
+    w: &mut Writer<W>,
+    xb: &mut XbzrleSender,
+    ram: &crate::memory::GuestRam,
+    gpa: u64,
+    count: u64,
+    buf: &mut Vec<u8>,
+) -> Result<(u64, u64), Stop> {
+    buf.resize((count * PAGE) as usize, 0);
+    ram.read_slice(buf, GuestAddress(gpa)).map_err(Failure::ReadRam)?;
+    let (mut zero, mut whole) = (0u64, 0u64);
+    for (i, page) in buf.chunks_exact(PAGE as usize).enumerate() {
+        let at = gpa + i as u64 * PAGE;
+        if xb.must_flush_before(at) {
+            flush_xbzrle(w, xb)?;
+        }
+        match xb.page(at, page, is_zero(page)) {
+            Sent::Zero => zero += 1,
+            Sent::Whole => whole += 1,
+            Sent::Delta => {}
+        }
+    }
+    Ok((zero, whole))
+}
+
+/// Writes the xbzrle batch as a record, if it holds anything.
+pub fn flush_xbzrle<W: Write>(w: &mut Writer<W>, xb: &mut XbzrleSender) -> Result<(), Stop> {
+    if let Some((gpa, body)) = xb.take() {
+        w.xbzrle(gpa, &body).map_err(Stop::Io)?;
+        xb.recycle(body);
+    }
+    Ok(())
 }

@@ -178,6 +178,8 @@ impl<'a> Outgoing<'a> {
     fn take_round<W: Write>(&mut self, sx: &mut Sender<'a, W>, rate: &mut (Instant, u64)) -> Result<Round, Stop> {
         let bitmaps = self.collect()?;
         let dirty_pages = dirty::count(&bitmaps);
+        let cache_size = lock(&self.shared.params).xbzrle_cache_size;
+        sx.xbzrle_sync(cache_size);
         let (taken, disk_bytes) = match sx.block.as_mut() {
             Some(b) => {
                 let (t, n) = b.take();

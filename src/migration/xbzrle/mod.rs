@@ -1,0 +1,31 @@
+//! xbzrle: pages re-sent during a migration go as the delta against the copy the
+//! destination already has, kept in a page cache on the source (docs/migration.md).
+//! The destination needs no cache: it applies the delta to the page in its RAM.
+
+pub mod cache;
+pub mod codec;
+pub mod record;
+pub mod send;
+
+pub use send::{Counters, Sent, XbzrleSender};
+
+/// The capabilities a stream's source had, as its CAPS record carries them.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Caps {
+    pub xbzrle: bool,
+}
+
+impl Caps {
+    const XBZRLE: u32 = 1;
+
+    pub fn to_flags(self) -> u32 {
+        if self.xbzrle { Self::XBZRLE } else { 0 }
+    }
+
+    /// `None` for flags this godwit does not know.
+    pub fn from_flags(f: u32) -> Option<Caps> {
+        (f & !Self::XBZRLE == 0).then_some(Caps {
+            xbzrle: f & Self::XBZRLE != 0,
+        })
+    }
+}
