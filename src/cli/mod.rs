@@ -134,17 +134,24 @@ fn check_stdio(cfg: &mut Config) -> Result<(), CliError> {
     Ok(())
 }
 
+/// Parses a whitespace-separated command line as the tests write them: the
+/// configuration, or the one-line error (or what would be printed).
+#[cfg(test)]
+pub(crate) fn test_line(line: &str) -> Result<Config, String> {
+    match parse(line.split_whitespace().map(String::from)) {
+        Ok(Action::Run(c)) => Ok(*c),
+        Ok(Action::Print(t)) => Err(format!("printed: {t}")),
+        Err(e) => Err(e.0),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::config::SerialBackend;
 
     fn run(line: &str) -> Result<Config, String> {
-        match parse(line.split_whitespace().map(String::from)) {
-            Ok(Action::Run(c)) => Ok(*c),
-            Ok(Action::Print(t)) => Err(format!("printed: {t}")),
-            Err(e) => Err(e.0),
-        }
+        super::test_line(line)
     }
 
     #[test]

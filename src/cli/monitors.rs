@@ -166,16 +166,9 @@ pub fn finish(cfg: &mut Config) -> Result<(), CliError> {
 
 #[cfg(test)]
 mod tests {
-    use crate::cli::{Action, parse};
     use monitor::ChardevSpec;
 
-    fn run(line: &str) -> Result<crate::config::Config, String> {
-        match parse(line.split_whitespace().map(String::from)) {
-            Ok(Action::Run(c)) => Ok(*c),
-            Ok(Action::Print(t)) => Err(format!("printed: {t}")),
-            Err(e) => Err(e.0),
-        }
-    }
+    use crate::cli::test_line as run;
 
     #[test]
     fn qmp_chardev_and_mon() {

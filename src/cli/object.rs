@@ -355,14 +355,7 @@ mod tests {
         assert_eq!(e.0, "-object authz-simple,id=t,identity=x: Duplicate ID 't' for object");
     }
 
-    fn run(line: &str) -> Result<Config, String> {
-        use crate::cli::{Action, parse};
-        match parse(line.split_whitespace().map(String::from)) {
-            Ok(Action::Run(c)) => Ok(*c),
-            Ok(Action::Print(t)) => Err(format!("printed: {t}")),
-            Err(e) => Err(e.0),
-        }
-    }
+    use crate::cli::test_line as run;
 
     #[test]
     fn libvirt_objects() {

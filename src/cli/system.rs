@@ -134,15 +134,8 @@ pub fn sandbox(value: &str) -> Result<(), CliError> {
 
 #[cfg(test)]
 mod tests {
-    use crate::cli::{Action, parse};
 
-    fn run(line: &str) -> Result<crate::config::Config, String> {
-        match parse(line.split_whitespace().map(String::from)) {
-            Ok(Action::Run(c)) => Ok(*c),
-            Ok(Action::Print(t)) => Err(format!("printed: {t}")),
-            Err(e) => Err(e.0),
-        }
-    }
+    use crate::cli::test_line as run;
 
     #[test]
     fn libvirt_line_parts() {

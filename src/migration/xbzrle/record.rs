@@ -197,7 +197,7 @@ mod tests {
             })
         );
         assert!(matches!(all(0, &[0, 0, 0x80]), Err(RecordError::Codec { entry: 1, .. })));
-        assert_eq!(all(u64::MAX & !0xfff, &[0, 0]), Err(RecordError::Address(0)));
+        assert_eq!(all(!0xfff, &[0, 0]), Err(RecordError::Address(0)));
         assert_eq!(
             all(0, &[0xff, 0xff, 0xff, 0xff, 0x0f, 0]).map(|v| v[0].0),
             Ok(0xffff_ffff_u64 * 4096)
