@@ -52,8 +52,21 @@ fn boot(dir: &Path, telnet: u16) -> Guest {
     let tel = format!("telnet:127.0.0.1:{telnet},server,nowait");
     let qmp = format!("unix:{},server,nowait", dir.join("qmp.sock").display());
     let mut g = Guest::godwit(&[
-        "-enable-kvm", "-m", "128", "-display", "none", "-serial", "stdio", "-kernel", p.to_str().unwrap(),
-        "-monitor", &hmp, "-monitor", &tel, "-qmp", &qmp,
+        "-enable-kvm",
+        "-m",
+        "128",
+        "-display",
+        "none",
+        "-serial",
+        "stdio",
+        "-kernel",
+        p.to_str().unwrap(),
+        "-monitor",
+        &hmp,
+        "-monitor",
+        &tel,
+        "-qmp",
+        &qmp,
     ]);
     g.wait_for("HB", T);
     wait_for_path(&dir.join("qmp.sock"));
@@ -83,7 +96,11 @@ fn hostile_hmp(conn: impl Fn() -> Conn, what: &str) {
         // Ends a telnet subnegotiation or an escape sequence the case may have left open.
         input.extend_from_slice(b"\xff\xf0\xff\xf0\r\r\rinfo status\r");
         let mut c = Raw::send(conn(), input);
-        assert!(c.read_until(b"VM status: running", T), "{what}, {case}: no answer after it; got {}", c.text());
+        assert!(
+            c.read_until(b"VM status: running", T),
+            "{what}, {case}: no answer after it; got {}",
+            c.text()
+        );
         c.written().unwrap_or_else(|e| panic!("{what}, {case}: write failed: {e}"));
     }
 }
@@ -103,11 +120,20 @@ fn qmp_cases() -> Vec<(&'static str, Vec<u8>, &'static str)> {
 
 fn hostile_qmp(sock: &Path) {
     for (case, input, desc) in qmp_cases() {
-        let input = [&b"{\"execute\": \"qmp_capabilities\"}"[..], &input, b"{\"execute\": \"query-status\"}"].concat();
+        let input = [
+            &b"{\"execute\": \"qmp_capabilities\"}"[..],
+            &input,
+            b"{\"execute\": \"query-status\"}",
+        ]
+        .concat();
         let mut c = Raw::send(Conn::unix(sock), input);
         let error = format!("{{\"error\": {{\"class\": \"GenericError\", \"desc\": \"{desc}");
         assert!(c.read_until(error.as_bytes(), T), "QMP, {case}: no '{desc}'; got {}", c.text());
-        assert!(c.read_until(b"\"status\": \"running\"", T), "QMP, {case}: not served after it; got {}", c.text());
+        assert!(
+            c.read_until(b"\"status\": \"running\"", T),
+            "QMP, {case}: not served after it; got {}",
+            c.text()
+        );
         c.written().unwrap_or_else(|e| panic!("QMP, {case}: write failed: {e}"));
     }
 }
@@ -128,14 +154,26 @@ fn hostile_input_on_every_monitor_is_refused_and_memory_stays_bounded() {
     }
     eprintln!("hostile input: godwit VmRSS {rss:?} KiB before and after each round");
     assert!(rss[1] < rss[0] + RSS_GROWTH_KIB, "RSS grew from {} to {} KiB", rss[0], rss[1]);
-    assert!(rss[3] < rss[2] + RSS_AGAIN_KIB, "RSS grew from {} to {} KiB on the same input again", rss[2], rss[3]);
+    assert!(
+        rss[3] < rss[2] + RSS_AGAIN_KIB,
+        "RSS grew from {} to {} KiB on the same input again",
+        rss[2],
+        rss[3]
+    );
     let hb = heartbeats(&g.collect_for(Duration::from_millis(1500)));
     assert!(hb.len() >= 2, "the guest stopped: {hb:?}");
     assert!(g.child.try_wait().unwrap().is_none(), "godwit exited: {}", g.stderr());
 }
 
 /// What churning clients send before they vanish, by monitor kind.
-const HMP_PARTIAL: &[&[u8]] = &[b"", b"info sta", b"migrate_set_speed 1", b"\x1b[", b"\xff\xfa\x18", b"info migrate\rinfo st"];
+const HMP_PARTIAL: &[&[u8]] = &[
+    b"",
+    b"info sta",
+    b"migrate_set_speed 1",
+    b"\x1b[",
+    b"\xff\xfa\x18",
+    b"info migrate\rinfo st",
+];
 const QMP_PARTIAL: &[&[u8]] = &[
     b"",
     b"{\"execute\": \"qmp_capa",
@@ -176,7 +214,14 @@ fn clients_churning_during_a_migration_harm_nothing() {
         format!("unix:{},server,nowait", hmp2.display()),
         format!("unix:{},server,nowait", qmp.display()),
     ];
-    let mut src = node(&dir, "src", "256", "1", append, &["-monitor", &extra[0], "-monitor", &extra[1], "-qmp", &extra[2]]);
+    let mut src = node(
+        &dir,
+        "src",
+        "256",
+        "1",
+        append,
+        &["-monitor", &extra[0], "-monitor", &extra[1], "-qmp", &extra[2]],
+    );
     src.g.wait_for("VERIFY", T);
     let inc = format!("tcp:127.0.0.1:{port}");
     let mut dst = node(&dir, "dst", "256", "1", append, &["-incoming", &inc]);
@@ -197,7 +242,9 @@ fn clients_churning_during_a_migration_harm_nothing() {
         let end = Instant::now() + Duration::from_secs(120);
         let status = loop {
             let t = src.mon.cmd("info migrate");
-            let status = info_field(&t, "Migration status").unwrap_or_else(|| panic!("not served normally: {t}")).to_string();
+            let status = info_field(&t, "Migration status")
+                .unwrap_or_else(|| panic!("not served normally: {t}"))
+                .to_string();
             served += 1;
             if !matches!(status.as_str(), "setup" | "active" | "device") || Instant::now() > end {
                 break status;
@@ -220,6 +267,9 @@ fn clients_churning_during_a_migration_harm_nothing() {
     let verify = dst.g.wait_for("VERIFY", T);
     assert!(verify.text.contains(" ok"), "{}", verify.text);
     let hb = heartbeats(&dst.g.collect_for(Duration::from_millis(1000)));
-    assert!(hb.windows(2).all(|w| w[1] == w[0] + 1) && hb.len() >= 2, "destination heartbeats: {hb:?}");
+    assert!(
+        hb.windows(2).all(|w| w[1] == w[0] + 1) && hb.len() >= 2,
+        "destination heartbeats: {hb:?}"
+    );
     assert_eq!(dst.mon.cmd("info status"), "VM status: running\n");
 }

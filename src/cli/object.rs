@@ -367,7 +367,10 @@ mod tests {
             run("-kernel k -machine memory-backend=ram -m 256 -object memory-backend-ram,id=ram,size=128M").unwrap_err(),
             "Memory size does not match the size of the memory backend"
         );
-        assert_eq!(run("-kernel k -machine memory-backend=x").unwrap_err(), "Memory backend 'x' not found");
+        assert_eq!(
+            run("-kernel k -machine memory-backend=x").unwrap_err(),
+            "Memory backend 'x' not found"
+        );
         assert_eq!(
             run("-kernel k -object memory-backend-file,id=m,size=1G").unwrap_err(),
             "-object memory-backend-file,id=m,size=1G: objects of type 'memory-backend-file' are not supported by godwit"
@@ -376,7 +379,10 @@ mod tests {
             run("-kernel k -object secret,id=s,file=/nonexistent").unwrap_err(),
             "-object secret,id=s,file=/nonexistent: Unable to read /nonexistent: No such file or directory"
         );
-        assert_eq!(run("-kernel k -object secret,data=x").unwrap_err(), "-object secret,data=x: Parameter 'id' is missing");
+        assert_eq!(
+            run("-kernel k -object secret,data=x").unwrap_err(),
+            "-object secret,data=x: Parameter 'id' is missing"
+        );
         assert!(run("-kernel k -object memory-backend-ram,id=m,size=1G,share=on").is_err());
     }
 }

@@ -406,7 +406,10 @@ mod tests {
         };
         let e = p.set(&threads).unwrap_err();
         assert_eq!(e, ParamsError::Unsupported("compress-threads"));
-        assert_eq!(e.to_string(), "parameter 'compress-threads' has no effect in godwit and is not supported");
+        assert_eq!(
+            e.to_string(),
+            "parameter 'compress-threads' has no effect in godwit and is not supported"
+        );
         let tls = MigrateSetParameters {
             tls_creds: Some("tls0".into()),
             tls_hostname: Some("dest.example.com".into()),
@@ -529,7 +532,10 @@ mod tests {
             state: true,
         };
         p.set_capabilities(&[on]).unwrap();
-        let listed = p.capabilities().into_iter().find(|c| c.capability == MigrationCapability::AutoConverge);
+        let listed = p
+            .capabilities()
+            .into_iter()
+            .find(|c| c.capability == MigrationCapability::AutoConverge);
         assert!(p.auto_converge && listed.is_some_and(|c| c.state));
     }
 }

@@ -92,14 +92,20 @@ pub fn qmp_input(data: &[u8]) -> QmpOutcome {
             outcome.replies += 1;
             outcome.errors += u32::from(check_reply(&reply));
         }
-        assert!(session.held() <= MAX_BYTES, "QMP held {} bytes of an unfinished value", session.held());
+        assert!(
+            session.held() <= MAX_BYTES,
+            "QMP held {} bytes of an unfinished value",
+            session.held()
+        );
     }
     outcome
 }
 
 /// Panics unless `reply` is a well-formed answer; returns whether it is an error.
 fn check_reply(reply: &Value) -> bool {
-    let Value::Object(m) = reply else { panic!("a reply that is not an object: {reply}") };
+    let Value::Object(m) = reply else {
+        panic!("a reply that is not an object: {reply}")
+    };
     let line = encode(reply, false);
     let body = line.strip_suffix(b"\r\n").unwrap_or(&line);
     assert!(!body.is_empty() && !body.contains(&b'\n'), "a reply not on one line: {reply}");

@@ -36,7 +36,17 @@ fn hostile_hmp() -> Vec<(&'static str, Vec<u8>)> {
     // The last subnegotiation (`IAC SB IAC IAC SE`) holds an escaped 0xFF: it ends here.
     telnet.extend_from_slice(b"\xff\xf0\xff\xfd\x01\rinfo version\r");
     let mut escapes = Vec::new();
-    for seq in [&b"\x1b[A"[..], b"\x1b[B", b"\x1b[C", b"\x1b[D", b"\x1b[3~", b"\x1b[1;5H", b"\x1bO", b"\x1b[999999999999C", b"\x1b"] {
+    for seq in [
+        &b"\x1b[A"[..],
+        b"\x1b[B",
+        b"\x1b[C",
+        b"\x1b[D",
+        b"\x1b[3~",
+        b"\x1b[1;5H",
+        b"\x1bO",
+        b"\x1b[999999999999C",
+        b"\x1b",
+    ] {
         for _ in 0..50 {
             escapes.extend_from_slice(seq);
         }
@@ -47,7 +57,10 @@ fn hostile_hmp() -> Vec<(&'static str, Vec<u8>)> {
         ("endless line", endless),
         ("telnet garbage", telnet),
         ("escape sequences", escapes),
-        ("NUL and high bytes", [&[0u8; 5000][..], &[0xfe; 5000], b"\r\n\r\ninfo name\r"].concat()),
+        (
+            "NUL and high bytes",
+            [&[0u8; 5000][..], &[0xfe; 5000], b"\r\n\r\ninfo name\r"].concat(),
+        ),
     ]
 }
 
@@ -56,7 +69,11 @@ fn hmp_survives_hostile_input_and_still_runs_commands() {
     for (what, input) in hostile_hmp() {
         for chunk in [0u8, 6, 63] {
             let out = hmp_input(&with_chunk(chunk, &input));
-            assert!(out.commands >= 1, "{what} (chunks of {}): the command after it did not run", chunk + 1);
+            assert!(
+                out.commands >= 1,
+                "{what} (chunks of {}): the command after it did not run",
+                chunk + 1
+            );
         }
     }
     let mut commands = 0;

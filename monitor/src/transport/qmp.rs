@@ -252,8 +252,8 @@ fn handle_input(bytes: &[u8], received: &mut Vec<OwnedFd>, s: &mut Session, c: &
 #[cfg(test)]
 mod tests {
     use crate::MonitorBuilder;
-    use crate::hmp::Hmp;
     use crate::fake::Fake;
+    use crate::hmp::Hmp;
     use serde_json::{Value, json};
     use std::io::{BufRead, BufReader, Write};
     use std::os::fd::AsRawFd;

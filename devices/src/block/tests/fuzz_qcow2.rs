@@ -114,6 +114,9 @@ fn qcow2_fuzz_corpus() {
         opened += u64::from(out.opened);
         ops += u64::from(out.ops_ok + out.ops_failed);
     }
-    eprintln!("qcow2 fuzz: {iters} inputs, {opened} opened, {ops} operations, {:?}", start.elapsed());
+    eprintln!(
+        "qcow2 fuzz: {iters} inputs, {opened} opened, {ops} operations, {:?}",
+        start.elapsed()
+    );
     assert!(opened > iters / 10, "too few mutated images opened: the corpus tests little");
 }

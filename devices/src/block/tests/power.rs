@@ -337,10 +337,18 @@ fn killed_snapshot_work_is_inconsistent_only_between_adjacent_writes() {
         }
         bad_run += 1;
         bad_total += 1;
-        assert_eq!(syncs_before[n - 1], syncs_before[n], "killed after change {n}: inconsistent across a sync");
+        assert_eq!(
+            syncs_before[n - 1],
+            syncs_before[n],
+            "killed after change {n}: inconsistent across a sync"
+        );
         assert!(bad_run <= 4, "killed after change {n}: inconsistent for {bad_run} writes in a row");
     }
-    assert!(bad_total < syncs_before.len() / 4, "{bad_total} of {} cut points inconsistent", syncs_before.len());
+    assert!(
+        bad_total < syncs_before.len() / 4,
+        "{bad_total} of {} cut points inconsistent",
+        syncs_before.len()
+    );
 }
 
 fn check_is_clean_or_leaks(img: &Path) -> bool {

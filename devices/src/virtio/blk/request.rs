@@ -10,10 +10,10 @@
 //! `UNSUPP` in its status byte.
 
 use super::{Disk, MAX_DISCARD_SECTORS, MAX_DISCARD_SEGMENTS};
-use crate::virtio::chain::{self, ChainError};
 use crate::block::{BlockError, SECTOR_SIZE};
 use crate::bus::lock;
 use crate::virtio::GuestMem;
+use crate::virtio::chain::{self, ChainError};
 use std::io::{Read, Write};
 use thiserror::Error;
 use virtio_bindings::virtio_blk as vb;

@@ -10,10 +10,10 @@ use crate::bus::lock;
 use crate::virtio::queue::SharedQueue;
 use crate::virtio::worker::{QueueHandler, Yield};
 use crate::virtio::{GuestMem, VirtioInterrupt};
-use std::num::Wrapping;
 use std::fmt::Display;
-use std::sync::{Arc, Mutex};
+use std::num::Wrapping;
 use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use virtio_queue::{QueueOwnedT, QueueT};
 

@@ -149,7 +149,11 @@ impl Device {
         };
         let queues: Vec<SharedQueue> = (0..count)
             .map(|i| {
-                let q = if i == queue_index { queue(l) } else { Queue::new(MAX_QUEUE).expect("a valid maximum size") };
+                let q = if i == queue_index {
+                    queue(l)
+                } else {
+                    Queue::new(MAX_QUEUE).expect("a valid maximum size")
+                };
                 Arc::new(Mutex::new(q))
             })
             .collect();

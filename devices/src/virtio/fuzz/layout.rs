@@ -111,7 +111,11 @@ impl Layout {
             (DESC, AVAIL, USED)
         };
         let a = c.u8();
-        let avail_idx = if a >> 7 == 0 { u16::from(a) % (size.min(MAX_QUEUE) + 1) } else { c.u16() };
+        let avail_idx = if a >> 7 == 0 {
+            u16::from(a) % (size.min(MAX_QUEUE) + 1)
+        } else {
+            c.u16()
+        };
         let slots = size.min(MAX_QUEUE);
         let descs = (0..slots).map(|_| descriptor(&mut c, slots)).collect();
         let entries = (0..slots)
@@ -238,7 +242,9 @@ impl WriteMap {
         const PAGE: usize = 4096;
         let pages = before.chunks(PAGE).zip(after.chunks(PAGE)).enumerate();
         pages.filter(|(_, (b, a))| b != a).find_map(|(p, (b, a))| {
-            (0..b.len()).map(|i| p * PAGE + i).find(|&at| b[at % PAGE] != a[at % PAGE] && !self.0[at])
+            (0..b.len())
+                .map(|i| p * PAGE + i)
+                .find(|&at| b[at % PAGE] != a[at % PAGE] && !self.0[at])
         })
     }
 }

@@ -37,8 +37,7 @@ pub struct Outcome {
 }
 
 fn guest_memory() -> GuestMem {
-    GuestMem::from_ranges(&[(GuestAddress(0), REGION as usize), (GuestAddress(HOLE_END), REGION as usize)])
-        .expect("two small regions")
+    GuestMem::from_ranges(&[(GuestAddress(0), REGION as usize), (GuestAddress(HOLE_END), REGION as usize)]).expect("two small regions")
 }
 
 /// All of RAM, the hole read as zeroes.

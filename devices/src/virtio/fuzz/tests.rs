@@ -43,7 +43,10 @@ fn chain(rng: &mut Rng, dev: u8, k: u64) -> Vec<(u64, u32, bool)> {
         }
         1 => vec![(data, 2048, true)],
         2 => vec![(0x3000 + 16 * (k % 64), 12, false), (data, 60 + rng.below(1400) as u32, false)],
-        _ => vec![(0x3000 + 16 * (k % 64), 2 + rng.below(14) as u32, false), (0x8000 + k % 256, 1, true)],
+        _ => vec![
+            (0x3000 + 16 * (k % 64), 2 + rng.below(14) as u32, false),
+            (0x8000 + k % 256, 1, true),
+        ],
     }
 }
 
@@ -132,7 +135,11 @@ fn virtio_fuzz_corpus() {
     let mut per = [(0u64, 0u64, 0u64); 4];
     for i in 0..iters {
         let dev = (i % 4) as u8;
-        let (data, spoiled) = if i % 5 == 4 { (random(&mut rng), true) } else { input(&mut rng, dev) };
+        let (data, spoiled) = if i % 5 == 4 {
+            (random(&mut rng), true)
+        } else {
+            input(&mut rng, dev)
+        };
         let out = virtio_input(&data);
         assert!(spoiled || !out.broken, "input {i}: well-formed chains broke the device");
         let t = match super::layout::Layout::decode(&data).device {
@@ -145,7 +152,10 @@ fn virtio_fuzz_corpus() {
         per[t].1 += u64::from(out.broken);
         per[t].2 += u64::from(out.refused);
     }
-    eprintln!("virtio fuzz: {iters} inputs; (used, broken, refused) blk {:?} rx {:?} tx {:?} ctrl {:?}", per[0], per[1], per[2], per[3]);
+    eprintln!(
+        "virtio fuzz: {iters} inputs; (used, broken, refused) blk {:?} rx {:?} tx {:?} ctrl {:?}",
+        per[0], per[1], per[2], per[3]
+    );
     for (name, (used, broken, _)) in ["blk", "rx", "tx", "ctrl"].iter().zip(per) {
         assert!(used > 0, "{name}: no chain ever completed: the corpus tests little");
         assert!(broken > 0, "{name}: no input ever broke the device: the corpus tests little");

@@ -7,12 +7,12 @@
 //! command, a feature the driver did not accept, data of the wrong size) is answered
 //! `VIRTIO_NET_ERR` and changes nothing.
 
-use crate::virtio::chain::{self, ChainError};
 use super::control::NicState;
 use super::features::Negotiated;
 use super::filter::{MacTable, parse_macs};
 use super::mac::{MAC_LEN, MacAddr};
 use crate::virtio::GuestMem;
+use crate::virtio::chain::{self, ChainError};
 use std::io::{Read, Write};
 use thiserror::Error;
 use virtio_bindings::virtio_net as vn;

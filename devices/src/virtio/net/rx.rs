@@ -8,9 +8,9 @@
 //! frame whose buffers are not all there as an error). When the ring runs dry first,
 //! nothing is consumed: the chains go back (`next_avail` rewound) and the frame waits.
 
-use crate::virtio::chain::{self, ChainError};
 use crate::net::VNET_HDR_LEN;
 use crate::virtio::GuestMem;
+use crate::virtio::chain::{self, ChainError};
 use std::io::Write;
 use std::num::Wrapping;
 use std::sync::atomic::{Ordering, fence};

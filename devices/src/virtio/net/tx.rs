@@ -3,9 +3,9 @@
 //! A transmit chain is the 12-byte virtio-net header followed by the frame, all
 //! device-readable (virtio 1.2 §5.1.6.2); device-writable descriptors in it are ignored.
 
-use crate::virtio::chain::{self, ChainError};
 use crate::net::{MAX_FRAME, VNET_HDR_LEN};
 use crate::virtio::GuestMem;
+use crate::virtio::chain::{self, ChainError};
 use std::io::Read;
 use thiserror::Error;
 use virtio_queue::DescriptorChain;

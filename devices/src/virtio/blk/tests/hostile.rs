@@ -20,7 +20,9 @@ fn chain(b: &mut Blk, bufs: &[(u64, u32, bool)]) {
 
 /// Each way of breaking the device, and what the device says of it.
 const CASES: &[(&str, &str, Setup)] = &[
-    ("short header", "no 16-byte header", |b| chain(b, &[(HDR, 8, false), (STATUS, 1, true)])),
+    ("short header", "no 16-byte header", |b| {
+        chain(b, &[(HDR, 8, false), (STATUS, 1, true)])
+    }),
     ("no header at all", "no 16-byte header", |b| chain(b, &[(STATUS, 1, true)])),
     ("no status byte", "no byte the device can write", |b| chain(b, &[(HDR, 16, false)])),
     ("status only readable", "no byte the device can write", |b| {
@@ -162,14 +164,21 @@ fn broken_chains_need_reset_and_harm_nothing() {
         assert!(lock(&error).is_none(), "{what}: reset kept the error");
         b.g.mem.write_slice(&[0u8; 0x3000], GuestAddress(RING)).unwrap();
         let mut b = Blk::init(b.g);
-        assert_eq!(b.request(vb::VIRTIO_BLK_T_GET_ID, 0, Some((DATA, 20, true))), (OK, 21), "{what}: after reset");
+        assert_eq!(
+            b.request(vb::VIRTIO_BLK_T_GET_ID, 0, Some((DATA, 20, true))),
+            (OK, 21),
+            "{what}: after reset"
+        );
     }
 }
 
 #[test]
 fn notifies_before_driver_ok_and_odd_queue_sizes_are_ignored() {
     let disk = MemDisk::new(64 * 512);
-    let mut g = Guest::new(Box::new(VirtioBlk::new(Box::new(disk), BlkConfig::default()).unwrap()), guest_memory());
+    let mut g = Guest::new(
+        Box::new(VirtioBlk::new(Box::new(disk), BlkConfig::default()).unwrap()),
+        guest_memory(),
+    );
     // Notifies with nothing set up.
     g.notify(0);
     g.notify(7);
