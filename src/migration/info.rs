@@ -100,7 +100,7 @@ impl Stats {
                     ..MigrationStats::default()
                 });
                 info.cpu_throttle_percentage = (self.throttle_pct > 0).then_some(u64::from(self.throttle_pct));
-                info.xbzrle_cache = self.xbzrle.map(xbzrle_info);
+                info.xbzrle_cache = self.xbzrle;
                 info.converge_step = self.converge_step.map(str::to_string);
             }
             Status::Completed => {
@@ -108,7 +108,7 @@ impl Stats {
                 info.downtime = Some(self.downtime_ms);
                 info.setup_time = Some(self.setup_ms);
                 info.ram = Some(self.ram_stats(false));
-                info.xbzrle_cache = self.xbzrle.map(xbzrle_info);
+                info.xbzrle_cache = self.xbzrle;
                 info.converge_step = self.converge_step.map(str::to_string);
             }
             Status::Failed => info.error_desc = self.error.clone(),
@@ -148,17 +148,5 @@ impl Stats {
             downtime_bytes: self.downtime_bytes,
             ..MigrationStats::default()
         }
-    }
-}
-
-fn xbzrle_info(c: crate::migration::xbzrle::Counters) -> monitor::engine::XbzrleCacheStats {
-    monitor::engine::XbzrleCacheStats {
-        cache_size: c.cache_size,
-        bytes: c.bytes,
-        pages: c.pages,
-        cache_miss: c.cache_miss,
-        cache_miss_rate: c.cache_miss_rate,
-        encoding_rate: c.encoding_rate,
-        overflow: c.overflow,
     }
 }

@@ -63,15 +63,20 @@ pub struct MigrationStats {
 }
 
 /// `XBZRLECacheStats`: the figures of xbzrle, while the capability is on.
-#[derive(Debug, Clone, PartialEq, Default, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Default, Serialize)]
 #[serde(rename_all = "kebab-case")]
 pub struct XbzrleCacheStats {
     pub cache_size: u64,
+    /// Bytes of delta entries written (their headers included).
     pub bytes: u64,
+    /// Pages found in the cache (sent as a delta, or whole when the delta overflowed).
     pub pages: u64,
     pub cache_miss: u64,
+    /// Misses per page sent, over the last sync period.
     pub cache_miss_rate: f64,
+    /// Page bytes per delta byte, over the last sync period.
     pub encoding_rate: f64,
+    /// Pages found whose delta was too big, sent whole.
     pub overflow: u64,
 }
 

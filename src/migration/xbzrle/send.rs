@@ -7,22 +7,9 @@ use super::codec;
 use super::record::{Batch, Entry, MAX_DELTA};
 use crate::migration::stream::PAGE_SIZE;
 
-/// What `xbzrle-cache` in `query-migrate` reports, all measured.
-#[derive(Debug, Clone, Copy, Default, PartialEq)]
-pub struct Counters {
-    pub cache_size: u64,
-    /// Bytes of delta entries written (their headers included).
-    pub bytes: u64,
-    /// Pages found in the cache (sent as a delta, or whole when the delta overflowed).
-    pub pages: u64,
-    pub cache_miss: u64,
-    /// Misses per page sent, over the last sync period.
-    pub cache_miss_rate: f64,
-    /// Page bytes per delta byte, over the last sync period.
-    pub encoding_rate: f64,
-    /// Pages found whose delta was too big, sent whole.
-    pub overflow: u64,
-}
+/// What `xbzrle-cache` in `query-migrate` reports, all measured: the engine's type itself,
+/// kept up to date as pages go out.
+pub type Counters = monitor::engine::XbzrleCacheStats;
 
 /// How one page went out.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
