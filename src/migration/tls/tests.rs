@@ -9,13 +9,12 @@ use crate::config::{Endpoint, ObjectConfig, ObjectKind};
 use certs::{CLIENT_DN, Ca};
 use std::io::{Read, Write};
 use std::os::unix::net::UnixStream;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
-fn tmp(name: &str) -> PathBuf {
-    let d = std::env::temp_dir().join(format!("godwit-tls-{}-{name}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&d);
-    std::fs::create_dir_all(&d).unwrap();
-    d
+/// A fresh directory for one test's credentials, removed when the test ends, pass or fail.
+fn tmp(name: &str) -> vmm_sys_util::tempdir::TempDir {
+    let prefix = std::env::temp_dir().join(format!("godwit-tls-{name}-"));
+    vmm_sys_util::tempdir::TempDir::new_with_prefix(prefix).unwrap()
 }
 
 fn x509(id: &str, dir: &Path, endpoint: Endpoint, sanity_check: bool) -> ObjectConfig {
@@ -84,7 +83,8 @@ struct Setup {
 
 impl Setup {
     fn new(name: &str, server_ca: &Ca, server_dir_ca: &Ca, client_ca: &Ca, expired: bool, extra: Vec<ObjectConfig>) -> Self {
-        let d = tmp(name);
+        let d_dir = tmp(name);
+        let d = d_dir.as_path();
         let server = server_ca.server(&["localhost", "127.0.0.1"], expired);
         certs::write(&d.join("s"), server_dir_ca, "server", Some(&server));
         certs::write(&d.join("c"), client_ca, "client", Some(&client_ca.client(None)));
@@ -149,7 +149,8 @@ fn hostname_and_ca_mismatches_fail_on_both_sides() {
 #[test]
 fn an_expired_certificate_is_refused_at_load_and_in_the_handshake() {
     let ca = Ca::new("CA");
-    let d = tmp("expired");
+    let d_dir = tmp("expired");
+    let d = d_dir.as_path();
     certs::write(&d, &ca, "server", Some(&ca.server(&["localhost"], true)));
     let e = Objects::load(&[x509("srv", &d, Endpoint::Server, true)]).unwrap_err();
     assert_eq!(
@@ -166,7 +167,8 @@ fn an_expired_certificate_is_refused_at_load_and_in_the_handshake() {
 fn credential_files_are_checked_at_load_with_qemus_words() {
     let ca = Ca::new("CA");
     let other = Ca::new("Other CA");
-    let d = tmp("files");
+    let d_dir = tmp("files");
+    let d = d_dir.as_path();
     let e = Objects::load(&[x509("srv", &d, Endpoint::Server, true)]).unwrap_err();
     assert_eq!(
         e.to_string(),
@@ -188,7 +190,8 @@ fn credential_files_are_checked_at_load_with_qemus_words() {
     let e = Objects::load(&[x509("srv", &d, Endpoint::Server, true)]).unwrap_err();
     assert!(e.to_string().starts_with("Unable to import server certificate"), "{e}");
     // A client needs only the CA.
-    let c = tmp("clientonly");
+    let c_dir = tmp("clientonly");
+    let c = c_dir.as_path();
     certs::write(&c, &ca, "client", None);
     let objs = Objects::load(&[x509("cli", &c, Endpoint::Client, true)]).unwrap();
     assert!(objs.client(&params("cli", "", ""), Some("h")).is_ok());
@@ -258,7 +261,8 @@ fn psk(id: &str, dir: &Path, endpoint: Endpoint, username: &str) -> ObjectConfig
 
 /// A PSK source and destination whose `keys.psk` files are `client` and `server`.
 fn psk_run(name: &str, client: &str, server: &str, user: &str, authz_id: &str) -> (Result<String, String>, Result<String, String>) {
-    let d = tmp(name);
+    let d_dir = tmp(name);
+    let d = d_dir.as_path();
     let (c, s) = (d.join("c"), d.join("s"));
     for (dir, keys) in [(&c, client), (&s, server)] {
         std::fs::create_dir_all(dir).unwrap();
@@ -315,7 +319,8 @@ fn psk_mismatches_fail_on_both_sides() {
 fn psk_and_x509_do_not_mix() {
     let ca = Ca::new("CA");
     let s = Setup::new("mix", &ca, &ca, &ca, false, vec![]);
-    let d = tmp("mix-psk");
+    let d_dir = tmp("mix-psk");
+    let d = d_dir.as_path();
     std::fs::write(d.join("keys.psk"), KEY).unwrap();
     let p = Objects::load(&[psk("cli", &d, Endpoint::Client, "qemu"), psk("srv", &d, Endpoint::Server, "qemu")]).unwrap();
     let (pc, ps) = (
