@@ -1,16 +1,16 @@
 //! Guest RAM: anonymous mappings with vm-memory's dirty bitmap, registered as KVM slots.
 
 use crate::layout;
+use devices::pagelog::PageLog;
 use kvm_bindings::kvm_userspace_memory_region;
 use kvm_ioctls::VmFd;
 use thiserror::Error;
-use vm_memory::bitmap::AtomicBitmap;
 use vm_memory::mmap::FromRangesError;
 use vm_memory::{GuestAddress, GuestMemoryBackend, GuestMemoryError, GuestMemoryMmap, GuestMemoryRegion};
 
 /// Guest RAM whose writes made through vm-memory are logged in a per-page bitmap
 /// (KVM logs the guest's own writes; migration ORs the two).
-pub type GuestRam = GuestMemoryMmap<AtomicBitmap>;
+pub type GuestRam = GuestMemoryMmap<PageLog>;
 
 /// Why guest RAM could not be set up, registered with KVM or given back to the kernel.
 #[derive(Debug, Error)]

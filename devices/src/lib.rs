@@ -10,6 +10,7 @@ pub mod device;
 pub mod irq;
 pub mod legacy;
 pub mod net;
+pub mod pagelog;
 pub mod pci;
 pub mod state;
 pub mod virtio;

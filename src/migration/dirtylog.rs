@@ -12,13 +12,13 @@
 //! **Classic**: turning logging on write-protects the whole slot; `KVM_GET_DIRTY_LOG` reads
 //! and clears the bitmap and protects the pages again.
 //!
-//! Either way vm-memory's bitmap of the writes devices made through the VMM is OR'ed in.
+//! Either way the log of the writes devices made through the VMM ([`PageLog`]) is OR'ed in.
 
 use super::dirty::{Bitmap, DirtyError, PAGE};
 use super::{manual, pagemap};
 use crate::memory::GuestRam;
+use devices::pagelog::PageLog;
 use kvm_ioctls::VmFd;
-use vm_memory::bitmap::AtomicBitmap;
 use vm_memory::{GuestMemoryBackend, GuestMemoryRegion, MmapRegion};
 
 /// How the log is read.
@@ -35,14 +35,12 @@ pub struct DirtyLog {
     armed: Vec<Bitmap>,
     /// Manual: every page is armed (no `PAGEMAP_SCAN` on this kernel).
     all_armed: bool,
-    /// Per region, the buffers KVM's log and the scan of populated pages are read into,
-    /// kept from sync to sync.
+    /// Per region, the buffer KVM's log is read into, handed out with the sync's result.
     logs: Vec<Bitmap>,
-    fresh: Vec<Bitmap>,
 }
 
-fn region_bitmap(r: &vm_memory::GuestRegionMmap<AtomicBitmap>) -> &AtomicBitmap {
-    let m: &MmapRegion<AtomicBitmap> = r;
+fn region_bitmap(r: &vm_memory::GuestRegionMmap<PageLog>) -> &PageLog {
+    let m: &MmapRegion<PageLog> = r;
     m.bitmap()
 }
 
@@ -78,7 +76,6 @@ impl DirtyLog {
             armed: Vec::new(),
             all_armed: false,
             logs: Vec::new(),
-            fresh: Vec::new(),
         })
     }
 
@@ -94,10 +91,10 @@ impl DirtyLog {
             return pagemap::touched(ram);
         }
         let pages = pages_of(ram);
-        let touched = match pagemap::touched_by_scan(ram)? {
-            Some(t) => {
-                self.armed = t.clone();
-                t
+        let touched = match pagemap::scan(ram)? {
+            Some(ranges) => {
+                self.armed = pagemap::bitmaps(&pages, &ranges);
+                pagemap::bitmaps(&pages, &ranges)
             }
             None => {
                 self.armed = pages.iter().map(|&n| all_ones(n)).collect();
@@ -114,31 +111,30 @@ impl DirtyLog {
 
     /// Pages written since the last look, per region, armed again before they are sent.
     pub fn collect(&mut self, vm: &VmFd, ram: &GuestRam) -> Result<Vec<Bitmap>, DirtyError> {
-        let scanned = match self.way {
-            Way::Manual if !self.all_armed => pagemap::scan_into(ram, &mut self.fresh)?,
-            _ => false,
+        let fresh = match self.way {
+            Way::Manual if !self.all_armed => pagemap::scan(ram)?,
+            _ => None,
         };
-        let fresh = scanned.then_some(&self.fresh);
         if self.logs.is_empty() {
-            self.logs = pages_of(ram).iter().map(|n| vec![0u64; n.div_ceil(64) as usize]).collect();
+            self.logs = vec![Vec::new(); ram.num_regions()];
         }
         let mut out = Vec::new();
         for (slot, r) in ram.iter().enumerate() {
             let buf = &mut self.logs[slot];
+            if buf.is_empty() {
+                *buf = vec![0u64; (r.len() / PAGE).div_ceil(64) as usize];
+            }
             let slot = slot as u32;
             manual::get(vm, slot, buf).map_err(|err| DirtyError::Log { slot, err })?;
             if self.way == Way::Manual {
                 let armed = &mut self.armed[slot as usize];
-                take(buf, armed, fresh.map(|f| f[slot as usize].as_slice()));
+                take(buf, armed, fresh.as_ref().and_then(|f| f.get(slot as usize)).map(Vec::as_slice));
                 manual::clear(vm, slot, r.len() / PAGE, buf).map_err(|err| DirtyError::Clear { slot, err })?;
             }
-            // The device writes' bitmap, fresh from vm-memory, carries the result.
-            let mut bits = region_bitmap(r).get_and_reset();
-            bits.resize(bits.len().max(buf.len()), 0);
-            for (b, k) in bits.iter_mut().zip(buf.iter()) {
-                *b |= k;
-            }
-            out.push(bits);
+            // KVM's buffer carries the result, the devices' writes OR'ed in; the next sync
+            // reads into a new one.
+            region_bitmap(r).take_into(buf);
+            out.push(std::mem::take(buf));
         }
         Ok(out)
     }
@@ -164,13 +160,20 @@ fn all_ones(pages: u64) -> Bitmap {
 }
 
 /// Manual mode, one region: turns KVM's `log` into the pages to send (and to clear): the
-/// armed pages it marks, and the unarmed pages `fresh` says are populated now, which
-/// become armed. An unarmed page's bit in `log` is always set and means nothing.
-pub(super) fn take(log: &mut [u64], armed: &mut [u64], fresh: Option<&[u64]>) {
-    for (i, (l, a)) in log.iter_mut().zip(armed.iter_mut()).enumerate() {
-        let new = fresh.map_or(0, |f| f.get(i).copied().unwrap_or(0) & !*a);
-        *l = (*l & *a) | new;
-        *a |= new;
+/// armed pages it marks, and the unarmed pages of the `fresh` ranges (populated now),
+/// which become armed. An unarmed page's bit in `log` is always set and means nothing.
+pub(super) fn take(log: &mut [u64], armed: &mut [u64], fresh: Option<&[(u64, u64)]>) {
+    for (l, a) in log.iter_mut().zip(armed.iter()) {
+        *l &= *a;
+    }
+    for &(first, end) in fresh.unwrap_or(&[]) {
+        for (w, mask) in pagemap::word_masks(first, end) {
+            if let (Some(l), Some(a)) = (log.get_mut(w), armed.get_mut(w)) {
+                let new = mask & !*a;
+                *l |= new;
+                *a |= new;
+            }
+        }
     }
 }
 

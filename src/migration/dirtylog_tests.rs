@@ -106,9 +106,15 @@ fn take_keeps_armed_writes_and_arms_new_pages() {
     // populated now: 1, 2.
     let mut log = vec![0b1101u64];
     let mut armed = vec![0b0011u64];
-    take(&mut log, &mut armed, Some(&[0b0110]));
+    take(&mut log, &mut armed, Some(&[(1, 3)]));
     assert_eq!(log, vec![0b0101]);
     assert_eq!(armed, vec![0b0111]);
+    // Populated ranges across words arm whole words; an armed page's bit stays KVM's.
+    let mut log = vec![u64::MAX, u64::MAX, u64::MAX];
+    let mut armed = vec![0u64, 1 << 5, 0];
+    take(&mut log, &mut armed, Some(&[(60, 140)]));
+    assert_eq!(log, vec![0b1111 << 60, u64::MAX, (1 << 12) - 1]);
+    assert_eq!(armed, log);
     // Without a scan (every page armed) the log is taken as it is.
     let mut log = vec![0b1001u64];
     let mut armed = vec![u64::MAX];

@@ -61,29 +61,65 @@ fn host_ranges(ram: &GuestRam) -> Result<Vec<(u64, u64)>, DirtyError> {
         .collect()
 }
 
-fn set(bm: &mut Bitmap, first: u64, end: u64) {
-    for p in first..end {
-        bm[(p / 64) as usize] |= 1 << (p % 64);
+/// The words of a bitmap that pages `first..end` touch, each with the mask of its bits.
+pub fn word_masks(first: u64, end: u64) -> impl Iterator<Item = (usize, u64)> {
+    let mut p = first;
+    std::iter::from_fn(move || {
+        if p >= end {
+            return None;
+        }
+        let hi = end.min((p / 64 + 1) * 64);
+        let n = hi - p;
+        let mask = if n == 64 { u64::MAX } else { ((1u64 << n) - 1) << (p % 64) };
+        let w = (p / 64) as usize;
+        p = hi;
+        Some((w, mask))
+    })
+}
+
+/// Sets the bits of pages `first..end` (those past the end of `bm` are ignored).
+pub fn set(bm: &mut [u64], first: u64, end: u64) {
+    for (w, mask) in word_masks(first, end) {
+        if let Some(x) = bm.get_mut(w) {
+            *x |= mask;
+        }
     }
+}
+
+/// Ranges of pages, as (first, end), per region.
+pub type Ranges = Vec<Vec<(u64, u64)>>;
+
+/// Bitmaps of regions of `pages` pages each with `ranges` set. They are allocated zeroed
+/// (by the kernel, on first touch), so that only their words with bits set cost anything
+/// to make: a region of 64 GiB has a 2 MiB bitmap.
+pub fn bitmaps(pages: &[u64], ranges: &Ranges) -> Vec<Bitmap> {
+    pages
+        .iter()
+        .zip(ranges)
+        .map(|(&n, rs)| {
+            let mut bm = vec![0u64; n.div_ceil(64) as usize];
+            for &(first, end) in rs {
+                set(&mut bm, first, end);
+            }
+            bm
+        })
+        .collect()
 }
 
 /// By `PAGEMAP_SCAN`; `None` when the kernel does not have it.
 pub fn touched_by_scan(ram: &GuestRam) -> Result<Option<Vec<Bitmap>>, DirtyError> {
-    let mut out = Vec::new();
-    Ok(scan_into(ram, &mut out)?.then_some(out))
+    let pages: Vec<u64> = ram.iter().map(|r| r.len() / PAGE).collect();
+    Ok(scan(ram)?.map(|r| bitmaps(&pages, &r)))
 }
 
-/// [`touched_by_scan`] into `out`, whose bitmaps are reused (cleared) when they fit, as
-/// a fresh one costs its first touch (2 MiB at 64 GiB); false when the kernel does not
-/// have `PAGEMAP_SCAN`.
-pub fn scan_into(ram: &GuestRam, out: &mut Vec<Bitmap>) -> Result<bool, DirtyError> {
+/// The populated pages of each region as ranges, by `PAGEMAP_SCAN`, at a cost that
+/// follows the ranges found; `None` when the kernel does not have it.
+pub fn scan(ram: &GuestRam) -> Result<Option<Ranges>, DirtyError> {
     let pm = File::open("/proc/self/pagemap").map_err(DirtyError::Pagemap)?;
-    let ranges = host_ranges(ram)?;
-    out.resize_with(ranges.len(), Vec::new);
+    let mut out = Vec::new();
     let mut vec = vec![PageRegion::default(); BATCH];
-    for ((host, pages), bm) in ranges.into_iter().zip(out.iter_mut()) {
-        bm.clear();
-        bm.resize(pages.div_ceil(64) as usize, 0);
+    for (host, pages) in host_ranges(ram)? {
+        let mut found = Vec::new();
         let end = host + pages * PAGE;
         let mut at = host;
         while at < end {
@@ -103,13 +139,12 @@ pub fn scan_into(ram: &GuestRam, out: &mut Vec<Bitmap>) -> Result<bool, DirtyErr
             if n < 0 {
                 let e = std::io::Error::last_os_error();
                 return match e.raw_os_error() {
-                    Some(libc::ENOTTY | libc::EINVAL | libc::EOPNOTSUPP) if at == host => Ok(false),
+                    Some(libc::ENOTTY | libc::EINVAL | libc::EOPNOTSUPP) if at == host && out.is_empty() => Ok(None),
                     _ => Err(DirtyError::Pagemap(e)),
                 };
             }
             for r in &vec[..n as usize] {
-                let (first, last) = ((r.start.max(host) - host) / PAGE, (r.end.min(end) - host).div_ceil(PAGE));
-                set(bm, first, last);
+                found.push(((r.start.max(host) - host) / PAGE, (r.end.min(end) - host).div_ceil(PAGE)));
             }
             // The walk stops where the ranges ran out of room, or at the end.
             if arg.walk_end <= at {
@@ -117,8 +152,9 @@ pub fn scan_into(ram: &GuestRam, out: &mut Vec<Bitmap>) -> Result<bool, DirtyErr
             }
             at = arg.walk_end;
         }
+        out.push(found);
     }
-    Ok(true)
+    Ok(Some(out))
 }
 
 /// By reading `/proc/self/pagemap`, one entry per page.
@@ -188,6 +224,18 @@ mod tests {
             None => eprintln!("PAGEMAP_SCAN is not available on this kernel"),
         }
         assert_eq!(listed(&touched(&ram).unwrap(), &ram), listed(&read, &ram));
+    }
+
+    #[test]
+    fn set_marks_ranges_a_word_at_a_time() {
+        let mut bm = vec![0u64; 4];
+        set(&mut bm, 3, 5);
+        set(&mut bm, 60, 200);
+        set(&mut bm, 255, 300); // past the end: ignored
+        let want: Vec<(u64, u64)> = runs(&bm, 256, 1 << 20).collect();
+        assert_eq!(want, vec![(3, 2), (60, 140), (255, 1)]);
+        let b = bitmaps(&[256, 10], &vec![vec![(0, 64), (128, 192)], vec![(9, 10)]]);
+        assert_eq!(b, vec![vec![u64::MAX, 0, u64::MAX, 0], vec![1 << 9]]);
     }
 
     /// More populated ranges than one call reports: the walk goes on from where it ended.

@@ -26,7 +26,7 @@ use virtio_queue::Queue;
 
 /// Guest memory as the devices see it: every write the devices make through it (vm-memory's
 /// `Bytes`, virtio-queue's used ring and `Writer`) is logged in the dirty bitmap.
-pub type GuestMem = vm_memory::GuestMemoryMmap<vm_memory::bitmap::AtomicBitmap>;
+pub type GuestMem = vm_memory::GuestMemoryMmap<crate::pagelog::PageLog>;
 
 /// Feature bits the transport and the ring implementation handle for every device.
 pub const VIRTIO_F_VERSION_1: u64 = 1 << virtio_bindings::virtio_config::VIRTIO_F_VERSION_1;

@@ -7,13 +7,13 @@ use super::pci::VirtioPciDevice;
 use super::{GuestMem, MsiSink, VirtioDevice, status};
 use crate::block::{BlockBackend, BlockError, Extent, Format};
 use crate::bus::{BusDevice, lock};
+use crate::pagelog::PageLog;
 use crate::pci::mmio::{PCI_MMIO_END, PCI_MMIO_START};
 use crate::pci::{HostBridge, PciConfigIo, PciMmio, PciRoot, assign_bars};
 use crossbeam_channel::{Receiver, Sender, unbounded};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
-use vm_memory::bitmap::AtomicBitmap;
 use vm_memory::{Bytes, GuestAddress, GuestMemoryBackend, MmapRegion};
 
 pub const MEM_SIZE: usize = 4 << 20;
@@ -52,8 +52,8 @@ pub fn guest_memory() -> GuestMem {
 }
 
 /// The dirty bitmap of the (only) RAM region.
-pub fn bitmap(mem: &GuestMem) -> &AtomicBitmap {
-    let region: &MmapRegion<AtomicBitmap> = mem.iter().next().unwrap();
+pub fn bitmap(mem: &GuestMem) -> &PageLog {
+    let region: &MmapRegion<PageLog> = mem.iter().next().unwrap();
     region.bitmap()
 }
 

@@ -190,6 +190,17 @@ struct Round {
     bytes: u64,
 }
 
+impl Round {
+    /// Nothing to send.
+    fn empty() -> Self {
+        Round {
+            bitmaps: Vec::new(),
+            taken: None,
+            bytes: 0,
+        }
+    }
+}
+
 /// Waits for the destination's outcome after END. Its refusal, or the connection closing
 /// cleanly without an answer (it is gone, so it runs nothing), fails the migration and
 /// the guest runs on here. Anything else (silence past the stall timeout, a reset

@@ -19,6 +19,11 @@ use std::time::{Duration, Instant};
 /// The soonest an early sync (one that expects a fit) follows the last one.
 const EARLY: Duration = Duration::from_millis(20);
 
+/// A first round sent within this long was ~5 ms of data or less (an idle guest): another
+/// sync would cost more than what it leaves to the stop-and-copy, whose own sync catches
+/// what the guest wrote meanwhile ([`Outgoing::should_stop`]'s "tiny").
+const QUICK_FIRST: Duration = Duration::from_millis(5);
+
 /// What the stop decision remembers from sync to sync.
 struct Course {
     auto: AutoConverge,
@@ -63,11 +68,17 @@ impl<'a> Outgoing<'a> {
         loop {
             let limit_ms = lock(&self.shared.params).downtime_limit_ms;
             let (last, dr) = (course.last_sync, course.dirty_rate);
+            let sending = Instant::now();
             let done = sx.send_bitmaps_until(&mut round.bitmaps, &|p, left| sync_due(p, left, last, dr, limit_ms))?;
             if let Some(t) = round.taken.take() {
                 sx.send_disk_dirty(&t)?;
             }
             sx.check_cancel()?;
+            if round_no == 0 && done && sx.block.is_none() && sending.elapsed() <= QUICK_FIRST {
+                // The destination loads the first round while the stop-and-copy syncs.
+                sx.w.flush().map_err(io_err)?;
+                return Ok(Round::empty());
+            }
             let mut next = self.take_round(sx, &mut rate)?;
             let now = Instant::now();
             let found = next.bytes;

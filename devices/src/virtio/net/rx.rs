@@ -9,6 +9,7 @@
 //! nothing is consumed: the chains go back (`next_avail` rewound) and the frame waits.
 
 use crate::net::VNET_HDR_LEN;
+use crate::pagelog::PageLog;
 use crate::virtio::GuestMem;
 use crate::virtio::chain::{self, ChainError};
 use std::io::Write;
@@ -16,7 +17,7 @@ use std::num::Wrapping;
 use std::sync::atomic::{Ordering, fence};
 use thiserror::Error;
 use virtio_queue::{Queue, QueueOwnedT, QueueT, Writer};
-use vm_memory::bitmap::{AtomicBitmap, BS};
+use vm_memory::bitmap::BS;
 use vm_memory::{Bytes, GuestAddress};
 
 /// The buffer a driver that does not merge buffers should post (virtio 1.2 §5.1.6.3.1):
@@ -82,7 +83,7 @@ pub fn deliver(mem: &GuestMem, q: &mut Queue, frame: &mut [u8], layout: RxLayout
 }
 
 /// Popped chains with their writers, by head index.
-type Chains<'m> = Vec<(u16, Writer<'m, BS<'m, AtomicBitmap>>)>;
+type Chains<'m> = Vec<(u16, Writer<'m, BS<'m, PageLog>>)>;
 
 /// Pops chains until they hold `len` bytes, `max_chains` are taken or the ring is empty.
 fn gather<'m>(mem: &'m GuestMem, q: &mut Queue, len: usize, max_chains: usize, layout: RxLayout) -> Result<Chains<'m>, RxError> {
