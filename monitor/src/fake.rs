@@ -153,11 +153,13 @@ impl Engine for Fake {
             ..MigrationInfo::default()
         }
     }
-    /// Refuses what godwit does not act on, as godwit does.
+    /// Refuses a change of what godwit does not act on, as godwit does.
     fn migrate_set_parameters(&self, p: &MigrateSetParameters) -> EngineResult<()> {
         match p.compress_level {
-            Some(_) => Err("parameter 'compress-level' has no effect in godwit and is not supported".into()),
-            None => Ok(()),
+            Some(v) if v != MigrationParameters::default().compress_level => {
+                Err("parameter 'compress-level' has no effect in godwit and is not supported".into())
+            }
+            _ => Ok(()),
         }
     }
     fn query_migrate_parameters(&self) -> MigrationParameters {

@@ -35,8 +35,9 @@ pub struct DirtyLog {
     armed: Vec<Bitmap>,
     /// Manual: every page is armed (no `PAGEMAP_SCAN` on this kernel).
     all_armed: bool,
-    /// Per region, the buffer KVM's log is read into, handed out with the sync's result.
-    logs: Vec<Bitmap>,
+    /// Manual: per region, whether any page is armed; KVM's log of a region without is
+    /// not read (all its bits are set and mean nothing).
+    armed_any: Vec<bool>,
 }
 
 fn region_bitmap(r: &vm_memory::GuestRegionMmap<PageLog>) -> &PageLog {
@@ -75,7 +76,7 @@ impl DirtyLog {
             way,
             armed: Vec::new(),
             all_armed: false,
-            logs: Vec::new(),
+            armed_any: Vec::new(),
         })
     }
 
@@ -91,20 +92,24 @@ impl DirtyLog {
             return pagemap::touched(ram);
         }
         let pages = pages_of(ram);
-        let touched = match pagemap::scan(ram)? {
+        let (touched, spans) = match pagemap::scan(ram)? {
             Some(ranges) => {
                 self.armed = pagemap::bitmaps(&pages, &ranges);
-                pagemap::bitmaps(&pages, &ranges)
+                self.armed_any = ranges.iter().map(|r| !r.is_empty()).collect();
+                (pagemap::bitmaps(&pages, &ranges), ranges.iter().map(|r| span(r)).collect())
             }
             None => {
                 self.armed = pages.iter().map(|&n| all_ones(n)).collect();
+                self.armed_any = vec![true; pages.len()];
                 self.all_armed = true;
-                pagemap::touched_by_read(ram)?
+                (pagemap::touched_by_read(ram)?, vec![Some(0..usize::MAX); pages.len()])
             }
         };
-        for (slot, (bits, &n)) in self.armed.iter().zip(&pages).enumerate() {
+        for (slot, ((bits, &n), words)) in self.armed.iter().zip(&pages).zip(spans).enumerate() {
             let slot = slot as u32;
-            manual::clear(vm, slot, n, bits).map_err(|err| DirtyError::Clear { slot, err })?;
+            if let Some(words) = words {
+                manual::clear_span(vm, slot, n, bits, words).map_err(|err| DirtyError::Clear { slot, err })?;
+            }
         }
         Ok(touched)
     }
@@ -115,26 +120,39 @@ impl DirtyLog {
             Way::Manual if !self.all_armed => pagemap::scan(ram)?,
             _ => None,
         };
-        if self.logs.is_empty() {
-            self.logs = vec![Vec::new(); ram.num_regions()];
-        }
         let mut out = Vec::new();
         for (slot, r) in ram.iter().enumerate() {
-            let buf = &mut self.logs[slot];
-            if buf.is_empty() {
-                *buf = vec![0u64; (r.len() / PAGE).div_ceil(64) as usize];
-            }
+            let pages = r.len() / PAGE;
+            let mut buf = vec![0u64; pages.div_ceil(64) as usize];
+            let i = slot;
             let slot = slot as u32;
-            manual::get(vm, slot, buf).map_err(|err| DirtyError::Log { slot, err })?;
-            if self.way == Way::Manual {
-                let armed = &mut self.armed[slot as usize];
-                take(buf, armed, fresh.as_ref().and_then(|f| f.get(slot as usize)).map(Vec::as_slice));
-                manual::clear(vm, slot, r.len() / PAGE, buf).map_err(|err| DirtyError::Clear { slot, err })?;
+            let manual = self.way == Way::Manual;
+            // Without armed pages KVM's bits all mean nothing: its log (2 MiB at 64 GiB,
+            // written into a fresh buffer) is not read.
+            let read = !manual || self.armed_any.get(i).copied().unwrap_or(true);
+            if read {
+                manual::get(vm, slot, &mut buf).map_err(|err| DirtyError::Log { slot, err })?;
             }
-            // KVM's buffer carries the result, the devices' writes OR'ed in; the next sync
-            // reads into a new one.
-            region_bitmap(r).take_into(buf);
-            out.push(std::mem::take(buf));
+            if manual {
+                let new = fresh.as_ref().and_then(|f| f.get(i)).map(Vec::as_slice);
+                let armed = &mut self.armed[i];
+                let clear = if read {
+                    take(&mut buf, armed, new);
+                    manual::clear(vm, slot, pages, &buf)
+                } else {
+                    arm(&mut buf, armed, new.unwrap_or(&[]));
+                    match new.and_then(span) {
+                        Some(words) => manual::clear_span(vm, slot, pages, &buf, words),
+                        None => Ok(()),
+                    }
+                };
+                clear.map_err(|err| DirtyError::Clear { slot, err })?;
+                if let Some(a) = self.armed_any.get_mut(i) {
+                    *a |= new.is_some_and(|n| !n.is_empty());
+                }
+            }
+            region_bitmap(r).take_into(&mut buf);
+            out.push(buf);
         }
         Ok(out)
     }
@@ -166,7 +184,12 @@ pub(super) fn take(log: &mut [u64], armed: &mut [u64], fresh: Option<&[(u64, u64
     for (l, a) in log.iter_mut().zip(armed.iter()) {
         *l &= *a;
     }
-    for &(first, end) in fresh.unwrap_or(&[]) {
+    arm(log, armed, fresh.unwrap_or(&[]));
+}
+
+/// Marks in `log`, and arms, the unarmed pages of the `fresh` ranges.
+fn arm(log: &mut [u64], armed: &mut [u64], fresh: &[(u64, u64)]) {
+    for &(first, end) in fresh {
         for (w, mask) in pagemap::word_masks(first, end) {
             if let (Some(l), Some(a)) = (log.get_mut(w), armed.get_mut(w)) {
                 let new = mask & !*a;
@@ -175,6 +198,13 @@ pub(super) fn take(log: &mut [u64], armed: &mut [u64], fresh: Option<&[(u64, u64
             }
         }
     }
+}
+
+/// The words of a bitmap that `ranges` of pages touch, from the first to the last.
+fn span(ranges: &[(u64, u64)]) -> Option<std::ops::Range<usize>> {
+    let first = ranges.iter().map(|r| r.0).min()?;
+    let end = ranges.iter().map(|r| r.1).max()?;
+    (end > first).then(|| (first / 64) as usize..end.div_ceil(64) as usize)
 }
 
 #[cfg(test)]

@@ -87,6 +87,36 @@ fn a_page_touched_after_the_first_round_is_sent() {
     }
 }
 
+/// A region the guest never touched has no armed page: its KVM log is skipped until a
+/// page there is populated; that page is found once, and from then on the log is read.
+#[test]
+fn a_region_untouched_at_first_is_followed_from_its_first_page() {
+    for way in ways() {
+        let ram = GuestRam::from_ranges(&[(GuestAddress(0), 32 << 20), (GuestAddress(1 << 32), 64 << 20)]).unwrap();
+        ram.write_obj(1u64, GuestAddress(7 * PAGE)).unwrap();
+        let vm = vm_with(&ram);
+        let mut log = DirtyLog::start_as(&vm, &ram, way).unwrap();
+        assert_eq!(listed(&log.first(&vm, &ram).unwrap(), &ram), vec![vec![(7, 1)], vec![]], "{way:?}");
+        assert_eq!(count(&log.collect(&vm, &ram).unwrap()), 0, "{way:?}");
+        poke(&ram, (1 << 32) + 5000 * PAGE, 3);
+        ram.write_obj(2u64, GuestAddress((1 << 32) + 70 * PAGE)).unwrap();
+        let want = match way {
+            Way::Classic => vec![vec![], vec![(70, 1)]],
+            Way::Manual => vec![vec![], vec![(70, 1), (5000, 1)]],
+        };
+        assert_eq!(listed(&log.collect(&vm, &ram).unwrap(), &ram), want, "{way:?}");
+        assert_eq!(count(&log.collect(&vm, &ram).unwrap()), 0, "{way:?}");
+        log.stop(&vm, &ram);
+    }
+}
+
+#[test]
+fn span_covers_the_words_of_the_ranges() {
+    assert_eq!(span(&[]), None);
+    assert_eq!(span(&[(70, 71)]), Some(1..2));
+    assert_eq!(span(&[(130, 200), (3, 64)]), Some(0..4));
+}
+
 /// Logging restarts cleanly after a stop (a second migration of the same VM).
 #[test]
 fn the_log_starts_again_after_a_stop() {

@@ -65,9 +65,16 @@ pub fn clear(vm: &VmFd, slot: u32, pages: u64, bits: &Bitmap) -> Result<(), kvm_
     let (Some(first), Some(last)) = (bits.iter().position(|&w| w != 0), bits.iter().rposition(|&w| w != 0)) else {
         return Ok(());
     };
-    let mut w = first;
-    while w <= last {
-        let end = (w + MAX_WORDS).min(last + 1);
+    clear_span(vm, slot, pages, bits, first..last + 1)
+}
+
+/// [`clear`] when the caller knows the marked pages lie in `words` (clipped to `bits`):
+/// the rest of the bitmap is not read, as it may never have been touched.
+pub fn clear_span(vm: &VmFd, slot: u32, pages: u64, bits: &Bitmap, words: std::ops::Range<usize>) -> Result<(), kvm_ioctls::Error> {
+    let mut w = words.start;
+    let last = words.end.min(bits.len());
+    while w < last {
+        let end = (w + MAX_WORDS).min(last);
         clear_words(vm, slot, pages, w, &bits[w..end])?;
         w = end;
     }

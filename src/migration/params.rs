@@ -179,7 +179,7 @@ impl Params {
 
     /// `migrate-set-parameters`: everything is checked before anything changes.
     pub fn set(&mut self, p: &MigrateSetParameters) -> Result<(), ParamsError> {
-        check(p, &self.throttle)?;
+        check(p, self)?;
         let t = &mut self.throttle;
         t.trigger_threshold = p.throttle_trigger_threshold.unwrap_or(t.trigger_threshold);
         t.initial = p.cpu_throttle_initial.unwrap_or(t.initial);
@@ -289,10 +289,17 @@ fn supported(c: MigrationCapability) -> bool {
     )
 }
 
+/// Whether `v`, if given, differs from the value `now`.
+fn changes<T: PartialEq>(v: Option<T>, now: T) -> bool {
+    v.is_some_and(|v| v != now)
+}
+
 /// QEMU's range checks (`migrate_params_check`, in its order, on the values the parameters
-/// would have: `cur` is the throttle now), then godwit's refusal of parameters it would
-/// not act on.
-fn check(p: &MigrateSetParameters, cur: &Throttle) -> Result<(), ParamsError> {
+/// would have: `cur` holds them now), then godwit's refusal of parameters it would not act
+/// on, when they would change: one given its current value (what
+/// `query-migrate-parameters` shows, as libvirt sends every parameter back after a job)
+/// changes nothing and passes, from HMP and QMP alike.
+fn check(p: &MigrateSetParameters, cur: &Params) -> Result<(), ParamsError> {
     let out = |v: Option<u8>, lo: u8, hi: u8| v.is_some_and(|v| v < lo || v > hi);
     if out(p.throttle_trigger_threshold, 1, 100) {
         return Err(ParamsError::ThrottleRange {
@@ -317,7 +324,8 @@ fn check(p: &MigrateSetParameters, cur: &Throttle) -> Result<(), ParamsError> {
     if p.xbzrle_cache_size.is_some_and(|v| !v.is_power_of_two() || v < 4096) {
         return Err(ParamsError::XbzrleCacheSize);
     }
-    let (initial, max) = (p.cpu_throttle_initial.unwrap_or(cur.initial), p.max_cpu_throttle.unwrap_or(cur.max));
+    let t = &cur.throttle;
+    let (initial, max) = (p.cpu_throttle_initial.unwrap_or(t.initial), p.max_cpu_throttle.unwrap_or(t.max));
     if max < initial || max > 99 {
         return Err(ParamsError::ThrottleRange {
             name: "max_cpu_throttle",
@@ -335,15 +343,19 @@ fn check(p: &MigrateSetParameters, cur: &Throttle) -> Result<(), ParamsError> {
             return Err(ParamsError::AnnounceRange { name, max });
         }
     }
+    let now = cur.info();
     let unsupported = [
-        ("compress-level", p.compress_level.is_some()),
-        ("compress-threads", p.compress_threads.is_some()),
-        ("compress-wait-thread", p.compress_wait_thread.is_some()),
-        ("decompress-threads", p.decompress_threads.is_some()),
-        ("x-checkpoint-delay", p.x_checkpoint_delay.is_some()),
-        ("multifd-compression", p.multifd_compression.is_some()),
-        ("multifd-zlib-level", p.multifd_zlib_level.is_some()),
-        ("multifd-zstd-level", p.multifd_zstd_level.is_some()),
+        ("compress-level", changes(p.compress_level, now.compress_level)),
+        ("compress-threads", changes(p.compress_threads, now.compress_threads)),
+        ("compress-wait-thread", changes(p.compress_wait_thread, now.compress_wait_thread)),
+        ("decompress-threads", changes(p.decompress_threads, now.decompress_threads)),
+        ("x-checkpoint-delay", changes(p.x_checkpoint_delay, now.x_checkpoint_delay)),
+        (
+            "multifd-compression",
+            changes(p.multifd_compression.as_ref(), &now.multifd_compression),
+        ),
+        ("multifd-zlib-level", changes(p.multifd_zlib_level, now.multifd_zlib_level)),
+        ("multifd-zstd-level", changes(p.multifd_zstd_level, now.multifd_zstd_level)),
     ];
     match unsupported.iter().find(|(_, set)| *set) {
         Some((name, _)) => Err(ParamsError::Unsupported(name)),
@@ -410,6 +422,28 @@ mod tests {
             e.to_string(),
             "parameter 'compress-threads' has no effect in godwit and is not supported"
         );
+        // The value it has now (QEMU's default) changes nothing: it passes, with the rest.
+        let same = MigrateSetParameters {
+            compress_threads: Some(8),
+            compress_level: Some(1),
+            compress_wait_thread: Some(true),
+            decompress_threads: Some(2),
+            x_checkpoint_delay: Some(20000),
+            multifd_compression: Some("none".into()),
+            multifd_zlib_level: Some(1),
+            multifd_zstd_level: Some(1),
+            downtime_limit: Some(500),
+            ..MigrateSetParameters::default()
+        };
+        p.set(&same).unwrap();
+        assert_eq!(p.info().downtime_limit, 500);
+        let zstd = MigrateSetParameters {
+            multifd_compression: Some("zstd".into()),
+            downtime_limit: Some(400),
+            ..same.clone()
+        };
+        assert_eq!(p.set(&zstd), Err(ParamsError::Unsupported("multifd-compression")));
+        assert_eq!(p.info().downtime_limit, 500, "nothing changed");
         let tls = MigrateSetParameters {
             tls_creds: Some("tls0".into()),
             tls_hostname: Some("dest.example.com".into()),

@@ -190,13 +190,10 @@ pub fn query_migrate_capabilities(c: &mut Ctx<'_>, _: &Map<String, Value>) -> An
 }
 
 /// Null TLS strings mean "none" (the empty string); negative sizes wrap to unsigned, as
-/// QEMU takes them. A value equal to the current one changes nothing and is dropped (libvirt
-/// puts back every parameter it read after each job).
+/// QEMU takes them. The engine checks the values (and passes a parameter godwit does not
+/// act on when it keeps its current value, as libvirt sends every one back).
 pub fn migrate_set_parameters(c: &mut Ctx<'_>, args: &Map<String, Value>) -> Answer {
     let mut args = args.clone();
-    if let Ok(Value::Object(now)) = serde_json::to_value(c.engine.query_migrate_parameters()) {
-        args.retain(|k, v| now.get(k) != Some(v));
-    }
     for m in MIGRATE_SET_PARAMETERS.members {
         let Some(v) = args.get_mut(m.name) else { continue };
         match m.ty {

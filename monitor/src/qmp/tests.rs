@@ -211,8 +211,8 @@ fn descriptors_come_with_getfd() {
     );
 }
 
-/// libvirt sends every parameter back after a job: values that are the current ones
-/// change nothing and pass; another value still reaches the engine's check.
+/// libvirt sends every parameter back after a job: they all reach the engine, whose check
+/// passes the current values and refuses another (godwit's own: src/migration/params.rs).
 #[test]
 fn parameters_set_to_their_current_values_pass() {
     let mut c = Client::negotiated();
