@@ -301,3 +301,92 @@ fn virsh_runs_and_migrates_a_domain_with_a_qcow2_disk() {
     a.must(&["undefine", "probe-disk"]);
     image_is_sound(&img, &dir);
 }
+
+/// A bridge with a veth into a network namespace of the test's own: the guest's tap
+/// joins the bridge, and the pings come from inside the namespace (nothing of it is
+/// routed on the host). Removed when dropped.
+struct Lan {
+    bridge: String,
+    netns: String,
+    veth: String,
+}
+
+fn ip(args: &[&str]) {
+    let out = Command::new("ip").args(args).output().expect("run ip");
+    assert!(out.status.success(), "ip {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+}
+
+impl Lan {
+    fn new(host_ip: &str) -> Lan {
+        let n = std::process::id() % 100_000;
+        let lan = Lan {
+            bridge: format!("gwbr{n}"),
+            netns: format!("gwns{n}"),
+            veth: format!("gwve{n}"),
+        };
+        let peer = format!("gwvp{n}");
+        ip(&["link", "add", &lan.bridge, "type", "bridge"]);
+        ip(&["link", "set", &lan.bridge, "up"]);
+        ip(&["netns", "add", &lan.netns]);
+        ip(&["link", "add", &lan.veth, "type", "veth", "peer", "name", &peer]);
+        ip(&["link", "set", &lan.veth, "master", &lan.bridge, "up"]);
+        ip(&["link", "set", &peer, "netns", &lan.netns]);
+        ip(&["-n", &lan.netns, "addr", "add", host_ip, "dev", &peer]);
+        ip(&["-n", &lan.netns, "link", "set", &peer, "up"]);
+        lan
+    }
+
+    /// `count` pings from inside the namespace (the project's pinger); the replies.
+    fn ping(&self, to: &str, count: usize) -> usize {
+        let out = Command::new("ip")
+            .args(["netns", "exec", &self.netns, "python3"])
+            .arg(common::root().join("tests/net/pinger.py"))
+            .args([to, &count.to_string(), "0.2", "2.0"])
+            .output()
+            .expect("run tests/net/pinger.py");
+        let text = String::from_utf8_lossy(&out.stdout);
+        let v: serde_json::Value = serde_json::from_str(&text).unwrap_or_else(|e| panic!("{e}: {text}"));
+        v["replies"].as_array().map_or(0, Vec::len)
+    }
+}
+
+impl Drop for Lan {
+    fn drop(&mut self) {
+        for args in [
+            vec!["netns", "del", self.netns.as_str()],
+            vec!["link", "del", self.veth.as_str()],
+            vec!["link", "del", self.bridge.as_str()],
+        ] {
+            let _ = Command::new("ip").args(&args).output();
+        }
+    }
+}
+
+/// The NIC domain migrated live: libvirt opens a tap on the bridge at the destination
+/// and hands it over (`-netdev tap,fd=N`); after the switch-over the guest still answers
+/// every ping from the namespace, and it never booted again.
+#[test]
+fn virsh_migrates_a_domain_with_a_nic_live() {
+    let _l = vm_lock();
+    let dir = tmpdir("libvirt-netmig");
+    let lan = Lan::new("192.168.214.1/24");
+    let a = Libvirtd::start(&dir.join("a"), 50000);
+    let nic = format!(
+        "<interface type='bridge'><source bridge='{}'/><model type='virtio'/></interface>",
+        lan.bridge
+    );
+    let append = format!("{APPEND} probe.ip=192.168.214.2/24");
+    let log = define_and_start_with(&a, &dir, "probe-netmig", &append, &nic);
+    let up = wait_line(&log, "NET ", T);
+    assert!(up.ends_with(" ip=192.168.214.2/24"), "{up}");
+    assert_eq!(lan.ping("192.168.214.2", 5), 5, "pings lost before the migration");
+
+    let b = Libvirtd::start(&dir.join("b"), 50100);
+    let before = last_hb(&log);
+    step("migrate-nic", || a.must(&["migrate", "--live", "probe-netmig", &b.remote_uri()]));
+    assert_eq!(b.state("probe-netmig"), "running");
+    runs_on(&log, before);
+    assert_eq!(lan.ping("192.168.214.2", 5), 5, "pings lost after the migration");
+    b.must(&["destroy", "probe-netmig"]);
+    a.must(&["undefine", "probe-netmig"]);
+}
