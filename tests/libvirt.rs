@@ -55,7 +55,7 @@ fn define_and_start_with(lv: &Libvirtd, dir: &Path, name: &str, append: &str, de
     let xml = dir.join(format!("{name}.xml"));
     std::fs::write(&xml, domain_xml(name, &emulator(), &log, append, devices)).unwrap();
     lv.must(&["define", xml.to_str().unwrap()]);
-    step("start", || lv.must(&["start", name]));
+    step(&format!("start-{name}"), || lv.must(&["start", name]));
     runs_on(&log, 0);
     log
 }
@@ -96,17 +96,11 @@ fn virsh_runs_monitors_jobs_suspend_and_save_restore() {
     lv.must(&["undefine", "probe-life"]);
 }
 
-#[test]
-fn virsh_migrates_live_native_and_p2p() {
-    let _l = vm_lock();
-    let dir = tmpdir("libvirt-mig");
-    let a = Libvirtd::start(&dir.join("a"), 49500);
-    let b = Libvirtd::start(&dir.join("b"), 49600);
-    let log = define_and_start(&a, &dir, "probe-mig");
-    // The destination's daemon probes the emulator on first use: done here, so that the
-    // migration's time is the migration's.
+/// The destination's daemon probes the emulator on first use: done before a migration, so
+/// that the migration's time is the migration's.
+fn probe_emulator(lv: &Libvirtd) {
     let caps = step("probe", || {
-        b.must(&[
+        lv.must(&[
             "domcapabilities",
             "--emulatorbin",
             &emulator(),
@@ -117,6 +111,16 @@ fn virsh_migrates_live_native_and_p2p() {
         ])
     });
     assert!(caps.contains("<machine>pc-i440fx-7.2</machine>"), "{caps}");
+}
+
+#[test]
+fn virsh_migrates_live_native_and_p2p() {
+    let _l = vm_lock();
+    let dir = tmpdir("libvirt-mig");
+    let a = Libvirtd::start(&dir.join("a"), 49500);
+    let b = Libvirtd::start(&dir.join("b"), 49600);
+    let log = define_and_start(&a, &dir, "probe-mig");
+    probe_emulator(&b);
 
     let before = last_hb(&log);
     step("migrate-native", || a.must(&["migrate", "--live", "probe-mig", &b.remote_uri()]));
@@ -270,21 +274,22 @@ fn virsh_runs_and_migrates_a_domain_with_a_qcow2_disk() {
     assert_eq!(lines[0], format!("libvirt-1-format: {} (qcow2)", img.display()), "{info}");
     assert_eq!(lines[1], "    Attached to:      /machine/peripheral/virtio-disk0/virtio-backend");
 
-    step("suspend", || a.must(&["suspend", "probe-disk"]));
+    step("disk-suspend", || a.must(&["suspend", "probe-disk"]));
     let frozen = last_hb(&log);
     std::thread::sleep(Duration::from_millis(500));
     assert_eq!(last_hb(&log), frozen, "heartbeats while suspended");
-    step("resume", || a.must(&["resume", "probe-disk"]));
+    step("disk-resume", || a.must(&["resume", "probe-disk"]));
     let s = disk_runs_on(&log, frozen, s.disk_ok);
 
     let saved = dir.join("probe-disk.save");
-    step("save", || a.must(&["save", "probe-disk", saved.to_str().unwrap()]));
+    step("disk-save", || a.must(&["save", "probe-disk", saved.to_str().unwrap()]));
     assert_eq!(a.state("probe-disk"), "shut off");
     let at = last_hb(&log);
-    step("restore", || a.must(&["restore", saved.to_str().unwrap()]));
+    step("disk-restore", || a.must(&["restore", saved.to_str().unwrap()]));
     let s = disk_runs_on(&log, at, s.disk_ok);
 
     let b = Libvirtd::start(&dir.join("b"), 49900);
+    probe_emulator(&b);
     let before = last_hb(&log);
     // Both daemons see the same file at the same path, but libvirt only trusts network
     // and cluster file systems to be shared: `--unsafe` tells it the storage is shared.
@@ -382,6 +387,7 @@ fn virsh_migrates_a_domain_with_a_nic_live() {
     assert_eq!(lan.ping("192.168.214.2", 5), 5, "pings lost before the migration");
 
     let b = Libvirtd::start(&dir.join("b"), 50100);
+    probe_emulator(&b);
     let before = last_hb(&log);
     step("migrate-nic", || a.must(&["migrate", "--live", "probe-netmig", &b.remote_uri()]));
     assert_eq!(b.state("probe-netmig"), "running");
