@@ -38,6 +38,37 @@ pub struct DriveConfig {
     pub id: String,
     /// The original `-drive` argument, for error messages in QEMU's form.
     pub spec: String,
+    /// Made from `-blockdev` nodes and `-device virtio-blk-pci,drive=NODE` (`id` is then
+    /// the format node's name).
+    pub blockdev: Option<BlockdevDisk>,
+}
+
+/// A disk libvirt's way: a format node over a protocol node, and the device on them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BlockdevDisk {
+    /// The protocol node (`file` or `host_device`): its name, driver and `-blockdev` text.
+    pub storage_node: String,
+    pub storage_driver: String,
+    pub storage_spec: String,
+    /// The device's `id` (`/machine/peripheral/ID`), if it has one.
+    pub qdev_id: Option<String>,
+    /// The device's `serial=` (what GET_ID reports), empty without one.
+    pub serial: String,
+    /// The backing files the nodes name, top down, and whether the chain must end there
+    /// (`backing: null`) or may go on as the last image's header says (no `backing`).
+    pub backing: Vec<PathBuf>,
+    pub backing_ends: bool,
+}
+
+impl DriveConfig {
+    /// The option the drive came from, as QEMU's messages start (`-drive SPEC`, or the
+    /// protocol node's `-blockdev` whose file could not be opened).
+    pub fn origin(&self) -> String {
+        match &self.blockdev {
+            Some(b) => format!("-blockdev {}", b.storage_spec),
+            None => format!("-drive {}", self.spec),
+        }
+    }
 }
 
 /// What a network back end is.
@@ -111,6 +142,8 @@ pub struct Config {
     pub monitors: Vec<String>,
     /// Disks, attached as virtio-blk devices in order.
     pub drives: Vec<DriveConfig>,
+    /// `-blockdev` nodes, in order (disks are made of them by `-device virtio-blk-pci`).
+    pub blockdevs: Vec<crate::cli::blockdev::Node>,
     /// `-loadvm TAG`: load this snapshot before the guest runs.
     pub loadvm: Option<String>,
     /// Network back ends and NICs (`-netdev`, `-device virtio-net-pci`, `-net`, `-nic`).
@@ -251,6 +284,7 @@ impl Default for Config {
             incoming: None,
             monitors: Vec::new(),
             drives: Vec::new(),
+            blockdevs: Vec::new(),
             loadvm: None,
             netdevs: Vec::new(),
             nics: Vec::new(),

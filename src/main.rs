@@ -346,9 +346,17 @@ fn run_machine(
                     cfg.incoming = None;
                     break;
                 }
-                VmEvent::Shutdown if machine.no_shutdown.load(std::sync::atomic::Ordering::Relaxed) => {
-                    // -no-shutdown: the guest stops in `shutdown` and the process stays.
-                    machine.bus().emit(Event::shutdown(true, "guest-shutdown"));
+                VmEvent::Shutdown | VmEvent::Reset | VmEvent::ResetCommand
+                    if machine.no_shutdown.load(std::sync::atomic::Ordering::Relaxed) =>
+                {
+                    // -no-shutdown: the guest stops in `shutdown` and the process stays; with
+                    // -no-reboot a reset is such a shutdown too (`system_reset` announced
+                    // itself). Only `quit` or a signal ends the run then.
+                    match event {
+                        VmEvent::Shutdown => machine.bus().emit(Event::shutdown(true, "guest-shutdown")),
+                        VmEvent::Reset => machine.bus().emit(Event::shutdown(true, "guest-reset")),
+                        _ => {}
+                    }
                     vm.pause();
                     machine.set_state(RunState::Shutdown);
                 }

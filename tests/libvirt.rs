@@ -12,6 +12,7 @@ mod common;
 use common::libvirt::{Libvirtd, SerialLog, domain_xml, read_serial, wait_heartbeat_past, wait_line};
 use common::{godwit_bin, tmpdir, vm_lock};
 use std::path::Path;
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 const T: Duration = Duration::from_secs(60);
@@ -54,7 +55,7 @@ fn define_and_start_with(lv: &Libvirtd, dir: &Path, name: &str, append: &str, de
     let xml = dir.join(format!("{name}.xml"));
     std::fs::write(&xml, domain_xml(name, &emulator(), &log, append, devices)).unwrap();
     lv.must(&["define", xml.to_str().unwrap()]);
-    step("start", || lv.must(&["start", name]));
+    step(&format!("start-{name}"), || lv.must(&["start", name]));
     runs_on(&log, 0);
     log
 }
@@ -95,17 +96,11 @@ fn virsh_runs_monitors_jobs_suspend_and_save_restore() {
     lv.must(&["undefine", "probe-life"]);
 }
 
-#[test]
-fn virsh_migrates_live_native_and_p2p() {
-    let _l = vm_lock();
-    let dir = tmpdir("libvirt-mig");
-    let a = Libvirtd::start(&dir.join("a"), 49500);
-    let b = Libvirtd::start(&dir.join("b"), 49600);
-    let log = define_and_start(&a, &dir, "probe-mig");
-    // The destination's daemon probes the emulator on first use: done here, so that the
-    // migration's time is the migration's.
+/// The destination's daemon probes the emulator on first use: done before a migration, so
+/// that the migration's time is the migration's.
+fn probe_emulator(lv: &Libvirtd) {
     let caps = step("probe", || {
-        b.must(&[
+        lv.must(&[
             "domcapabilities",
             "--emulatorbin",
             &emulator(),
@@ -116,6 +111,16 @@ fn virsh_migrates_live_native_and_p2p() {
         ])
     });
     assert!(caps.contains("<machine>pc-i440fx-7.2</machine>"), "{caps}");
+}
+
+#[test]
+fn virsh_migrates_live_native_and_p2p() {
+    let _l = vm_lock();
+    let dir = tmpdir("libvirt-mig");
+    let a = Libvirtd::start(&dir.join("a"), 49500);
+    let b = Libvirtd::start(&dir.join("b"), 49600);
+    let log = define_and_start(&a, &dir, "probe-mig");
+    probe_emulator(&b);
 
     let before = last_hb(&log);
     step("migrate-native", || a.must(&["migrate", "--live", "probe-mig", &b.remote_uri()]));
@@ -193,4 +198,201 @@ fn virsh_runs_a_domain_with_a_tap_nic() {
     assert_eq!(v["replies"].as_array().map(Vec::len), Some(5), "pings lost: {text}");
     runs_on(&log, 0);
     lv.must(&["destroy", "probe-net"]);
+}
+
+/// The probe's disk workload on the domain's qcow2 disk: 256 KiB/s of writes over 8 MiB,
+/// the region verified against what the guest wrote about once a second.
+const DISK_APPEND: &str = "console=ttyS0 probe.ws=16 probe.rate=20 probe.disk=8 probe.diskrate=256 probe.diskverify=8192";
+
+/// The guest runs on (see `runs_on`) and has verified its whole disk region once more
+/// without a bad block since `disk_ok` passes.
+fn disk_runs_on(log: &Path, last: u64, disk_ok: usize) -> SerialLog {
+    let deadline = Instant::now() + T;
+    loop {
+        let s = runs_on(log, last);
+        if s.disk_ok > disk_ok {
+            return s;
+        }
+        assert!(Instant::now() < deadline, "no disk verify pass past {disk_ok}: {s:?}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// `qemu-img check` finds the image clean, and every block of the probe's region is
+/// either untouched or a whole block the probe wrote, the generations falling by at most
+/// one from the first block to the last (the writer goes round-robin).
+fn image_is_sound(img: &Path, dir: &Path) {
+    let check = Command::new("qemu-img").arg("check").arg(img).output().expect("qemu-img");
+    let text = String::from_utf8_lossy(&check.stdout);
+    assert!(check.status.success() && text.contains("No errors were found"), "{text}");
+    let raw = dir.join("disk.raw");
+    let conv = Command::new("qemu-img")
+        .args(["convert", "-f", "qcow2", "-O", "raw"])
+        .arg(img)
+        .arg(&raw)
+        .output()
+        .expect("qemu-img");
+    assert!(conv.status.success(), "{}", String::from_utf8_lossy(&conv.stderr));
+    let data = std::fs::read(&raw).unwrap();
+    let gens: Vec<u64> = (0..8 * 256u64)
+        .map(|b| common::disk::block_gen(&data[b as usize * 4096..][..4096], b).unwrap_or_else(|e| panic!("{e}")))
+        .collect();
+    assert!(gens[0] > 0, "the guest's writes never reached the image");
+    assert!(
+        gens.windows(2).all(|w| w[0] >= w[1]) && gens[0] - gens[gens.len() - 1] <= 1,
+        "{gens:?}"
+    );
+    assert!(data[8 << 20..].iter().all(|b| *b == 0), "written beyond the probe's region");
+}
+
+/// libvirt's qcow2 disk (`-blockdev` file and qcow2 nodes, `-device virtio-blk-pci`):
+/// started, shown by `info block`, suspended and resumed, saved and restored, migrated
+/// live to another daemon (the image is shared: same path), the guest's disk verified
+/// after each step, the image sound at the end.
+#[test]
+fn virsh_runs_and_migrates_a_domain_with_a_qcow2_disk() {
+    let _l = vm_lock();
+    let dir = tmpdir("libvirt-disk");
+    let img = dir.join("disk.qcow2");
+    let made = Command::new("qemu-img")
+        .args(["create", "-q", "-f", "qcow2"])
+        .arg(&img)
+        .arg("64M")
+        .status()
+        .expect("qemu-img");
+    assert!(made.success());
+    let a = Libvirtd::start(&dir.join("a"), 49800);
+    let disk = format!(
+        "<disk type='file' device='disk'><driver name='qemu' type='qcow2' discard='unmap'/><source file='{}'/><target dev='vda' bus='virtio'/></disk>",
+        img.display()
+    );
+    let log = define_and_start_with(&a, &dir, "probe-disk", DISK_APPEND, &disk);
+    let s = disk_runs_on(&log, 0, 0);
+
+    let info = a.must(&["qemu-monitor-command", "--hmp", "probe-disk", "info block"]);
+    let lines: Vec<&str> = info.lines().collect();
+    assert_eq!(lines[0], format!("libvirt-1-format: {} (qcow2)", img.display()), "{info}");
+    assert_eq!(lines[1], "    Attached to:      /machine/peripheral/virtio-disk0/virtio-backend");
+
+    step("disk-suspend", || a.must(&["suspend", "probe-disk"]));
+    let frozen = last_hb(&log);
+    std::thread::sleep(Duration::from_millis(500));
+    assert_eq!(last_hb(&log), frozen, "heartbeats while suspended");
+    step("disk-resume", || a.must(&["resume", "probe-disk"]));
+    let s = disk_runs_on(&log, frozen, s.disk_ok);
+
+    let saved = dir.join("probe-disk.save");
+    step("disk-save", || a.must(&["save", "probe-disk", saved.to_str().unwrap()]));
+    assert_eq!(a.state("probe-disk"), "shut off");
+    let at = last_hb(&log);
+    step("disk-restore", || a.must(&["restore", saved.to_str().unwrap()]));
+    let s = disk_runs_on(&log, at, s.disk_ok);
+
+    let b = Libvirtd::start(&dir.join("b"), 49900);
+    probe_emulator(&b);
+    let before = last_hb(&log);
+    // Both daemons see the same file at the same path, but libvirt only trusts network
+    // and cluster file systems to be shared: `--unsafe` tells it the storage is shared.
+    step("migrate-disk", || {
+        a.must(&["migrate", "--live", "--unsafe", "probe-disk", &b.remote_uri()])
+    });
+    assert_eq!(b.state("probe-disk"), "running");
+    let s = disk_runs_on(&log, before, s.disk_ok);
+    assert!(s.verify_ok > 0, "the working set was never verified");
+    let info = b.must(&["qemu-monitor-command", "--hmp", "probe-disk", "info block"]);
+    assert!(info.starts_with("libvirt-1-format: "), "{info}");
+
+    b.must(&["destroy", "probe-disk"]);
+    a.must(&["undefine", "probe-disk"]);
+    image_is_sound(&img, &dir);
+}
+
+/// A bridge with a veth into a network namespace of the test's own: the guest's tap
+/// joins the bridge, and the pings come from inside the namespace (nothing of it is
+/// routed on the host). Removed when dropped.
+struct Lan {
+    bridge: String,
+    netns: String,
+    veth: String,
+}
+
+fn ip(args: &[&str]) {
+    let out = Command::new("ip").args(args).output().expect("run ip");
+    assert!(out.status.success(), "ip {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+}
+
+impl Lan {
+    fn new(host_ip: &str) -> Lan {
+        let n = std::process::id() % 100_000;
+        let lan = Lan {
+            bridge: format!("gwbr{n}"),
+            netns: format!("gwns{n}"),
+            veth: format!("gwve{n}"),
+        };
+        let peer = format!("gwvp{n}");
+        ip(&["link", "add", &lan.bridge, "type", "bridge"]);
+        ip(&["link", "set", &lan.bridge, "up"]);
+        ip(&["netns", "add", &lan.netns]);
+        ip(&["link", "add", &lan.veth, "type", "veth", "peer", "name", &peer]);
+        ip(&["link", "set", &lan.veth, "master", &lan.bridge, "up"]);
+        ip(&["link", "set", &peer, "netns", &lan.netns]);
+        ip(&["-n", &lan.netns, "addr", "add", host_ip, "dev", &peer]);
+        ip(&["-n", &lan.netns, "link", "set", &peer, "up"]);
+        lan
+    }
+
+    /// `count` pings from inside the namespace (the project's pinger); the replies.
+    fn ping(&self, to: &str, count: usize) -> usize {
+        let out = Command::new("ip")
+            .args(["netns", "exec", &self.netns, "python3"])
+            .arg(common::root().join("tests/net/pinger.py"))
+            .args([to, &count.to_string(), "0.2", "2.0"])
+            .output()
+            .expect("run tests/net/pinger.py");
+        let text = String::from_utf8_lossy(&out.stdout);
+        let v: serde_json::Value = serde_json::from_str(&text).unwrap_or_else(|e| panic!("{e}: {text}"));
+        v["replies"].as_array().map_or(0, Vec::len)
+    }
+}
+
+impl Drop for Lan {
+    fn drop(&mut self) {
+        for args in [
+            vec!["netns", "del", self.netns.as_str()],
+            vec!["link", "del", self.veth.as_str()],
+            vec!["link", "del", self.bridge.as_str()],
+        ] {
+            let _ = Command::new("ip").args(&args).output();
+        }
+    }
+}
+
+/// The NIC domain migrated live: libvirt opens a tap on the bridge at the destination
+/// and hands it over (`-netdev tap,fd=N`); after the switch-over the guest still answers
+/// every ping from the namespace, and it never booted again.
+#[test]
+fn virsh_migrates_a_domain_with_a_nic_live() {
+    let _l = vm_lock();
+    let dir = tmpdir("libvirt-netmig");
+    let lan = Lan::new("192.168.214.1/24");
+    let a = Libvirtd::start(&dir.join("a"), 50000);
+    let nic = format!(
+        "<interface type='bridge'><source bridge='{}'/><model type='virtio'/></interface>",
+        lan.bridge
+    );
+    let append = format!("{APPEND} probe.ip=192.168.214.2/24");
+    let log = define_and_start_with(&a, &dir, "probe-netmig", &append, &nic);
+    let up = wait_line(&log, "NET ", T);
+    assert!(up.ends_with(" ip=192.168.214.2/24"), "{up}");
+    assert_eq!(lan.ping("192.168.214.2", 5), 5, "pings lost before the migration");
+
+    let b = Libvirtd::start(&dir.join("b"), 50100);
+    probe_emulator(&b);
+    let before = last_hb(&log);
+    step("migrate-nic", || a.must(&["migrate", "--live", "probe-netmig", &b.remote_uri()]));
+    assert_eq!(b.state("probe-netmig"), "running");
+    runs_on(&log, before);
+    assert_eq!(lan.ping("192.168.214.2", 5), 5, "pings lost after the migration");
+    b.must(&["destroy", "probe-netmig"]);
+    a.must(&["undefine", "probe-netmig"]);
 }

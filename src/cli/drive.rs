@@ -65,6 +65,7 @@ pub fn parse(spec: &str, cfg: &Config) -> Result<DriveConfig, CliError> {
         ignore_flush,
         id,
         spec: spec.to_string(),
+        blockdev: None,
     })
 }
 
@@ -78,6 +79,7 @@ pub fn legacy(path: &str, index: usize) -> DriveConfig {
         ignore_flush: false,
         id: format!("ide{}-hd{}", index / 2, index % 2),
         spec: path.to_string(),
+        blockdev: None,
     }
 }
 

@@ -3,6 +3,7 @@
 //! Options take one dash or two (`-m`, `--m`), and a value as the next argument. Errors
 //! read like QEMU's: `-foo: invalid option`, `-m: requires an argument`.
 
+pub mod blockdev;
 mod device;
 mod drive;
 mod fdset;

@@ -159,13 +159,8 @@ static OPTIONS: &[Opt] = &[
     // godwit has no ACPI tables and reads no configuration files of its own.
     flag("no-acpi", |_, _| Ok(Effect::None)),
     flag("no-user-config", |_, _| Ok(Effect::None)),
-    // What libvirt writes for a disk: refused in one line it can show the user.
-    arg("blockdev", |c, _| {
-        err(format!(
-            "-blockdev {}: godwit does not take -blockdev yet (its disks are -drive file=PATH,if=virtio)",
-            c.value
-        ))
-    }),
+    // What libvirt writes for a disk (with `-device virtio-blk-pci,drive=NODE`).
+    arg("blockdev", |c, cfg| super::blockdev::blockdev(c.value, cfg).map(|()| Effect::None)),
 ];
 
 fn legacy_disk(c: &Ctx<'_>, cfg: &mut Config, index: usize) -> Result<Effect, CliError> {

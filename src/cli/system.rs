@@ -164,12 +164,8 @@ mod tests {
             "-boot bogus=1: Invalid parameter 'bogus'"
         );
         assert_eq!(
-            run(r#"-kernel k -blockdev {"driver":"file","filename":"/x","node-name":"n"}"#).unwrap_err(),
-            r#"-blockdev {"driver":"file","filename":"/x","node-name":"n"}: godwit does not take -blockdev yet (its disks are -drive file=PATH,if=virtio)"#
-        );
-        assert_eq!(
             run("-kernel k -device virtio-blk-pci,drive=n,id=virtio-disk0").unwrap_err(),
-            "-device virtio-blk-pci,drive=n,id=virtio-disk0: 'virtio-blk-pci' is not a device godwit has (it has virtio-net-pci and isa-serial)"
+            "-device virtio-blk-pci,drive=n,id=virtio-disk0: Property 'virtio-blk-device.drive' can't find value 'n'"
         );
     }
 }

@@ -5,7 +5,9 @@
 use super::Machine;
 use devices::bus::lock;
 use monitor::engine::types::VersionTriple;
-use monitor::engine::{Actions, CommandLineOptionInfo, CpuDefinitionInfo, MachineInfo, ObjectPropertyInfo, ObjectTypeInfo};
+use monitor::engine::{
+    Actions, BlockDeviceInfo, CommandLineOptionInfo, CpuDefinitionInfo, MachineInfo, ObjectPropertyInfo, ObjectTypeInfo,
+};
 use monitor::engine::{
     AnnounceSchedule, BlockInfo, ChardevInfo, CpuInfoFast, CpuSelection, DiskSnapshots, Engine, EngineError, EngineResult, EventBus,
     FdStore, JobInfo, JobType, KvmInfo, MigrateArgs, MigrateSetParameters, MigrationCapabilityStatus, MigrationInfo, MigrationParameters,
@@ -86,6 +88,11 @@ impl Engine for MachineEngine {
     fn query_block(&self) -> EngineResult<Vec<BlockInfo>> {
         let vm = self.0.the_vm()?;
         Ok(crate::vm::block_info::block_info(vm.disks()))
+    }
+
+    fn query_named_block_nodes(&self) -> EngineResult<Vec<BlockDeviceInfo>> {
+        let vm = self.0.the_vm()?;
+        Ok(crate::vm::block_info::named_nodes(vm.disks()))
     }
 
     fn query_chardev(&self) -> Vec<ChardevInfo> {

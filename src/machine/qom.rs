@@ -34,6 +34,12 @@ impl QomLayout {
                 .filter(|n| !n.qdev_id.is_empty())
                 .map(|n| (n.qdev_id.clone(), "virtio-net-pci".to_string())),
         );
+        peripherals.extend(
+            cfg.drives
+                .iter()
+                .filter_map(|d| d.blockdev.as_ref()?.qdev_id.clone())
+                .map(|id| (id, "virtio-blk-pci".to_string())),
+        );
         QomLayout {
             machine_type: if none { "none-machine" } else { "pc-i440fx-7.2-machine" }.into(),
             cpu_type: cpu_type(&cfg.cpu_model),

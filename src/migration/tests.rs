@@ -84,6 +84,7 @@ pub(super) fn raw_drive(img: &std::path::Path) -> crate::config::DriveConfig {
         ignore_flush: false,
         id: "virtio0".into(),
         spec: format!("file={},format=raw", img.display()),
+        blockdev: None,
     }
 }
 

@@ -15,6 +15,7 @@ fn drive(file: &Path, format: &str, read_only: bool) -> DriveConfig {
         ignore_flush: false,
         id: "virtio0".into(),
         spec: format!("file={},format={format}", file.display()),
+        blockdev: None,
     }
 }
 

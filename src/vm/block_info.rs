@@ -22,16 +22,32 @@ fn one(i: usize, d: &Disk) -> BlockInfo {
     };
     let image = image_info(b.as_mut(), &file);
     let (backing_file, backing_file_depth) = chain(&image);
+    // A `-blockdev` disk has no drive name: QEMU shows its node, and the device by its id.
+    let (device, node_name, qdev) = match &d.cfg.blockdev {
+        Some(bd) => (
+            String::new(),
+            d.cfg.id.clone(),
+            match &bd.qdev_id {
+                Some(q) => format!("/machine/peripheral/{q}/virtio-backend"),
+                None => format!("/machine/peripheral-anon/device[{i}]/virtio-backend"),
+            },
+        ),
+        None => (
+            d.cfg.id.clone(),
+            format!("#block{}", 100 + 100 * i),
+            format!("/machine/peripheral-anon/device[{i}]/virtio-backend"),
+        ),
+    };
     BlockInfo {
-        device: d.cfg.id.clone(),
-        qdev: format!("/machine/peripheral-anon/device[{i}]/virtio-backend"),
+        device,
+        qdev,
         kind: "unknown",
         removable: false,
         locked: false,
         io_status: "ok",
         inserted: BlockDeviceInfo {
             file,
-            node_name: format!("#block{}", 100 + 100 * i),
+            node_name,
             ro: d.cfg.read_only,
             drv: b.format().name().to_string(),
             backing_file,
@@ -53,6 +69,45 @@ fn one(i: usize, d: &Disk) -> BlockInfo {
             write_threshold: 0,
         },
     }
+}
+
+/// Every node: a disk's format node and, for a `-blockdev` disk, its protocol node (the
+/// file itself, as QEMU's `file` and `host_device` drivers describe it).
+pub fn named_nodes(disks: &[Disk]) -> Vec<BlockDeviceInfo> {
+    let mut out = Vec::new();
+    for (d, b) in disks.iter().zip(block_info(disks)) {
+        let format = b.inserted;
+        let Some(bd) = &d.cfg.blockdev else {
+            out.push(format);
+            continue;
+        };
+        let meta = std::fs::metadata(&d.cfg.file).ok();
+        let file = d.cfg.file.display().to_string();
+        let image = ImageInfo {
+            filename: file.clone(),
+            format: bd.storage_driver.clone(),
+            virtual_size: meta.as_ref().map_or(0, |m| m.len()),
+            actual_size: meta.as_ref().map(|m| m.blocks() * 512),
+            cluster_size: None,
+            dirty_flag: Some(false),
+            backing_filename: None,
+            backing_image: None,
+            snapshots: Vec::new(),
+            format_specific: None,
+        };
+        let storage = BlockDeviceInfo {
+            file,
+            node_name: bd.storage_node.clone(),
+            drv: bd.storage_driver.clone(),
+            backing_file: None,
+            backing_file_depth: 0,
+            image,
+            ..format.clone()
+        };
+        out.push(format);
+        out.push(storage);
+    }
+    out
 }
 
 /// An image and its backing chain.

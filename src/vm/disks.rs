@@ -23,41 +23,41 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use thiserror::Error;
 
-/// Why a disk could not be attached, handed over or taken back. `spec` is the `-drive`
-/// option as given, which QEMU's messages start with.
+/// Why a disk could not be attached, handed over or taken back. `spec` is the option as
+/// given (`-drive SPEC`, or the file node's `-blockdev`), which QEMU's messages start with.
 #[derive(Debug, Error)]
 pub enum DiskError {
     /// The image (with `snapshot=on`: its base, or the temporary overlay) could not be
     /// opened: missing, locked by another process, not a valid image, ...
-    #[error("-drive {spec}: {}", one_line(err))]
+    #[error("{spec}: {}", one_line(err))]
     Open {
         spec: String,
         #[source]
         err: BlockError,
     },
     /// `snapshot=on`: the temporary overlay could not be created.
-    #[error("-drive {spec}: {}", one_line(err))]
+    #[error("{spec}: {}", one_line(err))]
     Overlay {
         spec: String,
         #[source]
         err: BlockError,
     },
     /// `snapshot=on`: the image's absolute path (the overlay's backing file) is unknown.
-    #[error("-drive {spec}: {}", crate::errtext::io(err))]
+    #[error("{spec}: {}", crate::errtext::io(err))]
     Resolve {
         spec: String,
         #[source]
         err: std::io::Error,
     },
     /// The virtio-blk device refused its configuration.
-    #[error("-drive {spec}: {err}")]
+    #[error("{spec}: {err}")]
     Device {
         spec: String,
         #[source]
         err: BlkError,
     },
     /// The device could not be put on the PCI bus.
-    #[error("-drive {spec}: {err}")]
+    #[error("{spec}: {err}")]
     Plug {
         spec: String,
         #[source]
@@ -70,8 +70,11 @@ pub enum DiskError {
         #[source]
         err: BlockError,
     },
+    /// `-blockdev` nodes name a backing chain other than the one the images hold.
+    #[error("{spec}: {why}")]
+    Backing { spec: String, why: String },
     /// Taking the image back: it no longer has the size the guest was told.
-    #[error("-drive {spec}: the image's size changed from {was} to {now} bytes")]
+    #[error("{spec}: the image's size changed from {was} to {now} bytes")]
     SizeChanged { spec: String, was: u64, now: u64 },
 }
 
@@ -117,7 +120,7 @@ impl Disk {
         let image = open(&self.cfg, false)?;
         if image.virtual_size() != self.size {
             return Err(DiskError::SizeChanged {
-                spec: self.cfg.spec.clone(),
+                spec: self.cfg.origin(),
                 was: self.size,
                 now: image.virtual_size(),
             });
@@ -140,7 +143,7 @@ fn format_of(d: &DriveConfig) -> Option<Format> {
 /// at once, so it vanishes when godwit exits) takes the writes. `inactive`: read-only and
 /// without locks, for a migration destination whose source still owns the image.
 fn open(d: &DriveConfig, inactive: bool) -> Result<Box<dyn BlockBackend>, DiskError> {
-    let spec = || d.spec.clone();
+    let spec = || d.origin();
     let opening = |err| DiskError::Open { spec: spec(), err };
     if inactive && !d.snapshot {
         let opts = ImageOptions {
@@ -165,6 +168,38 @@ fn open(d: &DriveConfig, inactive: bool) -> Result<Box<dyn BlockBackend>, DiskEr
     opened.map_err(opening)
 }
 
+/// A `-blockdev` disk: its image's backing chain must be the one its nodes name (godwit
+/// opens the chain the image headers give, so a node chain that differs is refused).
+fn check_backing(d: &DriveConfig, image: &mut dyn BlockBackend) -> Result<(), DiskError> {
+    let Some(b) = &d.blockdev else { return Ok(()) };
+    let fail = |why: String| DiskError::Backing { spec: d.origin(), why };
+    let mut layer = image.as_qcow2().and_then(|q| q.backing());
+    for want in &b.backing {
+        let Some(l) = layer else {
+            return Err(fail(format!(
+                "the image has no backing file, but a backing node names '{}'",
+                want.display()
+            )));
+        };
+        let same = std::fs::canonicalize(want).ok() == std::fs::canonicalize(l.path()).ok();
+        if !same {
+            return Err(fail(format!(
+                "the image's backing file is '{}', but its backing node names '{}'",
+                l.path().display(),
+                want.display()
+            )));
+        }
+        layer = l.as_qcow2().and_then(|q| q.backing());
+    }
+    match layer {
+        Some(l) if b.backing_ends => Err(fail(format!(
+            "'backing: null' on an image whose backing file is '{}' is not supported: godwit opens the backing chain the image names",
+            l.path().display()
+        ))),
+        _ => Ok(()),
+    }
+}
+
 /// Creates and plugs every disk (inactive ones for a migration destination); BARs are
 /// assigned afterwards by the caller.
 pub fn attach(
@@ -177,18 +212,19 @@ pub fn attach(
 ) -> Result<Vec<Disk>, DiskError> {
     let mut disks = Vec::new();
     for d in drives {
-        let image = open(d, inactive)?;
+        let mut image = open(d, inactive)?;
+        check_backing(d, image.as_mut())?;
         let size = image.virtual_size();
         let cfg = BlkConfig {
-            serial: d.id.clone(),
+            serial: d.blockdev.as_ref().map_or_else(|| d.id.clone(), |b| b.serial.clone()),
             read_only: d.read_only,
             backend_ro_for_now: inactive,
             ..BlkConfig::default()
         };
-        let blk = VirtioBlk::new(image, cfg).map_err(|err| DiskError::Device { spec: d.spec.clone(), err })?;
+        let blk = VirtioBlk::new(image, cfg).map_err(|err| DiskError::Device { spec: d.origin(), err })?;
         let backend = blk.backend();
         let dirty = blk.dirty_map();
-        super::virtio::plug(vm, ram, pci, list, Box::new(blk)).map_err(|err| DiskError::Plug { spec: d.spec.clone(), err })?;
+        super::virtio::plug(vm, ram, pci, list, Box::new(blk)).map_err(|err| DiskError::Plug { spec: d.origin(), err })?;
         disks.push(Disk {
             cfg: d.clone(),
             backend,
@@ -213,6 +249,7 @@ mod tests {
             ignore_flush: false,
             id: "virtio0".into(),
             spec: format!("file={},format=raw", file.display()),
+            blockdev: None,
         }
     }
 

@@ -142,6 +142,8 @@ pub struct SerialLog {
     pub heartbeats: Vec<u64>,
     pub boots: usize,
     pub verify_ok: usize,
+    /// Disk verify passes without a bad block (`DISKVERIFY N ... ok`).
+    pub disk_ok: usize,
     pub bad: Vec<String>,
 }
 
@@ -155,7 +157,14 @@ pub fn read_serial(path: &Path) -> SerialLog {
             s.boots += 1;
         } else if line.starts_with("VERIFY ") && line.ends_with(" ok") {
             s.verify_ok += 1;
-        } else if line.starts_with("MISMATCH") || (line.starts_with("VERIFY ") && line.contains("bad=")) {
+        } else if line.starts_with("DISKVERIFY ") && line.ends_with(" ok") {
+            s.disk_ok += 1;
+        } else if line.starts_with("MISMATCH")
+            || line.starts_with("DISK MISMATCH")
+            || line.starts_with("DISK ERROR")
+            || (line.starts_with("VERIFY ") && line.contains("bad="))
+            || (line.starts_with("DISKVERIFY ") && line.contains("bad="))
+        {
             s.bad.push(line.to_string());
         }
     }

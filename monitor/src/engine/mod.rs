@@ -106,6 +106,10 @@ pub trait Engine: Send + Sync {
     }
     fn query_cpus_fast(&self) -> EngineResult<Vec<CpuInfoFast>>;
     fn query_block(&self) -> EngineResult<Vec<BlockInfo>>;
+    /// `query-named-block-nodes`: every node (by default each drive's medium).
+    fn query_named_block_nodes(&self) -> EngineResult<Vec<BlockDeviceInfo>> {
+        Ok(self.query_block()?.into_iter().map(|b| b.inserted).collect())
+    }
     fn query_chardev(&self) -> Vec<ChardevInfo>;
     fn query_pci(&self) -> EngineResult<Vec<PciDeviceInfo>>;
 

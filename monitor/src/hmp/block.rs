@@ -7,7 +7,12 @@ use std::fmt::Write as _;
 /// `Read-only:` line for read-only drives).
 fn paragraph(b: &BlockInfo) -> String {
     let i = &b.inserted;
-    let mut s = format!("{} ({}): {} ({})\n", b.device, i.node_name, i.file, i.drv);
+    // A drive without a name (a `-blockdev` node under a device) goes by its node name.
+    let mut s = if b.device.is_empty() {
+        format!("{}: {} ({})\n", i.node_name, i.file, i.drv)
+    } else {
+        format!("{} ({}): {} ({})\n", b.device, i.node_name, i.file, i.drv)
+    };
     let _ = writeln!(s, "    Attached to:      {}", b.qdev);
     if i.ro {
         s.push_str("    Read-only:        yes\n");
@@ -28,7 +33,7 @@ pub fn info_block(drives: &[BlockInfo], device: Option<&str>) -> Result<String, 
         None => Ok(drives.iter().map(paragraph).collect()),
         Some(name) => drives
             .iter()
-            .find(|b| b.device == name)
+            .find(|b| b.device == name || (b.device.is_empty() && b.inserted.node_name == name))
             .map(|b| format!("\n{}\n", paragraph(b).trim_end_matches('\n')))
             .ok_or_else(|| format!("Device '{name}' not found")),
     }

@@ -69,11 +69,10 @@ pub fn query_command_line_options(c: &mut Ctx<'_>, args: &Map<String, Value>) ->
     to_value(c.engine.query_command_line_options(args.get("option").and_then(Value::as_str))?)
 }
 
-/// Every disk's node (godwit's disks are one node each, named as `query-block` names
-/// them), with or without `flat` alike.
+/// Every node the engine has (a `-drive` disk is one node, a `-blockdev` disk its format
+/// and protocol nodes), with or without `flat` alike.
 pub fn query_named_block_nodes(c: &mut Ctx<'_>, _: &Map<String, Value>) -> Answer {
-    let disks = c.engine.query_block()?;
-    to_value(disks.into_iter().map(|b| b.inserted).collect::<Vec<_>>())
+    to_value(c.engine.query_named_block_nodes()?)
 }
 
 /// godwit has no TPM: no models, no back ends.
