@@ -298,20 +298,15 @@ fn run_machine(
             let event = rx.recv().map_err(|_| "event channel closed".to_string())?;
             match event {
                 VmEvent::Incoming(Ok(())) => {
-                    machine.announce_after_migration();
-                    if machine.autostart() {
-                        // late-block-activate left the disks for the start (a `cont`
-                        // takes them itself).
-                        if vm.late_block_activate.load(std::sync::atomic::Ordering::Relaxed) {
-                            vm.activate_disks()
-                                .map_err(|e| format!("cannot take the disks over after the migration: {e}"))?;
-                        }
-                        vm.resume();
-                        machine.set_state(RunState::Running);
-                    } else {
-                        machine.set_state(RunState::Paused);
+                    // After post-copy the guest was started at the switch.
+                    if !devices::bus::lock(&machine.incoming).postcopy {
+                        start_migrated_guest(machine, &vm)?;
                     }
                     machine::finish_incoming(&machine.incoming, &machine.outgoing);
+                }
+                VmEvent::PostcopyRun => {
+                    start_migrated_guest(machine, &vm)?;
+                    machine::postcopy_running(&machine.incoming, &machine.outgoing);
                 }
                 VmEvent::Incoming(Err(e)) => return Err(format!("load of migration failed: {e}")),
                 VmEvent::Reset | VmEvent::ResetCommand if !cfg.no_reboot => {
@@ -383,4 +378,22 @@ fn end_run(machine: &Machine, event: &VmEvent) -> i32 {
 /// The sender devices and vCPUs report machine events on.
 fn machine_events(machine: &Machine) -> crossbeam_channel::Sender<VmEvent> {
     machine.events()
+}
+
+/// A migrated guest is loaded (or, in post-copy, its state is): it runs, unless the
+/// destination was started with `-S` (or stopped).
+fn start_migrated_guest(machine: &Machine, vm: &Vm) -> Result<(), String> {
+    machine.announce_after_migration();
+    if machine.autostart() {
+        // late-block-activate left the disks for the start (a `cont` takes them itself).
+        if vm.late_block_activate.load(std::sync::atomic::Ordering::Relaxed) {
+            vm.activate_disks()
+                .map_err(|e| format!("cannot take the disks over after the migration: {e}"))?;
+        }
+        vm.resume();
+        machine.set_state(RunState::Running);
+    } else {
+        machine.set_state(RunState::Paused);
+    }
+    Ok(())
 }

@@ -152,9 +152,7 @@ impl Engine for MachineEngine {
     }
 
     fn migrate_start_postcopy(&self) -> EngineResult<()> {
-        Err(EngineError::generic(
-            "Enable postcopy with migrate_set_capability before the start of migration",
-        ))
+        self.0.migrate_start_postcopy().map_err(EngineError::generic)
     }
 
     fn migrate_incoming(&self, uri: &str, fds: &FdStore) -> EngineResult<()> {

@@ -21,6 +21,8 @@ pub struct IncomingState {
     /// The stream has been asked for (listening or loading).
     pub started: bool,
     pub stats: Stats,
+    /// The guest runs already (post-copy); the migration completes at the stream's end.
+    pub postcopy: bool,
 }
 
 /// Where the stream comes from.
@@ -57,6 +59,12 @@ pub fn start(
 /// The loaded guest is set to run (or stay paused): the migration is complete.
 pub fn finish(state: &Mutex<IncomingState>, shared: &Shared) {
     set_status(state, shared, Status::Completed);
+}
+
+/// Post-copy began: the guest is set to run while its pages arrive.
+pub fn postcopy_running(state: &Mutex<IncomingState>, shared: &Shared) {
+    lock(state).postcopy = true;
+    set_status(state, shared, Status::PostcopyActive);
 }
 
 fn set_status(state: &Mutex<IncomingState>, shared: &Shared, status: Status) {
@@ -113,10 +121,17 @@ pub fn start_source(
             };
             let result = accepted.and_then(|a| {
                 set_status(&state, &shared, Status::Active);
-                let expect = crate::migration::xbzrle::Caps {
-                    xbzrle: lock(&shared.params).xbzrle,
+                let expect = {
+                    let p = lock(&shared.params);
+                    crate::migration::xbzrle::Caps {
+                        xbzrle: p.xbzrle,
+                        postcopy: p.postcopy_ram,
+                    }
                 };
-                recv::run_with(&vm, a.input, a.reply, expect).map_err(|e| e.to_string())
+                let run_now = || {
+                    let _ = events.send(VmEvent::PostcopyRun);
+                };
+                recv::run_with(&vm, a.input, a.reply, expect, &run_now).map_err(|e| e.to_string())
             });
             // A success is announced once the guest runs (`finish`), as in QEMU.
             if result.is_err() {

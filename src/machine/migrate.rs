@@ -166,6 +166,19 @@ impl Machine {
         }
     }
 
+    /// `migrate_start_postcopy`: raises the flag the migration looks at after each sync
+    /// (QEMU's checks: the capability, then a migration begun).
+    pub fn migrate_start_postcopy(&self) -> Result<(), String> {
+        if !lock(&self.outgoing.params).postcopy_ram {
+            return Err("Enable postcopy with migrate_set_capability before the start of migration".into());
+        }
+        if lock(&self.outgoing.stats).status == Status::None {
+            return Err("Postcopy must be started after migration has been started".into());
+        }
+        self.outgoing.request_postcopy();
+        Ok(())
+    }
+
     pub fn migrate_incoming(&self, spec: &str, fds: &FdStore) -> Result<(), String> {
         let mut inc = lock(&self.incoming);
         if !inc.deferred {

@@ -17,6 +17,7 @@ pub enum MigrationStatus {
     Active,
     Completed,
     Failed,
+    PostcopyActive,
 }
 
 impl MigrationStatus {
@@ -29,12 +30,16 @@ impl MigrationStatus {
             MigrationStatus::Active => "active",
             MigrationStatus::Completed => "completed",
             MigrationStatus::Failed => "failed",
+            MigrationStatus::PostcopyActive => "postcopy-active",
         }
     }
 
     /// Still moving data (what QEMU calls "active-like").
     pub fn in_progress(self) -> bool {
-        matches!(self, MigrationStatus::Setup | MigrationStatus::Active | MigrationStatus::Cancelling)
+        matches!(
+            self,
+            MigrationStatus::Setup | MigrationStatus::Active | MigrationStatus::Cancelling | MigrationStatus::PostcopyActive
+        )
     }
 }
 

@@ -25,6 +25,9 @@ pub struct Shared {
     pub(super) abort_reason: Mutex<Option<String>>,
     /// Where status changes and passes are announced (when the `events` capability is on).
     bus: Arc<EventBus>,
+    /// `migrate_start_postcopy` was asked: the pre-copy switches to post-copy at its next
+    /// look at the dirty log.
+    start_postcopy: AtomicBool,
     /// The TLS `-object`s, loaded at start-up, that `tls-creds` and `tls-authz` name.
     pub tls: Mutex<Arc<crate::migration::tls::Objects>>,
 }
@@ -71,6 +74,7 @@ impl Shared {
         slot.take();
         self.cancel.store(false, Ordering::SeqCst);
         self.committed.store(false, Ordering::SeqCst);
+        self.start_postcopy.store(false, Ordering::SeqCst);
         lock(&self.abort_reason).take();
     }
 
@@ -118,6 +122,15 @@ impl Shared {
         }
         self.committed.store(true, Ordering::SeqCst);
         Ok(())
+    }
+
+    /// `migrate_start_postcopy`: the migration switches to post-copy at its next sync.
+    pub fn request_postcopy(&self) {
+        self.start_postcopy.store(true, Ordering::SeqCst);
+    }
+
+    pub(super) fn postcopy_requested(&self) -> bool {
+        self.start_postcopy.load(Ordering::SeqCst)
     }
 
     pub(super) fn cancelled(&self) -> bool {

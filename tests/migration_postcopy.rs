@@ -1,0 +1,137 @@
+//! Post-copy (`postcopy-ram`, `migrate_start_postcopy`) on the probe guest: the
+//! destination runs the guest before it has all of RAM, asks for the pages it touches,
+//! and its verifier finds every page of the working set right.
+
+mod common;
+
+use common::hmp::{Hmp, info_field, info_num};
+use common::migrate::{Node, node};
+use common::{free_port, heartbeats, tmpdir, vm_lock};
+use std::time::{Duration, Instant};
+
+const T: Duration = Duration::from_secs(30);
+/// A 64 MiB working set rewritten at 64 MiB/s: more than a capped pre-copy can follow.
+const DIRTY: &str = "probe.ws=64 probe.rate=64";
+
+fn destination(dir: &std::path::Path, name: &str, postcopy: bool) -> (Node, String) {
+    let inc = format!("tcp:127.0.0.1:{}", free_port());
+    let mut n = node(dir, name, "1G", "2", DIRTY, &["-incoming", &inc]);
+    if postcopy {
+        assert_eq!(n.mon.cmd("migrate_set_capability postcopy-ram on"), "");
+    }
+    (n, inc)
+}
+
+/// Polls `info migrate` until the migration has ended (post-copy included); returns the
+/// last text and every status seen on the way.
+fn wait_end(mon: &mut Hmp, timeout: Duration) -> (String, Vec<String>) {
+    let end = Instant::now() + timeout;
+    let mut seen: Vec<String> = Vec::new();
+    loop {
+        let t = mon.cmd("info migrate");
+        let status = info_field(&t, "Migration status").unwrap_or("").to_string();
+        if seen.last() != Some(&status) {
+            seen.push(status.clone());
+        }
+        if !matches!(status.as_str(), "setup" | "active" | "postcopy-active" | "cancelling") {
+            return (t, seen);
+        }
+        assert!(Instant::now() < end, "migration still running after {timeout:?}: {t}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// The destination runs on from where the source stopped, and two whole passes of the
+/// probe's verifier over the working set find every page right.
+fn check_moved(src: &mut Node, dst: &mut Node) {
+    assert_eq!(src.mon.cmd("info status"), "VM status: paused (postmigrate)\n");
+    src.g.collect_for(Duration::from_millis(300));
+    dst.g.wait_for("VERIFY", T);
+    dst.g.wait_for("VERIFY", T);
+    assert_eq!(dst.mon.cmd("info status"), "VM status: running\n");
+    let (src_hb, dst_hb) = (heartbeats(&src.g.seen), heartbeats(&dst.g.seen));
+    let last = *src_hb.last().expect("source heartbeats");
+    assert!(dst_hb[0] == last + 1 || dst_hb[0] == last + 2, "{last} then {:?}", &dst_hb[..3]);
+    for bad in ["MISMATCH", "bad=", "PROBE READY", "FAULT"] {
+        assert!(!dst.g.seen.iter().any(|l| l.text.contains(bad)), "{bad} on the destination");
+    }
+}
+
+/// One post-copy migration; `early`: `migrate_start_postcopy` right after `migrate`,
+/// else once the pre-copy has moved data for a while.
+fn postcopy_move(name: &str, early: bool) {
+    let dir = tmpdir(name);
+    let mut src = node(&dir, "src", "1G", "2", DIRTY, &[]);
+    src.g.wait_for("VERIFY 1 ok", T);
+    let (mut dst, inc) = destination(&dir, "dst", true);
+    assert_eq!(src.mon.cmd("migrate_set_capability postcopy-ram on"), "");
+    assert!(src.mon.cmd("info migrate_capabilities").contains("\npostcopy-ram: on\n"));
+    // The cap keeps the pre-copy from converging on its own.
+    assert_eq!(src.mon.cmd("migrate_set_parameter max-bandwidth 32m"), "");
+    assert_eq!(src.mon.cmd(&format!("migrate -d {inc}")), "");
+    if !early {
+        common::migrate::wait_active(&mut src.mon);
+        std::thread::sleep(Duration::from_millis(700));
+    }
+    assert_eq!(src.mon.cmd("migrate_start_postcopy"), "");
+    let (info, seen) = wait_end(&mut src.mon, Duration::from_secs(120));
+    assert_eq!(info_field(&info, "Migration status"), Some("completed"), "{info}");
+    assert!(seen.iter().any(|s| s == "postcopy-active") || seen.len() == 1, "{seen:?}");
+    let n = |k: &str| info_num(&info, k).unwrap_or(0);
+    assert!(n("postcopy request count") > 0, "{info}");
+    assert!(n("postcopy ram") > 0, "{info}");
+    eprintln!("{seen:?}\n{info}");
+    let (dinfo, _) = wait_end(&mut dst.mon, T);
+    assert_eq!(info_field(&dinfo, "Migration status"), Some("completed"), "{dinfo}");
+    check_moved(&mut src, &mut dst);
+}
+
+#[test]
+fn postcopy_started_right_after_migrate_moves_every_page() {
+    let _l = vm_lock();
+    postcopy_move("postcopy-early", true);
+}
+
+#[test]
+fn postcopy_started_during_the_precopy_moves_every_page() {
+    let _l = vm_lock();
+    postcopy_move("postcopy-late", false);
+}
+
+#[test]
+fn start_postcopy_errors_are_qemus() {
+    let _l = vm_lock();
+    let dir = tmpdir("postcopy-errors");
+    let mut src = node(&dir, "src", "256M", "1", "", &[]);
+    assert_eq!(
+        src.mon.cmd("migrate_start_postcopy"),
+        "Error: Enable postcopy with migrate_set_capability before the start of migration\n"
+    );
+    assert_eq!(src.mon.cmd("migrate_set_capability postcopy-ram on"), "");
+    assert_eq!(
+        src.mon.cmd("migrate_start_postcopy"),
+        "Error: Postcopy must be started after migration has been started\n"
+    );
+}
+
+#[test]
+fn postcopy_ram_on_one_side_only_fails_with_one_line() {
+    let _l = vm_lock();
+    let dir = tmpdir("postcopy-mismatch");
+    let mut src = node(&dir, "src", "1G", "2", DIRTY, &[]);
+    src.g.wait_for("VERIFY 1 ok", T);
+    for (name, on_src) in [("dst0", true), ("dst1", false)] {
+        let (mut dst, inc) = destination(&dir, name, !on_src);
+        let set = if on_src { "on" } else { "off" };
+        assert_eq!(src.mon.cmd(&format!("migrate_set_capability postcopy-ram {set}")), "");
+        assert_eq!(src.mon.cmd(&format!("migrate -d {inc}")), "");
+        let (info, _) = wait_end(&mut src.mon, T);
+        let (a, b) = if on_src { ("on", "off") } else { ("off", "on") };
+        let want = format!("failed (the destination refused: capability 'postcopy-ram' is {a} at the source but {b} here)");
+        assert_eq!(info_field(&info, "Migration status"), Some(want.as_str()), "{info}");
+        assert_eq!(src.mon.cmd("info status"), "VM status: running\n");
+        let _ = dst.g.wait_exit(T);
+        let err = dst.g.stderr();
+        assert_eq!(err.lines().filter(|l| l.contains("postcopy-ram")).count(), 1, "{err}");
+    }
+}
