@@ -57,9 +57,19 @@ fn check_moved(src: &mut Node, dst: &mut Node) {
     }
 }
 
-/// One post-copy migration; `early`: `migrate_start_postcopy` right after `migrate`,
-/// else once the pre-copy has moved data for a while.
-fn postcopy_move(name: &str, early: bool) {
+/// How post-copy starts.
+#[derive(PartialEq)]
+enum Start {
+    /// `migrate_start_postcopy` right after `migrate`.
+    Early,
+    /// `migrate_start_postcopy` once the pre-copy has moved data for a while.
+    Late,
+    /// The convergence guarantee escalates to it (a 2 s deadline).
+    Deadline,
+}
+
+/// One post-copy migration; returns the source's last `info migrate`.
+fn postcopy_move(name: &str, start: Start) -> String {
     let dir = tmpdir(name);
     let mut src = node(&dir, "src", "1G", "2", DIRTY, &[]);
     src.g.wait_for("VERIFY 1 ok", T);
@@ -68,12 +78,17 @@ fn postcopy_move(name: &str, early: bool) {
     assert!(src.mon.cmd("info migrate_capabilities").contains("\npostcopy-ram: on\n"));
     // The cap keeps the pre-copy from converging on its own.
     assert_eq!(src.mon.cmd("migrate_set_parameter max-bandwidth 32m"), "");
+    if start == Start::Deadline {
+        assert_eq!(src.mon.cmd("migrate_set_parameter x-godwit-converge-deadline 2"), "");
+    }
     assert_eq!(src.mon.cmd(&format!("migrate -d {inc}")), "");
-    if !early {
+    if start == Start::Late {
         common::migrate::wait_active(&mut src.mon);
         std::thread::sleep(Duration::from_millis(700));
     }
-    assert_eq!(src.mon.cmd("migrate_start_postcopy"), "");
+    if start != Start::Deadline {
+        assert_eq!(src.mon.cmd("migrate_start_postcopy"), "");
+    }
     let (info, seen) = wait_end(&mut src.mon, Duration::from_secs(120));
     assert_eq!(info_field(&info, "Migration status"), Some("completed"), "{info}");
     assert!(seen.iter().any(|s| s == "postcopy-active") || seen.len() == 1, "{seen:?}");
@@ -84,18 +99,31 @@ fn postcopy_move(name: &str, early: bool) {
     let (dinfo, _) = wait_end(&mut dst.mon, T);
     assert_eq!(info_field(&dinfo, "Migration status"), Some("completed"), "{dinfo}");
     check_moved(&mut src, &mut dst);
+    info
 }
 
 #[test]
 fn postcopy_started_right_after_migrate_moves_every_page() {
     let _l = vm_lock();
-    postcopy_move("postcopy-early", true);
+    let info = postcopy_move("postcopy-early", Start::Early);
+    assert_eq!(info_field(&info, "x-godwit-converge-step"), None, "{info}");
 }
 
 #[test]
 fn postcopy_started_during_the_precopy_moves_every_page() {
     let _l = vm_lock();
-    postcopy_move("postcopy-late", false);
+    let info = postcopy_move("postcopy-late", Start::Late);
+    assert!(info_num(&info, "precopy ram").unwrap_or(0) > 0, "{info}");
+}
+
+#[test]
+fn the_convergence_guarantee_escalates_to_postcopy() {
+    let _l = vm_lock();
+    let info = postcopy_move("postcopy-deadline", Start::Deadline);
+    assert_eq!(info_field(&info, "x-godwit-converge-step"), Some("postcopy"), "{info}");
+    assert_eq!(info_field(&info, "cpu throttle percentage"), None, "no throttle: {info}");
+    // Escalated at half the deadline, after a second of pre-copy.
+    assert!(info_num(&info, "total time").unwrap_or(0) >= 1000, "{info}");
 }
 
 #[test]

@@ -140,6 +140,9 @@ impl<'a> Outgoing<'a> {
             if g.step.is_some() {
                 lock(&self.shared.stats).converge_step = g.step.map(Step::name);
             }
+            if g.step == Some(Step::Postcopy) {
+                self.shared.request_postcopy();
+            }
         }
         // The throttle only goes up during a migration; its end lifts it.
         if pct > self.vm.throttle() {
