@@ -33,7 +33,10 @@ fn wait_end(mon: &mut Hmp, timeout: Duration) -> (String, Vec<String>) {
         if seen.last() != Some(&status) {
             seen.push(status.clone());
         }
-        if !matches!(status.as_str(), "setup" | "active" | "postcopy-active" | "cancelling") {
+        if !matches!(
+            status.as_str(),
+            "setup" | "active" | "postcopy-active" | "postcopy-paused" | "postcopy-recover" | "cancelling"
+        ) {
             return (t, seen);
         }
         assert!(Instant::now() < end, "migration still running after {timeout:?}: {t}");
@@ -162,4 +165,160 @@ fn postcopy_ram_on_one_side_only_fails_with_one_line() {
         let err = dst.g.stderr();
         assert_eq!(err.lines().filter(|l| l.contains("postcopy-ram")).count(), 1, "{err}");
     }
+}
+
+/// A TCP relay, source to destination, that forwards at most `rate` bytes per second (so
+/// a post-copy lasts long enough to break) and can be cut like a failed network.
+struct Link {
+    port: u16,
+    socks: std::sync::Arc<std::sync::Mutex<Vec<std::net::TcpStream>>>,
+}
+
+impl Link {
+    fn start(to_port: u16, rate: u64) -> Link {
+        use std::io::{Read, Write};
+        use std::net::{TcpListener, TcpStream};
+        let l = TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = l.local_addr().unwrap().port();
+        let socks = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let keep = socks.clone();
+        std::thread::spawn(move || {
+            let Ok((src, _)) = l.accept() else { return };
+            let Ok(dst) = TcpStream::connect(("127.0.0.1", to_port)) else {
+                return;
+            };
+            keep.lock().unwrap().extend([src.try_clone().unwrap(), dst.try_clone().unwrap()]);
+            let (mut dst_r, mut src_w) = (dst.try_clone().unwrap(), src.try_clone().unwrap());
+            let both = keep.clone();
+            // Either side gone ends both connections, as a reset would on a direct one.
+            let end = move || {
+                for s in both.lock().unwrap().iter() {
+                    let _ = s.shutdown(std::net::Shutdown::Both);
+                }
+            };
+            let end2 = end.clone();
+            std::thread::spawn(move || {
+                let _ = std::io::copy(&mut dst_r, &mut src_w);
+                end2();
+            });
+            let (mut src_r, mut dst_w) = (src, dst);
+            let mut buf = vec![0u8; 16 << 10];
+            let t0 = Instant::now();
+            let mut sent = 0u64;
+            while let Ok(n) = src_r.read(&mut buf) {
+                if n == 0 || dst_w.write_all(&buf[..n]).is_err() {
+                    break;
+                }
+                sent += n as u64;
+                let due = Duration::from_secs_f64(sent as f64 / rate as f64);
+                if let Some(wait) = due.checked_sub(t0.elapsed()) {
+                    std::thread::sleep(wait);
+                }
+            }
+            end();
+        });
+        Link { port, socks }
+    }
+
+    /// Breaks both connections, as a failed network would.
+    fn cut(&self) {
+        for s in self.socks.lock().unwrap().iter() {
+            let _ = s.shutdown(std::net::Shutdown::Both);
+        }
+    }
+}
+
+/// Starts a post-copy through a link slowed to 16 MB/s and waits until it runs; returns
+/// the source, the destination and the link.
+fn slow_postcopy(dir: &std::path::Path) -> (Node, Node, Link) {
+    let mut src = node(dir, "src", "1G", "2", DIRTY, &[]);
+    src.g.wait_for("VERIFY 1 ok", T);
+    let (dst, inc) = destination(dir, "dst", true);
+    let port: u16 = inc.rsplit(':').next().unwrap().parse().unwrap();
+    let link = Link::start(port, 16 << 20);
+    assert_eq!(src.mon.cmd("migrate_set_capability postcopy-ram on"), "");
+    assert_eq!(src.mon.cmd(&format!("migrate -d tcp:127.0.0.1:{}", link.port)), "");
+    assert_eq!(src.mon.cmd("migrate_start_postcopy"), "");
+    wait_status(&mut src.mon, "postcopy-active");
+    (src, dst, link)
+}
+
+/// Waits until `info migrate` shows `want`.
+fn wait_status(mon: &mut Hmp, want: &str) -> String {
+    let end = Instant::now() + T;
+    loop {
+        let t = mon.cmd("info migrate");
+        if info_field(&t, "Migration status") == Some(want) {
+            return t;
+        }
+        assert!(Instant::now() < end, "never {want}: {t}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+#[test]
+fn a_broken_postcopy_pauses_both_sides_and_recovers() {
+    let _l = vm_lock();
+    let dir = tmpdir("postcopy-recover");
+    let (mut src, mut dst, link) = slow_postcopy(&dir);
+    assert_eq!(
+        dst.mon.cmd("migrate_recover tcp:127.0.0.1:1"),
+        "Error: Migrate recover can only be run when postcopy is paused.\n"
+    );
+    assert_eq!(
+        src.mon.cmd("migrate -r tcp:127.0.0.1:1"),
+        "Error: Cannot resume if there is no paused migration\n"
+    );
+    std::thread::sleep(Duration::from_millis(500));
+    link.cut();
+    wait_status(&mut src.mon, "postcopy-paused");
+    wait_status(&mut dst.mon, "postcopy-paused");
+    assert_ne!(
+        src.mon.cmd("info status"),
+        "VM status: running\n",
+        "the source never runs the guest again"
+    );
+    let port = free_port();
+    assert_eq!(dst.mon.cmd(&format!("migrate_recover tcp:127.0.0.1:{port}")), "");
+    assert_eq!(src.mon.cmd(&format!("migrate -r tcp:127.0.0.1:{port}")), "");
+    let (info, _) = wait_end(&mut src.mon, Duration::from_secs(120));
+    assert_eq!(info_field(&info, "Migration status"), Some("completed"), "{info}");
+    let (dinfo, _) = wait_end(&mut dst.mon, T);
+    assert_eq!(info_field(&dinfo, "Migration status"), Some("completed"), "{dinfo}");
+    assert!(dst.g.stderr().contains("Detected IO failure for postcopy. Migration paused."));
+    check_moved(&mut src, &mut dst);
+}
+
+#[test]
+fn a_cancel_in_postcopy_leaves_the_source_paused_and_the_destination_recoverable() {
+    let _l = vm_lock();
+    let dir = tmpdir("postcopy-cancel");
+    let (mut src, mut dst, _link) = slow_postcopy(&dir);
+    src.mon.cmd("migrate_cancel");
+    let (info, _) = wait_end(&mut src.mon, T);
+    assert_eq!(info_field(&info, "Migration status"), Some("cancelled"), "{info}");
+    assert_eq!(src.mon.cmd("info status"), "VM status: paused (postmigrate)\n");
+    wait_status(&mut dst.mon, "postcopy-paused");
+}
+
+#[test]
+fn a_dead_destination_pauses_the_postcopy_source() {
+    let _l = vm_lock();
+    let dir = tmpdir("postcopy-dead");
+    let (mut src, mut dst, _link) = slow_postcopy(&dir);
+    let t0 = Instant::now();
+    let _ = dst.g.child.kill();
+    let _ = dst.g.child.wait();
+    eprintln!("killed after {:?}", t0.elapsed());
+    wait_status(&mut src.mon, "postcopy-paused");
+    eprintln!("paused after {:?}", t0.elapsed());
+    src.g.collect_for(Duration::from_millis(300));
+    let hb = heartbeats(&src.g.seen).len();
+    src.g.collect_for(Duration::from_millis(300));
+    assert_eq!(heartbeats(&src.g.seen).len(), hb, "the guest stays paused at the source");
+    src.mon.cmd("migrate_cancel");
+    let (info, _) = wait_end(&mut src.mon, T);
+    eprintln!("cancelled after {:?}", t0.elapsed());
+    assert_eq!(info_field(&info, "Migration status"), Some("cancelled"), "{info}");
+    assert_eq!(src.mon.cmd("info status"), "VM status: paused (postmigrate)\n");
 }

@@ -155,6 +155,11 @@ impl Engine for MachineEngine {
         self.0.migrate_start_postcopy().map_err(EngineError::generic)
     }
 
+    /// Not behind other commands: the destination's loader waits for it.
+    fn migrate_recover(&self, uri: &str) -> EngineResult<()> {
+        self.0.migrate_recover(uri).map_err(EngineError::generic)
+    }
+
     fn migrate_incoming(&self, uri: &str, fds: &FdStore) -> EngineResult<()> {
         self.command(|m| m.migrate_incoming(uri, fds))
     }

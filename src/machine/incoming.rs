@@ -23,6 +23,8 @@ pub struct IncomingState {
     pub stats: Stats,
     /// The guest runs already (post-copy); the migration completes at the stream's end.
     pub postcopy: bool,
+    /// `migrate_recover URI`: where a paused post-copy waits for the source.
+    pub recover: Option<uri::Incoming>,
 }
 
 /// Where the stream comes from.
@@ -99,6 +101,31 @@ fn accept_loop(l: uri::Incoming, shared: &Shared) -> Result<uri::Accepted, Strin
     }
 }
 
+/// A post-copy whose stream broke: `postcopy-paused` (the guest runs on with the pages it
+/// has) until `migrate_recover` listens and the source connects there (`postcopy-recover`).
+fn wait_recover(state: &Mutex<IncomingState>, shared: &Shared) -> recv::Reconnected {
+    eprintln!("godwit: Detected IO failure for postcopy. Migration paused.");
+    set_status(state, shared, Status::PostcopyPaused);
+    loop {
+        let listener = lock(state).recover.take();
+        let Some(l) = listener else {
+            std::thread::sleep(std::time::Duration::from_millis(20));
+            continue;
+        };
+        match accept_loop(l, shared) {
+            Ok(uri::Accepted {
+                input, reply: Some(reply), ..
+            }) => {
+                set_status(state, shared, Status::PostcopyRecover);
+                return (input, reply);
+            }
+            Ok(_) => eprintln!("godwit: a post-copy resumes only over a socket"),
+            Err(e) => eprintln!("godwit: {e}"),
+        }
+        set_status(state, shared, Status::PostcopyPaused);
+    }
+}
+
 /// Loads the stream from `source` in the background; the result arrives as
 /// `VmEvent::Incoming`.
 pub fn start_source(
@@ -131,7 +158,14 @@ pub fn start_source(
                 let run_now = || {
                     let _ = events.send(VmEvent::PostcopyRun);
                 };
-                recv::run_with(&vm, a.input, a.reply, expect, &run_now).map_err(|e| e.to_string())
+                let reconnect = |_: &recv::RecvError| Some(wait_recover(&state, &shared));
+                let resumed = || set_status(&state, &shared, Status::PostcopyActive);
+                let ev = recv::PostcopyEvents {
+                    run_now: &run_now,
+                    reconnect: &reconnect,
+                    resumed: &resumed,
+                };
+                recv::run_with(&vm, a.input, a.reply, expect, &ev).map_err(|e| e.to_string())
             });
             // A success is announced once the guest runs (`finish`), as in QEMU.
             if result.is_err() {

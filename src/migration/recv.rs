@@ -158,23 +158,43 @@ fn bad(what: &'static str, gpa: u64, len: u64) -> RecvError {
 /// for the outcome: it resumes its guest unless this VM has everything and may run.
 #[cfg(test)]
 pub fn run(vm: &Vm, input: Box<dyn Read + Send>, reply: Option<Box<dyn Write + Send>>) -> Result<(), RecvError> {
-    run_with(vm, input, reply, Caps::default(), &|| {})
+    run_with(vm, input, reply, Caps::default(), &NO_EVENTS)
 }
 
+/// A new connection from the source: the stream, and its way back.
+pub type Reconnected = (Box<dyn Read + Send>, Box<dyn Write + Send>);
+
+/// What a post-copy load tells its caller, and asks of it.
+pub struct PostcopyEvents<'a> {
+    /// The state is loaded: the guest may run (the rest of its pages still coming).
+    pub run_now: &'a dyn Fn(),
+    /// The stream broke during post-copy: the guest runs on with the pages it has; this
+    /// waits for `migrate_recover` and the source's new connection (none: give up).
+    pub reconnect: &'a dyn Fn(&RecvError) -> Option<Reconnected>,
+    /// The source resumed over the new connection.
+    pub resumed: &'a dyn Fn(),
+}
+
+/// No post-copy events to hear (a test, a load without post-copy).
+pub const NO_EVENTS: PostcopyEvents<'static> = PostcopyEvents {
+    run_now: &|| {},
+    reconnect: &|_| None,
+    resumed: &|| {},
+};
+
 /// [`run`] on a destination whose capabilities are `expect`: the source's must be the same.
-/// With post-copy, `run_now` is called once the state is loaded and the guest may run
-/// (the rest of its pages still coming).
+/// With post-copy, `ev` hears of the switch and of a broken stream.
 pub fn run_with(
     vm: &Vm,
     input: Box<dyn Read + Send>,
     reply: Option<Box<dyn Write + Send>>,
     expect: Caps,
-    run_now: &dyn Fn(),
+    ev: &PostcopyEvents<'_>,
 ) -> Result<(), RecvError> {
     let mut version = 0;
     let shared = reply.map(SharedReply::new);
     let mut reply = shared.clone().map(|s| Box::new(s) as Box<dyn Write + Send>);
-    let pc = PostcopyHooks { reply: shared, run_now };
+    let pc = PostcopyHooks { reply: shared, ev };
     let result = load(vm, input, Mode::Fresh, reply.as_mut(), &mut version, expect, &pc);
     if result.is_err() {
         // This VM will not run: let go of every image it took at END before the source
@@ -219,12 +239,12 @@ pub fn check(vm: &Vm, input: Box<dyn Read + Send>) -> Result<(), RecvError> {
 /// tell that the guest may run.
 struct PostcopyHooks<'a> {
     reply: Option<SharedReply>,
-    run_now: &'a dyn Fn(),
+    ev: &'a PostcopyEvents<'a>,
 }
 
 const NO_POSTCOPY: PostcopyHooks<'static> = PostcopyHooks {
     reply: None,
-    run_now: &|| {},
+    ev: &NO_EVENTS,
 };
 
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -266,7 +286,14 @@ fn load(
     };
     l.configuration(&mut r)?;
     loop {
-        let rec = r.next()?;
+        let rec = match r.next() {
+            Ok(rec) => rec,
+            Err(e) if l.postcopy.is_some() && matches!(e, StreamError::Truncated(_) | StreamError::Io(_)) => {
+                r = l.resume(e.into())?;
+                continue;
+            }
+            Err(e) => return Err(e.into()),
+        };
         // A stream without CAPS after its CONFIG (an older source) has none on.
         if !matches!(rec, Record::Caps { .. }) && l.caps.is_none() {
             l.caps(0)?;
@@ -476,6 +503,9 @@ impl Loader<'_> {
         }
         let (base, bm) = self.written.find(gpa, len).ok_or_else(|| bad("zero range", gpa, len))?;
         if let Some(d) = &self.postcopy {
+            for p in (gpa - base) / PAGE..(gpa - base + len) / PAGE {
+                bm[(p / 64) as usize] |= 1 << (p % 64);
+            }
             self.pages_seen += pages;
             return d.zero(gpa, pages).map_err(RecvError::Userfault);
         }
@@ -513,7 +543,11 @@ impl Loader<'_> {
         if gpa % PAGE != 0 {
             return Err(RecvError::Unaligned(gpa));
         }
-        self.written.find(gpa, len).ok_or_else(|| bad("discard range", gpa, len))?;
+        let (base, bm) = self.written.find(gpa, len).ok_or_else(|| bad("discard range", gpa, len))?;
+        // Not held any more: a resumed post-copy must be sent these again.
+        for p in (gpa - base) / PAGE..(gpa - base + len) / PAGE {
+            bm[(p / 64) as usize] &= !(1 << (p % 64));
+        }
         Ok(crate::memory::discard_range(self.vm.ram(), gpa, len)?)
     }
 
@@ -527,8 +561,48 @@ impl Loader<'_> {
         self.vm.restore_state(&st)?;
         let d = Destination::start(self.vm.ram(), self.pc.reply.clone()).map_err(RecvError::Userfault)?;
         self.postcopy = Some(d);
-        (self.pc.run_now)();
+        (self.pc.ev.run_now)();
         Ok(())
+    }
+
+    /// The stream broke in post-copy (`why`): the guest runs on; once the source is back
+    /// on a new connection, tell it what this side holds, ask again for what is still
+    /// missing, and read on there.
+    fn resume(&mut self, why: RecvError) -> Result<Reader<Box<dyn Read + Send>>, RecvError> {
+        loop {
+            let Some((input, reply)) = (self.pc.ev.reconnect)(&why) else {
+                return Err(why);
+            };
+            let Some(shared) = &self.pc.reply else {
+                return Err(why);
+            };
+            shared.replace(reply);
+            let maps: Vec<&[u64]> = self.written.regions.iter().map(|(_, _, bm)| &bm[..]).collect();
+            let told = shared.message(&super::postcopy::wire::resume_message(self.pages_seen, &maps));
+            let reader = told.map_err(StreamError::Io).and_then(|()| Reader::new(input));
+            match reader {
+                Ok(r) => {
+                    self.ask_again(shared);
+                    (self.pc.ev.resumed)();
+                    return Ok(r);
+                }
+                Err(e) => eprintln!("godwit: cannot resume the post-copy: {e}"),
+            }
+        }
+    }
+
+    /// Asks again for the pages asked for before the break and not received since.
+    fn ask_again(&mut self, shared: &SharedReply) {
+        let Some(d) = &self.postcopy else { return };
+        let written = &mut self.written;
+        let missing = d.outstanding(|gpa| {
+            written
+                .find(gpa, PAGE)
+                .is_some_and(|(base, bm)| bm[((gpa - base) / PAGE / 64) as usize] & (1 << ((gpa - base) / PAGE % 64)) != 0)
+        });
+        for gpa in missing {
+            let _ = shared.request(gpa);
+        }
     }
 
     /// The machine state, decoded in full; a check ends here.

@@ -189,6 +189,14 @@ impl<W: Write> Writer<W> {
         })
     }
 
+    /// A stream continued on a new connection (a resumed post-copy): a header, then the
+    /// byte count goes on from `before`.
+    pub fn resumed(out: W, before: u64) -> io::Result<Self> {
+        let mut w = Writer::new(out)?;
+        w.bytes += before;
+        Ok(w)
+    }
+
     /// Bytes written so far, header included.
     pub fn bytes(&self) -> u64 {
         self.bytes

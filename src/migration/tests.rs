@@ -55,7 +55,7 @@ fn migrate_with(append: &str, max_bandwidth: u64, xbzrle: bool) -> (super::info:
     lock(&shared.params).max_bandwidth = max_bandwidth;
     lock(&shared.params).xbzrle = xbzrle;
     let receiver = std::thread::spawn(move || {
-        let r = recv::run_with(&dst, Box::new(b), None, Caps { xbzrle, postcopy: false }, &|| {});
+        let r = recv::run_with(&dst, Box::new(b), None, Caps { xbzrle, postcopy: false }, &recv::NO_EVENTS);
         (dst, r)
     });
     let result = send::run(&src, Box::new(a), None, &shared, super::disks::Mode::Shared, &|_| {});
@@ -139,7 +139,7 @@ fn bad_xbzrle_records_are_refused_and_write_nothing() {
         xbzrle: true,
         postcopy: false,
     };
-    let load = |bytes: Vec<u8>, caps: Caps| recv::run_with(&dst, Box::new(std::io::Cursor::new(bytes)), None, caps, &|| {});
+    let load = |bytes: Vec<u8>, caps: Caps| recv::run_with(&dst, Box::new(std::io::Cursor::new(bytes)), None, caps, &recv::NO_EVENTS);
     let with = |f: &dyn Fn(&mut stream::Writer<&mut Vec<u8>>)| {
         after_config(&|w| {
             w.caps(1).unwrap();

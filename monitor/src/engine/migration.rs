@@ -18,6 +18,8 @@ pub enum MigrationStatus {
     Completed,
     Failed,
     PostcopyActive,
+    PostcopyPaused,
+    PostcopyRecover,
 }
 
 impl MigrationStatus {
@@ -31,6 +33,8 @@ impl MigrationStatus {
             MigrationStatus::Completed => "completed",
             MigrationStatus::Failed => "failed",
             MigrationStatus::PostcopyActive => "postcopy-active",
+            MigrationStatus::PostcopyPaused => "postcopy-paused",
+            MigrationStatus::PostcopyRecover => "postcopy-recover",
         }
     }
 
@@ -38,7 +42,20 @@ impl MigrationStatus {
     pub fn in_progress(self) -> bool {
         matches!(
             self,
-            MigrationStatus::Setup | MigrationStatus::Active | MigrationStatus::Cancelling | MigrationStatus::PostcopyActive
+            MigrationStatus::Setup
+                | MigrationStatus::Active
+                | MigrationStatus::Cancelling
+                | MigrationStatus::PostcopyActive
+                | MigrationStatus::PostcopyPaused
+                | MigrationStatus::PostcopyRecover
+        )
+    }
+
+    /// The guest runs at the destination, with RAM still owed by the source.
+    pub fn in_postcopy(self) -> bool {
+        matches!(
+            self,
+            MigrationStatus::PostcopyActive | MigrationStatus::PostcopyPaused | MigrationStatus::PostcopyRecover
         )
     }
 }

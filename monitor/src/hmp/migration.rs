@@ -5,7 +5,7 @@
 use crate::engine::migration::MAX_DOWNTIME_MS;
 use crate::engine::{
     Engine, EngineError, FdStore, MigrateArgs, MigrateSetParameters, MigrationCapability, MigrationCapabilityStatus, MigrationInfo,
-    MigrationParameters, MigrationStats, MigrationStatus, XbzrleCacheStats,
+    MigrationParameters, MigrationStats, XbzrleCacheStats,
 };
 use crate::size::{SizeUnit, parse_size};
 use crate::vmm::{Outcome, Pending};
@@ -25,7 +25,7 @@ impl Pending for Wait {
     fn poll(&mut self, out: &mut dyn Write) -> bool {
         let info = self.engine.query_migrate();
         // In post-copy the prompt comes back as soon as it starts, as in QEMU.
-        if info.status.is_some_and(|s| s.in_progress() && s != MigrationStatus::PostcopyActive) {
+        if info.status.is_some_and(|s| s.in_progress() && !s.in_postcopy()) {
             // Like QEMU, nothing until the disk figures exist (setup is over).
             if let (true, Some(d)) = (self.block, &info.disk) {
                 let pct = if d.remaining > 0 && d.total > 0 {

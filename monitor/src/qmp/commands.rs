@@ -93,6 +93,13 @@ pub static COMMANDS: &[Command] = &[
         h::migrate_incoming,
     ),
     cmd(
+        "migrate-recover",
+        &MIGRATE_RECOVER_ARG,
+        &MIGRATE_RECOVER_ARG_TY,
+        &EMPTY_TY,
+        h::migrate_recover,
+    ),
+    cmd(
         "migrate-set-capabilities",
         &SET_CAPABILITIES_ARG,
         &SET_CAPABILITIES_ARG_TY,

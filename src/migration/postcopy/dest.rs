@@ -6,10 +6,11 @@
 use super::uffd::Uffd;
 use super::wire::SharedReply;
 use crate::memory::GuestRam;
+use devices::bus::lock;
 use std::collections::HashSet;
 use std::io;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use vm_memory::{GuestMemoryBackend, GuestMemoryRegion};
 
@@ -42,6 +43,8 @@ pub struct Destination {
     regions: Vec<Region>,
     stop: Arc<AtomicBool>,
     thread: Option<JoinHandle<()>>,
+    /// Pages the fault thread asked for (asked again after a resume if still missing).
+    asked: Arc<Mutex<HashSet<u64>>>,
 }
 
 impl Destination {
@@ -54,16 +57,24 @@ impl Destination {
             uffd.register(r.host, r.len)?;
         }
         let stop = Arc::new(AtomicBool::new(false));
-        let (u, s, rs) = (uffd.clone(), stop.clone(), regions.clone());
+        let asked = Arc::new(Mutex::new(HashSet::new()));
+        let (u, s, rs, a) = (uffd.clone(), stop.clone(), regions.clone(), asked.clone());
         let thread = std::thread::Builder::new()
             .name("postcopy-faults".into())
-            .spawn(move || fault_loop(&u, &rs, &s, reply))?;
+            .spawn(move || fault_loop(&u, &rs, &s, &a, reply))?;
         Ok(Destination {
             uffd,
             regions,
             stop,
             thread: Some(thread),
+            asked,
         })
+    }
+
+    /// The pages asked for that `has` says are still missing (a request, or its answer,
+    /// may have been lost with a broken connection).
+    pub fn outstanding(&self, mut has: impl FnMut(u64) -> bool) -> Vec<u64> {
+        lock(&self.asked).iter().copied().filter(|g| !has(*g)).collect()
     }
 
     /// The host address of `len` bytes at `gpa`, if they lie inside one region.
@@ -127,8 +138,7 @@ impl Drop for Destination {
 }
 
 /// Reads faults until stopped; asks for each page once.
-fn fault_loop(u: &Uffd, regions: &[Region], stop: &AtomicBool, reply: Option<SharedReply>) {
-    let mut asked = HashSet::new();
+fn fault_loop(u: &Uffd, regions: &[Region], stop: &AtomicBool, asked: &Mutex<HashSet<u64>>, reply: Option<SharedReply>) {
     while !stop.load(Ordering::SeqCst) {
         let addr = match u.next_fault(50) {
             Ok(Some(a)) => a & !(PAGE - 1),
@@ -145,14 +155,12 @@ fn fault_loop(u: &Uffd, regions: &[Region], stop: &AtomicBool, reply: Option<Sha
         else {
             continue;
         };
-        if !asked.insert(gpa) {
+        if !lock(asked).insert(gpa) {
             continue;
         }
-        if let Some(r) = &reply
-            && r.request(gpa).is_err()
-        {
-            // The connection is gone; the loader sees it too.
-            return;
+        if let Some(r) = &reply {
+            // A broken connection: the loader sees it too, and asks again after a resume.
+            let _ = r.request(gpa);
         }
     }
 }

@@ -36,6 +36,50 @@ pub fn read(r: &mut dyn Read) -> Msg {
     Msg::Answer(reply::answer(&mut (&h[..]).chain(r)))
 }
 
+/// The largest resume message: a bitmap for 16 TiB of RAM.
+const MAX_RESUME: usize = 8 + (1 << 29);
+
+/// A resumed post-copy's first message, destination to source: `GWRS`, `u32` length,
+/// `u64` pages received so far, then per RAM region the bitmap (`u64` words) of the pages
+/// it holds.
+pub fn resume_message(pages_seen: u64, bitmaps: &[&[u64]]) -> Vec<u8> {
+    let words: usize = bitmaps.iter().map(|b| b.len()).sum();
+    let mut m = Vec::with_capacity(16 + words * 8);
+    m.extend_from_slice(b"GWRS");
+    m.extend_from_slice(&((8 + words * 8) as u32).to_le_bytes());
+    m.extend_from_slice(&pages_seen.to_le_bytes());
+    for w in bitmaps.iter().flat_map(|b| b.iter()) {
+        m.extend_from_slice(&w.to_le_bytes());
+    }
+    m
+}
+
+/// Reads the resume message for RAM regions of `words` bitmap words each: the pages the
+/// destination received, and the pages it holds.
+pub fn read_resume(r: &mut dyn Read, words: &[usize]) -> io::Result<(u64, Vec<Vec<u64>>)> {
+    let mut h = [0u8; 8];
+    r.read_exact(&mut h)?;
+    let len = u32::from_le_bytes([h[4], h[5], h[6], h[7]]) as usize;
+    let want = 8 + words.iter().sum::<usize>() * 8;
+    if &h[..4] != b"GWRS" || len != want || len > MAX_RESUME {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidData,
+            "the destination's resume message does not fit this VM's RAM",
+        ));
+    }
+    let mut p = vec![0u8; len];
+    r.read_exact(&mut p)?;
+    let word = |i: usize| u64::from_le_bytes(p[i..i + 8].try_into().unwrap_or([0; 8]));
+    let pages = word(0);
+    let mut at = 8;
+    let mut maps = Vec::with_capacity(words.len());
+    for &n in words {
+        maps.push((0..n).map(|k| word(at + k * 8)).collect());
+        at += n * 8;
+    }
+    Ok((pages, maps))
+}
+
 /// The destination's way back, shared by the loader (its answers) and the fault thread
 /// (its requests).
 #[derive(Clone)]
@@ -44,6 +88,18 @@ pub struct SharedReply(Arc<Mutex<Box<dyn Write + Send>>>);
 impl SharedReply {
     pub fn new(w: Box<dyn Write + Send>) -> Self {
         SharedReply(Arc::new(Mutex::new(w)))
+    }
+
+    /// A new connection's way back (a resumed post-copy).
+    pub fn replace(&self, w: Box<dyn Write + Send>) {
+        *lock(&self.0) = w;
+    }
+
+    /// Writes one whole message.
+    pub fn message(&self, m: &[u8]) -> io::Result<()> {
+        let mut w = lock(&self.0);
+        w.write_all(m)?;
+        w.flush()
     }
 
     /// Asks for the page at `gpa`.
@@ -99,5 +155,14 @@ mod tests {
         assert!(matches!(read(&mut rd), Msg::Answer(Err(ReplyError::NoAnswer(_)))));
         let mut bad = &b"GWRQ\x09\0\0\0"[..];
         assert!(matches!(read(&mut bad), Msg::Answer(Err(ReplyError::NotAReply))));
+    }
+
+    #[test]
+    fn the_resume_message_must_fit_this_ram() {
+        let m = resume_message(77, &[&[1, 2], &[3]]);
+        let (pages, maps) = read_resume(&mut &m[..], &[2, 1]).unwrap();
+        assert_eq!((pages, maps), (77, vec![vec![1, 2], vec![3]]));
+        assert!(read_resume(&mut &m[..], &[2, 2]).is_err(), "another RAM layout");
+        assert!(read_resume(&mut &m[..10], &[2, 1]).is_err(), "cut short");
     }
 }

@@ -474,7 +474,7 @@ impl<'a> Outgoing<'a> {
         let mut result = self.classify(result);
         if self.postcopy_started
             && let Err(e) = &result
-            && !matches!(e, Stop::Undecided(_))
+            && !matches!(e, Stop::Undecided(_) | Stop::Cancelled)
         {
             result = Err(Undecided::Postcopy(e.to_string()).into());
         }
@@ -483,6 +483,7 @@ impl<'a> Outgoing<'a> {
         // here: it stays paused, as when the destination's answer never came.
         if result.is_err()
             && !matches!(result, Err(Stop::Undecided(_)))
+            && !self.postcopy_started
             && self.handed_over
             && let Err(e) = vm.activate_disks()
         {
@@ -491,6 +492,7 @@ impl<'a> Outgoing<'a> {
         if let Err(stop) = &result
             && self.paused_here
             && self.was_running
+            && !self.postcopy_started
             && !matches!(stop, Stop::Undecided(_))
         {
             vm.resume();

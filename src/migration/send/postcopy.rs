@@ -5,10 +5,13 @@
 //! pushes every other page still owed in between, in small runs; then `END` and the
 //! destination's answer. The guest never runs here again.
 
-use super::{Failure, Outgoing, Round, Sender, Stop, Undecided, answer_outcome, io_err};
+use super::{Failure, Out, Outgoing, Round, Sender, Stop, Undecided, answer_outcome, io_err};
 use crate::migration::dirty::{self, Bitmap, PAGE};
 use crate::migration::disks::reply::ReplyError;
+use crate::migration::info::Status;
 use crate::migration::postcopy::wire::{self, Msg};
+use crate::migration::stream::Writer;
+use crate::migration::uri::Uri;
 use crossbeam_channel::{Receiver, RecvTimeoutError};
 use devices::bus::lock;
 use std::io::{Read, Write};
@@ -50,26 +53,84 @@ fn listen(mut r: Box<dyn Read + Send>) -> Receiver<Msg> {
 impl<'a> Outgoing<'a> {
     /// Post-copy, from the end of the pre-copy (`last`: the pages still owed) to the
     /// destination's answer.
-    pub(super) fn postcopy<W: Write>(&mut self, sx: &mut Sender<'a, W>, last: Round) -> Result<(), Stop> {
+    pub(super) fn postcopy(&mut self, sx: &mut Sender<'a, Out>, last: Round) -> Result<(), Stop> {
         let mut left = self.switch(sx, last)?;
-        let rx = match self.reply.take() {
+        let owed = left.clone();
+        let mut rx = match self.reply.take() {
             Some(r) => listen(r),
             None => crossbeam_channel::never(),
         };
         let start_bytes = sx.w.bytes();
-        let pushed = self.push(sx, &mut left, &rx, start_bytes);
-        let pushed = pushed.and_then(|()| {
-            sx.w.end(sx.pages_sent).map_err(io_err)?;
-            sx.w.flush().map_err(io_err)
-        });
-        let result = pushed.and_then(|()| wait_answer(&rx, self.reply_expected));
-        lock(&self.shared.stats).postcopy_bytes = sx.w.bytes() - start_bytes;
-        lock(&self.shared.stats).transferred = sx.w.bytes();
+        let result = loop {
+            let pushed = self.push(sx, &mut left, &rx, start_bytes);
+            let pushed = pushed.and_then(|()| {
+                sx.w.end(sx.pages_sent).map_err(io_err)?;
+                sx.w.flush().map_err(io_err)
+            });
+            let result = pushed.and_then(|()| wait_answer(&rx, self.reply_expected));
+            lock(&self.shared.stats).postcopy_bytes = sx.w.bytes() - start_bytes;
+            lock(&self.shared.stats).transferred = sx.w.bytes();
+            match result {
+                Err(e) if self.reply_expected && !self.shared.cancelled() && broken(&e) => match self.paused(sx, &owed, &e) {
+                    Some((l, r)) => (left, rx) = (l, r),
+                    None => break Err(Stop::Cancelled),
+                },
+                other => break other,
+            }
+        };
         result.map_err(|e| match e {
+            // A cancel breaks the connection on purpose: the guest stays paused here.
+            _ if self.shared.cancelled() => Stop::Cancelled,
             Stop::Failed(f) => Undecided::Postcopy(f.to_string()).into(),
             Stop::Io(e) => Undecided::Postcopy(format!("Unable to write to socket: {}", crate::errtext::io(&e))).into(),
             other => other,
         })
+    }
+
+    /// The connection broke: `postcopy-paused`, the guest paused here and running at the
+    /// destination, until `migrate -r URI` connects anew (or a cancel ends it). Returns
+    /// the pages still owed and the new way back.
+    fn paused(&mut self, sx: &mut Sender<'a, Out>, owed: &[Bitmap], why: &Stop) -> Option<(Vec<Bitmap>, Receiver<Msg>)> {
+        self.shared.disconnected();
+        eprintln!("godwit: post-copy paused: {why}");
+        self.shared.set_status(Status::PostcopyPaused);
+        loop {
+            let target = self.shared.wait_resume()?;
+            self.shared.set_status(Status::PostcopyRecover);
+            match self.reconnect(sx, &target, owed) {
+                Ok(x) => {
+                    self.shared.set_status(Status::PostcopyActive);
+                    return Some(x);
+                }
+                Err(e) => {
+                    eprintln!("godwit: cannot resume the post-copy: {e}");
+                    self.shared.set_status(Status::PostcopyPaused);
+                }
+            }
+        }
+    }
+
+    /// A new connection to `target`: the stream goes on there after a new header; the
+    /// destination says what it holds (and how many pages it received), and what it
+    /// lacks of what was owed at the switch is owed again.
+    fn reconnect(&mut self, sx: &mut Sender<'a, Out>, target: &Uri, owed: &[Bitmap]) -> Result<(Vec<Bitmap>, Receiver<Msg>), String> {
+        let conn = crate::migration::uri::connect(target)?;
+        self.shared.connected(conn.abort);
+        let mut reply = conn.reply.ok_or("a post-copy resumes only over a socket")?;
+        let out: Box<dyn Write + Send> = conn.writer;
+        sx.w = Writer::resumed(std::io::BufWriter::with_capacity(1 << 20, out), sx.w.bytes()).map_err(|e| e.to_string())?;
+        sx.w.flush().map_err(|e| e.to_string())?;
+        let words: Vec<usize> = regions(self.vm).iter().map(|(_, pages)| pages.div_ceil(64) as usize).collect();
+        let (seen, held) = wire::read_resume(reply.as_mut(), &words).map_err(|e| crate::errtext::io(&e))?;
+        sx.pages_sent = seen;
+        let mut left = owed.to_vec();
+        for (l, h) in left.iter_mut().zip(&held) {
+            for (a, b) in l.iter_mut().zip(h) {
+                *a &= !b;
+            }
+        }
+        lock(&self.shared.stats).remaining = dirty::count(&left) * PAGE;
+        Ok((left, listen(reply)))
     }
 
     /// The switch: pause, name the stale pages, the state, hand the disks over,
@@ -119,12 +180,13 @@ impl<'a> Outgoing<'a> {
         sx.w.postcopy().map_err(io_err)?;
         sx.w.flush().map_err(io_err)?;
         self.postcopy_started = true;
+        self.shared.set_in_postcopy();
         {
             let mut s = lock(&self.shared.stats);
             s.downtime_ms = self.downtime_start.map_or(0, |t| t.elapsed().as_millis() as u64);
             s.downtime_bytes = sx.w.bytes() - s.precopy_bytes;
         }
-        self.shared.set_status(super::super::info::Status::PostcopyActive);
+        self.shared.set_status(Status::PostcopyActive);
         Ok(left)
     }
 
@@ -185,6 +247,16 @@ fn next_run(left: &[Bitmap], regions: &[(u64, u64)], cursor: &mut (usize, u64)) 
         *cursor = (r + 1, 0);
     }
     None
+}
+
+/// Whether `e` is the connection breaking (which pauses the post-copy), not a refusal.
+fn broken(e: &Stop) -> bool {
+    matches!(
+        e,
+        Stop::Io(_)
+            | Stop::Failed(Failure::Reply(ReplyError::NoAnswer(_)) | Failure::Socket(_))
+            | Stop::Undecided(Undecided::AnswerLost(_))
+    )
 }
 
 /// The destination answered before END: it failed (or broke the protocol).
