@@ -92,8 +92,11 @@ impl Destination {
         let host = self
             .host(gpa, data.len() as u64)
             .ok_or_else(|| io::Error::other("page outside guest RAM"))?;
-        for (i, page) in data.chunks(PAGE as usize).enumerate() {
-            self.uffd.copy(host + i as u64 * PAGE, page)?;
+        // The whole run in one call; if part of it is there already, page by page.
+        if data.len() as u64 == PAGE || !self.uffd.copy(host, data)? {
+            for (i, page) in data.chunks(PAGE as usize).enumerate() {
+                self.uffd.copy(host + i as u64 * PAGE, page)?;
+            }
         }
         Ok(())
     }
@@ -104,8 +107,10 @@ impl Destination {
         let host = self
             .host(gpa, len)
             .ok_or_else(|| io::Error::other("zero range outside guest RAM"))?;
-        for i in 0..pages {
-            self.uffd.zero(host + i * PAGE, PAGE)?;
+        if pages == 1 || !self.uffd.zero(host, len)? {
+            for i in 0..pages {
+                self.uffd.zero(host + i * PAGE, PAGE)?;
+            }
         }
         Ok(())
     }

@@ -152,7 +152,16 @@ impl<'a> Outgoing<'a> {
         sx.flush_xbzrle()?;
         sx.xb = None;
         sx.pacer.limited = false;
-        lock(&self.shared.stats).precopy_bytes = sx.w.bytes();
+        // A block migration's disks are complete before the switch (post-copy is RAM's):
+        // what the guest wrote since the last round goes now, in the pause.
+        if let Some(t) = &last.taken {
+            sx.send_disk_dirty(t)?;
+        }
+        if let Some(b) = sx.block.as_mut() {
+            let (t, _) = b.take();
+            sx.send_disk_dirty(&t)?;
+        }
+        lock(&self.shared.stats).precopy_bytes = sx.w.bytes() - sx.disk_wire();
         let mut left = last.bitmaps;
         let after = self.collect()?;
         if left.is_empty() {
@@ -184,7 +193,8 @@ impl<'a> Outgoing<'a> {
         {
             let mut s = lock(&self.shared.stats);
             s.downtime_ms = self.downtime_start.map_or(0, |t| t.elapsed().as_millis() as u64);
-            s.downtime_bytes = sx.w.bytes() - s.precopy_bytes;
+            s.downtime_bytes = sx.w.bytes() - sx.disk_wire() - s.precopy_bytes;
+            s.disk_bytes = sx.disk_wire();
         }
         self.shared.set_status(Status::PostcopyActive);
         Ok(left)
