@@ -294,6 +294,14 @@ fn a_cancel_in_postcopy_leaves_the_source_paused_and_the_destination_recoverable
     let _l = vm_lock();
     let dir = tmpdir("postcopy-cancel");
     let (mut src, mut dst, _link) = slow_postcopy(&dir);
+    assert_eq!(
+        src.mon.cmd("migrate_set_capability postcopy-ram off"),
+        "Error: There's a migration process in progress\n"
+    );
+    assert_eq!(
+        src.mon.cmd("migrate tcp:127.0.0.1:1"),
+        "Error: There's a migration process in progress\n"
+    );
     src.mon.cmd("migrate_cancel");
     let (info, _) = wait_end(&mut src.mon, T);
     assert_eq!(info_field(&info, "Migration status"), Some("cancelled"), "{info}");

@@ -145,7 +145,7 @@ impl Drop for Destination {
 /// Reads faults until stopped; asks for each page once.
 fn fault_loop(u: &Uffd, regions: &[Region], stop: &AtomicBool, asked: &Mutex<HashSet<u64>>, reply: Option<SharedReply>) {
     while !stop.load(Ordering::SeqCst) {
-        let addr = match u.next_fault(50) {
+        let addr = match u.next_fault(10) {
             Ok(Some(a)) => a & !(PAGE - 1),
             Ok(None) => continue,
             Err(e) => {
