@@ -330,3 +330,44 @@ fn a_dead_destination_pauses_the_postcopy_source() {
     assert_eq!(info_field(&info, "Migration status"), Some("cancelled"), "{info}");
     assert_eq!(src.mon.cmd("info status"), "VM status: paused (postmigrate)\n");
 }
+
+/// The same through QMP (qemu.qmp's `qmp-shell`): `migrate-set-capabilities`,
+/// `migrate-start-postcopy`, `query-migrate` with the post-copy figures, and QEMU's
+/// errors for `migrate-recover` and a `migrate` with `resume` where nothing is paused.
+#[test]
+fn postcopy_through_qmp() {
+    let _l = vm_lock();
+    let dir = tmpdir("postcopy-qmp");
+    let qmp = dir.join("qmp.sock");
+    let qmp_arg = format!("unix:{},server,nowait", qmp.display());
+    let mut src = node(&dir, "src", "1G", "2", DIRTY, &["-qmp", &qmp_arg]);
+    src.g.wait_for("VERIFY 1 ok", T);
+    let dqmp = dir.join("dqmp.sock");
+    let dqmp_arg = format!("unix:{},server,nowait", dqmp.display());
+    let inc = format!("tcp:127.0.0.1:{}", free_port());
+    let mut dst = node(&dir, "dst", "1G", "2", DIRTY, &["-incoming", &inc, "-qmp", &dqmp_arg]);
+    let caps = "migrate-set-capabilities capabilities=[{\"capability\":\"postcopy-ram\",\"state\":true}]\n";
+    let out = common::qmp::qmp_shell(dqmp.to_str().unwrap(), &format!("{caps}migrate-recover uri=tcp:127.0.0.1:1\n"));
+    assert!(out.contains("Migrate recover can only be run when postcopy is paused."), "{out}");
+    let out = common::qmp::qmp_shell(
+        qmp.to_str().unwrap(),
+        &format!(
+            "{caps}migrate uri=tcp:127.0.0.1:1 resume=true\nmigrate-set-parameters max-bandwidth=33554432\nmigrate uri={inc}\nmigrate-start-postcopy\n"
+        ),
+    );
+    assert!(out.contains("Cannot resume if there is no paused migration"), "{out}");
+    let (info, seen) = wait_end(&mut src.mon, Duration::from_secs(120));
+    assert_eq!(info_field(&info, "Migration status"), Some("completed"), "{info} {out}");
+    assert!(seen.iter().any(|s| s == "postcopy-active"), "{seen:?}");
+    let q = common::qmp::qmp_shell(qmp.to_str().unwrap(), "query-migrate\n");
+    let n = |key: &str| -> u64 {
+        let at = q.find(&format!("\"{key}\": ")).unwrap_or_else(|| panic!("no {key} in {q}"));
+        let rest = &q[at + key.len() + 4..];
+        rest[..rest.find(|c: char| !c.is_ascii_digit()).unwrap_or(rest.len())]
+            .parse()
+            .unwrap()
+    };
+    assert_eq!(n("postcopy-requests"), info_num(&info, "postcopy request count").unwrap(), "{q}");
+    assert_eq!(n("postcopy-bytes") >> 10, info_num(&info, "postcopy ram").unwrap(), "{q}");
+    check_moved(&mut src, &mut dst);
+}
