@@ -84,7 +84,15 @@ fn postcopy_move(name: &str, start: Start) -> String {
     if start == Start::Deadline {
         assert_eq!(src.mon.cmd("migrate_set_parameter x-godwit-converge-deadline 2"), "");
     }
-    assert_eq!(src.mon.cmd(&format!("migrate -d {inc}")), "");
+    if start == Start::Deadline {
+        // Synchronous: the prompt comes back once post-copy starts, as in QEMU.
+        assert_eq!(src.mon.cmd_timeout(&format!("migrate {inc}"), T), "");
+        let st = src.mon.cmd("info migrate");
+        let st = info_field(&st, "Migration status").unwrap_or("");
+        assert!(st == "postcopy-active" || st == "completed", "{st}");
+    } else {
+        assert_eq!(src.mon.cmd(&format!("migrate -d {inc}")), "");
+    }
     if start == Start::Late {
         common::migrate::wait_active(&mut src.mon);
         std::thread::sleep(Duration::from_millis(700));
@@ -307,6 +315,13 @@ fn a_cancel_in_postcopy_leaves_the_source_paused_and_the_destination_recoverable
     assert_eq!(info_field(&info, "Migration status"), Some("cancelled"), "{info}");
     assert_eq!(src.mon.cmd("info status"), "VM status: paused (postmigrate)\n");
     wait_status(&mut dst.mon, "postcopy-paused");
+    assert!(dst.g.stderr().contains("Detected IO failure for postcopy. Migration paused."));
+    // Its vCPUs may wait on missing pages: `stop` and `cont` still work, `quit` ends it.
+    assert_eq!(dst.mon.cmd("stop"), "");
+    assert_eq!(dst.mon.cmd("info status"), "VM status: paused\n");
+    assert_eq!(dst.mon.cmd("cont"), "");
+    dst.mon.send_raw(b"quit\n");
+    assert_eq!(dst.g.wait_exit(T).code(), Some(0), "{}", dst.g.stderr());
 }
 
 #[test]
