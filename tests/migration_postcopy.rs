@@ -386,3 +386,32 @@ fn postcopy_through_qmp() {
     assert_eq!(n("postcopy-bytes") >> 10, info_num(&info, "postcopy ram").unwrap(), "{q}");
     check_moved(&mut src, &mut dst);
 }
+
+/// `max-postcopy-bandwidth` holds the post-copy phase (and not the pre-copy) to its rate.
+#[test]
+fn max_postcopy_bandwidth_holds_the_postcopy_phase() {
+    let _l = vm_lock();
+    let dir = tmpdir("postcopy-bw");
+    let mut src = node(&dir, "src", "1G", "2", DIRTY, &[]);
+    src.g.wait_for("VERIFY 1 ok", T);
+    let (mut dst, inc) = destination(&dir, "dst", true);
+    assert_eq!(src.mon.cmd("migrate_set_capability postcopy-ram on"), "");
+    assert_eq!(src.mon.cmd("migrate_set_parameter max-postcopy-bandwidth 16m"), "");
+    assert!(
+        src.mon
+            .cmd("info migrate_parameters")
+            .contains("\nmax-postcopy-bandwidth: 16777216\n")
+    );
+    assert_eq!(src.mon.cmd(&format!("migrate -d {inc}")), "");
+    assert_eq!(src.mon.cmd("migrate_start_postcopy"), "");
+    wait_status(&mut src.mon, "postcopy-active");
+    let t0 = Instant::now();
+    let (info, _) = wait_end(&mut src.mon, Duration::from_secs(120));
+    let took = t0.elapsed().as_secs_f64();
+    assert_eq!(info_field(&info, "Migration status"), Some("completed"), "{info}");
+    let bytes = info_num(&info, "postcopy ram").unwrap() as f64 * 1024.0;
+    let rate = bytes / took;
+    assert!(bytes > 16e6, "{info}");
+    assert!(rate < 16.0 * 1048576.0 * 1.1, "{rate} B/s over {took} s: {info}");
+    check_moved(&mut src, &mut dst);
+}

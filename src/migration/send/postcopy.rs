@@ -56,6 +56,7 @@ impl<'a> Outgoing<'a> {
     pub(super) fn postcopy(&mut self, sx: &mut Sender<'a, Out>, last: Round) -> Result<(), Stop> {
         let mut left = self.switch(sx, last)?;
         let owed = left.clone();
+        sx.pacer.start_postcopy();
         let mut rx = match self.reply.take() {
             Some(r) => listen(r),
             None => crossbeam_channel::never(),
