@@ -313,6 +313,11 @@ fn run_machine(
                     if event == VmEvent::Reset {
                         machine.bus().emit(Event::reset(true, "guest-reset"));
                     }
+                    if machine.outgoing.in_postcopy() {
+                        // The guest lives at the destination, which still needs this
+                        // one's pages: nothing here is reset.
+                        continue;
+                    }
                     // The VM is about to be rebuilt: a migration of it must end first (the
                     // new one could not lock the images the old one still holds).
                     machine.end_outgoing("the guest was reset during the migration");

@@ -415,3 +415,16 @@ fn max_postcopy_bandwidth_holds_the_postcopy_phase() {
     assert!(rate < 16.0 * 1048576.0 * 1.1, "{rate} B/s over {took} s: {info}");
     check_moved(&mut src, &mut dst);
 }
+
+/// A `system_reset` at the source during post-copy changes nothing: the guest lives at the
+/// destination, which still needs the source's pages.
+#[test]
+fn a_reset_at_the_source_during_postcopy_is_ignored() {
+    let _l = vm_lock();
+    let dir = tmpdir("postcopy-reset");
+    let (mut src, mut dst, _link) = slow_postcopy(&dir);
+    assert_eq!(src.mon.cmd("system_reset"), "");
+    let (info, _) = wait_end(&mut src.mon, Duration::from_secs(120));
+    assert_eq!(info_field(&info, "Migration status"), Some("completed"), "{info}");
+    check_moved(&mut src, &mut dst);
+}
