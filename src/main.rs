@@ -294,6 +294,8 @@ fn run_machine(
         if let Some(d) = daemon.take() {
             d.ready();
         }
+        // A reset asked for while an incoming post-copy still fills RAM waits for its end.
+        let mut deferred_reset = None;
         loop {
             let event = rx.recv().map_err(|_| "event channel closed".to_string())?;
             match event {
@@ -303,6 +305,13 @@ fn run_machine(
                         start_migrated_guest(machine, &vm)?;
                     }
                     machine::finish_incoming(&machine.incoming, &machine.outgoing);
+                    if let Some(reset) = deferred_reset.take() {
+                        let _ = tx.send(reset);
+                    }
+                }
+                VmEvent::Reset | VmEvent::ResetCommand if incoming_postcopy(machine) => {
+                    // The VM cannot be rebuilt while the source still sends its pages.
+                    deferred_reset = Some(event);
                 }
                 VmEvent::PostcopyRun => {
                     start_migrated_guest(machine, &vm)?;
@@ -383,6 +392,12 @@ fn end_run(machine: &Machine, event: &VmEvent) -> i32 {
 /// The sender devices and vCPUs report machine events on.
 fn machine_events(machine: &Machine) -> crossbeam_channel::Sender<VmEvent> {
     machine.events()
+}
+
+/// An incoming post-copy runs the guest while its RAM is still arriving.
+fn incoming_postcopy(machine: &Machine) -> bool {
+    let inc = devices::bus::lock(&machine.incoming);
+    inc.postcopy && inc.stats.status.in_postcopy()
 }
 
 /// A migrated guest is loaded (or, in post-copy, its state is): it runs, unless the

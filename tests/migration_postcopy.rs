@@ -428,3 +428,22 @@ fn a_reset_at_the_source_during_postcopy_is_ignored() {
     assert_eq!(info_field(&info, "Migration status"), Some("completed"), "{info}");
     check_moved(&mut src, &mut dst);
 }
+
+/// A `system_reset` at the destination during post-copy waits for the post-copy to end
+/// (the VM cannot be rebuilt while its RAM is still arriving), then the guest boots again.
+#[test]
+fn a_reset_at_the_destination_waits_for_the_postcopy() {
+    let _l = vm_lock();
+    let dir = tmpdir("postcopy-dst-reset");
+    let (mut src, mut dst, _link) = slow_postcopy(&dir);
+    assert_eq!(dst.mon.cmd("system_reset"), "");
+    dst.g.collect_for(Duration::from_millis(300));
+    if info_field(&dst.mon.cmd("info migrate"), "Migration status") == Some("postcopy-active") {
+        assert!(!dst.g.seen.iter().any(|l| l.text.contains("PROBE READY")), "reset before the end");
+    }
+    let (info, _) = wait_end(&mut src.mon, Duration::from_secs(120));
+    assert_eq!(info_field(&info, "Migration status"), Some("completed"), "{info}");
+    dst.g.wait_for("PROBE READY", T);
+    dst.g.wait_for("VERIFY 1 ok", T);
+    assert_eq!(dst.mon.cmd("info status"), "VM status: running\n");
+}
