@@ -261,6 +261,17 @@ impl Machine {
         if self.migrating() {
             return Err("There's a migration process in progress".into());
         }
+        // As QEMU, a destination checks that the host can do post-copy (userfaultfd).
+        let postcopy_on = caps
+            .iter()
+            .any(|c| c.state && c.capability == monitor::engine::MigrationCapability::PostcopyRam);
+        if postcopy_on
+            && self.state() == RunState::Inmigrate
+            && !lock(&self.outgoing.params).postcopy_ram
+            && crate::migration::postcopy::uffd::Uffd::new().is_err()
+        {
+            return Err("Postcopy is not supported".into());
+        }
         lock(&self.outgoing.params).set_capabilities(caps).map_err(|e| e.to_string())
     }
 }
