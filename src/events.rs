@@ -16,6 +16,9 @@ pub enum VmEvent {
     Signal { signo: i32, pid: i32 },
     /// An incoming migration finished loading (or failed, with the reason).
     Incoming(Result<(), String>),
+    /// An incoming migration switched to post-copy: the state is loaded and the guest may
+    /// run while the rest of its pages arrive.
+    PostcopyRun,
     /// Something fatal happened to the VM.
     Error(String),
 }

@@ -294,29 +294,38 @@ fn run_machine(
         if let Some(d) = daemon.take() {
             d.ready();
         }
+        // A reset asked for while an incoming post-copy still fills RAM waits for its end.
+        let mut deferred_reset = None;
         loop {
             let event = rx.recv().map_err(|_| "event channel closed".to_string())?;
             match event {
                 VmEvent::Incoming(Ok(())) => {
-                    machine.announce_after_migration();
-                    if machine.autostart() {
-                        // late-block-activate left the disks for the start (a `cont`
-                        // takes them itself).
-                        if vm.late_block_activate.load(std::sync::atomic::Ordering::Relaxed) {
-                            vm.activate_disks()
-                                .map_err(|e| format!("cannot take the disks over after the migration: {e}"))?;
-                        }
-                        vm.resume();
-                        machine.set_state(RunState::Running);
-                    } else {
-                        machine.set_state(RunState::Paused);
+                    // After post-copy the guest was started at the switch.
+                    if !devices::bus::lock(&machine.incoming).postcopy {
+                        start_migrated_guest(machine, &vm)?;
                     }
                     machine::finish_incoming(&machine.incoming, &machine.outgoing);
+                    if let Some(reset) = deferred_reset.take() {
+                        let _ = tx.send(reset);
+                    }
+                }
+                VmEvent::Reset | VmEvent::ResetCommand if incoming_postcopy(machine) => {
+                    // The VM cannot be rebuilt while the source still sends its pages.
+                    deferred_reset = Some(event);
+                }
+                VmEvent::PostcopyRun => {
+                    start_migrated_guest(machine, &vm)?;
+                    machine::postcopy_running(&machine.incoming, &machine.outgoing);
                 }
                 VmEvent::Incoming(Err(e)) => return Err(format!("load of migration failed: {e}")),
                 VmEvent::Reset | VmEvent::ResetCommand if !cfg.no_reboot => {
                     if event == VmEvent::Reset {
                         machine.bus().emit(Event::reset(true, "guest-reset"));
+                    }
+                    if machine.outgoing.in_postcopy() {
+                        // The guest lives at the destination, which still needs this
+                        // one's pages: nothing here is reset.
+                        continue;
                     }
                     // The VM is about to be rebuilt: a migration of it must end first (the
                     // new one could not lock the images the old one still holds).
@@ -391,4 +400,28 @@ fn end_run(machine: &Machine, event: &VmEvent) -> i32 {
 /// The sender devices and vCPUs report machine events on.
 fn machine_events(machine: &Machine) -> crossbeam_channel::Sender<VmEvent> {
     machine.events()
+}
+
+/// An incoming post-copy runs the guest while its RAM is still arriving.
+fn incoming_postcopy(machine: &Machine) -> bool {
+    let inc = devices::bus::lock(&machine.incoming);
+    inc.postcopy && inc.stats.status.in_postcopy()
+}
+
+/// A migrated guest is loaded (or, in post-copy, its state is): it runs, unless the
+/// destination was started with `-S` (or stopped).
+fn start_migrated_guest(machine: &Machine, vm: &Vm) -> Result<(), String> {
+    machine.announce_after_migration();
+    if machine.autostart() {
+        // late-block-activate left the disks for the start (a `cont` takes them itself).
+        if vm.late_block_activate.load(std::sync::atomic::Ordering::Relaxed) {
+            vm.activate_disks()
+                .map_err(|e| format!("cannot take the disks over after the migration: {e}"))?;
+        }
+        vm.resume();
+        machine.set_state(RunState::Running);
+    } else {
+        machine.set_state(RunState::Paused);
+    }
+    Ok(())
 }

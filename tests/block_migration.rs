@@ -624,3 +624,82 @@ fn two_disks_at_once_and_a_sparse_raw_source_costs_only_its_data() {
     check_clean(&b_dst);
     verify_exact(&contents(&a_dst, "qcow2"), 8, w).unwrap();
 }
+
+/// Post-copy with shared storage: the image is handed over at the switch, RAM follows on
+/// demand; the guest's writes before and after all land in the image, none lost or
+/// doubled, and its RAM working set checks on the destination.
+#[test]
+fn postcopy_with_shared_storage_hands_the_image_over() {
+    let _l = vm_lock();
+    let dir = tmpdir("bmig-postcopy");
+    let append = format!("{APPEND} probe.ws=32 probe.rate=32");
+    let img = dir.join("vm.qcow2");
+    create("qcow2", &img, "64M", None);
+    let d = drive(&img, "qcow2");
+    let mut src = source_with(&dir, &append, &["-no-reboot", "-drive", &d]);
+    let inc = incoming();
+    let mut dst = destination(&dir, "dst", &append, &["-no-reboot", "-drive", &d, "-incoming", &inc]);
+    for n in [&mut src, &mut dst] {
+        assert_eq!(n.mon.cmd("migrate_set_capability postcopy-ram on"), "");
+    }
+    src.mon.cmd("migrate_set_speed 8m");
+    assert_eq!(src.mon.cmd(&format!("migrate -d {inc}")), "");
+    assert_eq!(src.mon.cmd("migrate_start_postcopy"), "");
+    let end = Instant::now() + Duration::from_secs(60);
+    let info = loop {
+        let t = src.mon.cmd("info migrate");
+        let st = info_field(&t, "Migration status").unwrap_or("").to_string();
+        if !["setup", "active", "postcopy-active"].contains(&st.as_str()) {
+            break t;
+        }
+        assert!(Instant::now() < end, "{t}");
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    assert_eq!(info_field(&info, "Migration status"), Some("completed"), "{info}");
+    assert!(info_num(&info, "postcopy ram").unwrap_or(0) > 0, "{info}");
+    assert_eq!(src.mon.cmd("info status"), "VM status: paused (postmigrate)\n");
+    destination_keeps_the_image(&mut src, &mut dst, &img);
+}
+
+/// `migrate -b` with post-copy: the disk copy stays in pre-copy and is complete at the
+/// switch (its last writes go in the pause); the images compare identical while both
+/// sides are frozen, and the guest then runs on with every block and page right.
+#[test]
+fn postcopy_after_a_full_disk_copy() {
+    let _l = vm_lock();
+    let dir = tmpdir("bmig-postcopy-full");
+    let append = format!("{APPEND} probe.ws=32 probe.rate=32");
+    let (src_img, dst_img) = (dir.join("src.qcow2"), dir.join("dst.raw"));
+    create("qcow2", &src_img, "64M", None);
+    create("raw", &dst_img, "64M", None);
+    let mut src = source_with(&dir, &append, &["-no-reboot", "-drive", &drive(&src_img, "qcow2")]);
+    let inc = incoming();
+    let dd = drive(&dst_img, "raw");
+    let mut dst = destination(&dir, "dst", &append, &["-no-reboot", "-S", "-drive", &dd, "-incoming", &inc]);
+    for n in [&mut src, &mut dst] {
+        assert_eq!(n.mon.cmd("migrate_set_capability postcopy-ram on"), "");
+    }
+    assert_eq!(src.mon.cmd(&format!("migrate -d -b {inc}")), "");
+    assert_eq!(src.mon.cmd("migrate_start_postcopy"), "");
+    let end = Instant::now() + Duration::from_secs(60);
+    let info = loop {
+        let t = src.mon.cmd("info migrate");
+        let st = info_field(&t, "Migration status").unwrap_or("").to_string();
+        if !["setup", "active", "postcopy-active"].contains(&st.as_str()) {
+            break t;
+        }
+        assert!(Instant::now() < end, "{t}");
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    assert_eq!(info_field(&info, "Migration status"), Some("completed"), "{info}");
+    assert!(info_num(&info, "postcopy ram").unwrap_or(0) > 0, "{info}");
+    assert!(
+        identical(&src_img, "qcow2", &dst_img, "raw"),
+        "images differ after -b with post-copy"
+    );
+    assert_eq!(dst.mon.cmd("cont"), "");
+    let w = run_to_exit(&mut dst);
+    src.mon.send_raw(b"quit\n");
+    check_clean(&src_img);
+    verify_exact(&std::fs::read(&dst_img).unwrap(), 8, w).unwrap();
+}

@@ -44,6 +44,10 @@ pub enum Command {
     MigrateIncoming {
         uri: String,
     },
+    /// `migrate_recover uri`: a paused post-copy's destination listens for the source.
+    MigrateRecover {
+        uri: String,
+    },
     /// `migrate_set_speed value` (QEMU <= 5.2): bytes per second, a plain
     /// number meaning MiB.
     MigrateSetSpeed {

@@ -119,7 +119,7 @@ mod tests {
     fn subcommands_and_arguments() {
         assert_eq!(sorted("info st").0, ["status"]);
         assert_eq!(sorted("info ").0.len(), crate::table::INFO_COMMANDS.len());
-        assert_eq!(sorted("help mig").0.len(), 8);
+        assert_eq!(sorted("help mig").0.len(), 9);
         assert_eq!(sorted("migrate_set_capability x").0, ["x-colo", "x-ignore-shared", "xbzrle"]);
         assert_eq!(sorted("migrate_set_capability xbzrle o").0, ["off", "on"]);
         assert_eq!(sorted("migrate_set_parameter max-b").0, ["max-bandwidth"]);

@@ -147,6 +147,9 @@ impl Engine for Fake {
     fn migrate_incoming(&self, _: &str, _: &FdStore) -> EngineResult<()> {
         Ok(())
     }
+    fn migrate_recover(&self, _: &str) -> EngineResult<()> {
+        Ok(())
+    }
     fn query_migrate(&self) -> MigrationInfo {
         MigrationInfo {
             socket_address: vec!["tcp:0.0.0.0:4444".into(), "unix:/tmp/m.sock".into()],

@@ -131,6 +131,13 @@ pub static COMMANDS: &[CommandDef] = &[
         |a| Command::MigrateIncoming { uri: a.string("uri") },
     ),
     cmd(
+        "migrate_recover",
+        "uri:s",
+        "uri",
+        "on the destination of a paused post-copy, listen on uri for the source's 'migrate -r uri'",
+        |a| Command::MigrateRecover { uri: a.string("uri") },
+    ),
+    cmd(
         "migrate_set_capability",
         "capability:s,state:b",
         "capability state",

@@ -159,9 +159,12 @@ impl Engine for MachineEngine {
     }
 
     fn migrate_start_postcopy(&self) -> EngineResult<()> {
-        Err(EngineError::generic(
-            "Enable postcopy with migrate_set_capability before the start of migration",
-        ))
+        self.0.migrate_start_postcopy().map_err(EngineError::generic)
+    }
+
+    /// Not behind other commands: the destination's loader waits for it.
+    fn migrate_recover(&self, uri: &str) -> EngineResult<()> {
+        self.0.migrate_recover(uri).map_err(EngineError::generic)
     }
 
     fn migrate_incoming(&self, uri: &str, fds: &FdStore) -> EngineResult<()> {

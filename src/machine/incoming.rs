@@ -21,6 +21,10 @@ pub struct IncomingState {
     /// The stream has been asked for (listening or loading).
     pub started: bool,
     pub stats: Stats,
+    /// The guest runs already (post-copy); the migration completes at the stream's end.
+    pub postcopy: bool,
+    /// `migrate_recover URI`: where a paused post-copy waits for the source.
+    pub recover: Option<uri::Incoming>,
 }
 
 /// Where the stream comes from.
@@ -59,6 +63,12 @@ pub fn finish(state: &Mutex<IncomingState>, shared: &Shared) {
     set_status(state, shared, Status::Completed);
 }
 
+/// Post-copy began: the guest is set to run while its pages arrive.
+pub fn postcopy_running(state: &Mutex<IncomingState>, shared: &Shared) {
+    lock(state).postcopy = true;
+    set_status(state, shared, Status::PostcopyActive);
+}
+
 fn set_status(state: &Mutex<IncomingState>, shared: &Shared, status: Status) {
     lock(state).stats.status = status;
     shared.announce_status(status);
@@ -91,6 +101,31 @@ fn accept_loop(l: uri::Incoming, shared: &Shared) -> Result<uri::Accepted, Strin
     }
 }
 
+/// A post-copy whose stream broke: `postcopy-paused` (the guest runs on with the pages it
+/// has) until `migrate_recover` listens and the source connects there (`postcopy-recover`).
+fn wait_recover(state: &Mutex<IncomingState>, shared: &Shared) -> recv::Reconnected {
+    eprintln!("godwit: Detected IO failure for postcopy. Migration paused.");
+    set_status(state, shared, Status::PostcopyPaused);
+    loop {
+        let listener = lock(state).recover.take();
+        let Some(l) = listener else {
+            std::thread::sleep(std::time::Duration::from_millis(20));
+            continue;
+        };
+        match accept_loop(l, shared) {
+            Ok(uri::Accepted {
+                input, reply: Some(reply), ..
+            }) => {
+                set_status(state, shared, Status::PostcopyRecover);
+                return (input, reply);
+            }
+            Ok(_) => eprintln!("godwit: a post-copy resumes only over a socket"),
+            Err(e) => eprintln!("godwit: {e}"),
+        }
+        set_status(state, shared, Status::PostcopyPaused);
+    }
+}
+
 /// Loads the stream from `source` in the background; the result arrives as
 /// `VmEvent::Incoming`.
 pub fn start_source(
@@ -113,10 +148,24 @@ pub fn start_source(
             };
             let result = accepted.and_then(|a| {
                 set_status(&state, &shared, Status::Active);
-                let expect = crate::migration::xbzrle::Caps {
-                    xbzrle: lock(&shared.params).xbzrle,
+                let expect = {
+                    let p = lock(&shared.params);
+                    crate::migration::xbzrle::Caps {
+                        xbzrle: p.xbzrle,
+                        postcopy: p.postcopy_ram,
+                    }
                 };
-                recv::run_with(&vm, a.input, a.reply, expect).map_err(|e| e.to_string())
+                let run_now = || {
+                    let _ = events.send(VmEvent::PostcopyRun);
+                };
+                let reconnect = |_: &recv::RecvError| Some(wait_recover(&state, &shared));
+                let resumed = || set_status(&state, &shared, Status::PostcopyActive);
+                let ev = recv::PostcopyEvents {
+                    run_now: &run_now,
+                    reconnect: &reconnect,
+                    resumed: &resumed,
+                };
+                recv::run_with(&vm, a.input, a.reply, expect, &ev).map_err(|e| e.to_string())
             });
             // A success is announced once the guest runs (`finish`), as in QEMU.
             if result.is_err() {

@@ -14,7 +14,7 @@ impl Machine {
     /// the descriptor from `fds` (the calling monitor's).
     pub fn migrate(self: &Arc<Self>, args: &MigrateArgs, fds: &FdStore) -> Result<(), String> {
         if args.resume {
-            return Err("Cannot resume if there is no paused migration".into());
+            return self.migrate_resume(&args.uri);
         }
         if self.migrating() {
             return Err("There's a migration process in progress".into());
@@ -70,6 +70,18 @@ impl Machine {
         Ok(())
     }
 
+    /// `migrate -r URI`: a paused post-copy goes on over a new connection.
+    fn migrate_resume(&self, spec: &str) -> Result<(), String> {
+        if lock(&self.outgoing.stats).status != Status::PostcopyPaused {
+            return Err("Cannot resume if there is no paused migration".into());
+        }
+        let target = uri::parse(spec)
+            .filter(|u| matches!(u, uri::Uri::Tcp { .. } | uri::Uri::Unix(_)))
+            .ok_or("Parameter 'uri' expects a valid migration protocol")?;
+        self.outgoing.resume_to(target);
+        Ok(())
+    }
+
     /// How the disks travel: `-b`/`-i`, or the `block` capability (not both).
     fn block_mode(&self, args: &MigrateArgs) -> Result<Mode, String> {
         let p = lock(&self.outgoing.params);
@@ -118,7 +130,7 @@ impl Machine {
         // stop-and-copy had paused it.
         let stopped = || self.set_state(RunState::FinishMigrate);
         let settle = |r: &Result<(), send::Stop>| {
-            if matches!(r, Ok(()) | Err(send::Stop::Undecided(_))) {
+            if matches!(r, Ok(()) | Err(send::Stop::Undecided(_))) || self.outgoing.in_postcopy() {
                 self.set_state(RunState::Postmigrate);
             } else if self.state() == RunState::FinishMigrate {
                 self.set_state(RunState::Running);
@@ -164,6 +176,35 @@ impl Machine {
         if self.migrating() {
             self.outgoing.request_cancel();
         }
+    }
+
+    /// `migrate_start_postcopy`: raises the flag the migration looks at after each sync
+    /// (QEMU's checks: the capability, then a migration begun).
+    pub fn migrate_start_postcopy(&self) -> Result<(), String> {
+        if !lock(&self.outgoing.params).postcopy_ram {
+            return Err("Enable postcopy with migrate_set_capability before the start of migration".into());
+        }
+        if lock(&self.outgoing.stats).status == Status::None {
+            return Err("Postcopy must be started after migration has been started".into());
+        }
+        self.outgoing.request_postcopy();
+        Ok(())
+    }
+
+    /// `migrate_recover URI` (QMP `migrate-recover`): a paused post-copy's destination
+    /// listens there for the source's `migrate -r URI`.
+    pub fn migrate_recover(&self, spec: &str) -> Result<(), String> {
+        let mut inc = lock(&self.incoming);
+        if inc.stats.status != Status::PostcopyPaused {
+            return Err("Migrate recover can only be run when postcopy is paused.".into());
+        }
+        let parsed = uri::parse(spec)
+            .filter(|u| matches!(u, uri::Uri::Tcp { .. } | uri::Uri::Unix(_)))
+            .ok_or_else(|| format!("unknown migration protocol: {spec}"))?;
+        let l = uri::Incoming::listen(&parsed)?;
+        inc.stats.socket_addresses = l.addresses();
+        inc.recover = Some(l);
+        Ok(())
     }
 
     pub fn migrate_incoming(&self, spec: &str, fds: &FdStore) -> Result<(), String> {
@@ -219,6 +260,17 @@ impl Machine {
     pub fn migrate_set_capabilities(&self, caps: &[MigrationCapabilityStatus]) -> Result<(), String> {
         if self.migrating() {
             return Err("There's a migration process in progress".into());
+        }
+        // As QEMU, a destination checks that the host can do post-copy (userfaultfd).
+        let postcopy_on = caps
+            .iter()
+            .any(|c| c.state && c.capability == monitor::engine::MigrationCapability::PostcopyRam);
+        if postcopy_on
+            && self.state() == RunState::Inmigrate
+            && !lock(&self.outgoing.params).postcopy_ram
+            && crate::migration::postcopy::uffd::Uffd::new().is_err()
+        {
+            return Err("Postcopy is not supported".into());
         }
         lock(&self.outgoing.params).set_capabilities(caps).map_err(|e| e.to_string())
     }

@@ -14,7 +14,7 @@ mod migrate;
 mod network;
 mod runstate;
 
-pub use incoming::{IncomingState, finish as finish_incoming, start as start_incoming};
+pub use incoming::{IncomingState, finish as finish_incoming, postcopy_running, start as start_incoming};
 pub use monitor::engine::RunState;
 
 use crate::migration::send::Shared;

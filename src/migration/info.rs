@@ -42,6 +42,10 @@ pub struct Stats {
     pub converge_step: Option<&'static str>,
     /// xbzrle's figures, with the capability on.
     pub xbzrle: Option<crate::migration::xbzrle::Counters>,
+    /// Post-copy: pages the destination asked for, and the stream bytes of RAM sent
+    /// after the switch.
+    pub postcopy_requests: u64,
+    pub postcopy_bytes: u64,
 }
 
 impl Default for Stats {
@@ -71,6 +75,8 @@ impl Default for Stats {
             throttle_pct: 0,
             converge_step: None,
             xbzrle: None,
+            postcopy_requests: 0,
+            postcopy_bytes: 0,
         }
     }
 }
@@ -146,6 +152,8 @@ impl Stats {
             pages_per_second: self.pages_per_second,
             precopy_bytes: self.precopy_bytes,
             downtime_bytes: self.downtime_bytes,
+            postcopy_requests: self.postcopy_requests,
+            postcopy_bytes: self.postcopy_bytes,
             ..MigrationStats::default()
         }
     }

@@ -10,6 +10,7 @@ pub mod info;
 mod manual;
 mod pagemap;
 pub mod params;
+pub mod postcopy;
 pub mod recv;
 mod recv_block;
 pub mod send;

@@ -64,6 +64,9 @@ pub struct Params {
     /// The `xbzrle` capability: re-sent pages go as deltas against a page cache of
     /// `xbzrle_cache_size` bytes. The destination must have it on too.
     pub xbzrle: bool,
+    /// The `postcopy-ram` capability: `migrate_start_postcopy` may switch a migration to
+    /// post-copy. The destination must have it on too.
+    pub postcopy_ram: bool,
     /// `x-godwit-converge-deadline`: the seconds within which a migration must end; 0 (the
     /// default) leaves it to pre-copy, as in QEMU.
     pub converge_deadline_s: u64,
@@ -133,6 +136,7 @@ impl Default for Params {
             auto_converge: false,
             throttle: DEFAULT_THROTTLE,
             xbzrle: false,
+            postcopy_ram: false,
             converge_deadline_s: 0,
             tls_creds: String::new(),
             tls_hostname: String::new(),
@@ -246,6 +250,7 @@ impl Params {
                     MigrationCapability::LateBlockActivate => self.late_block_activate,
                     MigrationCapability::ReturnPath => self.return_path,
                     MigrationCapability::Xbzrle => self.xbzrle,
+                    MigrationCapability::PostcopyRam => self.postcopy_ram,
                     _ => false,
                 },
             })
@@ -269,6 +274,7 @@ impl Params {
                 MigrationCapability::LateBlockActivate => self.late_block_activate = c.state,
                 MigrationCapability::ReturnPath => self.return_path = c.state,
                 MigrationCapability::Xbzrle => self.xbzrle = c.state,
+                MigrationCapability::PostcopyRam => self.postcopy_ram = c.state,
                 _ => {}
             }
         }
@@ -286,6 +292,7 @@ fn supported(c: MigrationCapability) -> bool {
             | MigrationCapability::AutoConverge
             | MigrationCapability::LateBlockActivate
             | MigrationCapability::ReturnPath
+            | MigrationCapability::PostcopyRam
     )
 }
 
@@ -471,7 +478,15 @@ mod tests {
         let listed: Vec<&str> = p.capabilities().iter().map(|c| c.capability.name()).collect();
         assert_eq!(
             listed,
-            ["xbzrle", "auto-converge", "events", "block", "return-path", "late-block-activate"],
+            [
+                "xbzrle",
+                "auto-converge",
+                "events",
+                "postcopy-ram",
+                "block",
+                "return-path",
+                "late-block-activate"
+            ],
             "only what godwit has"
         );
         let on = |capability| MigrationCapabilityStatus { capability, state: true };

@@ -7,6 +7,8 @@
 //! disks taken over, state loaded).
 
 use super::dirty::{DirtyError, PAGE};
+use super::postcopy::dest::Destination;
+use super::postcopy::wire::SharedReply;
 use super::recv_block::{BlockSink, RecvBlockError};
 use super::stream::{Reader, Record, StreamError};
 use super::xbzrle::Caps;
@@ -91,6 +93,13 @@ pub enum RecvError {
     Xbzrle { gpa: u64, why: RecordError },
     #[error("bad xbzrle delta for the page at {gpa:#x}: {why}")]
     Delta { gpa: u64, why: super::xbzrle::codec::CodecError },
+    /// A post-copy record where post-copy cannot be (its capability off here, a snapshot,
+    /// out of order).
+    #[error("unexpected {0} record")]
+    Postcopy(&'static str),
+    /// Guest RAM could not be set up for post-copy, or a page not placed.
+    #[error("post-copy: {0}")]
+    Userfault(#[source] std::io::Error),
     /// A record reached the wrong handler (a bug).
     #[error("internal error: record handled by the load loop")]
     Misrouted,
@@ -149,13 +158,44 @@ fn bad(what: &'static str, gpa: u64, len: u64) -> RecvError {
 /// for the outcome: it resumes its guest unless this VM has everything and may run.
 #[cfg(test)]
 pub fn run(vm: &Vm, input: Box<dyn Read + Send>, reply: Option<Box<dyn Write + Send>>) -> Result<(), RecvError> {
-    run_with(vm, input, reply, Caps::default())
+    run_with(vm, input, reply, Caps::default(), &NO_EVENTS)
 }
 
+/// A new connection from the source: the stream, and its way back.
+pub type Reconnected = (Box<dyn Read + Send>, Box<dyn Write + Send>);
+
+/// What a post-copy load tells its caller, and asks of it.
+pub struct PostcopyEvents<'a> {
+    /// The state is loaded: the guest may run (the rest of its pages still coming).
+    pub run_now: &'a dyn Fn(),
+    /// The stream broke during post-copy: the guest runs on with the pages it has; this
+    /// waits for `migrate_recover` and the source's new connection (none: give up).
+    pub reconnect: &'a dyn Fn(&RecvError) -> Option<Reconnected>,
+    /// The source resumed over the new connection.
+    pub resumed: &'a dyn Fn(),
+}
+
+/// No post-copy events to hear (a test, a load without post-copy).
+pub const NO_EVENTS: PostcopyEvents<'static> = PostcopyEvents {
+    run_now: &|| {},
+    reconnect: &|_| None,
+    resumed: &|| {},
+};
+
 /// [`run`] on a destination whose capabilities are `expect`: the source's must be the same.
-pub fn run_with(vm: &Vm, input: Box<dyn Read + Send>, mut reply: Option<Box<dyn Write + Send>>, expect: Caps) -> Result<(), RecvError> {
+/// With post-copy, `ev` hears of the switch and of a broken stream.
+pub fn run_with(
+    vm: &Vm,
+    input: Box<dyn Read + Send>,
+    reply: Option<Box<dyn Write + Send>>,
+    expect: Caps,
+    ev: &PostcopyEvents<'_>,
+) -> Result<(), RecvError> {
     let mut version = 0;
-    let result = load(vm, input, Mode::Fresh, reply.as_mut(), &mut version, expect);
+    let shared = reply.map(SharedReply::new);
+    let mut reply = shared.clone().map(|s| Box::new(s) as Box<dyn Write + Send>);
+    let pc = PostcopyHooks { reply: shared, ev };
+    let result = load(vm, input, Mode::Fresh, reply.as_mut(), &mut version, expect, &pc);
     if result.is_err() {
         // This VM will not run: let go of every image it took at END before the source
         // hears of the failure and takes them back.
@@ -184,7 +224,7 @@ pub fn run_with(vm: &Vm, input: Box<dyn Read + Send>, mut reply: Option<Box<dyn 
 /// stream carries are overwritten, and every other page the guest had touched is zeroed
 /// at the end, which is much cheaper than zeroing all of RAM first.
 pub fn run_over(vm: &Vm, input: Box<dyn Read + Send>) -> Result<(), RecvError> {
-    load(vm, input, Mode::Over, None, &mut 0, Caps::default())
+    load(vm, input, Mode::Over, None, &mut 0, Caps::default(), &NO_POSTCOPY)
 }
 
 /// Checks a stream against this VM without changing anything: its configuration, and its
@@ -192,8 +232,20 @@ pub fn run_over(vm: &Vm, input: Box<dyn Read + Send>) -> Result<(), RecvError> {
 /// record only, checking every record on the way; savevm puts STATE first, so this is
 /// cheap for snapshots.
 pub fn check(vm: &Vm, input: Box<dyn Read + Send>) -> Result<(), RecvError> {
-    load(vm, input, Mode::Check, None, &mut 0, Caps::default())
+    load(vm, input, Mode::Check, None, &mut 0, Caps::default(), &NO_POSTCOPY)
 }
+
+/// What a post-copy load needs: the way back for the fault thread's requests, and who to
+/// tell that the guest may run.
+struct PostcopyHooks<'a> {
+    reply: Option<SharedReply>,
+    ev: &'a PostcopyEvents<'a>,
+}
+
+const NO_POSTCOPY: PostcopyHooks<'static> = PostcopyHooks {
+    reply: None,
+    ev: &NO_EVENTS,
+};
 
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum Mode {
@@ -213,6 +265,7 @@ fn load(
     reply: Option<&mut Box<dyn Write + Send>>,
     version: &mut u32,
     expect: Caps,
+    pc: &PostcopyHooks<'_>,
 ) -> Result<(), RecvError> {
     let mut r = Reader::new(input)?;
     *version = r.version();
@@ -228,10 +281,19 @@ fn load(
         page: vec![0u8; PAGE as usize],
         expect,
         caps: None,
+        pc,
+        postcopy: None,
     };
     l.configuration(&mut r)?;
     loop {
-        let rec = r.next()?;
+        let rec = match r.next() {
+            Ok(rec) => rec,
+            Err(e) if l.postcopy.is_some() && matches!(e, StreamError::Truncated(_) | StreamError::Io(_)) => {
+                r = l.resume(e.into())?;
+                continue;
+            }
+            Err(e) => return Err(e.into()),
+        };
         // A stream without CAPS after its CONFIG (an older source) has none on.
         if !matches!(rec, Record::Caps { .. }) && l.caps.is_none() {
             l.caps(0)?;
@@ -280,6 +342,9 @@ struct Loader<'a> {
     /// This side's capabilities, and the source's once known.
     expect: Caps,
     caps: Option<Caps>,
+    pc: &'a PostcopyHooks<'a>,
+    /// From the `POSTCOPY` record on: guest RAM under userfaultfd, the guest running.
+    postcopy: Option<Destination>,
 }
 
 impl Loader<'_> {
@@ -349,6 +414,8 @@ impl Loader<'_> {
                 self.disks.progress(percent);
                 Ok(())
             }
+            Record::Discard { gpa, pages } => self.discard(gpa, pages),
+            Record::Postcopy => self.switch(),
             Record::Block { .. } | Record::State(_) | Record::End { .. } => Err(RecvError::Misrouted),
         }
     }
@@ -362,7 +429,9 @@ impl Loader<'_> {
         for p in (gpa - base) / PAGE..(gpa - base + len) / PAGE {
             bm[(p / 64) as usize] |= 1 << (p % 64);
         }
-        if self.applies() {
+        if let Some(d) = &self.postcopy {
+            d.place(gpa, data).map_err(RecvError::Userfault)?;
+        } else if self.applies() {
             self.vm.ram().write_slice(data, GuestAddress(gpa))?;
         }
         self.pages_seen += len / PAGE;
@@ -378,6 +447,12 @@ impl Loader<'_> {
                 at_source: theirs.xbzrle,
             });
         }
+        if theirs.postcopy != self.expect.postcopy {
+            return Err(RecvError::CapabilityMismatch {
+                name: "postcopy-ram",
+                at_source: theirs.postcopy,
+            });
+        }
         self.caps = Some(theirs);
         Ok(())
     }
@@ -387,6 +462,10 @@ impl Loader<'_> {
     fn xbzrle(&mut self, base: u64, body: &[u8]) -> Result<(), RecvError> {
         if !self.caps.is_some_and(|c| c.xbzrle) || self.mode != Mode::Fresh {
             return Err(RecvError::XbzrleOff);
+        }
+        // A delta needs the page it applies to, which post-copy may not have yet.
+        if self.postcopy.is_some() {
+            return Err(RecvError::Postcopy("XBZRLE"));
         }
         if base % PAGE != 0 {
             return Err(RecvError::Unaligned(base));
@@ -423,6 +502,13 @@ impl Loader<'_> {
             return Err(RecvError::Unaligned(gpa));
         }
         let (base, bm) = self.written.find(gpa, len).ok_or_else(|| bad("zero range", gpa, len))?;
+        if let Some(d) = &self.postcopy {
+            for p in (gpa - base) / PAGE..(gpa - base + len) / PAGE {
+                bm[(p / 64) as usize] |= 1 << (p % 64);
+            }
+            self.pages_seen += pages;
+            return d.zero(gpa, pages).map_err(RecvError::Userfault);
+        }
         let mut to_clear = Vec::new();
         for p in (gpa - base) / PAGE..(gpa - base + len) / PAGE {
             if bm[(p / 64) as usize] & (1 << (p % 64)) != 0 {
@@ -437,6 +523,86 @@ impl Loader<'_> {
             }
         }
         Ok(())
+    }
+
+    /// Post-copy records need the capability, a fresh VM, and the order DISCARD*, STATE,
+    /// POSTCOPY.
+    fn postcopy_allowed(&self, what: &'static str) -> Result<(), RecvError> {
+        let ok = self.caps.is_some_and(|c| c.postcopy) && self.mode == Mode::Fresh && self.postcopy.is_none();
+        if ok { Ok(()) } else { Err(RecvError::Postcopy(what)) }
+    }
+
+    /// DISCARD: pages the source dirtied since it sent them; dropped, so that the guest's
+    /// first touch asks for them.
+    fn discard(&mut self, gpa: u64, pages: u64) -> Result<(), RecvError> {
+        self.postcopy_allowed("DISCARD")?;
+        if self.state.is_some() {
+            return Err(RecvError::Postcopy("DISCARD"));
+        }
+        let len = pages.checked_mul(PAGE).ok_or_else(|| bad("discard range", gpa, u64::MAX))?;
+        if gpa % PAGE != 0 {
+            return Err(RecvError::Unaligned(gpa));
+        }
+        let (base, bm) = self.written.find(gpa, len).ok_or_else(|| bad("discard range", gpa, len))?;
+        // Not held any more: a resumed post-copy must be sent these again.
+        for p in (gpa - base) / PAGE..(gpa - base + len) / PAGE {
+            bm[(p / 64) as usize] &= !(1 << (p % 64));
+        }
+        Ok(crate::memory::discard_range(self.vm.ram(), gpa, len)?)
+    }
+
+    /// POSTCOPY: the state is loaded, the disks taken over, RAM registered with
+    /// userfaultfd and its fault thread started; then the guest may run.
+    fn switch(&mut self) -> Result<(), RecvError> {
+        self.postcopy_allowed("POSTCOPY")?;
+        let st = self.state.take().ok_or(RecvError::NoState)?;
+        self.vm.check_state(&st)?;
+        self.disks.finish()?;
+        self.vm.restore_state(&st)?;
+        let d = Destination::start(self.vm.ram(), self.pc.reply.clone()).map_err(RecvError::Userfault)?;
+        self.postcopy = Some(d);
+        (self.pc.ev.run_now)();
+        Ok(())
+    }
+
+    /// The stream broke in post-copy (`why`): the guest runs on; once the source is back
+    /// on a new connection, tell it what this side holds, ask again for what is still
+    /// missing, and read on there.
+    fn resume(&mut self, why: RecvError) -> Result<Reader<Box<dyn Read + Send>>, RecvError> {
+        loop {
+            let Some((input, reply)) = (self.pc.ev.reconnect)(&why) else {
+                return Err(why);
+            };
+            let Some(shared) = &self.pc.reply else {
+                return Err(why);
+            };
+            shared.replace(reply);
+            let maps: Vec<&[u64]> = self.written.regions.iter().map(|(_, _, bm)| &bm[..]).collect();
+            let told = shared.message(&super::postcopy::wire::resume_message(self.pages_seen, &maps));
+            let reader = told.map_err(StreamError::Io).and_then(|()| Reader::new(input));
+            match reader {
+                Ok(r) => {
+                    self.ask_again(shared);
+                    (self.pc.ev.resumed)();
+                    return Ok(r);
+                }
+                Err(e) => eprintln!("godwit: cannot resume the post-copy: {e}"),
+            }
+        }
+    }
+
+    /// Asks again for the pages asked for before the break and not received since.
+    fn ask_again(&mut self, shared: &SharedReply) {
+        let Some(d) = &self.postcopy else { return };
+        let written = &mut self.written;
+        let missing = d.outstanding(|gpa| {
+            written
+                .find(gpa, PAGE)
+                .is_some_and(|(base, bm)| bm[((gpa - base) / PAGE / 64) as usize] & (1 << ((gpa - base) / PAGE % 64)) != 0)
+        });
+        for gpa in missing {
+            let _ = shared.request(gpa);
+        }
     }
 
     /// The machine state, decoded in full; a check ends here.
@@ -461,6 +627,11 @@ impl Loader<'_> {
                 announced: pages,
                 carried: self.pages_seen,
             });
+        }
+        if let Some(d) = self.postcopy.take() {
+            // Every page is in place and the guest runs already.
+            d.finish();
+            return Ok(());
         }
         let st = self.state.take().ok_or(RecvError::NoState)?;
         if self.mode == Mode::Over {

@@ -14,7 +14,7 @@ pub const MAGIC: &[u8; 8] = b"GODWITMG";
 /// an older godwit must refuse by the stream's version rather than by a device it does not
 /// know; version 5 adds the source's capabilities (CAPS) and xbzrle pages (XBZRLE).
 /// Versions 1 to 4 (older savevm snapshots) still load.
-pub const VERSION: u32 = 5;
+pub const VERSION: u32 = 6;
 const OLDEST_VERSION: u32 = 1;
 pub const PAGE_SIZE: usize = 4096;
 /// Pages in one PAGES record (1 MiB of data).
@@ -41,6 +41,8 @@ pub enum Tag {
     Progress = 10,
     Caps = 11,
     Xbzrle = 12,
+    Discard = 13,
+    Postcopy = 14,
 }
 
 impl Tag {
@@ -59,6 +61,8 @@ impl Tag {
             Tag::Progress => (4, 4),
             Tag::Caps => (4, 4),
             Tag::Xbzrle => (8 + 2, 8 + crate::migration::xbzrle::record::MAX_BODY as u32),
+            Tag::Discard => (16, 16),
+            Tag::Postcopy => (4, 4),
         }
     }
 
@@ -76,6 +80,8 @@ impl Tag {
             10 => Tag::Progress,
             11 => Tag::Caps,
             12 => Tag::Xbzrle,
+            13 => Tag::Discard,
+            14 => Tag::Postcopy,
             _ => return None,
         })
     }
@@ -152,6 +158,15 @@ pub enum Record<'a> {
         gpa: u64,
         body: &'a [u8],
     },
+    /// Post-copy: `pages` pages from `gpa` are stale at the destination (dirtied since
+    /// they were sent) and must be dropped before its guest runs.
+    Discard {
+        gpa: u64,
+        pages: u64,
+    },
+    /// Post-copy: the destination runs the guest now; the pages it still lacks follow
+    /// (and it asks for them on the way back).
+    Postcopy,
 }
 
 pub struct Writer<W: Write> {
@@ -172,6 +187,14 @@ impl<W: Write> Writer<W> {
             bytes: 16,
             scratch: Vec::new(),
         })
+    }
+
+    /// A stream continued on a new connection (a resumed post-copy): a header, then the
+    /// byte count goes on from `before`.
+    pub fn resumed(out: W, before: u64) -> io::Result<Self> {
+        let mut w = Writer::new(out)?;
+        w.bytes += before;
+        Ok(w)
     }
 
     /// Bytes written so far, header included.
@@ -259,6 +282,15 @@ impl<W: Write> Writer<W> {
         self.record(Tag::Xbzrle, &[&gpa.to_le_bytes(), body])
     }
 
+    pub fn discard(&mut self, gpa: u64, pages: u64) -> io::Result<()> {
+        self.record(Tag::Discard, &[&gpa.to_le_bytes(), &pages.to_le_bytes()])
+    }
+
+    /// The switch to post-copy (payload: reserved flags, 0).
+    pub fn postcopy(&mut self) -> io::Result<()> {
+        self.record(Tag::Postcopy, &[&0u32.to_le_bytes()])
+    }
+
     /// Pushes out what is buffered (before waiting for the destination's answer).
     pub fn flush(&mut self) -> io::Result<()> {
         self.out.flush()
@@ -335,6 +367,7 @@ impl<R: Read> Reader<R> {
         let tag = Tag::from_u8(head[0])
             .filter(|t| self.version >= 2 || (*t as u8) <= Tag::End as u8)
             .filter(|t| self.version >= 5 || (*t as u8) <= Tag::Progress as u8)
+            .filter(|t| self.version >= 6 || (*t as u8) <= Tag::Xbzrle as u8)
             .ok_or(StreamError::UnknownTag { tag: head[0], at })?;
         let len = u32::from_le_bytes(head[4..8].try_into().expect("4 bytes"));
         let (min, max) = tag.payload_bounds();
@@ -423,6 +456,18 @@ impl<R: Read> Reader<R> {
                 gpa: u64_at(p, 0),
                 body: &p[8..],
             },
+            Tag::Discard => Record::Discard {
+                gpa: u64_at(p, 0),
+                pages: u64_at(p, 8),
+            },
+            Tag::Postcopy if p[..4] == [0, 0, 0, 0] => Record::Postcopy,
+            Tag::Postcopy => {
+                return Err(StreamError::Bad {
+                    what: "POSTCOPY",
+                    at,
+                    why: "reserved flags are set".into(),
+                });
+            }
         })
     }
 }
@@ -441,6 +486,8 @@ fn tag_name(t: Tag) -> &'static str {
         Tag::Progress => "PROGRESS",
         Tag::Caps => "CAPS",
         Tag::Xbzrle => "XBZRLE",
+        Tag::Discard => "DISCARD",
+        Tag::Postcopy => "POSTCOPY",
     }
 }
 

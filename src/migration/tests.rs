@@ -55,7 +55,7 @@ fn migrate_with(append: &str, max_bandwidth: u64, xbzrle: bool) -> (super::info:
     lock(&shared.params).max_bandwidth = max_bandwidth;
     lock(&shared.params).xbzrle = xbzrle;
     let receiver = std::thread::spawn(move || {
-        let r = recv::run_with(&dst, Box::new(b), None, Caps { xbzrle });
+        let r = recv::run_with(&dst, Box::new(b), None, Caps { xbzrle, postcopy: false }, &recv::NO_EVENTS);
         (dst, r)
     });
     let result = send::run(&src, Box::new(a), None, &shared, super::disks::Mode::Shared, &|_| {});
@@ -136,8 +136,11 @@ fn xbzrle_migrates_a_busy_guest_with_real_figures() {
 fn bad_xbzrle_records_are_refused_and_write_nothing() {
     use super::xbzrle::record::RecordError;
     let dst = small_destination(Vec::new());
-    let on = Caps { xbzrle: true };
-    let load = |bytes: Vec<u8>, caps: Caps| recv::run_with(&dst, Box::new(std::io::Cursor::new(bytes)), None, caps);
+    let on = Caps {
+        xbzrle: true,
+        postcopy: false,
+    };
+    let load = |bytes: Vec<u8>, caps: Caps| recv::run_with(&dst, Box::new(std::io::Cursor::new(bytes)), None, caps, &recv::NO_EVENTS);
     let with = |f: &dyn Fn(&mut stream::Writer<&mut Vec<u8>>)| {
         after_config(&|w| {
             w.caps(1).unwrap();
@@ -181,6 +184,40 @@ fn bad_xbzrle_records_are_refused_and_write_nothing() {
     assert_eq!(e.to_string(), "capability 'xbzrle' is off at the source but on here");
     let e = load(after_config(&|w| w.caps(6).unwrap()), on).unwrap_err();
     assert!(matches!(e, RecvError::UnknownCaps(6)), "{e:?}");
+}
+
+/// Post-copy records are refused without the capability, out of order, or outside RAM,
+/// each with one line, before the guest could run.
+#[test]
+fn bad_postcopy_records_are_refused() {
+    let dst = small_destination(Vec::new());
+    let on = Caps {
+        xbzrle: false,
+        postcopy: true,
+    };
+    let load = |bytes: Vec<u8>, caps: Caps| recv::run_with(&dst, Box::new(std::io::Cursor::new(bytes)), None, caps, &recv::NO_EVENTS);
+    let e = load(after_config(&|w| w.discard(0x10000, 1).unwrap()), Caps::default()).unwrap_err();
+    assert_eq!(e.to_string(), "unexpected DISCARD record");
+    let e = load(after_config(&|w| w.postcopy().unwrap()), Caps::default()).unwrap_err();
+    assert_eq!(e.to_string(), "unexpected POSTCOPY record");
+    let e = load(after_config(&|w| w.caps(2).unwrap()), Caps::default()).unwrap_err();
+    assert_eq!(e.to_string(), "capability 'postcopy-ram' is on at the source but off here");
+    let e = load(after_config(&|w| w.sync(1).unwrap()), on).unwrap_err();
+    assert_eq!(e.to_string(), "capability 'postcopy-ram' is off at the source but on here");
+    let with = |f: &dyn Fn(&mut stream::Writer<&mut Vec<u8>>)| {
+        after_config(&|w| {
+            w.caps(2).unwrap();
+            f(w);
+        })
+    };
+    let e = load(with(&|w| w.postcopy().unwrap()), on).unwrap_err();
+    assert!(matches!(e, RecvError::NoState), "POSTCOPY needs the state first: {e:?}");
+    let e = load(with(&|w| w.discard((64 << 20) - 4096, 2).unwrap()), on).unwrap_err();
+    assert!(matches!(e, RecvError::OutsideRam { .. }), "{e:?}");
+    let e = load(with(&|w| w.discard(0x10000, u64::MAX).unwrap()), on).unwrap_err();
+    assert!(matches!(e, RecvError::OutsideRam { .. }), "{e:?}");
+    let e = load(with(&|w| w.discard(0x10001, 1).unwrap()), on).unwrap_err();
+    assert!(matches!(e, RecvError::Unaligned(0x10001)), "{e:?}");
 }
 
 #[test]

@@ -17,6 +17,9 @@ pub enum MigrationStatus {
     Active,
     Completed,
     Failed,
+    PostcopyActive,
+    PostcopyPaused,
+    PostcopyRecover,
 }
 
 impl MigrationStatus {
@@ -29,12 +32,31 @@ impl MigrationStatus {
             MigrationStatus::Active => "active",
             MigrationStatus::Completed => "completed",
             MigrationStatus::Failed => "failed",
+            MigrationStatus::PostcopyActive => "postcopy-active",
+            MigrationStatus::PostcopyPaused => "postcopy-paused",
+            MigrationStatus::PostcopyRecover => "postcopy-recover",
         }
     }
 
     /// Still moving data (what QEMU calls "active-like").
     pub fn in_progress(self) -> bool {
-        matches!(self, MigrationStatus::Setup | MigrationStatus::Active | MigrationStatus::Cancelling)
+        matches!(
+            self,
+            MigrationStatus::Setup
+                | MigrationStatus::Active
+                | MigrationStatus::Cancelling
+                | MigrationStatus::PostcopyActive
+                | MigrationStatus::PostcopyPaused
+                | MigrationStatus::PostcopyRecover
+        )
+    }
+
+    /// The guest runs at the destination, with RAM still owed by the source.
+    pub fn in_postcopy(self) -> bool {
+        matches!(
+            self,
+            MigrationStatus::PostcopyActive | MigrationStatus::PostcopyPaused | MigrationStatus::PostcopyRecover
+        )
     }
 }
 

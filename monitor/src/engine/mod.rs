@@ -135,6 +135,8 @@ pub trait Engine: Send + Sync {
     /// `migrate-incoming`; `fd:NAME` as for `migrate` (a number is a descriptor godwit
     /// inherited, as with `-incoming fd:N`).
     fn migrate_incoming(&self, uri: &str, fds: &FdStore) -> EngineResult<()>;
+    /// `migrate-recover`: the destination of a paused post-copy listens on `uri`.
+    fn migrate_recover(&self, uri: &str) -> EngineResult<()>;
     fn query_migrate(&self) -> MigrationInfo;
     fn migrate_set_parameters(&self, p: &MigrateSetParameters) -> EngineResult<()>;
     fn query_migrate_parameters(&self) -> MigrationParameters;

@@ -24,7 +24,8 @@ struct Wait {
 impl Pending for Wait {
     fn poll(&mut self, out: &mut dyn Write) -> bool {
         let info = self.engine.query_migrate();
-        if info.status.is_some_and(|s| s.in_progress()) {
+        // In post-copy the prompt comes back as soon as it starts, as in QEMU.
+        if info.status.is_some_and(|s| s.in_progress() && !s.in_postcopy()) {
             // Like QEMU, nothing until the disk figures exist (setup is over).
             if let (true, Some(d)) = (self.block, &info.disk) {
                 let pct = if d.remaining > 0 && d.total > 0 {

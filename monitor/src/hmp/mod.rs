@@ -85,6 +85,7 @@ impl Vmm for Hmp {
                 Ok(Outcome::Done)
             }
             Command::MigrateIncoming { uri } => done(e.migrate_incoming(uri, &self.fds)),
+            Command::MigrateRecover { uri } => done(e.migrate_recover(uri)),
             Command::MigrateSetSpeed { bytes_per_second } => done(e.migrate_set_parameters(&MigrateSetParameters {
                 max_bandwidth: Some(*bytes_per_second),
                 ..MigrateSetParameters::default()

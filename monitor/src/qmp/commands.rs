@@ -84,12 +84,20 @@ pub static COMMANDS: &[Command] = &[
     cmd("closefd", &CLOSEFD_ARG, &CLOSEFD_ARG_TY, &EMPTY_TY, h::closefd),
     cmd("migrate", &MIGRATE_ARG, &MIGRATE_ARG_TY, &EMPTY_TY, h::migrate),
     bare("migrate_cancel", &EMPTY_TY, h::migrate_cancel),
+    bare("migrate-start-postcopy", &EMPTY_TY, h::migrate_start_postcopy),
     cmd(
         "migrate-incoming",
         &MIGRATE_INCOMING_ARG,
         &MIGRATE_INCOMING_ARG_TY,
         &EMPTY_TY,
         h::migrate_incoming,
+    ),
+    cmd(
+        "migrate-recover",
+        &MIGRATE_RECOVER_ARG,
+        &MIGRATE_RECOVER_ARG_TY,
+        &EMPTY_TY,
+        h::migrate_recover,
     ),
     cmd(
         "migrate-set-capabilities",

@@ -175,6 +175,14 @@ pub fn migrate_cancel(c: &mut Ctx<'_>, _: &Map<String, Value>) -> Answer {
     empty()
 }
 
+pub fn migrate_start_postcopy(c: &mut Ctx<'_>, _: &Map<String, Value>) -> Answer {
+    done(c.engine.migrate_start_postcopy())
+}
+
+pub fn migrate_recover(c: &mut Ctx<'_>, args: &Map<String, Value>) -> Answer {
+    done(c.engine.migrate_recover(str_arg(args, "uri")))
+}
+
 pub fn migrate_incoming(c: &mut Ctx<'_>, args: &Map<String, Value>) -> Answer {
     done(c.engine.migrate_incoming(str_arg(args, "uri"), c.fds))
 }

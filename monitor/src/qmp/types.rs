@@ -553,6 +553,12 @@ obj!(
     ]
 );
 obj!(
+    MIGRATE_RECOVER_ARG,
+    MIGRATE_RECOVER_ARG_TY,
+    "q_obj_migrate-recover-arg",
+    [req("uri", &STR)]
+);
+obj!(
     MIGRATE_INCOMING_ARG,
     MIGRATE_INCOMING_ARG_TY,
     "q_obj_migrate-incoming-arg",

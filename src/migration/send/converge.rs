@@ -12,8 +12,8 @@
 //!
 //! **The guarantee.** With a deadline of `D` seconds, once half of it has passed and the
 //! pre-copy still does not fit the downtime limit, godwit escalates on its own. The first
-//! step would be post-copy when `postcopy-ram` is on ([`Guarantee::escalation`]; godwit has
-//! no post-copy yet, so today it goes straight to the next step): the vCPU throttle, raised
+//! step is post-copy when `postcopy-ram` is on ([`Guarantee::escalation`]), which ends the
+//! pre-copy at once; without it, the vCPU throttle, raised
 //! from `cpu-throttle-initial` at `D/2` to `max-cpu-throttle` at `0.8 D` (or auto-converge's
 //! own figure if that is higher). The last step is a stop-and-copy whatever is left: from
 //! `0.8 D` on, as soon as sending what is dirty at the measured pre-copy bandwidth (the
@@ -30,6 +30,7 @@ pub const PERIOD: Duration = Duration::from_millis(250);
 /// The escalation steps of the guarantee, as `info migrate` names them.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Step {
+    Postcopy,
     Throttle,
     StopAndCopy,
 }
@@ -37,6 +38,7 @@ pub enum Step {
 impl Step {
     pub fn name(self) -> &'static str {
         match self {
+            Step::Postcopy => "postcopy",
             Step::Throttle => "throttle",
             Step::StopAndCopy => "stop-and-copy",
         }
@@ -104,6 +106,8 @@ pub fn step(pct: u8, t: &Throttle, xfer: u64, dirtied: u64) -> u8 {
 pub struct Guarantee {
     start: Instant,
     deadline: Duration,
+    /// `postcopy-ram` is on: the first step is post-copy.
+    postcopy: bool,
     /// The step it took, if any.
     pub step: Option<Step>,
 }
@@ -114,16 +118,21 @@ impl Guarantee {
         (p.converge_deadline_s > 0).then(|| Guarantee {
             start,
             deadline: Duration::from_secs(p.converge_deadline_s),
+            postcopy: p.postcopy_ram,
             step: None,
         })
     }
 
     /// The throttle the guarantee asks for at `now` when the pre-copy does not fit (0:
-    /// none yet). Post-copy, when it exists, is the step before this one: with
-    /// `postcopy-ram` on, the escalation would start post-copy here instead.
+    /// none yet). With `postcopy-ram` on it asks for none: its step is post-copy (the
+    /// caller starts it when `step` says so).
     pub fn escalation(&mut self, now: Instant, t: &Throttle) -> u8 {
         let f = now.duration_since(self.start).as_secs_f64() / self.deadline.as_secs_f64();
         if f < 0.5 {
+            return 0;
+        }
+        if self.postcopy {
+            self.step = Some(Step::Postcopy);
             return 0;
         }
         self.step.get_or_insert(Step::Throttle);
@@ -215,5 +224,20 @@ mod tests {
         assert!(!g.must_stop(t0 + Duration::from_secs(7), 1 << 40, 1.0));
         assert!(g.must_stop(t0 + Duration::from_secs(8), 1 << 40, 1.0));
         assert!(g.must_stop(t0 + Duration::from_secs(9), 0, 100_000.0));
+    }
+
+    #[test]
+    fn with_postcopy_ram_the_first_step_is_postcopy() {
+        let p = Params {
+            converge_deadline_s: 10,
+            postcopy_ram: true,
+            ..Params::default()
+        };
+        let t0 = Instant::now();
+        let mut g = Guarantee::new(t0, &p).unwrap();
+        assert_eq!(g.escalation(t0 + Duration::from_secs(4), &p.throttle), 0);
+        assert_eq!(g.step, None);
+        assert_eq!(g.escalation(t0 + Duration::from_secs(5), &p.throttle), 0, "no throttle");
+        assert_eq!(g.step.map(Step::name), Some("postcopy"));
     }
 }

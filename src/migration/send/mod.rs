@@ -15,6 +15,7 @@
 mod converge;
 mod pacer;
 mod pages;
+mod postcopy;
 mod precopy;
 mod shared;
 mod stop;
@@ -206,8 +207,13 @@ impl Round {
 /// the guest runs on here. Anything else (silence past the stall timeout, a reset
 /// connection, which may have swallowed a `GWOK` already sent) leaves it undecided.
 fn end_answer(r: &mut dyn Read) -> Result<(), Stop> {
+    answer_outcome(disks::reply::answer(r))
+}
+
+/// What the destination's answer after END (or its absence) makes of the migration.
+fn answer_outcome(a: Result<(), ReplyError>) -> Result<(), Stop> {
     use std::io::ErrorKind::{InvalidData, TimedOut, UnexpectedEof, WouldBlock};
-    match disks::reply::answer(r) {
+    match a {
         Ok(()) => Ok(()),
         Err(ReplyError::Refused(why)) => Err(Failure::NotLoaded(why).into()),
         Err(ReplyError::NoAnswer(e)) if matches!(e.kind(), TimedOut | WouldBlock) => Err(Undecided::Silent {
@@ -252,6 +258,10 @@ struct Outgoing<'a> {
     stopped: &'a dyn Fn(),
     /// KVM's dirty log, from the first round on.
     log: Option<DirtyLog>,
+    /// The destination's answer after END is awaited (a connection with a way back).
+    reply_expected: bool,
+    /// The destination was told to run the guest (post-copy): it never runs here again.
+    postcopy_started: bool,
 }
 
 /// Runs one outgoing migration to completion. On success the VM is left paused (the
@@ -293,6 +303,8 @@ pub fn run_with(
         shared,
         mode,
         start: Instant::now(),
+        reply_expected: reply.is_some(),
+        postcopy_started: false,
         reply,
         hold: None,
         was_running: false,
@@ -306,6 +318,9 @@ pub fn run_with(
     let result = (|| {
         let mut sx = m.setup(out)?;
         let last = m.precopy(&mut sx)?;
+        if shared.postcopy_requested() {
+            return m.postcopy(&mut sx, last);
+        }
         m.stop_and_copy(&mut sx, &last)?;
         m.switch_over(&mut sx)
     })();
@@ -367,11 +382,11 @@ impl<'a> Outgoing<'a> {
             xb: None,
         };
         sx.w.config(self.vm.mem_size(), self.vm.vcpu_count() as u32, "pc").map_err(io_err)?;
-        let (xbzrle, cache_size) = {
+        let (xbzrle, cache_size, postcopy) = {
             let p = lock(&self.shared.params);
-            (p.xbzrle, p.xbzrle_cache_size)
+            (p.xbzrle, p.xbzrle_cache_size, p.postcopy_ram)
         };
-        sx.w.caps(Caps { xbzrle }.to_flags()).map_err(io_err)?;
+        sx.w.caps(Caps { xbzrle, postcopy }.to_flags()).map_err(io_err)?;
         let ram_end = self.vm.ram().iter().map(|r| r.start_addr().0 + r.len()).max().unwrap_or(0);
         sx.xb = xbzrle.then(|| XbzrleSender::new(cache_size, self.vm.mem_size(), ram_end));
         let announce = disks::describe(self.vm, self.mode).map_err(Failure::Disks)?;
@@ -468,11 +483,18 @@ impl<'a> Outgoing<'a> {
             d.dirty.stop();
         }
         let mut result = self.classify(result);
+        if self.postcopy_started
+            && let Err(e) = &result
+            && !matches!(e, Stop::Undecided(_) | Stop::Cancelled)
+        {
+            result = Err(Undecided::Postcopy(e.to_string()).into());
+        }
         // Failed after the hand-over began: take the images back before the guest runs. If
         // they cannot be (the destination holds them after all), the guest must not run
         // here: it stays paused, as when the destination's answer never came.
         if result.is_err()
             && !matches!(result, Err(Stop::Undecided(_)))
+            && !self.postcopy_started
             && self.handed_over
             && let Err(e) = vm.activate_disks()
         {
@@ -481,6 +503,7 @@ impl<'a> Outgoing<'a> {
         if let Err(stop) = &result
             && self.paused_here
             && self.was_running
+            && !self.postcopy_started
             && !matches!(stop, Stop::Undecided(_))
         {
             vm.resume();

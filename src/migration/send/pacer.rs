@@ -37,6 +37,8 @@ pub(in crate::migration) struct Pacer<'a> {
     /// ... and in the last complete one: `max-bandwidth`, not the link, set the pace, so a
     /// round costs far more time than the unlimited stop-and-copy of the same pages.
     pub(super) capped: bool,
+    /// Post-copy: held to `max-postcopy-bandwidth` instead.
+    postcopy: bool,
 }
 
 impl<'a> Pacer<'a> {
@@ -51,7 +53,15 @@ impl<'a> Pacer<'a> {
             bucket: None,
             window_held: false,
             capped: false,
+            postcopy: false,
         }
+    }
+
+    /// From the switch to post-copy on, the limit is `max-postcopy-bandwidth` (0: none).
+    pub(super) fn start_postcopy(&mut self) {
+        self.limited = true;
+        self.postcopy = true;
+        self.bucket = None;
     }
 
     pub(in crate::migration) fn account(&mut self, bytes: u64, pages: u64) {
@@ -76,7 +86,11 @@ impl<'a> Pacer<'a> {
 
     /// Sleeps as long as the bytes sent so far are ahead of the limit.
     fn hold_rate(&mut self, bytes: u64) {
-        let limit = if self.limited { lock(&self.shared.params).max_bandwidth } else { 0 };
+        let limit = match (self.limited, self.postcopy) {
+            (false, _) => 0,
+            (true, false) => lock(&self.shared.params).max_bandwidth,
+            (true, true) => lock(&self.shared.params).max_postcopy_bandwidth,
+        };
         if limit == 0 {
             self.bucket = None;
             return;

@@ -69,7 +69,9 @@ impl<'a> Outgoing<'a> {
             let limit_ms = lock(&self.shared.params).downtime_limit_ms;
             let (last, dr) = (course.last_sync, course.dirty_rate);
             let sending = Instant::now();
-            let done = sx.send_bitmaps_until(&mut round.bitmaps, &|p, left| sync_due(p, left, last, dr, limit_ms))?;
+            let shared = self.shared;
+            let due = |p: &Pacer<'_>, left| shared.postcopy_requested() || sync_due(p, left, last, dr, limit_ms);
+            let done = sx.send_bitmaps_until(&mut round.bitmaps, &due)?;
             if let Some(t) = round.taken.take() {
                 sx.send_disk_dirty(&t)?;
             }
@@ -90,7 +92,7 @@ impl<'a> Outgoing<'a> {
             round_no += 1;
             sx.w.sync(round_no).map_err(io_err)?;
             let fits = self.steer(sx, &mut course, now, found, &next);
-            if self.should_stop(sx, &mut course, now, fits, next.bytes) {
+            if self.shared.postcopy_requested() || self.should_stop(sx, &mut course, now, fits, next.bytes) {
                 return Ok(next);
             }
             round = next;
@@ -148,6 +150,9 @@ impl<'a> Outgoing<'a> {
             pct = pct.max(g.escalation(now, &p.throttle));
             if g.step.is_some() {
                 lock(&self.shared.stats).converge_step = g.step.map(Step::name);
+            }
+            if g.step == Some(Step::Postcopy) {
+                self.shared.request_postcopy();
             }
         }
         // The throttle only goes up during a migration; its end lifts it.

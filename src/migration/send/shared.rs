@@ -25,6 +25,14 @@ pub struct Shared {
     pub(super) abort_reason: Mutex<Option<String>>,
     /// Where status changes and passes are announced (when the `events` capability is on).
     bus: Arc<EventBus>,
+    /// `migrate_start_postcopy` was asked: the pre-copy switches to post-copy at its next
+    /// look at the dirty log.
+    start_postcopy: AtomicBool,
+    /// The destination runs the guest (post-copy began): a cancel is still accepted, and
+    /// the guest never runs here again.
+    in_postcopy: AtomicBool,
+    /// `migrate -r URI` for a paused post-copy.
+    resume: Mutex<Option<crate::migration::uri::Uri>>,
     /// The TLS `-object`s, loaded at start-up, that `tls-creds` and `tls-authz` name.
     pub tls: Mutex<Arc<crate::migration::tls::Objects>>,
 }
@@ -71,6 +79,9 @@ impl Shared {
         slot.take();
         self.cancel.store(false, Ordering::SeqCst);
         self.committed.store(false, Ordering::SeqCst);
+        self.start_postcopy.store(false, Ordering::SeqCst);
+        self.in_postcopy.store(false, Ordering::SeqCst);
+        lock(&self.resume).take();
         lock(&self.abort_reason).take();
     }
 
@@ -92,7 +103,8 @@ impl Shared {
     /// `migrate_cancel`: stops the migration unless END is already on its way; false then.
     pub fn request_cancel(&self) -> bool {
         let slot = lock(&self.abort);
-        if self.committed.load(Ordering::SeqCst) {
+        // Post-copy takes a cancel (as QEMU does): the guest stays paused here.
+        if self.committed.load(Ordering::SeqCst) && !self.in_postcopy() {
             return false;
         }
         self.cancel.store(true, Ordering::SeqCst);
@@ -118,6 +130,41 @@ impl Shared {
         }
         self.committed.store(true, Ordering::SeqCst);
         Ok(())
+    }
+
+    /// `migrate_start_postcopy`: the migration switches to post-copy at its next sync.
+    pub fn request_postcopy(&self) {
+        self.start_postcopy.store(true, Ordering::SeqCst);
+    }
+
+    pub fn in_postcopy(&self) -> bool {
+        self.in_postcopy.load(Ordering::SeqCst)
+    }
+
+    pub(super) fn set_in_postcopy(&self) {
+        self.in_postcopy.store(true, Ordering::SeqCst);
+    }
+
+    /// `migrate -r URI`: the paused post-copy goes on over a new connection to `u`.
+    pub fn resume_to(&self, u: crate::migration::uri::Uri) {
+        *lock(&self.resume) = Some(u);
+    }
+
+    /// Waits for `migrate -r`; none if the migration is cancelled meanwhile.
+    pub(super) fn wait_resume(&self) -> Option<crate::migration::uri::Uri> {
+        loop {
+            if self.cancelled() {
+                return None;
+            }
+            if let Some(u) = lock(&self.resume).take() {
+                return Some(u);
+            }
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+    }
+
+    pub(super) fn postcopy_requested(&self) -> bool {
+        self.start_postcopy.load(Ordering::SeqCst)
     }
 
     pub(super) fn cancelled(&self) -> bool {

@@ -88,4 +88,8 @@ pub enum Undecided {
     /// (the destination may hold them).
     #[error("the migration failed and the disks cannot be taken back: {0}; the VM stays paused")]
     DisksHeld(#[source] DiskError),
+    /// Post-copy broke off after the destination started the guest: it runs there, with
+    /// the pages it has, so it never runs here again.
+    #[error("post-copy broke off after the destination started the guest ({0}); the VM stays paused")]
+    Postcopy(String),
 }

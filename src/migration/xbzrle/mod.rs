@@ -13,19 +13,23 @@ pub use send::{Counters, Sent, XbzrleSender};
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Caps {
     pub xbzrle: bool,
+    /// `postcopy-ram`: the source may switch to post-copy.
+    pub postcopy: bool,
 }
 
 impl Caps {
     const XBZRLE: u32 = 1;
+    const POSTCOPY: u32 = 2;
 
     pub fn to_flags(self) -> u32 {
-        if self.xbzrle { Self::XBZRLE } else { 0 }
+        (if self.xbzrle { Self::XBZRLE } else { 0 }) | (if self.postcopy { Self::POSTCOPY } else { 0 })
     }
 
     /// `None` for flags this godwit does not know.
     pub fn from_flags(f: u32) -> Option<Caps> {
-        (f & !Self::XBZRLE == 0).then_some(Caps {
+        (f & !(Self::XBZRLE | Self::POSTCOPY) == 0).then_some(Caps {
             xbzrle: f & Self::XBZRLE != 0,
+            postcopy: f & Self::POSTCOPY != 0,
         })
     }
 }
