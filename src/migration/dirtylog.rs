@@ -15,6 +15,7 @@
 //! Either way the log of the writes devices made through the VMM ([`PageLog`]) is OR'ed in.
 
 use super::dirty::{Bitmap, DirtyError, PAGE};
+use super::warm::Warm;
 use super::{manual, pagemap};
 use crate::memory::GuestRam;
 use devices::pagelog::PageLog;
@@ -38,6 +39,8 @@ pub struct DirtyLog {
     /// Manual: per region, whether any page is armed; KVM's log of a region without is
     /// not read (all its bits are set and mean nothing).
     armed_any: Vec<bool>,
+    /// Buffers for the first reads of KVM's log, made while logging starts.
+    warm: Warm,
 }
 
 fn region_bitmap(r: &vm_memory::GuestRegionMmap<PageLog>) -> &PageLog {
@@ -59,6 +62,7 @@ impl DirtyLog {
 
     /// [`start`](Self::start) the way given.
     pub fn start_as(vm: &VmFd, ram: &GuestRam, way: Way) -> Result<Self, DirtyError> {
+        let warm = Warm::start(pages_of(ram).iter().map(|n| n.div_ceil(64) as usize).collect());
         manual::set(vm, way == Way::Manual).or_else(|e| match way {
             Way::Manual => Err(DirtyError::Manual(e)),
             // A KVM without the capability has nothing to turn off.
@@ -77,6 +81,7 @@ impl DirtyLog {
             armed: Vec::new(),
             all_armed: false,
             armed_any: Vec::new(),
+            warm,
         })
     }
 
@@ -123,8 +128,8 @@ impl DirtyLog {
         let mut out = Vec::new();
         for (slot, r) in ram.iter().enumerate() {
             let pages = r.len() / PAGE;
-            let mut buf = vec![0u64; pages.div_ceil(64) as usize];
             let i = slot;
+            let mut buf = self.warm.take(i, pages.div_ceil(64) as usize);
             let slot = slot as u32;
             let manual = self.way == Way::Manual;
             // Without armed pages KVM's bits all mean nothing: its log (2 MiB at 64 GiB,

@@ -20,4 +20,5 @@ pub mod stream;
 mod tests;
 pub mod tls;
 pub mod uri;
+mod warm;
 pub mod xbzrle;
