@@ -52,6 +52,14 @@ impl Machine {
             },
             other => Target::Uri(other),
         };
+        if let Err(e) = self.multifd_check(&target) {
+            self.outgoing.reset_stats(Stats {
+                status: Status::Failed,
+                error: Some(e.clone()),
+                ..Stats::default()
+            });
+            return Err(e);
+        }
         self.outgoing.begin();
         self.outgoing.reset_stats(Stats {
             status: Status::Setup,
@@ -67,6 +75,22 @@ impl Machine {
             .spawn(move || machine.run_outgoing(target, &vm, mode))
             .map_err(|e| format!("cannot start the migration thread: {e}"))?;
         *lock(&self.outgoing_thread) = Some(handle);
+        Ok(())
+    }
+
+    /// multifd opens more connections to the same address: `tcp:` and `unix:` only, as in
+    /// QEMU 7.2 (which fails an `exec:` migration with these words), and not over TLS.
+    fn multifd_check(&self, target: &Target) -> Result<(), String> {
+        let p = lock(&self.outgoing.params);
+        if !p.multifd {
+            return Ok(());
+        }
+        if !matches!(target, Target::Uri(uri::Uri::Tcp { .. } | uri::Uri::Unix(_))) {
+            return Err("multifd is not supported by current protocol".into());
+        }
+        if !p.tls_creds.is_empty() {
+            return Err("multifd over TLS is not supported by godwit".into());
+        }
         Ok(())
     }
 
@@ -86,6 +110,10 @@ impl Machine {
     /// The migration thread: connect (with TLS when `tls-creds` is set), run, and settle
     /// the run state.
     fn run_outgoing(&self, target: Target, vm: &crate::vm::Vm, mode: Mode) {
+        let again = match &target {
+            Target::Uri(u @ (uri::Uri::Tcp { .. } | uri::Uri::Unix(_))) => Some(u.clone()),
+            _ => None,
+        };
         let conn = match self.tls_for(&target) {
             Ok(tls) => {
                 let connected = match target {
@@ -124,9 +152,11 @@ impl Machine {
                 self.set_state(RunState::Running);
             }
         };
+        let connect = move || uri::connect(again.as_ref().ok_or("multifd is not supported by current protocol")?);
         let hooks = send::RunStateHooks {
             stopped: &stopped,
             settle: &settle,
+            channel: Some(&connect),
         };
         let result = send::run_with(vm, conn.writer, conn.reply, &self.outgoing, mode, &hooks);
         if let Some(mut child) = conn.child {

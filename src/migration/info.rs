@@ -30,6 +30,8 @@ pub struct Stats {
     pub dirty_pages_rate: u64,
     pub precopy_bytes: u64,
     pub downtime_bytes: u64,
+    /// Bytes written to the multifd channels (counted in `transferred` too).
+    pub multifd_bytes: u64,
     /// Destination side: the listening addresses (`socket address:` block).
     pub socket_addresses: Vec<String>,
     /// Disk statistics (block migration), when it runs: transferred, remaining, total.
@@ -65,6 +67,7 @@ impl Default for Stats {
             dirty_pages_rate: 0,
             precopy_bytes: 0,
             downtime_bytes: 0,
+            multifd_bytes: 0,
             socket_addresses: Vec::new(),
             disk: None,
             disk_bytes: 0,
@@ -146,6 +149,7 @@ impl Stats {
             pages_per_second: self.pages_per_second,
             precopy_bytes: self.precopy_bytes,
             downtime_bytes: self.downtime_bytes,
+            multifd_bytes: self.multifd_bytes,
             ..MigrationStats::default()
         }
     }

@@ -91,6 +91,11 @@ pub enum RecvError {
     Xbzrle { gpa: u64, why: RecordError },
     #[error("bad xbzrle delta for the page at {gpa:#x}: {why}")]
     Delta { gpa: u64, why: super::xbzrle::codec::CodecError },
+    /// A multifd channel failed, or its announcement was refused.
+    #[error(transparent)]
+    Multifd(#[from] super::multifd::recv::ChannelError),
+    #[error("{0}")]
+    MultifdSetup(String),
     /// A record reached the wrong handler (a bug).
     #[error("internal error: record handled by the load loop")]
     Misrouted,
@@ -153,9 +158,21 @@ pub fn run(vm: &Vm, input: Box<dyn Read + Send>, reply: Option<Box<dyn Write + S
 }
 
 /// [`run`] on a destination whose capabilities are `expect`: the source's must be the same.
-pub fn run_with(vm: &Vm, input: Box<dyn Read + Send>, mut reply: Option<Box<dyn Write + Send>>, expect: Caps) -> Result<(), RecvError> {
+#[cfg(test)]
+pub fn run_with(vm: &Vm, input: Box<dyn Read + Send>, reply: Option<Box<dyn Write + Send>>, expect: Caps) -> Result<(), RecvError> {
+    run_listening(vm, input, reply, expect, None)
+}
+
+/// [`run_with`], with the listener the multifd channels connect to (kept open for them).
+pub fn run_listening(
+    vm: &Vm,
+    input: Box<dyn Read + Send>,
+    mut reply: Option<Box<dyn Write + Send>>,
+    expect: Caps,
+    listener: Option<&super::uri::Incoming>,
+) -> Result<(), RecvError> {
     let mut version = 0;
-    let result = load(vm, input, Mode::Fresh, reply.as_mut(), &mut version, expect);
+    let result = load(vm, input, Mode::Fresh, reply.as_mut(), &mut version, expect, listener);
     if result.is_err() {
         // This VM will not run: let go of every image it took at END before the source
         // hears of the failure and takes them back.
@@ -184,7 +201,7 @@ pub fn run_with(vm: &Vm, input: Box<dyn Read + Send>, mut reply: Option<Box<dyn 
 /// stream carries are overwritten, and every other page the guest had touched is zeroed
 /// at the end, which is much cheaper than zeroing all of RAM first.
 pub fn run_over(vm: &Vm, input: Box<dyn Read + Send>) -> Result<(), RecvError> {
-    load(vm, input, Mode::Over, None, &mut 0, Caps::default())
+    load(vm, input, Mode::Over, None, &mut 0, Caps::default(), None)
 }
 
 /// Checks a stream against this VM without changing anything: its configuration, and its
@@ -192,7 +209,7 @@ pub fn run_over(vm: &Vm, input: Box<dyn Read + Send>) -> Result<(), RecvError> {
 /// record only, checking every record on the way; savevm puts STATE first, so this is
 /// cheap for snapshots.
 pub fn check(vm: &Vm, input: Box<dyn Read + Send>) -> Result<(), RecvError> {
-    load(vm, input, Mode::Check, None, &mut 0, Caps::default())
+    load(vm, input, Mode::Check, None, &mut 0, Caps::default(), None)
 }
 
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -213,6 +230,7 @@ fn load(
     reply: Option<&mut Box<dyn Write + Send>>,
     version: &mut u32,
     expect: Caps,
+    listener: Option<&super::uri::Incoming>,
 ) -> Result<(), RecvError> {
     let mut r = Reader::new(input)?;
     *version = r.version();
@@ -228,8 +246,19 @@ fn load(
         page: vec![0u8; PAGE as usize],
         expect,
         caps: None,
+        listener,
+        mf: None,
     };
-    l.configuration(&mut r)?;
+    match l.configuration(&mut r).and_then(|()| records(&mut l, &mut r)) {
+        Ok(Some(pages)) => l.end(pages),
+        Ok(None) => Ok(()),
+        // A channel that failed first is the better reason (the main stream then broke).
+        Err(e) => Err(l.mf.as_mut().and_then(|m| m.abort()).map_or(e, RecvError::from)),
+    }
+}
+
+/// The records after CONFIG: the END's page count, or `None` once a check is done.
+fn records<R: Read>(l: &mut Loader<'_>, r: &mut Reader<R>) -> Result<Option<u64>, RecvError> {
     loop {
         let rec = r.next()?;
         // A stream without CAPS after its CONFIG (an older source) has none on.
@@ -237,10 +266,10 @@ fn load(
             l.caps(0)?;
         }
         match rec {
-            Record::End { pages } => return l.end(pages),
+            Record::End { pages } => return Ok(Some(pages)),
             Record::State(bytes) => {
                 if l.state(bytes)? == Done::Checked {
-                    return Ok(());
+                    return Ok(None);
                 }
             }
             Record::Block { disk, offset, data } => {
@@ -265,10 +294,10 @@ enum Done {
 }
 
 /// One load in progress, and what the stream has carried so far.
-struct Loader<'a> {
-    vm: &'a Vm,
+pub(super) struct Loader<'a> {
+    pub(super) vm: &'a Vm,
     mode: Mode,
-    disks: BlockSink<'a>,
+    pub(super) disks: BlockSink<'a>,
     written: Written,
     state: Option<MachineState>,
     /// What the stream itself says it carried, checked against its END and SYNC records.
@@ -279,10 +308,17 @@ struct Loader<'a> {
     page: Vec<u8>,
     /// This side's capabilities, and the source's once known.
     expect: Caps,
-    caps: Option<Caps>,
+    pub(super) caps: Option<Caps>,
+    /// Where the multifd channels connect, and their threads once they did.
+    pub(super) listener: Option<&'a super::uri::Incoming>,
+    pub(super) mf: Option<super::multifd::recv::MultifdReceiver>,
 }
 
 impl Loader<'_> {
+    pub(super) fn fresh(&self) -> bool {
+        self.mode == Mode::Fresh
+    }
+
     fn applies(&self) -> bool {
         self.mode != Mode::Check
     }
@@ -331,6 +367,7 @@ impl Loader<'_> {
             Record::Caps { flags } if self.caps.is_none() => self.caps(flags),
             Record::Caps { .. } => Err(RecvError::LateCaps),
             Record::Xbzrle { gpa, body } => self.xbzrle(gpa, body),
+            Record::Multifd(p) => self.multifd(p),
             Record::Pages { gpa, data } => self.pages(gpa, data),
             Record::Zero { gpa, pages } => self.zero(gpa, pages),
             Record::Sync { round } => {
@@ -372,11 +409,13 @@ impl Loader<'_> {
     /// The source's capabilities (right after CONFIG, or none): they must be this side's.
     fn caps(&mut self, flags: u32) -> Result<(), RecvError> {
         let theirs = Caps::from_flags(flags).ok_or(RecvError::UnknownCaps(flags))?;
-        if theirs.xbzrle != self.expect.xbzrle {
-            return Err(RecvError::CapabilityMismatch {
-                name: "xbzrle",
-                at_source: theirs.xbzrle,
-            });
+        for (name, at_source, here) in [
+            ("xbzrle", theirs.xbzrle, self.expect.xbzrle),
+            ("multifd", theirs.multifd, self.expect.multifd),
+        ] {
+            if at_source != here {
+                return Err(RecvError::CapabilityMismatch { name, at_source });
+            }
         }
         self.caps = Some(theirs);
         Ok(())
@@ -456,6 +495,13 @@ impl Loader<'_> {
     /// END: everything announced arrived; the state fits; the disks are taken over; the
     /// state is loaded.
     fn end(mut self, pages: u64) -> Result<(), RecvError> {
+        match self.mf.as_mut() {
+            Some(mf) => self.pages_seen += mf.finish()?,
+            None if self.caps.is_some_and(|c| c.multifd) => {
+                return Err(RecvError::MultifdSetup("a multifd stream without its MULTIFD record".into()));
+            }
+            None => {}
+        }
         if pages != self.pages_seen {
             return Err(RecvError::PageCount {
                 announced: pages,

@@ -13,8 +13,9 @@ pub const MAGIC: &[u8; 8] = b"GODWITMG";
 /// (docs/migration.md); version 4 adds NIC states (`virtio-net`) to the machine state, which
 /// an older godwit must refuse by the stream's version rather than by a device it does not
 /// know; version 5 adds the source's capabilities (CAPS) and xbzrle pages (XBZRLE).
-/// Versions 1 to 4 (older savevm snapshots) still load.
-pub const VERSION: u32 = 5;
+/// Version 6 adds the multifd channels' announcement (MULTIFD).
+/// Versions 1 to 5 (older savevm snapshots) still load.
+pub const VERSION: u32 = 6;
 const OLDEST_VERSION: u32 = 1;
 pub const PAGE_SIZE: usize = 4096;
 /// Pages in one PAGES record (1 MiB of data).
@@ -41,6 +42,7 @@ pub enum Tag {
     Progress = 10,
     Caps = 11,
     Xbzrle = 12,
+    Multifd = 13,
 }
 
 impl Tag {
@@ -59,6 +61,7 @@ impl Tag {
             Tag::Progress => (4, 4),
             Tag::Caps => (4, 4),
             Tag::Xbzrle => (8 + 2, 8 + crate::migration::xbzrle::record::MAX_BODY as u32),
+            Tag::Multifd => (16, 16),
         }
     }
 
@@ -76,6 +79,7 @@ impl Tag {
             10 => Tag::Progress,
             11 => Tag::Caps,
             12 => Tag::Xbzrle,
+            13 => Tag::Multifd,
             _ => return None,
         })
     }
@@ -152,6 +156,8 @@ pub enum Record<'a> {
         gpa: u64,
         body: &'a [u8],
     },
+    /// The multifd channels: count, compression, session (see `multifd::decode_record`).
+    Multifd(&'a [u8]),
 }
 
 pub struct Writer<W: Write> {
@@ -259,6 +265,11 @@ impl<W: Write> Writer<W> {
         self.record(Tag::Xbzrle, &[&gpa.to_le_bytes(), body])
     }
 
+    /// The multifd channels' announcement (`multifd::encode_record`).
+    pub fn multifd(&mut self, payload: &[u8; 16]) -> io::Result<()> {
+        self.record(Tag::Multifd, &[payload])
+    }
+
     /// Pushes out what is buffered (before waiting for the destination's answer).
     pub fn flush(&mut self) -> io::Result<()> {
         self.out.flush()
@@ -335,6 +346,7 @@ impl<R: Read> Reader<R> {
         let tag = Tag::from_u8(head[0])
             .filter(|t| self.version >= 2 || (*t as u8) <= Tag::End as u8)
             .filter(|t| self.version >= 5 || (*t as u8) <= Tag::Progress as u8)
+            .filter(|t| self.version >= 6 || (*t as u8) <= Tag::Xbzrle as u8)
             .ok_or(StreamError::UnknownTag { tag: head[0], at })?;
         let len = u32::from_le_bytes(head[4..8].try_into().expect("4 bytes"));
         let (min, max) = tag.payload_bounds();
@@ -423,6 +435,7 @@ impl<R: Read> Reader<R> {
                 gpa: u64_at(p, 0),
                 body: &p[8..],
             },
+            Tag::Multifd => Record::Multifd(p),
         })
     }
 }
@@ -441,6 +454,7 @@ fn tag_name(t: Tag) -> &'static str {
         Tag::Progress => "PROGRESS",
         Tag::Caps => "CAPS",
         Tag::Xbzrle => "XBZRLE",
+        Tag::Multifd => "MULTIFD",
     }
 }
 

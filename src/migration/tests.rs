@@ -55,7 +55,7 @@ fn migrate_with(append: &str, max_bandwidth: u64, xbzrle: bool) -> (super::info:
     lock(&shared.params).max_bandwidth = max_bandwidth;
     lock(&shared.params).xbzrle = xbzrle;
     let receiver = std::thread::spawn(move || {
-        let r = recv::run_with(&dst, Box::new(b), None, Caps { xbzrle });
+        let r = recv::run_with(&dst, Box::new(b), None, Caps { xbzrle, ..Caps::default() });
         (dst, r)
     });
     let result = send::run(&src, Box::new(a), None, &shared, super::disks::Mode::Shared, &|_| {});
@@ -135,7 +135,10 @@ fn xbzrle_migrates_a_busy_guest_with_real_figures() {
 fn bad_xbzrle_records_are_refused_and_write_nothing() {
     use super::xbzrle::record::RecordError;
     let dst = small_destination(Vec::new());
-    let on = Caps { xbzrle: true };
+    let on = Caps {
+        xbzrle: true,
+        ..Caps::default()
+    };
     let load = |bytes: Vec<u8>, caps: Caps| recv::run_with(&dst, Box::new(std::io::Cursor::new(bytes)), None, caps);
     let with = |f: &dyn Fn(&mut stream::Writer<&mut Vec<u8>>)| {
         after_config(&|w| {

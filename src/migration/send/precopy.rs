@@ -77,6 +77,7 @@ impl<'a> Outgoing<'a> {
                 self.carry_over(&mut next, &round);
             }
             round_no += 1;
+            sx.multifd_sync()?;
             sx.w.sync(round_no).map_err(io_err)?;
             let fits = self.steer(sx, &mut course, now, found, &next);
             if self.should_stop(sx, &mut course, now, fits, next.bytes) {

@@ -151,8 +151,8 @@ fn an_expired_certificate_is_refused_at_load_and_in_the_handshake() {
     let ca = Ca::new("CA");
     let d_dir = tmp("expired");
     let d = d_dir.as_path();
-    certs::write(&d, &ca, "server", Some(&ca.server(&["localhost"], true)));
-    let e = Objects::load(&[x509("srv", &d, Endpoint::Server, true)]).unwrap_err();
+    certs::write(d, &ca, "server", Some(&ca.server(&["localhost"], true)));
+    let e = Objects::load(&[x509("srv", d, Endpoint::Server, true)]).unwrap_err();
     assert_eq!(
         e.to_string(),
         format!("The server certificate {}/server-cert.pem has expired", d.display())
@@ -169,7 +169,7 @@ fn credential_files_are_checked_at_load_with_qemus_words() {
     let other = Ca::new("Other CA");
     let d_dir = tmp("files");
     let d = d_dir.as_path();
-    let e = Objects::load(&[x509("srv", &d, Endpoint::Server, true)]).unwrap_err();
+    let e = Objects::load(&[x509("srv", d, Endpoint::Server, true)]).unwrap_err();
     assert_eq!(
         e.to_string(),
         format!(
@@ -177,8 +177,8 @@ fn credential_files_are_checked_at_load_with_qemus_words() {
             d.display()
         )
     );
-    certs::write(&d, &other, "server", Some(&ca.server(&["localhost"], false)));
-    let e = Objects::load(&[x509("srv", &d, Endpoint::Server, true)]).unwrap_err();
+    certs::write(d, &other, "server", Some(&ca.server(&["localhost"], false)));
+    let e = Objects::load(&[x509("srv", d, Endpoint::Server, true)]).unwrap_err();
     assert_eq!(
         e.to_string(),
         format!(
@@ -187,13 +187,13 @@ fn credential_files_are_checked_at_load_with_qemus_words() {
         )
     );
     std::fs::write(d.join("server-cert.pem"), "junk\n").unwrap();
-    let e = Objects::load(&[x509("srv", &d, Endpoint::Server, true)]).unwrap_err();
+    let e = Objects::load(&[x509("srv", d, Endpoint::Server, true)]).unwrap_err();
     assert!(e.to_string().starts_with("Unable to import server certificate"), "{e}");
     // A client needs only the CA.
     let c_dir = tmp("clientonly");
     let c = c_dir.as_path();
-    certs::write(&c, &ca, "client", None);
-    let objs = Objects::load(&[x509("cli", &c, Endpoint::Client, true)]).unwrap();
+    certs::write(c, &ca, "client", None);
+    let objs = Objects::load(&[x509("cli", c, Endpoint::Client, true)]).unwrap();
     assert!(objs.client(&params("cli", "", ""), Some("h")).is_ok());
 }
 
@@ -322,7 +322,7 @@ fn psk_and_x509_do_not_mix() {
     let d_dir = tmp("mix-psk");
     let d = d_dir.as_path();
     std::fs::write(d.join("keys.psk"), KEY).unwrap();
-    let p = Objects::load(&[psk("cli", &d, Endpoint::Client, "qemu"), psk("srv", &d, Endpoint::Server, "qemu")]).unwrap();
+    let p = Objects::load(&[psk("cli", d, Endpoint::Client, "qemu"), psk("srv", d, Endpoint::Server, "qemu")]).unwrap();
     let (pc, ps) = (
         p.client(&params("cli", "", ""), None).unwrap().unwrap(),
         p.server(&params("srv", "", "")).unwrap().unwrap(),
