@@ -91,3 +91,82 @@ fn multifd_moves_a_dirtying_guest_over_tcp_and_unix_with_every_compression() {
         src = next;
     }
 }
+
+#[test]
+fn multifd_is_refused_for_exec_and_on_one_side_only_with_one_line() {
+    let _l = vm_lock();
+    let dir = tmpdir("multifd-refused");
+    let mut src = node(&dir, "src", "1G", "2", DIRTY, &[]);
+    src.g.wait_for("VERIFY 1 ok", T);
+    set_multifd(&mut src, 2, "zstd");
+    // QEMU 7.2's words; nothing was started.
+    let out = dir.join("never");
+    let exec = format!("migrate -d \"exec:cat > {}\"", out.display());
+    assert_eq!(src.mon.cmd(&exec), "Error: multifd is not supported by current protocol\n");
+    let info = src.mon.cmd("info migrate");
+    assert_eq!(info_field(&info, "Migration status"), Some("failed"), "{info}");
+    assert!(!out.exists());
+    for (name, on_src, unix) in [("dst0", true, false), ("dst1", false, true)] {
+        let (mut dst, inc) = destination(&dir, name, unix, (!on_src).then_some((2, "zstd")));
+        let set = if on_src { "on" } else { "off" };
+        assert_eq!(src.mon.cmd(&format!("migrate_set_capability multifd {set}")), "");
+        assert_eq!(src.mon.cmd(&format!("migrate -d {inc}")), "");
+        let info = wait_migration(&mut src.mon, T);
+        let (a, b) = if on_src { ("on", "off") } else { ("off", "on") };
+        let want = format!("failed (the destination refused: capability 'multifd' is {a} at the source but {b} here)");
+        assert_eq!(info_field(&info, "Migration status"), Some(want.as_str()), "{info}");
+        assert_eq!(src.mon.cmd("info status"), "VM status: running\n");
+        let _ = dst.g.wait_exit(T);
+        let err = dst.g.stderr();
+        assert_eq!(err.lines().filter(|l| l.contains("multifd")).count(), 1, "{err}");
+    }
+    src.g.collect_for(Duration::from_millis(300));
+    let hb = heartbeats(&src.g.seen);
+    assert!(hb.windows(2).all(|w| w[1] == w[0] + 1), "{hb:?}");
+    assert!(!src.g.seen.iter().any(|l| l.text.contains("MISMATCH") || l.text.contains("bad=")));
+}
+
+#[test]
+fn a_cancel_or_a_dead_destination_leaves_a_multifd_source_running() {
+    let _l = vm_lock();
+    let dir = tmpdir("multifd-cancel");
+    let mut src = node(&dir, "src", "1G", "2", DIRTY, &[]);
+    src.g.wait_for("VERIFY 1 ok", T);
+    set_multifd(&mut src, 4, "zlib");
+    assert_eq!(src.mon.cmd("migrate_set_parameter max-bandwidth 5m"), "");
+    for (name, kill, unix) in [
+        ("dst0", false, false),
+        ("dst1", true, false),
+        ("dst2", false, true),
+        ("dst3", true, true),
+    ] {
+        let (mut dst, inc) = destination(&dir, name, unix, Some((4, "zlib")));
+        assert_eq!(src.mon.cmd(&format!("migrate -d {inc}")), "");
+        let info = common::migrate::wait_active(&mut src.mon);
+        assert!(info_num(&info, "multifd bytes").unwrap_or(0) > 0, "{info}");
+        assert_eq!(
+            src.mon.cmd("migrate_set_capability multifd off"),
+            "Error: There's a migration process in progress\n"
+        );
+        if kill {
+            dst.g.child.kill().unwrap();
+        } else {
+            assert_eq!(src.mon.cmd("migrate_cancel"), "");
+        }
+        let info = wait_migration(&mut src.mon, T);
+        let status = info_field(&info, "Migration status").unwrap();
+        if kill {
+            assert!(status.starts_with("failed ("), "{info}");
+        } else {
+            assert_eq!(status, "cancelled", "{info}");
+        }
+        assert_eq!(src.mon.cmd("info status"), "VM status: running\n");
+        let _ = dst.g.wait_exit(T);
+    }
+    src.g.collect_for(Duration::from_millis(300));
+    let hb = heartbeats(&src.g.seen);
+    assert!(hb.windows(2).all(|w| w[1] == w[0] + 1), "{hb:?}");
+    assert!(!src.g.seen.iter().any(|l| l.text.contains("MISMATCH") || l.text.contains("bad=")));
+    // And the next migration goes through, every page verified.
+    hop(&dir, &mut src, "dst4", true, 4, "zlib");
+}

@@ -53,9 +53,9 @@ impl Machine {
             other => Target::Uri(other),
         };
         if let Err(e) = self.multifd_check(&target) {
+            // QEMU 7.2 shows the status without a reason (the command said it).
             self.outgoing.reset_stats(Stats {
                 status: Status::Failed,
-                error: Some(e.clone()),
                 ..Stats::default()
             });
             return Err(e);
