@@ -170,3 +170,27 @@ fn a_cancel_or_a_dead_destination_leaves_a_multifd_source_running() {
     // And the next migration goes through, every page verified.
     hop(&dir, &mut src, "dst4", true, 4, "zlib");
 }
+
+#[test]
+fn multifd_channels_run_over_tls_when_tls_creds_is_set() {
+    let _l = vm_lock();
+    let dir = tmpdir("multifd-tls");
+    common::certs::pair(&dir);
+    let creds = |end: &str| format!("tls-creds-x509,id=tls0,dir={},endpoint={end}", dir.join(end).display());
+    let (cc, sc) = (creds("client"), creds("server"));
+    let mut src = node(&dir, "src", "1G", "2", DIRTY, &["-object", &cc]);
+    src.g.wait_for("VERIFY 1 ok", T);
+    let inc = format!("tcp:127.0.0.1:{}", free_port());
+    let mut dst = node(&dir, "dst", "1G", "2", DIRTY, &["-object", &sc, "-incoming", &inc]);
+    set_multifd(&mut dst, 3, "zstd");
+    assert_eq!(dst.mon.cmd("migrate_set_parameter tls-creds tls0"), "");
+    set_multifd(&mut src, 3, "zstd");
+    for p in ["tls-creds tls0", "tls-hostname localhost", "max-bandwidth 0"] {
+        assert_eq!(src.mon.cmd(&format!("migrate_set_parameter {p}")), "");
+    }
+    assert_eq!(src.mon.cmd(&format!("migrate -d {inc}")), "");
+    let info = wait_migration(&mut src.mon, Duration::from_secs(120));
+    assert_eq!(info_field(&info, "Migration status"), Some("completed"), "{info}");
+    assert!(info_num(&info, "multifd bytes").unwrap_or(0) > 60 << 10, "{info}");
+    check_moved(&mut src, &mut dst);
+}

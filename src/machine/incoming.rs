@@ -124,7 +124,12 @@ pub fn start_source(
                         multifd: p.multifd,
                     }
                 };
-                let r = recv::run_listening(&vm, a.input, a.reply, expect, listener.as_ref()).map_err(|e| e.to_string());
+                let secure = |a| secure(a, &shared, false);
+                let channels = listener.as_ref().map(|l| crate::migration::multifd::ChannelListener {
+                    listener: l,
+                    secure: &secure,
+                });
+                let r = recv::run_listening(&vm, a.input, a.reply, expect, channels.as_ref()).map_err(|e| e.to_string());
                 if let Some(l) = listener {
                     l.close();
                 }

@@ -79,7 +79,7 @@ impl Machine {
     }
 
     /// multifd opens more connections to the same address: `tcp:` and `unix:` only, as in
-    /// QEMU 7.2 (which fails an `exec:` migration with these words), and not over TLS.
+    /// QEMU 7.2 (which fails an `exec:` migration with these words).
     fn multifd_check(&self, target: &Target) -> Result<(), String> {
         let p = lock(&self.outgoing.params);
         if !p.multifd {
@@ -87,9 +87,6 @@ impl Machine {
         }
         if !matches!(target, Target::Uri(uri::Uri::Tcp { .. } | uri::Uri::Unix(_))) {
             return Err("multifd is not supported by current protocol".into());
-        }
-        if !p.tls_creds.is_empty() {
-            return Err("multifd over TLS is not supported by godwit".into());
         }
         Ok(())
     }
@@ -152,7 +149,15 @@ impl Machine {
                 self.set_state(RunState::Running);
             }
         };
-        let connect = move || uri::connect(again.as_ref().ok_or("multifd is not supported by current protocol")?);
+        // Each channel the way the main connection was made: with TLS when it is set.
+        let connect = move || {
+            let u = again.as_ref().ok_or("multifd is not supported by current protocol")?;
+            let c = uri::connect(u)?;
+            match self.tls_for(&Target::Uri(u.clone())).map_err(|e| e.to_string())? {
+                Some(t) => tls::connect(c, &t).map_err(|e| e.to_string()),
+                None => Ok(c),
+            }
+        };
         let hooks = send::RunStateHooks {
             stopped: &stopped,
             settle: &settle,

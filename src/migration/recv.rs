@@ -169,7 +169,7 @@ pub fn run_listening(
     input: Box<dyn Read + Send>,
     mut reply: Option<Box<dyn Write + Send>>,
     expect: Caps,
-    listener: Option<&super::uri::Incoming>,
+    listener: Option<&super::multifd::ChannelListener<'_>>,
 ) -> Result<(), RecvError> {
     let mut version = 0;
     let result = load(vm, input, Mode::Fresh, reply.as_mut(), &mut version, expect, listener);
@@ -230,7 +230,7 @@ fn load(
     reply: Option<&mut Box<dyn Write + Send>>,
     version: &mut u32,
     expect: Caps,
-    listener: Option<&super::uri::Incoming>,
+    listener: Option<&super::multifd::ChannelListener<'_>>,
 ) -> Result<(), RecvError> {
     let mut r = Reader::new(input)?;
     *version = r.version();
@@ -310,7 +310,7 @@ pub(super) struct Loader<'a> {
     expect: Caps,
     pub(super) caps: Option<Caps>,
     /// Where the multifd channels connect, and their threads once they did.
-    pub(super) listener: Option<&'a super::uri::Incoming>,
+    pub(super) listener: Option<&'a super::multifd::ChannelListener<'a>>,
     pub(super) mf: Option<super::multifd::recv::MultifdReceiver>,
 }
 

@@ -66,9 +66,17 @@ pub fn session_id() -> u64 {
     h.finish()
 }
 
+/// Where the destination's channels connect: the main stream's listener, and what makes
+/// each connection usable (a TLS session when `tls-creds` is set).
+pub struct ChannelListener<'a> {
+    pub listener: &'a uri::Incoming,
+    pub secure: &'a (dyn Fn(uri::Accepted) -> Result<uri::Accepted, String> + Sync),
+}
+
 /// Accepts the `n` channels of `session` on the destination's listener, each within the
 /// stall timeout, each identified by its handshake (ids 0..n, each once).
-pub fn accept_channels(l: &uri::Incoming, n: u32, session: u64) -> Result<Vec<recv::Incoming>, String> {
+pub fn accept_channels(cl: &ChannelListener<'_>, n: u32, session: u64) -> Result<Vec<recv::Incoming>, String> {
+    let l = cl.listener;
     let fd = l.raw_fd().ok_or("multifd needs a tcp: or unix: listener")?;
     let mut slots: Vec<Option<recv::Incoming>> = (0..n).map(|_| None).collect();
     let deadline = Instant::now() + STALL_TIMEOUT;
@@ -86,10 +94,11 @@ pub fn accept_channels(l: &uri::Incoming, n: u32, session: u64) -> Result<Vec<re
                 STALL_TIMEOUT.as_secs()
             ));
         }
-        let mut a = l.accept_one()?;
-        let Some(sock) = a.socket.take() else {
+        let a = l.accept_one()?;
+        let Some(sock) = a.socket.as_ref().and_then(|s| s.try_clone().ok()) else {
             return Err("a multifd channel without a socket".into());
         };
+        let mut a = (cl.secure)(a)?;
         uri::set_read_timeout(&sock, Some(STALL_TIMEOUT));
         let id = wire::read_handshake(&mut a.input as &mut dyn Read, n, session).map_err(|e| e.to_string())?;
         uri::set_read_timeout(&sock, None);
