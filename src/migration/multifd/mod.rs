@@ -4,6 +4,8 @@
 //! the end) and announces the channels in a MULTIFD record; docs/migration.md describes
 //! the channels' wire format.
 
+#[cfg(test)]
+mod channel_tests;
 pub mod compress;
 pub mod recv;
 pub mod send;
