@@ -6,9 +6,12 @@
 mod common;
 
 use common::hmp::{info_field, info_num};
-use common::migrate::{Node, node, wait_migration};
+use common::migrate::{Node, node, pattern_hits, wait_migration};
 use common::{free_port, heartbeats, tmpdir, vm_lock};
+use std::io::{Read, Write};
+use std::net::{Shutdown, TcpListener, TcpStream};
 use std::path::Path;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 const T: Duration = Duration::from_secs(30);
@@ -180,8 +183,51 @@ fn a_cancel_or_a_dead_destination_leaves_a_multifd_source_running() {
     hop(&dir, &mut src, "dst4", true, 4, "zlib", false);
 }
 
+/// A relay in front of a tcp: destination that forwards every connection (the main one
+/// and the channels) and keeps what each source connection sent, for a look at the wire.
+struct AllRelay {
+    port: u16,
+    sent: Arc<Mutex<Vec<Vec<u8>>>>,
+}
+
+impl AllRelay {
+    fn start(to_port: u16) -> AllRelay {
+        let l = TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = l.local_addr().unwrap().port();
+        let sent = Arc::new(Mutex::new(Vec::new()));
+        let all = sent.clone();
+        std::thread::spawn(move || {
+            for src in l.incoming() {
+                let Ok(src) = src else { return };
+                let Ok(dst) = TcpStream::connect(("127.0.0.1", to_port)) else {
+                    return;
+                };
+                let (mut back_r, mut back_w) = (dst.try_clone().unwrap(), src.try_clone().unwrap());
+                std::thread::spawn(move || {
+                    let _ = std::io::copy(&mut back_r, &mut back_w);
+                    let _ = back_w.shutdown(Shutdown::Write);
+                });
+                let all = all.clone();
+                std::thread::spawn(move || {
+                    let (mut r, mut w, mut kept) = (src, dst, Vec::new());
+                    let mut buf = vec![0u8; 1 << 16];
+                    while let Ok(n) = r.read(&mut buf) {
+                        if n == 0 || w.write_all(&buf[..n]).is_err() {
+                            break;
+                        }
+                        kept.extend_from_slice(&buf[..n]);
+                    }
+                    let _ = w.shutdown(Shutdown::Write);
+                    all.lock().unwrap().push(kept);
+                });
+            }
+        });
+        AllRelay { port, sent }
+    }
+}
+
 #[test]
-fn multifd_channels_run_over_tls_when_tls_creds_is_set() {
+fn multifd_channels_run_over_tls_and_no_page_shows_on_the_wire() {
     let _l = vm_lock();
     let dir = tmpdir("multifd-tls");
     common::certs::pair(&dir);
@@ -189,7 +235,8 @@ fn multifd_channels_run_over_tls_when_tls_creds_is_set() {
     let (cc, sc) = (creds("client"), creds("server"));
     let mut src = node(&dir, "src", "1G", "2", DIRTY, &["-object", &cc]);
     src.g.wait_for("VERIFY 1 ok", T);
-    let inc = format!("tcp:127.0.0.1:{}", free_port());
+    let port = free_port();
+    let inc = format!("tcp:127.0.0.1:{port}");
     let mut dst = node(&dir, "dst", "1G", "2", DIRTY, &["-object", &sc, "-incoming", &inc]);
     set_multifd(&mut dst, 3, "zstd");
     assert_eq!(dst.mon.cmd("migrate_set_parameter tls-creds tls0"), "");
@@ -197,9 +244,36 @@ fn multifd_channels_run_over_tls_when_tls_creds_is_set() {
     for p in ["tls-creds tls0", "tls-hostname localhost", "max-bandwidth 0"] {
         assert_eq!(src.mon.cmd(&format!("migrate_set_parameter {p}")), "");
     }
-    assert_eq!(src.mon.cmd(&format!("migrate -d {inc}")), "");
+    let relay = AllRelay::start(port);
+    assert_eq!(src.mon.cmd(&format!("migrate -d tcp:127.0.0.1:{}", relay.port)), "");
     let info = wait_migration(&mut src.mon, Duration::from_secs(120));
     assert_eq!(info_field(&info, "Migration status"), Some("completed"), "{info}");
     assert!(info_num(&info, "multifd bytes").unwrap_or(0) > 60 << 10, "{info}");
     check_moved(&mut src, &mut dst);
+    // Four connections (the main one, three channels), none showing a page of the guest.
+    std::thread::sleep(Duration::from_millis(200));
+    let sent = relay.sent.lock().unwrap();
+    assert_eq!(sent.len(), 4);
+    let total: usize = sent.iter().map(Vec::len).sum();
+    assert!(total > 64 << 20, "the working set went over the relay: {total} bytes");
+    for (i, s) in sent.iter().enumerate() {
+        assert_eq!(pattern_hits(s), 0, "guest pages readable on connection {i}");
+    }
+    drop(sent);
+    // The control: onward without TLS, the same look finds the pages on the channels.
+    let port2 = free_port();
+    let mut last = node(&dir, "last", "1G", "2", DIRTY, &["-incoming", &format!("tcp:127.0.0.1:{port2}")]);
+    set_multifd(&mut last, 3, "zstd");
+    assert_eq!(dst.mon.cmd("migrate_set_parameter tls-creds \"\""), "");
+    assert_eq!(dst.mon.cmd("migrate_set_parameter max-bandwidth 0"), "");
+    let plain = AllRelay::start(port2);
+    assert_eq!(dst.mon.cmd(&format!("migrate -d tcp:127.0.0.1:{}", plain.port)), "");
+    let info = wait_migration(&mut dst.mon, Duration::from_secs(120));
+    assert_eq!(info_field(&info, "Migration status"), Some("completed"), "{info}");
+    check_moved(&mut dst, &mut last);
+    std::thread::sleep(Duration::from_millis(200));
+    let sent = plain.sent.lock().unwrap();
+    assert_eq!(sent.len(), 4);
+    let hits: usize = sent.iter().map(|s| pattern_hits(s)).sum();
+    assert!(hits > 10_000, "the check finds plaintext pages: {hits}");
 }
