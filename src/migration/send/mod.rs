@@ -69,6 +69,8 @@ pub(super) struct Sender<'a, W: Write> {
     /// pages, data pages, bytes).
     mf: Option<crate::migration::multifd::send::MultifdSender>,
     mf_seen: (u64, u64, u64),
+    /// Page bytes handed to the multifd channels (before compression).
+    mf_raw: u64,
 }
 
 impl<W: Write> Sender<'_, W> {
@@ -371,6 +373,7 @@ impl<'a> Outgoing<'a> {
             xb: None,
             mf: None,
             mf_seen: (0, 0, 0),
+            mf_raw: 0,
         };
         sx.w.config(self.vm.mem_size(), self.vm.vcpu_count() as u32, "pc").map_err(io_err)?;
         let (xbzrle, cache_size, multifd) = {

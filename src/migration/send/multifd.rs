@@ -87,6 +87,7 @@ impl<W: Write> Sender<'_, W> {
             mf.send(gpa, count)?;
         }
         self.fold_multifd(count * PAGE);
+        self.mf_raw += count * PAGE;
         self.pages_sent += count;
         self.pacer.account(count * PAGE, count);
         Ok(())
@@ -107,8 +108,14 @@ impl<W: Write> Sender<'_, W> {
         s.remaining = s.remaining.saturating_sub(remaining_sent);
     }
 
+    /// Bytes sent, the channels' pages counted before compression (as QEMU 7.2 counts
+    /// them): what auto-converge compares the guest's dirtying with.
+    pub(super) fn sent_bytes(&self) -> u64 {
+        self.w.bytes() + self.mf_raw
+    }
+
     /// Bytes of the main stream and the channels.
-    pub(super) fn wire_bytes(&self) -> u64 {
+    pub(in crate::migration) fn wire_bytes(&self) -> u64 {
         self.w.bytes() + self.mf_seen.2
     }
 

@@ -50,7 +50,7 @@ impl<'a> Outgoing<'a> {
         let mut round = self.first_round(sx)?;
         let now = Instant::now();
         let mut course = Course {
-            auto: AutoConverge::new(now, sx.w.bytes()),
+            auto: AutoConverge::new(now, sx.sent_bytes()),
             guarantee: Guarantee::new(self.start, &lock(&self.shared.params)),
             prev_left: None,
             extra_rounds: 0,
@@ -131,7 +131,7 @@ impl<'a> Outgoing<'a> {
         let fits = next.bytes == 0 || next.bytes as f64 <= sx.pacer.rate() * p.downtime_limit_ms as f64;
         let mut pct = 0;
         if p.auto_converge {
-            c.auto.sync(now, found, sx.w.bytes(), &p.throttle);
+            c.auto.sync(now, found, sx.sent_bytes(), &p.throttle);
             pct = c.auto.pct;
         }
         if let Some(g) = c.guarantee.as_mut().filter(|_| !fits) {
