@@ -358,3 +358,57 @@ fn a_block_migration_with_multifd_moves_ram_and_disk() {
         assert!(!dst.g.seen.iter().any(|l| l.text.contains(bad)), "{bad} on the destination");
     }
 }
+
+/// The first number after `"key": ` in `json`.
+fn json_num(json: &str, key: &str) -> u64 {
+    let at = json.find(&format!("\"{key}\": ")).unwrap_or_else(|| panic!("no {key} in {json}"));
+    let rest = &json[at + key.len() + 4..];
+    rest[..rest.find(|c: char| !c.is_ascii_digit()).unwrap_or(rest.len())]
+        .parse()
+        .unwrap()
+}
+
+/// Through QMP (the real client): capabilities and parameters set and shown, bad values
+/// refused in QEMU's words, and `multifd-bytes` in `query-migrate` as `info migrate` has it.
+#[test]
+fn multifd_through_qmp() {
+    let _l = vm_lock();
+    let dir = tmpdir("multifd-qmp");
+    let qmp = dir.join("qmp.sock");
+    let qmp_arg = format!("unix:{},server,nowait", qmp.display());
+    let mut src = node(&dir, "src", "1G", "2", DIRTY, &["-qmp", &qmp_arg]);
+    src.g.wait_for("VERIFY 1 ok", T);
+    let (mut dst, inc) = destination(&dir, "dst", true, Some((3, "zstd")));
+    let q = |lines: &str| common::qmp::qmp_shell(qmp.to_str().unwrap(), lines);
+    let out = q("migrate-set-parameters multifd-compression=lz4\nmigrate-set-parameters multifd-zstd-level=21\n");
+    assert!(out.contains("Parameter 'multifd-compression' does not accept value 'lz4'"), "{out}");
+    assert!(
+        out.contains("Parameter 'multifd_zstd_level' expects a value between 0 and 20"),
+        "{out}"
+    );
+    let out = q(
+        "migrate-set-capabilities capabilities=[{\"capability\":\"multifd\",\"state\":true}]\nmigrate-set-parameters multifd-channels=3 multifd-compression=zstd multifd-zstd-level=2 max-bandwidth=0\n",
+    );
+    assert!(!out.contains("error"), "{out}");
+    let caps = q("query-migrate-capabilities\n");
+    assert!(
+        caps.contains("\"capability\": \"multifd\", \"state\": true") || caps.contains("\"state\": true, \"capability\": \"multifd\""),
+        "{caps}"
+    );
+    let p = q("query-migrate-parameters\n");
+    assert_eq!(
+        (json_num(&p, "multifd-channels"), json_num(&p, "multifd-zstd-level")),
+        (3, 2),
+        "{p}"
+    );
+    assert!(p.contains("\"multifd-compression\": \"zstd\""), "{p}");
+    let out = q(&format!("migrate uri={inc}\n"));
+    assert!(!out.contains("error"), "{out}");
+    let info = wait_migration(&mut src.mon, Duration::from_secs(120));
+    assert_eq!(info_field(&info, "Migration status"), Some("completed"), "{info}");
+    let m = q("query-migrate\n");
+    let bytes = json_num(&m, "multifd-bytes");
+    assert_eq!(bytes >> 10, info_num(&info, "multifd bytes").unwrap(), "{m}");
+    assert!(bytes > 60 << 20, "{m}");
+    check_moved(&mut src, &mut dst);
+}
