@@ -84,7 +84,6 @@ impl MultifdSender {
                 ram: ram.clone(),
                 counters: counters.clone(),
                 buf: Vec::new(),
-                data: Vec::new(),
                 packed: Vec::new(),
                 entries: Vec::new(),
                 pages: 0,
@@ -186,7 +185,6 @@ struct Worker {
     ram: GuestRam,
     counters: Arc<Counters>,
     buf: Vec<u8>,
-    data: Vec<u8>,
     packed: Vec<u8>,
     entries: Vec<u8>,
     /// Pages this channel carried, zero ones included.
@@ -232,21 +230,26 @@ impl Worker {
         self.buf.resize((count * PAGE) as usize, 0);
         self.ram.read_slice(&mut self.buf, GuestAddress(gpa))?;
         self.entries.clear();
-        self.data.clear();
-        let mut zero = 0;
-        for (i, page) in self.buf.chunks_exact(PAGE as usize).enumerate() {
-            let at = gpa + i as u64 * PAGE;
-            if is_zero(page) {
-                zero += 1;
+        // The non-zero pages move down over the zero ones, in place: the data is then
+        // the front of the buffer, with no second copy.
+        let (p, mut kept) = (PAGE as usize, 0usize);
+        for i in 0..count as usize {
+            let at = gpa + (i * p) as u64;
+            if is_zero(&self.buf[i * p..(i + 1) * p]) {
                 self.entries.extend_from_slice(&(at | ZERO_BIT).to_le_bytes());
             } else {
                 self.entries.extend_from_slice(&at.to_le_bytes());
-                self.data.extend_from_slice(page);
+                if kept != i {
+                    self.buf.copy_within(i * p..(i + 1) * p, kept * p);
+                }
+                kept += 1;
             }
         }
-        self.comp.compress(&self.data, &mut self.packed)?;
+        let zero = count - kept as u64;
+        let data = &self.buf[..kept * p];
+        self.comp.compress(data, &mut self.packed)?;
         let payload = match self.compression {
-            super::Compression::None => &self.data,
+            super::Compression::None => data,
             _ => &self.packed,
         };
         let mut h = Header {
