@@ -89,12 +89,16 @@ fn secure(a: uri::Accepted, shared: &Shared, exec: bool) -> Result<uri::Accepted
 /// Accepts connections until one brings a usable stream: a connection whose TLS set-up
 /// fails (a bad certificate, a client `tls-authz` refuses, a plaintext source) is closed
 /// with one line on stderr, and the destination waits for the next attempt, as QEMU's.
-fn accept_loop(l: uri::Incoming, shared: &Shared) -> Result<uri::Accepted, String> {
+///
+/// With the `multifd` capability on, the listener stays open for the channels, and is
+/// returned with the stream.
+fn accept_loop(l: uri::Incoming, shared: &Shared) -> Result<(uri::Accepted, Option<uri::Incoming>), String> {
     loop {
         match secure(l.accept_one()?, shared, false) {
+            Ok(a) if lock(&shared.params).multifd => return Ok((a, Some(l))),
             Ok(a) => {
                 l.close();
-                return Ok(a);
+                return Ok((a, None));
             }
             Err(e) => eprintln!("godwit: {e}"),
         }
@@ -112,7 +116,14 @@ fn wait_recover(state: &Mutex<IncomingState>, shared: &Shared) -> recv::Reconnec
             std::thread::sleep(std::time::Duration::from_millis(20));
             continue;
         };
-        match accept_loop(l, shared) {
+        // No multifd channels follow (post-copy and multifd exclude each other).
+        let accepted = accept_loop(l, shared).map(|(a, channels)| {
+            if let Some(c) = channels {
+                c.close();
+            }
+            a
+        });
+        match accepted {
             Ok(uri::Accepted {
                 input, reply: Some(reply), ..
             }) => {
@@ -142,17 +153,18 @@ pub fn start_source(
         .name("incoming".into())
         .spawn(move || {
             let accepted = match source {
-                Source::Listening(l) if l.is_exec() => l.accept().and_then(|a| secure(a, &shared, true)),
+                Source::Listening(l) if l.is_exec() => l.accept().and_then(|a| secure(a, &shared, true)).map(|a| (a, None)),
                 Source::Listening(l) => accept_loop(l, &shared),
-                Source::Connected(fd) => fd::incoming(fd).and_then(|a| secure(a, &shared, false)),
+                Source::Connected(fd) => fd::incoming(fd).and_then(|a| secure(a, &shared, false)).map(|a| (a, None)),
             };
-            let result = accepted.and_then(|a| {
+            let result = accepted.and_then(|(a, listener)| {
                 set_status(&state, &shared, Status::Active);
                 let expect = {
                     let p = lock(&shared.params);
                     crate::migration::xbzrle::Caps {
                         xbzrle: p.xbzrle,
                         postcopy: p.postcopy_ram,
+                        multifd: p.multifd,
                     }
                 };
                 let run_now = || {
@@ -165,7 +177,16 @@ pub fn start_source(
                     reconnect: &reconnect,
                     resumed: &resumed,
                 };
-                recv::run_with(&vm, a.input, a.reply, expect, &ev).map_err(|e| e.to_string())
+                let secure = |a| secure(a, &shared, false);
+                let channels = listener.as_ref().map(|l| crate::migration::multifd::ChannelListener {
+                    listener: l,
+                    secure: &secure,
+                });
+                let r = recv::run_listening(&vm, a.input, a.reply, expect, channels.as_ref(), &ev).map_err(|e| e.to_string());
+                if let Some(l) = listener {
+                    l.close();
+                }
+                r
             });
             // A success is announced once the guest runs (`finish`), as in QEMU.
             if result.is_err() {

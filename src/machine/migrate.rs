@@ -52,6 +52,14 @@ impl Machine {
             },
             other => Target::Uri(other),
         };
+        if let Err(e) = self.multifd_check(&target) {
+            // QEMU 7.2 shows the status without a reason (the command said it).
+            self.outgoing.reset_stats(Stats {
+                status: Status::Failed,
+                ..Stats::default()
+            });
+            return Err(e);
+        }
         self.outgoing.begin();
         self.outgoing.reset_stats(Stats {
             status: Status::Setup,
@@ -82,6 +90,19 @@ impl Machine {
         Ok(())
     }
 
+    /// multifd opens more connections to the same address: `tcp:` and `unix:` only, as in
+    /// QEMU 7.2 (which fails an `exec:` migration with these words).
+    fn multifd_check(&self, target: &Target) -> Result<(), String> {
+        let p = lock(&self.outgoing.params);
+        if !p.multifd {
+            return Ok(());
+        }
+        if !matches!(target, Target::Uri(uri::Uri::Tcp { .. } | uri::Uri::Unix(_))) {
+            return Err("multifd is not supported by current protocol".into());
+        }
+        Ok(())
+    }
+
     /// How the disks travel: `-b`/`-i`, or the `block` capability (not both).
     fn block_mode(&self, args: &MigrateArgs) -> Result<Mode, String> {
         let p = lock(&self.outgoing.params);
@@ -98,6 +119,10 @@ impl Machine {
     /// The migration thread: connect (with TLS when `tls-creds` is set), run, and settle
     /// the run state.
     fn run_outgoing(&self, target: Target, vm: &crate::vm::Vm, mode: Mode) {
+        let again = match &target {
+            Target::Uri(u @ (uri::Uri::Tcp { .. } | uri::Uri::Unix(_))) => Some(u.clone()),
+            _ => None,
+        };
         let conn = match self.tls_for(&target) {
             Ok(tls) => {
                 let connected = match target {
@@ -136,9 +161,19 @@ impl Machine {
                 self.set_state(RunState::Running);
             }
         };
+        // Each channel the way the main connection was made: with TLS when it is set.
+        let connect = move || {
+            let u = again.as_ref().ok_or("multifd is not supported by current protocol")?;
+            let c = uri::connect(u)?;
+            match self.tls_for(&Target::Uri(u.clone())).map_err(|e| e.to_string())? {
+                Some(t) => tls::connect(c, &t).map_err(|e| e.to_string()),
+                None => Ok(c),
+            }
+        };
         let hooks = send::RunStateHooks {
             stopped: &stopped,
             settle: &settle,
+            channel: Some(&connect),
         };
         let result = send::run_with(vm, conn.writer, conn.reply, &self.outgoing, mode, &hooks);
         if let Some(mut child) = conn.child {

@@ -30,6 +30,8 @@ pub struct Stats {
     pub dirty_pages_rate: u64,
     pub precopy_bytes: u64,
     pub downtime_bytes: u64,
+    /// Bytes written to the multifd channels (counted in `transferred` too).
+    pub multifd_bytes: u64,
     /// Destination side: the listening addresses (`socket address:` block).
     pub socket_addresses: Vec<String>,
     /// Disk statistics (block migration), when it runs: transferred, remaining, total.
@@ -69,6 +71,7 @@ impl Default for Stats {
             dirty_pages_rate: 0,
             precopy_bytes: 0,
             downtime_bytes: 0,
+            multifd_bytes: 0,
             socket_addresses: Vec::new(),
             disk: None,
             disk_bytes: 0,
@@ -154,6 +157,7 @@ impl Stats {
             downtime_bytes: self.downtime_bytes,
             postcopy_requests: self.postcopy_requests,
             postcopy_bytes: self.postcopy_bytes,
+            multifd_bytes: self.multifd_bytes,
             ..MigrationStats::default()
         }
     }

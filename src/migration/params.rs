@@ -1,7 +1,7 @@
 //! Migration parameters and capabilities, with QEMU 7.2's names, defaults, checks and
 //! texts. godwit acts on the bandwidth, the downtime limit, block migration, events,
-//! auto-converge and its throttle schedule, xbzrle and its cache size, its own convergence
-//! deadline, and TLS (`tls-creds`, `tls-hostname`, `tls-authz`); the other values read as
+//! auto-converge and its throttle schedule, xbzrle and its cache size, multifd (channels,
+//! compression and its levels), its own convergence deadline, and TLS (`tls-creds`, `tls-hostname`, `tls-authz`); the other values read as
 //! QEMU's defaults, and changing one is refused.
 
 use monitor::engine::migration::MAX_DOWNTIME_MS;
@@ -16,6 +16,11 @@ pub enum ParamsError {
     DowntimeLimit,
     #[error("Parameter 'multifd_channels' expects a value between 1 and 255")]
     MultifdChannels,
+    /// A compression level outside what the library takes (QEMU 7.2 drops the value).
+    #[error("Parameter '{name}' expects a value between 0 and {max}")]
+    Level { name: &'static str, max: u8 },
+    #[error("Parameter 'multifd-compression' does not accept value '{0}'")]
+    Compression(String),
     #[error("Parameter 'xbzrle_cache_size' expects a power of two no less than the target page size")]
     XbzrleCacheSize,
     /// A throttle parameter outside QEMU's bounds, in its words (`range` as QEMU says it).
@@ -30,6 +35,11 @@ pub enum ParamsError {
     /// A capability godwit does not have, switched on.
     #[error("capability '{}' is not supported by godwit", .0.name())]
     Capability(MigrationCapability),
+    /// QEMU 7.2 takes both, sending post-copy pages on the main channel; godwit's multifd
+    /// channels write guest RAM directly, which a post-copy destination under userfaultfd
+    /// cannot allow, so the pair is refused (in the words older QEMUs used).
+    #[error("Postcopy is not yet compatible with multifd")]
+    PostcopyMultifd,
 }
 
 /// The parameters godwit acts on, plus the values it keeps for display.
@@ -42,6 +52,11 @@ pub struct Params {
     pub xbzrle_cache_size: u64,
     pub max_postcopy_bandwidth: u64,
     pub multifd_channels: u8,
+    /// The `multifd` capability: pages travel over `multifd_channels` extra connections.
+    pub multifd: bool,
+    pub multifd_compression: crate::migration::multifd::Compression,
+    pub multifd_zlib_level: u8,
+    pub multifd_zstd_level: u8,
     pub block_incremental: bool,
     /// The `block` capability: every `migrate` copies the disks (as `-b`, or `-i` with
     /// `block-incremental` on).
@@ -127,6 +142,10 @@ impl Default for Params {
             xbzrle_cache_size: 64 << 20,
             max_postcopy_bandwidth: 0,
             multifd_channels: 2,
+            multifd: false,
+            multifd_compression: crate::migration::multifd::Compression::None,
+            multifd_zlib_level: 1,
+            multifd_zstd_level: 1,
             block_incremental: false,
             block: false,
             events: false,
@@ -157,6 +176,9 @@ impl Params {
             downtime_limit: self.downtime_limit_ms,
             block_incremental: self.block_incremental,
             multifd_channels: self.multifd_channels,
+            multifd_compression: self.multifd_compression.name().into(),
+            multifd_zlib_level: self.multifd_zlib_level,
+            multifd_zstd_level: self.multifd_zstd_level,
             xbzrle_cache_size: self.xbzrle_cache_size,
             max_postcopy_bandwidth: self.max_postcopy_bandwidth,
             throttle_trigger_threshold: self.throttle.trigger_threshold,
@@ -169,6 +191,16 @@ impl Params {
             tls_hostname: self.tls_hostname.clone(),
             tls_authz: self.tls_authz.clone(),
             ..MigrationParameters::default()
+        }
+    }
+
+    /// How the multifd channels work.
+    pub fn multifd_settings(&self) -> crate::migration::multifd::Settings {
+        crate::migration::multifd::Settings {
+            channels: self.multifd_channels,
+            compression: self.multifd_compression,
+            zlib_level: self.multifd_zlib_level,
+            zstd_level: self.multifd_zstd_level,
         }
     }
 
@@ -208,6 +240,15 @@ impl Params {
         if let Some(v) = p.multifd_channels {
             self.multifd_channels = v;
         }
+        if let Some(c) = p
+            .multifd_compression
+            .as_deref()
+            .and_then(crate::migration::multifd::Compression::from_name)
+        {
+            self.multifd_compression = c;
+        }
+        self.multifd_zlib_level = p.multifd_zlib_level.unwrap_or(self.multifd_zlib_level);
+        self.multifd_zstd_level = p.multifd_zstd_level.unwrap_or(self.multifd_zstd_level);
         if let Some(v) = p.block_incremental {
             self.block_incremental = v;
         }
@@ -251,6 +292,7 @@ impl Params {
                     MigrationCapability::ReturnPath => self.return_path,
                     MigrationCapability::Xbzrle => self.xbzrle,
                     MigrationCapability::PostcopyRam => self.postcopy_ram,
+                    MigrationCapability::Multifd => self.multifd,
                     _ => false,
                 },
             })
@@ -266,6 +308,10 @@ impl Params {
                 return Err(ParamsError::Capability(c.capability));
             }
         }
+        let after = |cap: MigrationCapability, now: bool| caps.iter().rev().find(|c| c.capability == cap).map_or(now, |c| c.state);
+        if after(MigrationCapability::PostcopyRam, self.postcopy_ram) && after(MigrationCapability::Multifd, self.multifd) {
+            return Err(ParamsError::PostcopyMultifd);
+        }
         for c in caps {
             match c.capability {
                 MigrationCapability::Block => self.block = c.state,
@@ -275,6 +321,7 @@ impl Params {
                 MigrationCapability::ReturnPath => self.return_path = c.state,
                 MigrationCapability::Xbzrle => self.xbzrle = c.state,
                 MigrationCapability::PostcopyRam => self.postcopy_ram = c.state,
+                MigrationCapability::Multifd => self.multifd = c.state,
                 _ => {}
             }
         }
@@ -287,6 +334,7 @@ fn supported(c: MigrationCapability) -> bool {
     matches!(
         c,
         MigrationCapability::Xbzrle
+            | MigrationCapability::Multifd
             | MigrationCapability::Block
             | MigrationCapability::Events
             | MigrationCapability::AutoConverge
@@ -328,6 +376,21 @@ fn check(p: &MigrateSetParameters, cur: &Params) -> Result<(), ParamsError> {
     if p.multifd_channels == Some(0) {
         return Err(ParamsError::MultifdChannels);
     }
+    if let Some(c) = p
+        .multifd_compression
+        .as_deref()
+        .filter(|c| crate::migration::multifd::Compression::from_name(c).is_none())
+    {
+        return Err(ParamsError::Compression(c.to_string()));
+    }
+    for (name, v, max) in [
+        ("multifd_zlib_level", p.multifd_zlib_level, 9),
+        ("multifd_zstd_level", p.multifd_zstd_level, 20),
+    ] {
+        if v.is_some_and(|v| v > max) {
+            return Err(ParamsError::Level { name, max });
+        }
+    }
     if p.xbzrle_cache_size.is_some_and(|v| !v.is_power_of_two() || v < 4096) {
         return Err(ParamsError::XbzrleCacheSize);
     }
@@ -357,12 +420,6 @@ fn check(p: &MigrateSetParameters, cur: &Params) -> Result<(), ParamsError> {
         ("compress-wait-thread", changes(p.compress_wait_thread, now.compress_wait_thread)),
         ("decompress-threads", changes(p.decompress_threads, now.decompress_threads)),
         ("x-checkpoint-delay", changes(p.x_checkpoint_delay, now.x_checkpoint_delay)),
-        (
-            "multifd-compression",
-            changes(p.multifd_compression.as_ref(), &now.multifd_compression),
-        ),
-        ("multifd-zlib-level", changes(p.multifd_zlib_level, now.multifd_zlib_level)),
-        ("multifd-zstd-level", changes(p.multifd_zstd_level, now.multifd_zstd_level)),
     ];
     match unsupported.iter().find(|(_, set)| *set) {
         Some((name, _)) => Err(ParamsError::Unsupported(name)),
@@ -373,6 +430,20 @@ fn check(p: &MigrateSetParameters, cur: &Params) -> Result<(), ParamsError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn postcopy_and_multifd_exclude_each_other() {
+        let on = |capability, state| MigrationCapabilityStatus { capability, state };
+        let mut p = Params::default();
+        p.set_capabilities(&[on(MigrationCapability::Multifd, true)]).unwrap();
+        let e = p.set_capabilities(&[on(MigrationCapability::PostcopyRam, true)]).unwrap_err();
+        assert_eq!(e.to_string(), "Postcopy is not yet compatible with multifd");
+        assert!(!p.postcopy_ram, "a refusal changes nothing");
+        let both = [on(MigrationCapability::Multifd, false), on(MigrationCapability::PostcopyRam, true)];
+        p.set_capabilities(&both).unwrap();
+        assert!(p.postcopy_ram && !p.multifd);
+        assert!(p.set_capabilities(&[on(MigrationCapability::Multifd, true)]).is_err());
+    }
 
     #[test]
     fn checked_before_anything_changes() {
@@ -444,12 +515,12 @@ mod tests {
         };
         p.set(&same).unwrap();
         assert_eq!(p.info().downtime_limit, 500);
-        let zstd = MigrateSetParameters {
-            multifd_compression: Some("zstd".into()),
+        let delay = MigrateSetParameters {
+            x_checkpoint_delay: Some(100),
             downtime_limit: Some(400),
             ..same.clone()
         };
-        assert_eq!(p.set(&zstd), Err(ParamsError::Unsupported("multifd-compression")));
+        assert_eq!(p.set(&delay), Err(ParamsError::Unsupported("x-checkpoint-delay")));
         assert_eq!(p.info().downtime_limit, 500, "nothing changed");
         let tls = MigrateSetParameters {
             tls_creds: Some("tls0".into()),
@@ -473,6 +544,62 @@ mod tests {
     }
 
     #[test]
+    fn multifd_parameters_are_checked_then_kept() {
+        let mut p = Params::default();
+        let set = |p: &mut Params, m: MigrateSetParameters| p.set(&m).map_err(|e| e.to_string());
+        let lz4 = MigrateSetParameters {
+            multifd_compression: Some("lz4".into()),
+            ..Default::default()
+        };
+        assert_eq!(
+            set(&mut p, lz4).unwrap_err(),
+            "Parameter 'multifd-compression' does not accept value 'lz4'"
+        );
+        let zlib = MigrateSetParameters {
+            multifd_zlib_level: Some(10),
+            multifd_compression: Some("zlib".into()),
+            ..Default::default()
+        };
+        assert_eq!(
+            set(&mut p, zlib).unwrap_err(),
+            "Parameter 'multifd_zlib_level' expects a value between 0 and 9"
+        );
+        let zstd = MigrateSetParameters {
+            multifd_zstd_level: Some(21),
+            ..Default::default()
+        };
+        assert_eq!(
+            set(&mut p, zstd).unwrap_err(),
+            "Parameter 'multifd_zstd_level' expects a value between 0 and 20"
+        );
+        assert_eq!(p, Params::default(), "nothing changed");
+        let none = MigrateSetParameters {
+            multifd_channels: Some(0),
+            ..Default::default()
+        };
+        assert_eq!(
+            set(&mut p, none).unwrap_err(),
+            "Parameter 'multifd_channels' expects a value between 1 and 255"
+        );
+        let good = MigrateSetParameters {
+            multifd_channels: Some(255),
+            multifd_compression: Some("zstd".into()),
+            multifd_zlib_level: Some(9),
+            multifd_zstd_level: Some(20),
+            ..Default::default()
+        };
+        set(&mut p, good).unwrap();
+        let i = p.info();
+        assert_eq!((i.multifd_channels, i.multifd_compression.as_str()), (255, "zstd"));
+        assert_eq!((i.multifd_zlib_level, i.multifd_zstd_level), (9, 20));
+        let s = p.multifd_settings();
+        assert_eq!(
+            (s.channels, s.compression, s.zlib_level, s.zstd_level),
+            (255, crate::migration::multifd::Compression::Zstd, 9, 20)
+        );
+    }
+
+    #[test]
     fn capabilities() {
         let mut p = Params::default();
         let listed: Vec<&str> = p.capabilities().iter().map(|c| c.capability.name()).collect();
@@ -485,6 +612,7 @@ mod tests {
                 "postcopy-ram",
                 "block",
                 "return-path",
+                "multifd",
                 "late-block-activate"
             ],
             "only what godwit has"
@@ -504,6 +632,8 @@ mod tests {
         assert!(p.late_block_activate && p.return_path);
         p.set_capabilities(&[on(MigrationCapability::Xbzrle)]).unwrap();
         assert!(p.xbzrle && p.capabilities()[0].state, "xbzrle is listed first, as in QEMU");
+        p.set_capabilities(&[on(MigrationCapability::Multifd)]).unwrap();
+        assert!(p.multifd && p.capabilities()[5].state);
     }
 
     #[test]

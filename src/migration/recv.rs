@@ -100,6 +100,11 @@ pub enum RecvError {
     /// Guest RAM could not be set up for post-copy, or a page not placed.
     #[error("post-copy: {0}")]
     Userfault(#[source] std::io::Error),
+    /// A multifd channel failed, or its announcement was refused.
+    #[error(transparent)]
+    Multifd(#[from] super::multifd::recv::ChannelError),
+    #[error("{0}")]
+    MultifdSetup(String),
     /// A record reached the wrong handler (a bug).
     #[error("internal error: record handled by the load loop")]
     Misrouted,
@@ -184,6 +189,7 @@ pub const NO_EVENTS: PostcopyEvents<'static> = PostcopyEvents {
 
 /// [`run`] on a destination whose capabilities are `expect`: the source's must be the same.
 /// With post-copy, `ev` hears of the switch and of a broken stream.
+#[cfg(test)]
 pub fn run_with(
     vm: &Vm,
     input: Box<dyn Read + Send>,
@@ -191,10 +197,26 @@ pub fn run_with(
     expect: Caps,
     ev: &PostcopyEvents<'_>,
 ) -> Result<(), RecvError> {
+    run_listening(vm, input, reply, expect, None, ev)
+}
+
+/// [`run_with`], with the listener the multifd channels connect to (kept open for them).
+pub fn run_listening(
+    vm: &Vm,
+    input: Box<dyn Read + Send>,
+    reply: Option<Box<dyn Write + Send>>,
+    expect: Caps,
+    listener: Option<&super::multifd::ChannelListener<'_>>,
+    ev: &PostcopyEvents<'_>,
+) -> Result<(), RecvError> {
     let mut version = 0;
     let shared = reply.map(SharedReply::new);
     let mut reply = shared.clone().map(|s| Box::new(s) as Box<dyn Write + Send>);
-    let pc = PostcopyHooks { reply: shared, ev };
+    let pc = LoadHooks {
+        reply: shared,
+        ev,
+        channels: listener,
+    };
     let result = load(vm, input, Mode::Fresh, reply.as_mut(), &mut version, expect, &pc);
     if result.is_err() {
         // This VM will not run: let go of every image it took at END before the source
@@ -224,7 +246,7 @@ pub fn run_with(
 /// stream carries are overwritten, and every other page the guest had touched is zeroed
 /// at the end, which is much cheaper than zeroing all of RAM first.
 pub fn run_over(vm: &Vm, input: Box<dyn Read + Send>) -> Result<(), RecvError> {
-    load(vm, input, Mode::Over, None, &mut 0, Caps::default(), &NO_POSTCOPY)
+    load(vm, input, Mode::Over, None, &mut 0, Caps::default(), &NO_HOOKS)
 }
 
 /// Checks a stream against this VM without changing anything: its configuration, and its
@@ -232,19 +254,22 @@ pub fn run_over(vm: &Vm, input: Box<dyn Read + Send>) -> Result<(), RecvError> {
 /// record only, checking every record on the way; savevm puts STATE first, so this is
 /// cheap for snapshots.
 pub fn check(vm: &Vm, input: Box<dyn Read + Send>) -> Result<(), RecvError> {
-    load(vm, input, Mode::Check, None, &mut 0, Caps::default(), &NO_POSTCOPY)
+    load(vm, input, Mode::Check, None, &mut 0, Caps::default(), &NO_HOOKS)
 }
 
-/// What a post-copy load needs: the way back for the fault thread's requests, and who to
-/// tell that the guest may run.
-struct PostcopyHooks<'a> {
+/// What a load from a live source needs: for post-copy, the way back for the fault
+/// thread's requests and who to tell that the guest may run; for multifd, the listener its
+/// channels connect to.
+struct LoadHooks<'a> {
     reply: Option<SharedReply>,
     ev: &'a PostcopyEvents<'a>,
+    channels: Option<&'a super::multifd::ChannelListener<'a>>,
 }
 
-const NO_POSTCOPY: PostcopyHooks<'static> = PostcopyHooks {
+const NO_HOOKS: LoadHooks<'static> = LoadHooks {
     reply: None,
     ev: &NO_EVENTS,
+    channels: None,
 };
 
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -265,7 +290,7 @@ fn load(
     reply: Option<&mut Box<dyn Write + Send>>,
     version: &mut u32,
     expect: Caps,
-    pc: &PostcopyHooks<'_>,
+    pc: &LoadHooks<'_>,
 ) -> Result<(), RecvError> {
     let mut r = Reader::new(input)?;
     *version = r.version();
@@ -283,13 +308,24 @@ fn load(
         caps: None,
         pc,
         postcopy: None,
+        listener: pc.channels,
+        mf: None,
     };
-    l.configuration(&mut r)?;
+    match l.configuration(&mut r).and_then(|()| records(&mut l, &mut r)) {
+        Ok(Some(pages)) => l.end(pages),
+        Ok(None) => Ok(()),
+        // A channel that failed first is the better reason (the main stream then broke).
+        Err(e) => Err(l.mf.as_mut().and_then(|m| m.abort()).map_or(e, RecvError::from)),
+    }
+}
+
+/// The records after CONFIG: the END's page count, or `None` once a check is done.
+fn records(l: &mut Loader<'_>, r: &mut Reader<Box<dyn Read + Send>>) -> Result<Option<u64>, RecvError> {
     loop {
         let rec = match r.next() {
             Ok(rec) => rec,
             Err(e) if l.postcopy.is_some() && matches!(e, StreamError::Truncated(_) | StreamError::Io(_)) => {
-                r = l.resume(e.into())?;
+                *r = l.resume(e.into())?;
                 continue;
             }
             Err(e) => return Err(e.into()),
@@ -299,10 +335,10 @@ fn load(
             l.caps(0)?;
         }
         match rec {
-            Record::End { pages } => return l.end(pages),
+            Record::End { pages } => return Ok(Some(pages)),
             Record::State(bytes) => {
                 if l.state(bytes)? == Done::Checked {
-                    return Ok(());
+                    return Ok(None);
                 }
             }
             Record::Block { disk, offset, data } => {
@@ -327,10 +363,10 @@ enum Done {
 }
 
 /// One load in progress, and what the stream has carried so far.
-struct Loader<'a> {
-    vm: &'a Vm,
+pub(super) struct Loader<'a> {
+    pub(super) vm: &'a Vm,
     mode: Mode,
-    disks: BlockSink<'a>,
+    pub(super) disks: BlockSink<'a>,
     written: Written,
     state: Option<MachineState>,
     /// What the stream itself says it carried, checked against its END and SYNC records.
@@ -341,13 +377,20 @@ struct Loader<'a> {
     page: Vec<u8>,
     /// This side's capabilities, and the source's once known.
     expect: Caps,
-    caps: Option<Caps>,
-    pc: &'a PostcopyHooks<'a>,
+    pub(super) caps: Option<Caps>,
+    pc: &'a LoadHooks<'a>,
     /// From the `POSTCOPY` record on: guest RAM under userfaultfd, the guest running.
     postcopy: Option<Destination>,
+    /// Where the multifd channels connect, and their threads once they did.
+    pub(super) listener: Option<&'a super::multifd::ChannelListener<'a>>,
+    pub(super) mf: Option<super::multifd::recv::MultifdReceiver>,
 }
 
 impl Loader<'_> {
+    pub(super) fn fresh(&self) -> bool {
+        self.mode == Mode::Fresh
+    }
+
     fn applies(&self) -> bool {
         self.mode != Mode::Check
     }
@@ -396,6 +439,7 @@ impl Loader<'_> {
             Record::Caps { flags } if self.caps.is_none() => self.caps(flags),
             Record::Caps { .. } => Err(RecvError::LateCaps),
             Record::Xbzrle { gpa, body } => self.xbzrle(gpa, body),
+            Record::Multifd(p) => self.multifd(p),
             Record::Pages { gpa, data } => self.pages(gpa, data),
             Record::Zero { gpa, pages } => self.zero(gpa, pages),
             Record::Sync { round } => {
@@ -441,11 +485,13 @@ impl Loader<'_> {
     /// The source's capabilities (right after CONFIG, or none): they must be this side's.
     fn caps(&mut self, flags: u32) -> Result<(), RecvError> {
         let theirs = Caps::from_flags(flags).ok_or(RecvError::UnknownCaps(flags))?;
-        if theirs.xbzrle != self.expect.xbzrle {
-            return Err(RecvError::CapabilityMismatch {
-                name: "xbzrle",
-                at_source: theirs.xbzrle,
-            });
+        for (name, at_source, here) in [
+            ("xbzrle", theirs.xbzrle, self.expect.xbzrle),
+            ("multifd", theirs.multifd, self.expect.multifd),
+        ] {
+            if at_source != here {
+                return Err(RecvError::CapabilityMismatch { name, at_source });
+            }
         }
         if theirs.postcopy != self.expect.postcopy {
             return Err(RecvError::CapabilityMismatch {
@@ -622,6 +668,13 @@ impl Loader<'_> {
     /// END: everything announced arrived; the state fits; the disks are taken over; the
     /// state is loaded.
     fn end(mut self, pages: u64) -> Result<(), RecvError> {
+        match self.mf.as_mut() {
+            Some(mf) => self.pages_seen += mf.finish()?,
+            None if self.caps.is_some_and(|c| c.multifd) => {
+                return Err(RecvError::MultifdSetup("a multifd stream without its MULTIFD record".into()));
+            }
+            None => {}
+        }
         if pages != self.pages_seen {
             return Err(RecvError::PageCount {
                 announced: pages,

@@ -279,6 +279,11 @@ pub struct BlockSink<'a> {
 }
 
 impl<'a> BlockSink<'a> {
+    /// The way back to the source, if there is one.
+    pub fn reply(&mut self) -> Option<&mut Box<dyn Write + Send>> {
+        self.reply.as_deref_mut()
+    }
+
     pub fn new(vm: &'a Vm, reply: Option<&'a mut Box<dyn Write + Send>>) -> Self {
         BlockSink {
             vm,

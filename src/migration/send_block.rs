@@ -105,7 +105,7 @@ impl<W: Write> Sender<'_, W> {
         let (figures, wire) = (b.figures(), b.wire);
         {
             let mut s = lock(&self.shared.stats);
-            s.transferred = self.w.bytes();
+            s.transferred = self.wire_bytes();
             s.disk_bytes = wire;
             s.disk = Some(figures);
         }

@@ -13,7 +13,8 @@ pub const MAGIC: &[u8; 8] = b"GODWITMG";
 /// (docs/migration.md); version 4 adds NIC states (`virtio-net`) to the machine state, which
 /// an older godwit must refuse by the stream's version rather than by a device it does not
 /// know; version 5 adds the source's capabilities (CAPS) and xbzrle pages (XBZRLE).
-/// Versions 1 to 4 (older savevm snapshots) still load.
+/// Version 6 adds post-copy (DISCARD, POSTCOPY) and the multifd channels' announcement
+/// (MULTIFD). Versions 1 to 5 (older savevm snapshots) still load.
 pub const VERSION: u32 = 6;
 const OLDEST_VERSION: u32 = 1;
 pub const PAGE_SIZE: usize = 4096;
@@ -43,6 +44,7 @@ pub enum Tag {
     Xbzrle = 12,
     Discard = 13,
     Postcopy = 14,
+    Multifd = 15,
 }
 
 impl Tag {
@@ -63,6 +65,7 @@ impl Tag {
             Tag::Xbzrle => (8 + 2, 8 + crate::migration::xbzrle::record::MAX_BODY as u32),
             Tag::Discard => (16, 16),
             Tag::Postcopy => (4, 4),
+            Tag::Multifd => (16, 16),
         }
     }
 
@@ -82,6 +85,7 @@ impl Tag {
             12 => Tag::Xbzrle,
             13 => Tag::Discard,
             14 => Tag::Postcopy,
+            15 => Tag::Multifd,
             _ => return None,
         })
     }
@@ -167,6 +171,8 @@ pub enum Record<'a> {
     /// Post-copy: the destination runs the guest now; the pages it still lacks follow
     /// (and it asks for them on the way back).
     Postcopy,
+    /// The multifd channels: count, compression, session (see `multifd::decode_record`).
+    Multifd(&'a [u8]),
 }
 
 pub struct Writer<W: Write> {
@@ -289,6 +295,11 @@ impl<W: Write> Writer<W> {
     /// The switch to post-copy (payload: reserved flags, 0).
     pub fn postcopy(&mut self) -> io::Result<()> {
         self.record(Tag::Postcopy, &[&0u32.to_le_bytes()])
+    }
+
+    /// The multifd channels' announcement (`multifd::encode_record`).
+    pub fn multifd(&mut self, payload: &[u8; 16]) -> io::Result<()> {
+        self.record(Tag::Multifd, &[payload])
     }
 
     /// Pushes out what is buffered (before waiting for the destination's answer).
@@ -468,6 +479,7 @@ impl<R: Read> Reader<R> {
                     why: "reserved flags are set".into(),
                 });
             }
+            Tag::Multifd => Record::Multifd(p),
         })
     }
 }
@@ -488,6 +500,7 @@ fn tag_name(t: Tag) -> &'static str {
         Tag::Xbzrle => "XBZRLE",
         Tag::Discard => "DISCARD",
         Tag::Postcopy => "POSTCOPY",
+        Tag::Multifd => "MULTIFD",
     }
 }
 

@@ -55,7 +55,7 @@ fn migrate_with(append: &str, max_bandwidth: u64, xbzrle: bool) -> (super::info:
     lock(&shared.params).max_bandwidth = max_bandwidth;
     lock(&shared.params).xbzrle = xbzrle;
     let receiver = std::thread::spawn(move || {
-        let r = recv::run_with(&dst, Box::new(b), None, Caps { xbzrle, postcopy: false }, &recv::NO_EVENTS);
+        let r = recv::run_with(&dst, Box::new(b), None, Caps { xbzrle, ..Caps::default() }, &recv::NO_EVENTS);
         (dst, r)
     });
     let result = send::run(&src, Box::new(a), None, &shared, super::disks::Mode::Shared, &|_| {});
@@ -138,7 +138,7 @@ fn bad_xbzrle_records_are_refused_and_write_nothing() {
     let dst = small_destination(Vec::new());
     let on = Caps {
         xbzrle: true,
-        postcopy: false,
+        ..Caps::default()
     };
     let load = |bytes: Vec<u8>, caps: Caps| recv::run_with(&dst, Box::new(std::io::Cursor::new(bytes)), None, caps, &recv::NO_EVENTS);
     let with = |f: &dyn Fn(&mut stream::Writer<&mut Vec<u8>>)| {
@@ -192,8 +192,8 @@ fn bad_xbzrle_records_are_refused_and_write_nothing() {
 fn bad_postcopy_records_are_refused() {
     let dst = small_destination(Vec::new());
     let on = Caps {
-        xbzrle: false,
         postcopy: true,
+        ..Caps::default()
     };
     let load = |bytes: Vec<u8>, caps: Caps| recv::run_with(&dst, Box::new(std::io::Cursor::new(bytes)), None, caps, &recv::NO_EVENTS);
     let e = load(after_config(&|w| w.discard(0x10000, 1).unwrap()), Caps::default()).unwrap_err();

@@ -221,6 +221,26 @@ fn set_write_timeout(f: &std::fs::File, t: Duration) {
     }
 }
 
+/// A socket's receive timeout (`None`: none).
+pub fn set_read_timeout(f: &std::fs::File, t: Option<Duration>) {
+    use std::os::fd::AsRawFd;
+    let t = t.unwrap_or_default();
+    let tv = libc::timeval {
+        tv_sec: t.as_secs() as libc::time_t,
+        tv_usec: 0,
+    };
+    // SAFETY: setting a timeval socket option from a valid pointer and its size.
+    unsafe {
+        libc::setsockopt(
+            f.as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_RCVTIMEO,
+            (&tv as *const libc::timeval).cast(),
+            std::mem::size_of::<libc::timeval>() as libc::socklen_t,
+        );
+    }
+}
+
 /// The destination's end, listening (or its command started) before the stream arrives.
 pub enum Incoming {
     Tcp(TcpListener, String),
@@ -263,6 +283,16 @@ impl Incoming {
             Incoming::Tcp(_, a) => vec![a.clone()],
             Incoming::Unix(_, p) => vec![format!("unix:{}", p.display())],
             Incoming::Exec(_) => vec![],
+        }
+    }
+
+    /// The listening socket (none for `exec:`), to wait on with a timeout.
+    pub fn raw_fd(&self) -> Option<std::os::fd::RawFd> {
+        use std::os::fd::AsRawFd;
+        match self {
+            Incoming::Tcp(l, _) => Some(l.as_raw_fd()),
+            Incoming::Unix(l, _) => Some(l.as_raw_fd()),
+            Incoming::Exec(_) => None,
         }
     }
 

@@ -65,7 +65,7 @@ async def main():
     check("sandbox" not in opts and {"timestamp"} <= opts.get("msg", set()), "msg, no sandbox")
     check({"mem-lock"} <= opts.get("overcommit", set()), "overcommit mem-lock")
     caps = {c["capability"] for c in await q.execute("query-migrate-capabilities")}
-    check(caps == {"xbzrle", "auto-converge", "events", "postcopy-ram", "block", "return-path", "late-block-activate"}, f"godwit's capabilities only: {caps}")
+    check(caps == {"xbzrle", "auto-converge", "events", "postcopy-ram", "block", "return-path", "multifd", "late-block-activate"}, f"godwit's capabilities only: {caps}")
     check(await q.execute("query-cpus-fast") == [], "no CPUs without a machine")
     e = await error_of(q, "query-balloon")
     check(e == ("DeviceNotActive", "No balloon device has been activated"), f"no balloon: {e}")

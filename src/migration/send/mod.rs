@@ -13,6 +13,7 @@
 //! [`Shared::set_status`].
 
 mod converge;
+mod multifd;
 mod pacer;
 mod pages;
 mod postcopy;
@@ -22,6 +23,7 @@ mod stop;
 #[cfg(test)]
 mod tests;
 
+pub use multifd::Connector;
 pub(super) use pacer::Pacer;
 use pages::{flush_xbzrle, write_pages_xbzrle};
 pub use pages::{is_zero, write_pages};
@@ -64,6 +66,12 @@ pub(super) struct Sender<'a, W: Write> {
     cursor: (usize, u64),
     /// The `xbzrle` capability's cache and the record being filled.
     xb: Option<XbzrleSender>,
+    /// The `multifd` capability's channels, and their figures last folded in (zero
+    /// pages, data pages, bytes).
+    mf: Option<crate::migration::multifd::send::MultifdSender>,
+    mf_seen: (u64, u64, u64),
+    /// Page bytes handed to the multifd channels (before compression).
+    mf_raw: u64,
 }
 
 impl<W: Write> Sender<'_, W> {
@@ -79,6 +87,9 @@ impl<W: Write> Sender<'_, W> {
     /// Sends `count` pages from `gpa`: zero pages as ranges, the rest as data (with
     /// xbzrle, into its batch, which [`Sender::flush_xbzrle`] writes out).
     fn send_run(&mut self, gpa: u64, count: u64) -> Result<(), Stop> {
+        if self.mf.is_some() {
+            return self.send_run_multifd(gpa, count);
+        }
         let before = self.out_bytes();
         let (zero, normal) = match self.xb.as_mut() {
             Some(xb) => write_pages_xbzrle(&mut self.w, xb, self.vm.ram(), gpa, count, &mut self.buf)?,
@@ -285,7 +296,11 @@ pub fn run(
     mode: Mode,
     settle: &dyn Fn(&Result<(), Stop>),
 ) -> Result<(), Stop> {
-    let hooks = RunStateHooks { stopped: &|| {}, settle };
+    let hooks = RunStateHooks {
+        stopped: &|| {},
+        settle,
+        channel: None,
+    };
     run_with(vm, out, reply, shared, mode, &hooks)
 }
 
@@ -316,7 +331,7 @@ pub fn run_with(
     };
     m.begin_figures();
     let result = (|| {
-        let mut sx = m.setup(out)?;
+        let mut sx = m.setup(out, hooks.channel)?;
         let last = m.precopy(&mut sx)?;
         if shared.postcopy_requested() {
             return m.postcopy(&mut sx, last);
@@ -331,6 +346,8 @@ pub fn run_with(
 pub struct RunStateHooks<'a> {
     pub stopped: &'a dyn Fn(),
     pub settle: &'a dyn Fn(&Result<(), Stop>),
+    /// Opens a multifd channel (`tcp:` and `unix:` only; none where it cannot be done).
+    pub channel: Option<Connector<'a>>,
 }
 
 impl<'a> Outgoing<'a> {
@@ -368,7 +385,7 @@ impl<'a> Outgoing<'a> {
 
     /// Set-up: the configuration and the disks; for a block migration, the destination's
     /// consent to take the disks, then their bulk copy while the guest runs.
-    fn setup(&mut self, out: Box<dyn Write + Send>) -> Result<Sender<'a, Out>, Stop> {
+    fn setup(&mut self, out: Box<dyn Write + Send>, channel: Option<Connector<'_>>) -> Result<Sender<'a, Out>, Stop> {
         let w = Writer::new(std::io::BufWriter::with_capacity(1 << 20, out)).map_err(io_err)?;
         let mut sx = Sender {
             vm: self.vm,
@@ -380,15 +397,32 @@ impl<'a> Outgoing<'a> {
             block: None,
             cursor: (0, 0),
             xb: None,
+            mf: None,
+            mf_seen: (0, 0, 0),
+            mf_raw: 0,
         };
         sx.w.config(self.vm.mem_size(), self.vm.vcpu_count() as u32, "pc").map_err(io_err)?;
-        let (xbzrle, cache_size, postcopy) = {
+        let (xbzrle, cache_size, postcopy, multifd) = {
             let p = lock(&self.shared.params);
-            (p.xbzrle, p.xbzrle_cache_size, p.postcopy_ram)
+            (
+                p.xbzrle,
+                p.xbzrle_cache_size,
+                p.postcopy_ram,
+                p.multifd.then(|| p.multifd_settings()),
+            )
         };
-        sx.w.caps(Caps { xbzrle, postcopy }.to_flags()).map_err(io_err)?;
+        let caps = Caps {
+            xbzrle,
+            postcopy,
+            multifd: multifd.is_some(),
+        };
+        sx.w.caps(caps.to_flags()).map_err(io_err)?;
         let ram_end = self.vm.ram().iter().map(|r| r.start_addr().0 + r.len()).max().unwrap_or(0);
-        sx.xb = xbzrle.then(|| XbzrleSender::new(cache_size, self.vm.mem_size(), ram_end));
+        // As in QEMU 7.2, with multifd the pages go to the channels and xbzrle is unused.
+        match multifd {
+            Some(s) => sx.open_multifd(&s, channel, self.reply.as_mut())?,
+            None => sx.xb = xbzrle.then(|| XbzrleSender::new(cache_size, self.vm.mem_size(), ram_end)),
+        }
         let announce = disks::describe(self.vm, self.mode).map_err(Failure::Disks)?;
         sx.w.disks(&announce.encode()).map_err(io_err)?;
         if self.mode != Mode::Shared {
@@ -436,7 +470,9 @@ impl<'a> Outgoing<'a> {
             s.dirty_sync_count
         };
         self.shared.pass(pass);
+        sx.multifd_sync()?;
         sx.send_round(&after)?;
+        sx.multifd_finish()?;
         if let Some(xb) = sx.xb.as_mut() {
             xb.close_period();
             lock(&self.shared.stats).xbzrle = Some(xb.counters);
@@ -459,7 +495,7 @@ impl<'a> Outgoing<'a> {
         }
         let mut s = lock(&self.shared.stats);
         s.downtime_bytes = sx.w.bytes() - sx.disk_wire() - s.precopy_bytes;
-        s.transferred = sx.w.bytes();
+        s.transferred = sx.wire_bytes();
         // Until the destination said it has everything: its guest runs from then.
         s.downtime_ms = self.downtime_start.map_or(0, |t| t.elapsed().as_millis() as u64);
         s.disk_bytes = sx.disk_wire();

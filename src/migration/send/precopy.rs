@@ -55,7 +55,7 @@ impl<'a> Outgoing<'a> {
         let mut round = self.first_round(sx)?;
         let now = Instant::now();
         let mut course = Course {
-            auto: AutoConverge::new(now, sx.w.bytes()),
+            auto: AutoConverge::new(now, sx.sent_bytes()),
             guarantee: Guarantee::new(self.start, &lock(&self.shared.params)),
             prev_left: None,
             extra_rounds: 0,
@@ -90,6 +90,7 @@ impl<'a> Outgoing<'a> {
                 self.carry_over(&mut next, &round);
             }
             round_no += 1;
+            sx.multifd_sync()?;
             sx.w.sync(round_no).map_err(io_err)?;
             let fits = self.steer(sx, &mut course, now, found, &next);
             if self.shared.postcopy_requested() || self.should_stop(sx, &mut course, now, fits, next.bytes) {
@@ -143,7 +144,7 @@ impl<'a> Outgoing<'a> {
         let fits = next.bytes == 0 || next.bytes as f64 <= sx.pacer.rate() * p.downtime_limit_ms as f64;
         let mut pct = 0;
         if p.auto_converge {
-            c.auto.sync(now, found, sx.w.bytes(), &p.throttle);
+            c.auto.sync(now, found, sx.sent_bytes(), &p.throttle);
             pct = c.auto.pct;
         }
         if let Some(g) = c.guarantee.as_mut().filter(|_| !fits) {

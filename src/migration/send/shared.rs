@@ -95,6 +95,21 @@ impl Shared {
         *slot = Some(abort);
     }
 
+    /// More connections (multifd channels) that a cancel must break too.
+    pub fn also_abort(&self, more: Aborter) {
+        let mut slot = lock(&self.abort);
+        if self.cancel.load(Ordering::SeqCst) {
+            more();
+        }
+        let first = slot.take();
+        *slot = Some(Box::new(move || {
+            if let Some(f) = &first {
+                f();
+            }
+            more();
+        }));
+    }
+
     /// The connection is closed; nothing is left to break.
     pub fn disconnected(&self) {
         lock(&self.abort).take();

@@ -69,6 +69,9 @@ pub enum Failure {
     /// The connection failed.
     #[error("Unable to write to socket: {}", crate::errtext::io(.0))]
     Socket(#[source] io::Error),
+    /// The multifd channels could not be set up, or one of them failed.
+    #[error("{0}")]
+    Multifd(String),
     /// The machine stopped the migration for a reason of its own (the guest was reset),
     /// in the words it gave.
     #[error("{0}")]

@@ -15,21 +15,26 @@ pub struct Caps {
     pub xbzrle: bool,
     /// `postcopy-ram`: the source may switch to post-copy.
     pub postcopy: bool,
+    /// Pages travel on the multifd channels (`crate::migration::multifd`).
+    pub multifd: bool,
 }
 
 impl Caps {
     const XBZRLE: u32 = 1;
     const POSTCOPY: u32 = 2;
+    const MULTIFD: u32 = 4;
 
     pub fn to_flags(self) -> u32 {
-        (if self.xbzrle { Self::XBZRLE } else { 0 }) | (if self.postcopy { Self::POSTCOPY } else { 0 })
+        let bit = |on: bool, flag: u32| if on { flag } else { 0 };
+        bit(self.xbzrle, Self::XBZRLE) | bit(self.postcopy, Self::POSTCOPY) | bit(self.multifd, Self::MULTIFD)
     }
 
     /// `None` for flags this godwit does not know.
     pub fn from_flags(f: u32) -> Option<Caps> {
-        (f & !(Self::XBZRLE | Self::POSTCOPY) == 0).then_some(Caps {
+        (f & !(Self::XBZRLE | Self::POSTCOPY | Self::MULTIFD) == 0).then_some(Caps {
             xbzrle: f & Self::XBZRLE != 0,
             postcopy: f & Self::POSTCOPY != 0,
+            multifd: f & Self::MULTIFD != 0,
         })
     }
 }
