@@ -16,6 +16,7 @@ use devices::block::inactive::Inactive;
 use devices::block::{BlockBackend, BlockError, Format, ImageOptions, Qcow2, open_image, open_image_with};
 use devices::bus::lock;
 use devices::pci::PciRoot;
+use devices::virtio::blk::stats::BlkStats;
 use devices::virtio::blk::{BlkConfig, BlkError, VirtioBlk};
 use kvm_ioctls::VmFd;
 use std::path::PathBuf;
@@ -84,6 +85,8 @@ pub struct Disk {
     pub backend: Arc<Mutex<Box<dyn BlockBackend>>>,
     /// Guest writes, recorded while a block migration runs.
     pub dirty: Arc<DirtyMap>,
+    /// The device's request counters (`query-blockstats`).
+    pub stats: Arc<BlkStats>,
     /// Virtual size in bytes (fixed: the guest was told).
     pub size: u64,
     active: AtomicBool,
@@ -224,11 +227,13 @@ pub fn attach(
         let blk = VirtioBlk::new(image, cfg).map_err(|err| DiskError::Device { spec: d.origin(), err })?;
         let backend = blk.backend();
         let dirty = blk.dirty_map();
+        let stats = blk.stats();
         super::virtio::plug(vm, ram, pci, list, Box::new(blk)).map_err(|err| DiskError::Plug { spec: d.origin(), err })?;
         disks.push(Disk {
             cfg: d.clone(),
             backend,
             dirty,
+            stats,
             size,
             active: AtomicBool::new(!inactive || d.snapshot),
         });
@@ -301,6 +306,7 @@ mod tests {
             cfg: d,
             backend: Arc::new(Mutex::new(held)),
             dirty: Arc::new(DirtyMap::new(1 << 20)),
+            stats: Arc::default(),
             size: 1 << 20,
             active: AtomicBool::new(true),
         };
