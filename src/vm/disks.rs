@@ -327,4 +327,56 @@ mod tests {
         assert!(e.to_string().ends_with(": the image's size changed from 1048576 to 2097152 bytes"));
         std::fs::remove_dir_all(&dir).unwrap();
     }
+
+    /// A `-blockdev` disk on an overlay: its nodes must name the chain the image holds.
+    #[test]
+    fn blockdev_backing_must_be_the_images_chain() {
+        let dir = std::env::temp_dir().join(format!("godwit-bdchain-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let (base, top, other) = (dir.join("base.raw"), dir.join("top.qcow2"), dir.join("other.raw"));
+        for f in [&base, &other] {
+            std::fs::File::create(f).unwrap().set_len(1 << 20).unwrap();
+        }
+        Qcow2::create(&top, 1 << 20, 16, Some((base.as_path(), Format::Raw))).unwrap();
+        let disk = |backing: Vec<PathBuf>, ends: bool| DriveConfig {
+            file: top.clone(),
+            format: Some("qcow2".into()),
+            read_only: false,
+            snapshot: false,
+            ignore_flush: false,
+            id: "fmt".into(),
+            spec: "driver=qcow2,file=st,node-name=fmt".into(),
+            blockdev: Some(crate::config::BlockdevDisk {
+                storage_node: "st".into(),
+                storage_driver: "file".into(),
+                storage_spec: format!("driver=file,filename={},node-name=st", top.display()),
+                qdev_id: None,
+                serial: String::new(),
+                backing,
+                backing_ends: ends,
+            }),
+        };
+        let check = |d: &DriveConfig| {
+            let mut img = open(d, false).unwrap();
+            check_backing(d, img.as_mut())
+        };
+        // The chain from the header (no `backing`), or named node by node down to `null`.
+        check(&disk(Vec::new(), false)).unwrap();
+        check(&disk(vec![base.clone()], true)).unwrap();
+        check(&disk(vec![base.clone()], false)).unwrap();
+        // `backing: null` on an overlay: godwit cannot cut the chain.
+        let e = check(&disk(Vec::new(), true)).unwrap_err();
+        assert!(matches!(e, DiskError::Backing { .. }), "{e:?}");
+        assert!(e.to_string().starts_with("-blockdev driver=file,filename="), "{e}");
+        assert!(e.to_string().contains("'backing: null' on an image whose backing file is"), "{e}");
+        // A node naming another file than the header, or a layer the chain does not have.
+        let e = check(&disk(vec![other.clone()], true)).unwrap_err();
+        assert!(e.to_string().contains("but its backing node names"), "{e}");
+        let e = check(&disk(vec![base.clone(), other.clone()], true)).unwrap_err();
+        assert!(
+            e.to_string().contains("the image has no backing file, but a backing node names"),
+            "{e}"
+        );
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
 }

@@ -116,7 +116,8 @@ fn disk_range(disk: &Disk, sector: u64, bytes: u64) -> Result<u64, RequestError>
         .ok_or(RequestError::OutOfRange { sector, bytes })
 }
 
-/// A request's kind and size as QEMU accounts it; None for what it does not count.
+/// A request's kind and size as QEMU accounts it (discard and write-zeroes are set once
+/// their segments are read); None for what it does not count.
 fn accounted(ty: u32, to_device: usize, to_driver: usize) -> Option<(Op, u64)> {
     match ty {
         vb::VIRTIO_BLK_T_IN => Some((Op::Read, to_driver as u64)),
@@ -179,13 +180,18 @@ fn run<B: BitmapSlice>(
             let n = to_driver.min(disk.serial.len());
             Ok(w.write_all(&disk.serial[..n])?)
         }
+        // Accounted as QEMU does: a discard as an unmap, write-zeroes as a write.
         vb::VIRTIO_BLK_T_DISCARD if disk.discard => {
             expect_none(to_driver)?;
-            segments(r, disk, false)
+            *kind = Some((Op::Unmap, 0));
+            *kind = Some((Op::Unmap, segments(r, disk, false)?));
+            Ok(())
         }
         vb::VIRTIO_BLK_T_WRITE_ZEROES if disk.write_zeroes => {
             expect_none(to_driver)?;
-            segments(r, disk, true)
+            *kind = Some((Op::Write, 0));
+            *kind = Some((Op::Write, segments(r, disk, true)?));
+            Ok(())
         }
         other => Err(RequestError::Unsupported(other)),
     }
@@ -231,7 +237,8 @@ fn write_disk<B: BitmapSlice>(r: &mut Reader<'_, B>, disk: &Disk, sector: u64, l
 
 /// DISCARD or WRITE_ZEROES: a list of `{le64 sector, le32 num_sectors, le32 flags}`. The
 /// whole list is checked before anything is done, so a bad segment changes nothing.
-fn segments<B: BitmapSlice>(r: &mut Reader<'_, B>, disk: &Disk, zeroes: bool) -> Result<(), RequestError> {
+/// Returns the bytes the segments cover.
+fn segments<B: BitmapSlice>(r: &mut Reader<'_, B>, disk: &Disk, zeroes: bool) -> Result<u64, RequestError> {
     let len = r.available_bytes();
     if len == 0 || !len.is_multiple_of(SEGMENT_LEN) || len / SEGMENT_LEN > MAX_DISCARD_SEGMENTS as usize {
         return Err(RequestError::BadSegments);
@@ -254,13 +261,16 @@ fn segments<B: BitmapSlice>(r: &mut Reader<'_, B>, disk: &Disk, zeroes: bool) ->
         list.push((disk_range(disk, sector, bytes)?, bytes, flags & unmap_flag != 0));
     }
     let mut backend = lock(&disk.backend);
+    let mut total = 0;
     for (offset, bytes, unmap) in list {
         if zeroes {
             backend.write_zeroes(offset, bytes, unmap)?;
+            disk.stats.wrote_up_to(offset + bytes);
         } else {
             backend.discard(offset, bytes)?;
         }
         disk.dirty.mark(offset, bytes);
+        total += bytes;
     }
-    Ok(())
+    Ok(total)
 }
