@@ -268,6 +268,9 @@ fn disk_counters_grow(lv: &Libvirtd) {
         later["wr_req"] > first["wr_req"] && later["rd_req"] >= first["rd_req"],
         "{first:?} {later:?}"
     );
+    // HMP's view of the same counters: the device has no drive name, so none is printed.
+    let hmp = lv.must(&["qemu-monitor-command", "--hmp", "probe-disk", "info blockstats"]);
+    assert!(hmp.starts_with(": rd_bytes=") && !hmp.contains(" wr_bytes=0 "), "{hmp}");
     let info = lv.must(&["domblkinfo", "probe-disk", "vda"]);
     assert!(info.contains("Capacity:       67108864"), "{info}");
 }

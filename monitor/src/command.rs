@@ -85,6 +85,7 @@ pub enum InfoCommand {
         verbose: bool,
         device: Option<String>,
     },
+    Blockstats,
     Chardev,
     Cpus,
     /// Answered by the session from its own history.

@@ -160,6 +160,7 @@ fn device_stats(s: &BlkStats) -> BlockDeviceStats {
         failed_wr_operations: get(&s.write.failed),
         failed_flush_operations: get(&s.flush.failed),
         failed_unmap_operations: get(&s.unmap.failed),
+        idle_time_ns: s.idle_time().map(|d| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX)),
         account_failed: true,
         ..BlockDeviceStats::default()
     }

@@ -146,6 +146,9 @@ pub struct BlockDeviceStats {
     pub invalid_wr_operations: u64,
     pub invalid_flush_operations: u64,
     pub invalid_unmap_operations: u64,
+    /// Since the last request completed; absent before the first.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub idle_time_ns: Option<u64>,
     pub account_invalid: bool,
     pub account_failed: bool,
     /// No `block-set-latency-histogram` intervals: always empty.

@@ -2,7 +2,7 @@
 //! (`query-blockstats`), kept per device for as long as the device lives.
 
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 /// A kind of request, as QEMU accounts it (write-zeroes counts as a write, discard as an
 /// unmap).
@@ -23,17 +23,41 @@ pub struct OpStats {
     pub total_time_ns: AtomicU64,
 }
 
-/// Every kind, and the end of the highest write.
-#[derive(Debug, Default)]
+/// Every kind, the end of the highest write, and when the last request completed.
+#[derive(Debug)]
 pub struct BlkStats {
     pub read: OpStats,
     pub write: OpStats,
     pub flush: OpStats,
     pub unmap: OpStats,
     pub wr_highest_offset: AtomicU64,
+    epoch: Instant,
+    /// Nanoseconds from `epoch` to the last completion, plus one (0: none yet).
+    last: AtomicU64,
+}
+
+impl Default for BlkStats {
+    fn default() -> Self {
+        BlkStats {
+            read: OpStats::default(),
+            write: OpStats::default(),
+            flush: OpStats::default(),
+            unmap: OpStats::default(),
+            wr_highest_offset: AtomicU64::default(),
+            epoch: Instant::now(),
+            last: AtomicU64::default(),
+        }
+    }
 }
 
 impl BlkStats {
+    /// How long since the last request completed (QEMU's `idle_time_ns`); None before the
+    /// first.
+    pub fn idle_time(&self) -> Option<Duration> {
+        let last = self.last.load(Relaxed).checked_sub(1)?;
+        Some(self.epoch.elapsed().saturating_sub(Duration::from_nanos(last)))
+    }
+
     pub fn of(&self, op: Op) -> &OpStats {
         match op {
             Op::Read => &self.read,
@@ -45,6 +69,8 @@ impl BlkStats {
 
     /// A request that completed (`ok`) or failed in the image after `took`.
     pub fn done(&self, op: Op, bytes: u64, took: Duration, ok: bool) {
+        let since = u64::try_from(self.epoch.elapsed().as_nanos()).unwrap_or(u64::MAX - 1);
+        self.last.store(since + 1, Relaxed);
         let s = self.of(op);
         if !ok {
             s.failed.fetch_add(1, Relaxed);
@@ -69,6 +95,7 @@ mod tests {
     #[test]
     fn counts_successes_and_failures_apart() {
         let s = BlkStats::default();
+        assert_eq!(s.idle_time(), None);
         s.done(Op::Write, 4096, Duration::from_micros(3), true);
         s.done(Op::Write, 4096, Duration::from_micros(5), true);
         s.done(Op::Write, 4096, Duration::from_micros(1), false);
@@ -80,5 +107,8 @@ mod tests {
         assert_eq!(s.write.total_time_ns.load(Relaxed), 8000);
         assert_eq!(s.wr_highest_offset.load(Relaxed), 8192);
         assert_eq!(s.read.operations.load(Relaxed), 0);
+        let idle = s.idle_time().unwrap();
+        std::thread::sleep(Duration::from_millis(2));
+        assert!(s.idle_time().unwrap() >= idle + Duration::from_millis(2));
     }
 }
