@@ -304,6 +304,36 @@ fn image_is_sound(img: &Path, dir: &Path) {
     assert!(data[8 << 20..].iter().all(|b| *b == 0), "written beyond the probe's region");
 }
 
+/// `virtio-disk0`'s counters (`domblkstat`: `query-blockstats`): the probe writes 4 KiB
+/// blocks and reads them back, so requests of both kinds are counted, every write 4 KiB,
+/// and more of them a moment later. `domblkinfo` shows the image's virtual size.
+fn disk_counters_grow(lv: &Libvirtd) {
+    let stat = |lv: &Libvirtd| -> std::collections::HashMap<String, u64> {
+        let text = lv.must(&["domblkstat", "probe-disk", "vda"]);
+        text.lines()
+            .filter_map(|l| {
+                let mut w = l.split_whitespace().skip(1);
+                Some((w.next()?.to_string(), w.next()?.parse().ok()?))
+            })
+            .collect()
+    };
+    let first = stat(lv);
+    assert!(first["wr_req"] > 0 && first["rd_req"] > 0, "{first:?}");
+    assert_eq!(first["wr_bytes"], first["wr_req"] * 4096, "{first:?}");
+    assert!(first["rd_bytes"] >= first["rd_req"] * 4096, "{first:?}");
+    std::thread::sleep(Duration::from_millis(500));
+    let later = stat(lv);
+    assert!(
+        later["wr_req"] > first["wr_req"] && later["rd_req"] >= first["rd_req"],
+        "{first:?} {later:?}"
+    );
+    // HMP's view of the same counters: the device has no drive name, so none is printed.
+    let hmp = lv.must(&["qemu-monitor-command", "--hmp", "probe-disk", "info blockstats"]);
+    assert!(hmp.starts_with(": rd_bytes=") && !hmp.contains(" wr_bytes=0 "), "{hmp}");
+    let info = lv.must(&["domblkinfo", "probe-disk", "vda"]);
+    assert!(info.contains("Capacity:       67108864"), "{info}");
+}
+
 /// libvirt's qcow2 disk (`-blockdev` file and qcow2 nodes, `-device virtio-blk-pci`):
 /// started, shown by `info block`, suspended and resumed, saved and restored, migrated
 /// live to another daemon (the image is shared: same path), the guest's disk verified
@@ -332,6 +362,7 @@ fn virsh_runs_and_migrates_a_domain_with_a_qcow2_disk() {
     let lines: Vec<&str> = info.lines().collect();
     assert_eq!(lines[0], format!("libvirt-1-format: {} (qcow2)", img.display()), "{info}");
     assert_eq!(lines[1], "    Attached to:      /machine/peripheral/virtio-disk0/virtio-backend");
+    disk_counters_grow(&a);
 
     step("disk-suspend", || a.must(&["suspend", "probe-disk"]));
     let frozen = last_hb(&log);

@@ -89,6 +89,7 @@ pub enum InfoCommand {
         verbose: bool,
         device: Option<String>,
     },
+    Blockstats,
     Chardev,
     Cpus,
     /// Answered by the session from its own history.

@@ -65,6 +65,9 @@ impl Engine for Fake {
     fn query_block(&self) -> EngineResult<Vec<BlockInfo>> {
         Ok(Vec::new())
     }
+    fn query_blockstats(&self, _: bool) -> EngineResult<Vec<crate::engine::block::BlockStats>> {
+        Ok(Vec::new())
+    }
     fn query_chardev(&self) -> Vec<ChardevInfo> {
         vec![ChardevInfo {
             label: "compat_monitor0".into(),

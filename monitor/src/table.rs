@@ -236,6 +236,9 @@ pub static INFO_COMMANDS: &[CommandDef] = &[
             })
         },
     ),
+    info("blockstats", "", "", "show the block devices' I/O statistics", |_| {
+        Command::Info(InfoCommand::Blockstats)
+    }),
     info("chardev", "", "", "list the character devices", |_| {
         Command::Info(InfoCommand::Chardev)
     }),

@@ -90,6 +90,11 @@ impl Engine for MachineEngine {
         Ok(crate::vm::block_info::block_info(vm.disks()))
     }
 
+    fn query_blockstats(&self, query_nodes: bool) -> EngineResult<Vec<monitor::engine::block::BlockStats>> {
+        let vm = self.0.the_vm()?;
+        Ok(crate::vm::block_info::block_stats(vm.disks(), query_nodes))
+    }
+
     fn query_named_block_nodes(&self) -> EngineResult<Vec<BlockDeviceInfo>> {
         let vm = self.0.the_vm()?;
         Ok(crate::vm::block_info::named_nodes(vm.disks()))

@@ -4,8 +4,9 @@ use super::disks::Disk;
 use devices::block::BlockBackend;
 use devices::block::qcow2::header;
 use devices::bus::lock;
+use devices::virtio::blk::stats::BlkStats;
 use monitor::engine::BlockInfo;
-use monitor::engine::block::{BlockCache, BlockDeviceInfo, FormatSpecific, ImageInfo, Qcow2Specific};
+use monitor::engine::block::{BlockCache, BlockDeviceInfo, BlockDeviceStats, BlockStats, FormatSpecific, ImageInfo, Qcow2Specific};
 use std::os::unix::fs::MetadataExt;
 
 /// Every disk, in order.
@@ -108,6 +109,61 @@ pub fn named_nodes(disks: &[Disk]) -> Vec<BlockDeviceInfo> {
         out.push(storage);
     }
     out
+}
+
+/// `query-blockstats`: each device's counters (the guest's requests, as QEMU counts them at
+/// the device), or with `query_nodes` each disk's top node, whose only figure, as in QEMU
+/// (which accounts requests at the device), is the end of the highest write.
+pub fn block_stats(disks: &[Disk], query_nodes: bool) -> Vec<BlockStats> {
+    disks
+        .iter()
+        .zip(block_info(disks))
+        .map(|(d, b)| {
+            let device = device_stats(&d.stats);
+            if query_nodes {
+                return BlockStats {
+                    device: None,
+                    qdev: None,
+                    node_name: Some(b.inserted.node_name),
+                    stats: BlockDeviceStats {
+                        wr_highest_offset: device.wr_highest_offset,
+                        ..BlockDeviceStats::default()
+                    },
+                };
+            }
+            BlockStats {
+                device: Some(b.device),
+                qdev: Some(b.qdev),
+                node_name: Some(b.inserted.node_name),
+                stats: device,
+            }
+        })
+        .collect()
+}
+
+fn device_stats(s: &BlkStats) -> BlockDeviceStats {
+    let get = |a: &std::sync::atomic::AtomicU64| a.load(std::sync::atomic::Ordering::Relaxed);
+    BlockDeviceStats {
+        rd_bytes: get(&s.read.bytes),
+        wr_bytes: get(&s.write.bytes),
+        unmap_bytes: get(&s.unmap.bytes),
+        rd_operations: get(&s.read.operations),
+        wr_operations: get(&s.write.operations),
+        flush_operations: get(&s.flush.operations),
+        unmap_operations: get(&s.unmap.operations),
+        rd_total_time_ns: get(&s.read.total_time_ns),
+        wr_total_time_ns: get(&s.write.total_time_ns),
+        flush_total_time_ns: get(&s.flush.total_time_ns),
+        unmap_total_time_ns: get(&s.unmap.total_time_ns),
+        wr_highest_offset: get(&s.wr_highest_offset),
+        failed_rd_operations: get(&s.read.failed),
+        failed_wr_operations: get(&s.write.failed),
+        failed_flush_operations: get(&s.flush.failed),
+        failed_unmap_operations: get(&s.unmap.failed),
+        idle_time_ns: s.idle_time().map(|d| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX)),
+        account_failed: true,
+        ..BlockDeviceStats::default()
+    }
 }
 
 /// An image and its backing chain.

@@ -16,6 +16,7 @@ use devices::block::inactive::Inactive;
 use devices::block::{BlockBackend, BlockError, Format, ImageOptions, Qcow2, open_image, open_image_with};
 use devices::bus::lock;
 use devices::pci::PciRoot;
+use devices::virtio::blk::stats::BlkStats;
 use devices::virtio::blk::{BlkConfig, BlkError, VirtioBlk};
 use kvm_ioctls::VmFd;
 use std::path::PathBuf;
@@ -84,6 +85,8 @@ pub struct Disk {
     pub backend: Arc<Mutex<Box<dyn BlockBackend>>>,
     /// Guest writes, recorded while a block migration runs.
     pub dirty: Arc<DirtyMap>,
+    /// The device's request counters (`query-blockstats`).
+    pub stats: Arc<BlkStats>,
     /// Virtual size in bytes (fixed: the guest was told).
     pub size: u64,
     active: AtomicBool,
@@ -224,11 +227,13 @@ pub fn attach(
         let blk = VirtioBlk::new(image, cfg).map_err(|err| DiskError::Device { spec: d.origin(), err })?;
         let backend = blk.backend();
         let dirty = blk.dirty_map();
+        let stats = blk.stats();
         super::virtio::plug(vm, ram, pci, list, Box::new(blk)).map_err(|err| DiskError::Plug { spec: d.origin(), err })?;
         disks.push(Disk {
             cfg: d.clone(),
             backend,
             dirty,
+            stats,
             size,
             active: AtomicBool::new(!inactive || d.snapshot),
         });
@@ -301,6 +306,7 @@ mod tests {
             cfg: d,
             backend: Arc::new(Mutex::new(held)),
             dirty: Arc::new(DirtyMap::new(1 << 20)),
+            stats: Arc::default(),
             size: 1 << 20,
             active: AtomicBool::new(true),
         };
@@ -319,6 +325,58 @@ mod tests {
             "{e:?}"
         );
         assert!(e.to_string().ends_with(": the image's size changed from 1048576 to 2097152 bytes"));
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    /// A `-blockdev` disk on an overlay: its nodes must name the chain the image holds.
+    #[test]
+    fn blockdev_backing_must_be_the_images_chain() {
+        let dir = std::env::temp_dir().join(format!("godwit-bdchain-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let (base, top, other) = (dir.join("base.raw"), dir.join("top.qcow2"), dir.join("other.raw"));
+        for f in [&base, &other] {
+            std::fs::File::create(f).unwrap().set_len(1 << 20).unwrap();
+        }
+        Qcow2::create(&top, 1 << 20, 16, Some((base.as_path(), Format::Raw))).unwrap();
+        let disk = |backing: Vec<PathBuf>, ends: bool| DriveConfig {
+            file: top.clone(),
+            format: Some("qcow2".into()),
+            read_only: false,
+            snapshot: false,
+            ignore_flush: false,
+            id: "fmt".into(),
+            spec: "driver=qcow2,file=st,node-name=fmt".into(),
+            blockdev: Some(crate::config::BlockdevDisk {
+                storage_node: "st".into(),
+                storage_driver: "file".into(),
+                storage_spec: format!("driver=file,filename={},node-name=st", top.display()),
+                qdev_id: None,
+                serial: String::new(),
+                backing,
+                backing_ends: ends,
+            }),
+        };
+        let check = |d: &DriveConfig| {
+            let mut img = open(d, false).unwrap();
+            check_backing(d, img.as_mut())
+        };
+        // The chain from the header (no `backing`), or named node by node down to `null`.
+        check(&disk(Vec::new(), false)).unwrap();
+        check(&disk(vec![base.clone()], true)).unwrap();
+        check(&disk(vec![base.clone()], false)).unwrap();
+        // `backing: null` on an overlay: godwit cannot cut the chain.
+        let e = check(&disk(Vec::new(), true)).unwrap_err();
+        assert!(matches!(e, DiskError::Backing { .. }), "{e:?}");
+        assert!(e.to_string().starts_with("-blockdev driver=file,filename="), "{e}");
+        assert!(e.to_string().contains("'backing: null' on an image whose backing file is"), "{e}");
+        // A node naming another file than the header, or a layer the chain does not have.
+        let e = check(&disk(vec![other.clone()], true)).unwrap_err();
+        assert!(e.to_string().contains("but its backing node names"), "{e}");
+        let e = check(&disk(vec![base.clone(), other.clone()], true)).unwrap_err();
+        assert!(
+            e.to_string().contains("the image has no backing file, but a backing node names"),
+            "{e}"
+        );
         std::fs::remove_dir_all(&dir).unwrap();
     }
 }

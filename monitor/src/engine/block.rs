@@ -117,3 +117,53 @@ pub struct BlockInfo {
     pub io_status: &'static str,
     pub inserted: BlockDeviceInfo,
 }
+
+/// A node's or a device's I/O counters (`BlockDeviceStats`). Only what is accounted is
+/// counted: `account_invalid` and `account_failed` say whether requests the guest got
+/// wrong, and requests that failed in the image, are.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct BlockDeviceStats {
+    pub rd_bytes: u64,
+    pub wr_bytes: u64,
+    pub unmap_bytes: u64,
+    pub rd_operations: u64,
+    pub wr_operations: u64,
+    pub flush_operations: u64,
+    pub unmap_operations: u64,
+    pub rd_total_time_ns: u64,
+    pub wr_total_time_ns: u64,
+    pub flush_total_time_ns: u64,
+    pub unmap_total_time_ns: u64,
+    pub wr_highest_offset: u64,
+    pub rd_merged: u64,
+    pub wr_merged: u64,
+    pub unmap_merged: u64,
+    pub failed_rd_operations: u64,
+    pub failed_wr_operations: u64,
+    pub failed_flush_operations: u64,
+    pub failed_unmap_operations: u64,
+    pub invalid_rd_operations: u64,
+    pub invalid_wr_operations: u64,
+    pub invalid_flush_operations: u64,
+    pub invalid_unmap_operations: u64,
+    /// Since the last request completed; absent before the first.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub idle_time_ns: Option<u64>,
+    pub account_invalid: bool,
+    pub account_failed: bool,
+    /// No `block-set-latency-histogram` intervals: always empty.
+    pub timed_stats: Vec<serde_json::Value>,
+}
+
+/// One entry of `query-blockstats` (`BlockStats`): a device (with `query-nodes` off) or a
+/// node.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct BlockStats {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub device: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub qdev: Option<String>,
+    #[serde(rename = "node-name", skip_serializing_if = "Option::is_none")]
+    pub node_name: Option<String>,
+    pub stats: BlockDeviceStats,
+}

@@ -110,6 +110,8 @@ pub trait Engine: Send + Sync {
     fn query_named_block_nodes(&self) -> EngineResult<Vec<BlockDeviceInfo>> {
         Ok(self.query_block()?.into_iter().map(|b| b.inserted).collect())
     }
+    /// `query-blockstats`: each device's counters, or (`query_nodes`) each node's.
+    fn query_blockstats(&self, query_nodes: bool) -> EngineResult<Vec<block::BlockStats>>;
     fn query_chardev(&self) -> Vec<ChardevInfo>;
     fn query_pci(&self) -> EngineResult<Vec<PciDeviceInfo>>;
 

@@ -1,6 +1,7 @@
 //! `info block [DEVICE]`.
 
 use crate::engine::BlockInfo;
+use crate::engine::block::BlockStats;
 use std::fmt::Write as _;
 
 /// One paragraph per drive, as godwit has always laid it out (QEMU 7.2's, with a
@@ -36,5 +37,57 @@ pub fn info_block(drives: &[BlockInfo], device: Option<&str>) -> Result<String, 
             .find(|b| b.device == name || (b.device.is_empty() && b.inserted.node_name == name))
             .map(|b| format!("\n{}\n", paragraph(b).trim_end_matches('\n')))
             .ok_or_else(|| format!("Device '{name}' not found")),
+    }
+}
+
+/// `info blockstats`: one line per device, named as `query-blockstats` names it (a device
+/// without a drive name prints an empty one, as QEMU does).
+pub fn info_blockstats(devices: &[BlockStats]) -> String {
+    let mut out = String::new();
+    for b in devices {
+        let s = &b.stats;
+        let _ = writeln!(
+            out,
+            "{}: rd_bytes={} wr_bytes={} rd_operations={} wr_operations={} flush_operations={} wr_total_time_ns={} rd_total_time_ns={} flush_total_time_ns={} rd_merged={} wr_merged={} idle_time_ns={}",
+            b.device.as_deref().unwrap_or(""),
+            s.rd_bytes,
+            s.wr_bytes,
+            s.rd_operations,
+            s.wr_operations,
+            s.flush_operations,
+            s.wr_total_time_ns,
+            s.rd_total_time_ns,
+            s.flush_total_time_ns,
+            s.rd_merged,
+            s.wr_merged,
+            s.idle_time_ns.unwrap_or(0)
+        );
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::engine::block::BlockDeviceStats;
+
+    #[test]
+    fn blockstats_lines_as_qemu_prints_them() {
+        let one = |device: &str, wr: u64| BlockStats {
+            device: Some(device.into()),
+            qdev: None,
+            node_name: None,
+            stats: BlockDeviceStats {
+                wr_bytes: wr,
+                wr_operations: 1,
+                idle_time_ns: Some(5),
+                ..BlockDeviceStats::default()
+            },
+        };
+        assert_eq!(
+            info_blockstats(&[one("virtio0", 4096), one("", 512)]),
+            "virtio0: rd_bytes=0 wr_bytes=4096 rd_operations=0 wr_operations=1 flush_operations=0 wr_total_time_ns=0 rd_total_time_ns=0 flush_total_time_ns=0 rd_merged=0 wr_merged=0 idle_time_ns=5\n\
+             : rd_bytes=0 wr_bytes=512 rd_operations=0 wr_operations=1 flush_operations=0 wr_total_time_ns=0 rd_total_time_ns=0 flush_total_time_ns=0 rd_merged=0 wr_merged=0 idle_time_ns=5\n"
+        );
     }
 }

@@ -34,6 +34,7 @@ pub fn run(e: &dyn Engine, cmd: &InfoCommand, out: &mut dyn Write) -> Result<(),
         InfoCommand::Network => e.network_text().map_err(|e| e.desc)?,
         InfoCommand::Mtree { .. } => e.mtree_text().map_err(|e| e.desc)?,
         InfoCommand::Roots => "system\nio\n".into(),
+        InfoCommand::Blockstats => block::info_blockstats(&e.query_blockstats(false).map_err(|e| e.desc)?),
         InfoCommand::Block { device, .. } => block::info_block(&e.query_block().map_err(|e| e.desc)?, device.as_deref())?,
         // As in QEMU, why nothing can be listed is printed as the listing.
         InfoCommand::Snapshots => match e.query_snapshots() {

@@ -75,6 +75,12 @@ pub fn query_named_block_nodes(c: &mut Ctx<'_>, _: &Map<String, Value>) -> Answe
     to_value(c.engine.query_named_block_nodes()?)
 }
 
+/// Each disk's counters, or (`query-nodes`) each node's.
+pub fn query_blockstats(c: &mut Ctx<'_>, args: &Map<String, Value>) -> Answer {
+    let nodes = args.get("query-nodes").and_then(Value::as_bool).unwrap_or(false);
+    to_value(c.engine.query_blockstats(nodes)?)
+}
+
 /// godwit has no TPM: no models, no back ends.
 pub fn query_tpm_models(_: &mut Ctx<'_>, _: &Map<String, Value>) -> Answer {
     Ok(json!([]))

@@ -137,6 +137,59 @@ obj!(
     [opt("flat", &BOOL)]
 );
 pub static BLOCK_DEVICE_INFO_LIST: Ty = Ty::Array(&super::types::BLOCK_DEVICE_INFO_TY);
+obj!(
+    BLOCKSTATS_ARG,
+    BLOCKSTATS_ARG_TY,
+    "q_obj_query-blockstats-arg",
+    [opt("query-nodes", &BOOL)]
+);
+static TIMED_STATS_LIST: Ty = Ty::Array(&ANY);
+obj!(
+    BLOCK_DEVICE_STATS,
+    BLOCK_DEVICE_STATS_TY,
+    "BlockDeviceStats",
+    [
+        req("rd_bytes", &INT),
+        req("wr_bytes", &INT),
+        req("unmap_bytes", &INT),
+        req("rd_operations", &INT),
+        req("wr_operations", &INT),
+        req("flush_operations", &INT),
+        req("unmap_operations", &INT),
+        req("rd_total_time_ns", &INT),
+        req("wr_total_time_ns", &INT),
+        req("flush_total_time_ns", &INT),
+        req("unmap_total_time_ns", &INT),
+        req("wr_highest_offset", &INT),
+        req("rd_merged", &INT),
+        req("wr_merged", &INT),
+        req("unmap_merged", &INT),
+        req("failed_rd_operations", &INT),
+        req("failed_wr_operations", &INT),
+        req("failed_flush_operations", &INT),
+        req("failed_unmap_operations", &INT),
+        req("invalid_rd_operations", &INT),
+        req("invalid_wr_operations", &INT),
+        req("invalid_flush_operations", &INT),
+        req("invalid_unmap_operations", &INT),
+        opt("idle_time_ns", &INT),
+        req("account_invalid", &BOOL),
+        req("account_failed", &BOOL),
+        req("timed_stats", &TIMED_STATS_LIST),
+    ]
+);
+obj!(
+    BLOCK_STATS,
+    BLOCK_STATS_TY,
+    "BlockStats",
+    [
+        opt("device", &STR),
+        opt("qdev", &STR),
+        opt("node-name", &STR),
+        req("stats", &BLOCK_DEVICE_STATS_TY),
+    ]
+);
+pub static BLOCK_STATS_LIST: Ty = Ty::Array(&BLOCK_STATS_TY);
 obj!(BALLOON_INFO, BALLOON_INFO_TY, "BalloonInfo", [req("actual", &INT)]);
 enumeration!(REBOOT_ACTION, REBOOT_ACTION_TY, "RebootAction", ["reset", "shutdown"]);
 enumeration!(SHUTDOWN_ACTION, SHUTDOWN_ACTION_TY, "ShutdownAction", ["poweroff", "pause"]);

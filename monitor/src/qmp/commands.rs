@@ -191,6 +191,13 @@ pub static COMMANDS: &[Command] = &[
         &BLOCK_DEVICE_INFO_LIST,
         cat::query_named_block_nodes,
     ),
+    cmd(
+        "query-blockstats",
+        &BLOCKSTATS_ARG,
+        &BLOCKSTATS_ARG_TY,
+        &BLOCK_STATS_LIST,
+        cat::query_blockstats,
+    ),
     cmd("set-action", &SET_ACTION_ARG, &SET_ACTION_ARG_TY, &EMPTY_TY, cat::set_action),
 ];
 

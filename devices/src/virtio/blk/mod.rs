@@ -5,6 +5,7 @@
 //! (savevm writes vmstate and snapshots into the same qcow2 while the device is paused).
 
 pub mod request;
+pub mod stats;
 pub mod worker;
 
 #[cfg(test)]
@@ -88,6 +89,8 @@ pub struct Disk {
     pub discard: bool,
     pub write_zeroes: bool,
     pub serial: [u8; ID_BYTES],
+    /// What the requests did, for `query-blockstats`.
+    pub stats: Arc<stats::BlkStats>,
 }
 
 pub struct VirtioBlk {
@@ -100,6 +103,7 @@ pub struct VirtioBlk {
     worker: Option<Worker>,
     shut_down: bool,
     broken: worker::BrokenReason,
+    stats: Arc<stats::BlkStats>,
 }
 
 impl VirtioBlk {
@@ -139,6 +143,7 @@ impl VirtioBlk {
             worker: None,
             shut_down: false,
             broken: Arc::default(),
+            stats: Arc::default(),
         })
     }
 
@@ -146,6 +151,11 @@ impl VirtioBlk {
     /// the guest must not see the change mid-request.
     pub fn backend(&self) -> Arc<Mutex<Box<dyn BlockBackend>>> {
         self.backend.clone()
+    }
+
+    /// The device's request counters, shared with whoever reports them.
+    pub fn stats(&self) -> Arc<stats::BlkStats> {
+        self.stats.clone()
     }
 
     /// The bitmap of guest writes (off until block migration starts it).
@@ -242,6 +252,7 @@ impl VirtioDevice for VirtioBlk {
             discard: acked & bit(vb::VIRTIO_BLK_F_DISCARD) != 0,
             write_zeroes: acked & bit(vb::VIRTIO_BLK_F_WRITE_ZEROES) != 0,
             serial: self.serial(),
+            stats: self.stats.clone(),
         };
         let nq = act.queues.len();
         *lock(&self.broken) = None;

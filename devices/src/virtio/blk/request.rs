@@ -9,6 +9,7 @@
 //! wrong (data in the wrong direction, a range beyond the disk, ...) is answered `IOERR` or
 //! `UNSUPP` in its status byte.
 
+use super::stats::Op;
 use super::{Disk, MAX_DISCARD_SECTORS, MAX_DISCARD_SEGMENTS};
 use crate::block::{BlockError, SECTOR_SIZE};
 use crate::bus::lock;
@@ -115,7 +116,39 @@ fn disk_range(disk: &Disk, sector: u64, bytes: u64) -> Result<u64, RequestError>
         .ok_or(RequestError::OutOfRange { sector, bytes })
 }
 
+/// A request's kind and size as QEMU accounts it (discard and write-zeroes are set once
+/// their segments are read); None for what it does not count.
+fn accounted(ty: u32, to_device: usize, to_driver: usize) -> Option<(Op, u64)> {
+    match ty {
+        vb::VIRTIO_BLK_T_IN => Some((Op::Read, to_driver as u64)),
+        vb::VIRTIO_BLK_T_OUT => Some((Op::Write, to_device as u64)),
+        vb::VIRTIO_BLK_T_FLUSH => Some((Op::Flush, 0)),
+        _ => None,
+    }
+}
+
+/// Runs a request and counts it: a success, or a failure of the image (a request the
+/// guest got wrong is not counted: QEMU's `account_invalid` is off for godwit).
 fn execute<B: BitmapSlice>(r: &mut Reader<'_, B>, w: &mut Writer<'_, B>, disk: &Disk, buf: &mut Vec<u8>) -> Result<(), RequestError> {
+    let start = std::time::Instant::now();
+    let mut kind = None;
+    let result = run(r, w, disk, buf, &mut kind);
+    if let Some((op, bytes)) = kind {
+        let failed_in_image = matches!(result, Err(RequestError::Block(_)));
+        if result.is_ok() || failed_in_image {
+            disk.stats.done(op, bytes, start.elapsed(), result.is_ok());
+        }
+    }
+    result
+}
+
+fn run<B: BitmapSlice>(
+    r: &mut Reader<'_, B>,
+    w: &mut Writer<'_, B>,
+    disk: &Disk,
+    buf: &mut Vec<u8>,
+    kind: &mut Option<(Op, u64)>,
+) -> Result<(), RequestError> {
     if r.available_bytes() < HEADER_LEN {
         return Err(RequestError::ShortHeader);
     }
@@ -128,6 +161,7 @@ fn execute<B: BitmapSlice>(r: &mut Reader<'_, B>, w: &mut Writer<'_, B>, disk: &
     let expect_none = |n: usize| {
         if n == 0 { Ok(()) } else { Err(RequestError::WrongDirection(ty)) }
     };
+    *kind = accounted(ty, to_device, to_driver);
     match ty {
         vb::VIRTIO_BLK_T_IN => {
             expect_none(to_device)?;
@@ -146,13 +180,18 @@ fn execute<B: BitmapSlice>(r: &mut Reader<'_, B>, w: &mut Writer<'_, B>, disk: &
             let n = to_driver.min(disk.serial.len());
             Ok(w.write_all(&disk.serial[..n])?)
         }
+        // Accounted as QEMU does: a discard as an unmap, write-zeroes as a write.
         vb::VIRTIO_BLK_T_DISCARD if disk.discard => {
             expect_none(to_driver)?;
-            segments(r, disk, false)
+            *kind = Some((Op::Unmap, 0));
+            *kind = Some((Op::Unmap, segments(r, disk, false)?));
+            Ok(())
         }
         vb::VIRTIO_BLK_T_WRITE_ZEROES if disk.write_zeroes => {
             expect_none(to_driver)?;
-            segments(r, disk, true)
+            *kind = Some((Op::Write, 0));
+            *kind = Some((Op::Write, segments(r, disk, true)?));
+            Ok(())
         }
         other => Err(RequestError::Unsupported(other)),
     }
@@ -192,12 +231,14 @@ fn write_disk<B: BitmapSlice>(r: &mut Reader<'_, B>, disk: &Disk, sector: u64, l
         disk.dirty.mark(start + done as u64, n as u64);
         done += n;
     }
+    disk.stats.wrote_up_to(start + len as u64);
     Ok(())
 }
 
 /// DISCARD or WRITE_ZEROES: a list of `{le64 sector, le32 num_sectors, le32 flags}`. The
 /// whole list is checked before anything is done, so a bad segment changes nothing.
-fn segments<B: BitmapSlice>(r: &mut Reader<'_, B>, disk: &Disk, zeroes: bool) -> Result<(), RequestError> {
+/// Returns the bytes the segments cover.
+fn segments<B: BitmapSlice>(r: &mut Reader<'_, B>, disk: &Disk, zeroes: bool) -> Result<u64, RequestError> {
     let len = r.available_bytes();
     if len == 0 || !len.is_multiple_of(SEGMENT_LEN) || len / SEGMENT_LEN > MAX_DISCARD_SEGMENTS as usize {
         return Err(RequestError::BadSegments);
@@ -220,13 +261,16 @@ fn segments<B: BitmapSlice>(r: &mut Reader<'_, B>, disk: &Disk, zeroes: bool) ->
         list.push((disk_range(disk, sector, bytes)?, bytes, flags & unmap_flag != 0));
     }
     let mut backend = lock(&disk.backend);
+    let mut total = 0;
     for (offset, bytes, unmap) in list {
         if zeroes {
             backend.write_zeroes(offset, bytes, unmap)?;
+            disk.stats.wrote_up_to(offset + bytes);
         } else {
             backend.discard(offset, bytes)?;
         }
         disk.dirty.mark(offset, bytes);
+        total += bytes;
     }
-    Ok(())
+    Ok(total)
 }

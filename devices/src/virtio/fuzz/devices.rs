@@ -102,6 +102,7 @@ fn blk(mem: &GuestMem, queues: Vec<SharedQueue>, irq: Arc<Irq>) -> (Box<dyn Queu
         discard: true,
         write_zeroes: true,
         serial: [b's'; ID_BYTES],
+        stats: Arc::default(),
     };
     let broken = Arc::default();
     (Box::new(BlkHandler::new(mem.clone(), queues, irq, disk, broken)), file)

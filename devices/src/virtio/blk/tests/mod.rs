@@ -390,3 +390,29 @@ fn guest_writes_mark_the_disk_dirty_map() {
     let bits = dirty.take();
     assert_eq!(runs(&bits, dirty.granules(), u64::MAX).collect::<Vec<_>>(), vec![(2, 2), (40, 1)]);
 }
+
+/// Completed requests are counted as QEMU accounts them (write-zeroes as a write, discard
+/// as an unmap, the highest write's end); a request the guest got wrong is not.
+#[test]
+fn requests_are_counted() {
+    use std::sync::atomic::Ordering::Relaxed;
+    let blk = VirtioBlk::new(Box::new(MemDisk::new(128 * 512)), BlkConfig::default()).unwrap();
+    let stats = blk.stats();
+    let mut b = Blk::init(Guest::new(Box::new(blk), guest_memory()));
+    assert_eq!(b.request(T_OUT, 2, Some((DATA, 1024, false))).0, OK);
+    assert_eq!(b.request(T_IN, 0, Some((DATA, 512, true))).0, OK);
+    assert_eq!(b.request(vb::VIRTIO_BLK_T_FLUSH, 0, None).0, OK);
+    assert_eq!(b.request(T_IN, 127, Some((DATA, 1024, true))).0, IOERR, "past the end");
+    b.segment(DATA, 10, 2, 0);
+    assert_eq!(b.request(vb::VIRTIO_BLK_T_WRITE_ZEROES, 0, Some((DATA, 16, false))).0, OK);
+    b.segment(DATA, 20, 4, 0);
+    assert_eq!(b.request(vb::VIRTIO_BLK_T_DISCARD, 0, Some((DATA, 16, false))).0, OK);
+    let n = |a: &std::sync::atomic::AtomicU64| a.load(Relaxed);
+    assert_eq!((n(&stats.read.operations), n(&stats.read.bytes)), (1, 512));
+    assert_eq!((n(&stats.write.operations), n(&stats.write.bytes)), (2, 2048));
+    assert_eq!((n(&stats.flush.operations), n(&stats.unmap.operations)), (1, 1));
+    assert_eq!(n(&stats.unmap.bytes), 2048);
+    assert_eq!(n(&stats.wr_highest_offset), 12 * 512);
+    assert_eq!(n(&stats.read.failed) + n(&stats.write.failed), 0);
+    assert!(n(&stats.write.total_time_ns) > 0);
+}
