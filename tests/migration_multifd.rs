@@ -111,6 +111,11 @@ fn multifd_is_refused_for_exec_and_on_one_side_only_with_one_line() {
     let mut src = node(&dir, "src", "1G", "2", DIRTY, &[]);
     src.g.wait_for("VERIFY 1 ok", T);
     set_multifd(&mut src, 2, "zstd");
+    // Post-copy cannot join multifd (godwit's channels write guest RAM directly).
+    let refused = src.mon.cmd("migrate_set_capability postcopy-ram on");
+    assert_eq!(refused, "Error: Postcopy is not yet compatible with multifd\n");
+    let caps = src.mon.cmd("info migrate_capabilities");
+    assert!(caps.contains("postcopy-ram: off") && caps.contains("multifd: on"), "{caps}");
     // QEMU 7.2's words; nothing was started.
     let out = dir.join("never");
     let exec = format!("migrate -d \"exec:cat > {}\"", out.display());
