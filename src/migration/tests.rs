@@ -182,8 +182,8 @@ fn bad_xbzrle_records_are_refused_and_write_nothing() {
     assert!(matches!(e, RecvError::XbzrleOff), "{e:?}");
     let e = load(after_config(&|w| w.sync(1).unwrap()), on).unwrap_err();
     assert_eq!(e.to_string(), "capability 'xbzrle' is off at the source but on here");
-    let e = load(after_config(&|w| w.caps(6).unwrap()), on).unwrap_err();
-    assert!(matches!(e, RecvError::UnknownCaps(6)), "{e:?}");
+    let e = load(after_config(&|w| w.caps(8).unwrap()), on).unwrap_err();
+    assert!(matches!(e, RecvError::UnknownCaps(8)), "{e:?}");
 }
 
 /// Post-copy records are refused without the capability, out of order, or outside RAM,
