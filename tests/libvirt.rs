@@ -111,6 +111,10 @@ fn probe_emulator(lv: &Libvirtd) {
         ])
     });
     assert!(caps.contains("<machine>pc-i440fx-7.2</machine>"), "{caps}");
+    // The host-model CPU comes from query-cpu-model-expansion: godwit always sets the
+    // hypervisor bit.
+    assert!(caps.contains("<mode name='host-model' supported='yes'>"), "{caps}");
+    assert!(caps.contains("<feature policy='require' name='hypervisor'/>"), "{caps}");
 }
 
 #[test]
