@@ -65,6 +65,12 @@ const WORDS: &[Word] = &[
         "kvm-pv-unhalt", "", "kvm-pv-tlb-flush", "", "kvm-pv-ipi", "kvm-poll-control", "kvm-pv-sched-yield",
         "kvm-asyncpf-int", "kvm-msi-ext-dest-id", "", "", "", "", "", "", "", "", "kvmclock-stable-bit",
     ]),
+    (0x4000_0001, 0, Reg::Edx, &[
+        "kvm-hint-dedicated",
+    ]),
+    (0xc000_0001, 0, Reg::Edx, &[
+        "", "", "xstore", "xstore-en", "", "", "xcrypt", "xcrypt-en", "ace2", "ace2-en", "phe", "phe-en", "pmm", "pmm-en",
+    ]),
     (0x8000_0001, 0, Reg::Edx, &[
         "", "", "", "", "", "", "", "", "", "", "", "syscall", "", "", "", "", "", "", "", "", "nx", "", "mmxext", "",
         "", "fxsr-opt", "pdpe1gb", "rdtscp", "", "lm", "3dnowext", "3dnow",
