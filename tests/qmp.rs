@@ -188,6 +188,34 @@ fn snapshot_jobs() {
     assert_eq!(g.wait_exit(T).code(), Some(0));
 }
 
+/// `query-cpu-model-expansion` on a guest of two vCPUs: the CPUID it really has, as the host
+/// and (when installed) QEMU 7.2 on `-machine none,accel=kvm` tell it.
+#[test]
+fn cpu_model_expansion_is_the_guests_cpuid() {
+    let _l = vm_lock();
+    let d = tmpdir("qmp-cpu-model");
+    let sock = d.join("qmp.sock");
+    let qmp = format!("unix:{},server,nowait", sock.display());
+    let mut g = godwit(&["-smp", "2", "-qmp", &qmp]);
+    g.wait_for("PROBE READY", T);
+    let qemu_sock = d.join("qemu.sock");
+    let mut args = vec![sock.to_str().unwrap(), "2"];
+    let _qemu = common::qemu_available().then(|| {
+        let spec = format!("unix:{},server=on,wait=off", qemu_sock.display());
+        let q = Guest::spawn(
+            "qemu-system-x86_64",
+            &["-machine", "none,accel=kvm", "-nodefaults", "-nographic", "-S", "-qmp", &spec],
+        );
+        wait_for_socket(&qemu_sock);
+        args.push(qemu_sock.to_str().unwrap());
+        q
+    });
+    if args.len() == 2 {
+        eprintln!("qemu-system-x86_64 is not installed: no comparison with QEMU 7.2");
+    }
+    run_script("cpu_model.py", &args);
+}
+
 /// libvirt binds the monitor's socket itself and passes the listening descriptor down:
 /// `-chardev socket,id=ID,fd=N` with `-mon chardev=ID,mode=control`.
 #[test]

@@ -75,6 +75,16 @@ impl Engine for Fake {
             frontend_open: true,
         }]
     }
+    /// One model, `host`, with one feature the guest has and one it lacks.
+    fn cpu_model_features(&self, model: &str) -> EngineResult<Vec<CpuFeature>> {
+        if model != "host" {
+            return Err(EngineError::generic(format!("CPU model '{model}' not found")));
+        }
+        Ok([("fpu", true), ("avx2", false)]
+            .map(|(n, enabled)| CpuFeature { name: n.into(), enabled })
+            .to_vec())
+    }
+
     fn query_pci(&self) -> EngineResult<Vec<PciDeviceInfo>> {
         Ok(vec![PciDeviceInfo {
             bus: 0,

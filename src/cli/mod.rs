@@ -17,7 +17,7 @@ mod serial;
 mod size;
 mod system;
 
-pub use options::{CPU_MODELS, MAX_VCPUS};
+pub use options::{CPU_MODELS, MAX_VCPUS, known_cpu_model};
 pub use size::parse_size;
 
 use crate::config::Config;

@@ -348,16 +348,20 @@ pub const CPU_MODELS: &[&str] = &[
     "EPYC-Genoa",
 ];
 
+/// Whether `-cpu` takes `model`: versioned names such as `Skylake-Client-v4` or
+/// `EPYC-IBPB` map to their base model.
+pub fn known_cpu_model(model: &str) -> bool {
+    CPU_MODELS
+        .iter()
+        .any(|m| model == *m || model.strip_prefix(m).is_some_and(|rest| rest.starts_with('-')))
+}
+
 fn cpu(c: &Ctx<'_>, cfg: &mut Config) -> Result<Effect, CliError> {
     let model = c.value.split(',').next().unwrap_or("");
     if model == "help" || model == "?" {
         return Ok(Effect::Print(help::cpu_models()));
     }
-    // Versioned names such as `Skylake-Client-v4` or `EPYC-IBPB` map to their base model.
-    let known = CPU_MODELS
-        .iter()
-        .any(|m| model == *m || model.strip_prefix(m).is_some_and(|rest| rest.starts_with('-')));
-    if !known {
+    if !known_cpu_model(model) {
         return err(format!("unable to find CPU model '{model}'"));
     }
     cfg.cpu_model = model.to_string();

@@ -2,6 +2,7 @@
 
 pub mod control;
 pub mod cpuid;
+pub mod features;
 pub mod msrs;
 pub mod registers_text;
 pub mod setup;

@@ -6,7 +6,7 @@ use super::Machine;
 use devices::bus::lock;
 use monitor::engine::types::VersionTriple;
 use monitor::engine::{
-    Actions, BlockDeviceInfo, CommandLineOptionInfo, CpuDefinitionInfo, MachineInfo, ObjectPropertyInfo, ObjectTypeInfo,
+    Actions, BlockDeviceInfo, CommandLineOptionInfo, CpuDefinitionInfo, CpuFeature, MachineInfo, ObjectPropertyInfo, ObjectTypeInfo,
 };
 use monitor::engine::{
     AnnounceSchedule, BlockInfo, ChardevInfo, CpuInfoFast, CpuSelection, DiskSnapshots, Engine, EngineError, EngineResult, EventBus,
@@ -251,6 +251,12 @@ impl Engine for MachineEngine {
 
     fn query_cpu_definitions(&self) -> Vec<CpuDefinitionInfo> {
         super::catalog::cpu_definitions()
+    }
+
+    /// vCPU 0's features, in a VM of as many vCPUs as the current one (one without a VM).
+    fn cpu_model_features(&self, model: &str) -> EngineResult<Vec<CpuFeature>> {
+        let vcpus = self.0.vm().map_or(1, |vm| u8::try_from(vm.vcpu_count()).unwrap_or(u8::MAX));
+        super::cpu_model::features(model, vcpus)
     }
 
     fn query_command_line_options(&self, option: Option<&str>) -> EngineResult<Vec<CommandLineOptionInfo>> {

@@ -3,6 +3,7 @@
 //! drive (`engine.rs` implements `monitor::engine::Engine`).
 
 mod catalog;
+mod cpu_model;
 mod engine;
 pub use engine::MachineEngine;
 mod qom;

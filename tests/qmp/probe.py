@@ -35,7 +35,7 @@ async def main():
     for c in ["qom-list-types", "device-list-properties", "qom-list-properties", "query-machines",
               "query-cpu-definitions", "query-command-line-options", "qom-list", "qom-get"]:
         check(c in commands, f"{c} exists")
-    check("query-cpu-model-expansion" not in commands, "no CPU model expansion (godwit has none)")
+    check("query-cpu-model-expansion" in commands, "query-cpu-model-expansion exists")
     types = {t["name"]: t.get("parent") for t in await q.execute("qom-list-types")}
     for t in ["isa-serial", "virtio-net-pci", "memory-backend-ram", "secret", "kvm-accel",
               "pc-i440fx-7.2-machine", "qemu64-x86_64-cpu"]:
@@ -60,6 +60,16 @@ async def main():
     check(pc.get("default-ram-id") == "pc.ram" and pc.get("hotpluggable-cpus") is False, "pc.ram, no CPU hot-plug")
     cpus = {c["name"]: c for c in await q.execute("query-cpu-definitions")}
     check(cpus.get("qemu64", {}).get("typename") == "qemu64-x86_64-cpu", "CPU model qemu64")
+    # libvirt's host CPU probe: a static expansion of host, again with migratable=false, and a
+    # full expansion of the static answer.
+    static = (await q.execute("query-cpu-model-expansion", {"type": "static", "model": {"name": "host"}}))["model"]
+    check(static["name"] == "base" and static["props"].get("lm") is True, "static expansion of host: base, with lm")
+    nm = {"name": "host", "props": {"migratable": False}}
+    check((await q.execute("query-cpu-model-expansion", {"type": "static", "model": nm}))["model"] == static,
+          "the same with migratable=false")
+    full = (await q.execute("query-cpu-model-expansion", {"type": "full", "model": static}))["model"]
+    check(full == static, "the full expansion of the static answer is itself")
+    check(static["props"].get("ht") is False, "no HTT without a machine (as QEMU's -machine none)")
     check(await q.execute("query-tpm-models") == [] and await q.execute("query-tpm-types") == [], "no TPM")
     opts = {o["option"]: {p["name"] for p in o["parameters"]} for o in await q.execute("query-command-line-options")}
     check("sandbox" not in opts and {"timestamp"} <= opts.get("msg", set()), "msg, no sandbox")

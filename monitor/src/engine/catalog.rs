@@ -70,6 +70,14 @@ pub struct CpuDefinitionInfo {
     pub deprecated: bool,
 }
 
+/// One CPU feature property of a model (`query-cpu-model-expansion`): its QEMU name and
+/// whether a guest of that model has it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CpuFeature {
+    pub name: String,
+    pub enabled: bool,
+}
+
 /// A parameter of a command-line option (`query-command-line-options`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct CommandLineParameterInfo {

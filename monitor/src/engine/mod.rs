@@ -21,7 +21,8 @@ use thiserror::Error;
 
 pub use block::{BlockDeviceInfo, BlockInfo, DiskSnapshots, SnapshotInfo};
 pub use catalog::{
-    Actions, CommandLineOptionInfo, CommandLineParameterInfo, CpuDefinitionInfo, MachineInfo, ObjectPropertyInfo, ObjectTypeInfo,
+    Actions, CommandLineOptionInfo, CommandLineParameterInfo, CpuDefinitionInfo, CpuFeature, MachineInfo, ObjectPropertyInfo,
+    ObjectTypeInfo,
 };
 pub use events::{Event, EventBus};
 pub use fds::FdStore;
@@ -182,6 +183,10 @@ pub trait Engine: Send + Sync {
     }
     fn query_cpu_definitions(&self) -> Vec<CpuDefinitionInfo> {
         Vec::new()
+    }
+    /// The CPUID features a guest of CPU `model` sees; QEMU's error for a model it lacks.
+    fn cpu_model_features(&self, model: &str) -> EngineResult<Vec<CpuFeature>> {
+        Err(EngineError::generic(format!("CPU model '{model}' not found")))
     }
     /// `query-command-line-options` (`None`: every option).
     fn query_command_line_options(&self, option: Option<&str>) -> EngineResult<Vec<CommandLineOptionInfo>> {

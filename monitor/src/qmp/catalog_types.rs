@@ -81,6 +81,30 @@ obj!(
     ]
 );
 pub static CPU_DEFINITION_INFO_LIST: Ty = Ty::Array(&CPU_DEFINITION_INFO_TY);
+enumeration!(
+    CPU_MODEL_EXPANSION_TYPE,
+    CPU_MODEL_EXPANSION_TYPE_TY,
+    "CpuModelExpansionType",
+    ["static", "full"]
+);
+obj!(
+    CPU_MODEL_INFO,
+    CPU_MODEL_INFO_TY,
+    "CpuModelInfo",
+    [req("name", &STR), opt("props", &ANY)]
+);
+obj!(
+    CPU_MODEL_EXPANSION_ARG,
+    CPU_MODEL_EXPANSION_ARG_TY,
+    "q_obj_query-cpu-model-expansion-arg",
+    [req("type", &CPU_MODEL_EXPANSION_TYPE_TY), req("model", &CPU_MODEL_INFO_TY)]
+);
+obj!(
+    CPU_MODEL_EXPANSION_INFO,
+    CPU_MODEL_EXPANSION_INFO_TY,
+    "CpuModelExpansionInfo",
+    [req("model", &CPU_MODEL_INFO_TY)]
+);
 enumeration!(TPM_MODEL, TPM_MODEL_TY, "TpmModel", ["tpm-tis", "tpm-crb", "tpm-spapr"]);
 pub static TPM_MODEL_LIST: Ty = Ty::Array(&TPM_MODEL_TY);
 enumeration!(TPM_TYPE, TPM_TYPE_TY, "TpmType", ["passthrough", "emulator"]);

@@ -173,6 +173,13 @@ pub static COMMANDS: &[Command] = &[
     cmd("qom-get", &QOM_GET_ARG, &QOM_GET_ARG_TY, &super::schema::ANY, cat::qom_get),
     bare("query-machines", &MACHINE_INFO_LIST, cat::query_machines),
     bare("query-cpu-definitions", &CPU_DEFINITION_INFO_LIST, cat::query_cpu_definitions),
+    cmd(
+        "query-cpu-model-expansion",
+        &CPU_MODEL_EXPANSION_ARG,
+        &CPU_MODEL_EXPANSION_ARG_TY,
+        &CPU_MODEL_EXPANSION_INFO_TY,
+        super::cpu_model::query_cpu_model_expansion,
+    ),
     bare("query-tpm-models", &TPM_MODEL_LIST, cat::query_tpm_models),
     bare("query-tpm-types", &TPM_TYPE_LIST, cat::query_tpm_types),
     cmd(

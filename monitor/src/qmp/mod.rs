@@ -8,6 +8,7 @@
 pub mod catalog;
 pub mod catalog_types;
 pub mod commands;
+pub mod cpu_model;
 pub mod handlers;
 pub mod introspect;
 pub mod lexer;

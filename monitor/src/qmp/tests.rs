@@ -235,10 +235,40 @@ fn answers_conform_to_their_declared_types() {
         .iter()
         .filter(|c| c.name.starts_with("query-") && c.name != "query-balloon")
     {
-        let r = c.exec(cmd.name, json!({}));
+        let args = match cmd.name {
+            "query-cpu-model-expansion" => json!({"type": "static", "model": {"name": "host"}}),
+            _ => json!({}),
+        };
+        let r = c.exec(cmd.name, args);
         let v = r.get("return").unwrap_or_else(|| panic!("{}: {r}", cmd.name));
         conforms(cmd.ret, v).unwrap_or_else(|e| panic!("{}: {e}\n{v}", cmd.name));
     }
+}
+
+/// A static expansion is named `base`, a full one keeps the model's name; props apply.
+#[test]
+fn cpu_model_expansion() {
+    let mut c = Client::negotiated();
+    let exp = |c: &mut Client, ty: &str, model: Value| c.exec("query-cpu-model-expansion", json!({"type": ty, "model": model}));
+    let want = json!({"return": {"model": {"name": "base", "props": {"fpu": true, "avx2": false}}}});
+    assert_eq!(exp(&mut c, "static", json!({"name": "host"})), want);
+    let full = exp(
+        &mut c,
+        "full",
+        json!({"name": "host", "props": {"avx2": true, "migratable": false}}),
+    );
+    assert_eq!(
+        full,
+        json!({"return": {"model": {"name": "host", "props": {"fpu": true, "avx2": true}}}})
+    );
+    assert_eq!(
+        exp(&mut c, "full", json!({"name": "foo"}))["error"]["desc"],
+        "CPU model 'foo' not found"
+    );
+    let e = exp(&mut c, "bogus", json!({"name": "host"}));
+    assert_eq!(e["error"]["desc"], "Parameter 'type' does not accept value 'bogus'");
+    let e = c.exec("query-cpu-model-expansion", json!({"type": "full"}));
+    assert_eq!(e["error"]["desc"], "Parameter 'model' is missing");
 }
 
 #[test]
