@@ -204,37 +204,28 @@ impl Accepted {
 
 /// A socket's send timeout (any handle on the socket sets it for all).
 fn set_write_timeout(f: &std::fs::File, t: Duration) {
-    use std::os::fd::AsRawFd;
-    let tv = libc::timeval {
-        tv_sec: t.as_secs() as libc::time_t,
-        tv_usec: 0,
-    };
-    // SAFETY: setting a timeval socket option from a valid pointer and its size.
-    unsafe {
-        libc::setsockopt(
-            f.as_raw_fd(),
-            libc::SOL_SOCKET,
-            libc::SO_SNDTIMEO,
-            (&tv as *const libc::timeval).cast(),
-            std::mem::size_of::<libc::timeval>() as libc::socklen_t,
-        );
-    }
+    set_timeout(f, libc::SO_SNDTIMEO, t);
 }
 
 /// A socket's receive timeout (`None`: none).
 pub fn set_read_timeout(f: &std::fs::File, t: Option<Duration>) {
+    set_timeout(f, libc::SO_RCVTIMEO, t.unwrap_or_default());
+}
+
+/// Sets the timeval socket option `opt` (zero: no timeout); a descriptor that is not a
+/// socket just fails, which changes nothing.
+fn set_timeout(f: &std::fs::File, opt: libc::c_int, t: Duration) {
     use std::os::fd::AsRawFd;
-    let t = t.unwrap_or_default();
     let tv = libc::timeval {
         tv_sec: t.as_secs() as libc::time_t,
-        tv_usec: 0,
+        tv_usec: libc::suseconds_t::from(t.subsec_micros() as i32),
     };
     // SAFETY: setting a timeval socket option from a valid pointer and its size.
     unsafe {
         libc::setsockopt(
             f.as_raw_fd(),
             libc::SOL_SOCKET,
-            libc::SO_RCVTIMEO,
+            opt,
             (&tv as *const libc::timeval).cast(),
             std::mem::size_of::<libc::timeval>() as libc::socklen_t,
         );

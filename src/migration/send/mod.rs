@@ -438,9 +438,8 @@ impl<'a> Outgoing<'a> {
         Ok(sx)
     }
 
-    /// Stop-and-copy: pause the guest, send the round that fit and what was dirtied
-    /// since, at full speed, then the machine state.
-    fn stop_and_copy<W: Write>(&mut self, sx: &mut Sender<'a, W>, last: &Round) -> Result<(), Stop> {
+    /// Pauses the guest for the switch (stop-and-copy or post-copy): the downtime starts.
+    fn pause_for_switch(&mut self) {
         let vm = self.vm;
         // Write back what the images hold while the guest still runs, so the flush of the
         // hand-over (inside the pause) has little left to do.
@@ -456,6 +455,13 @@ impl<'a> Outgoing<'a> {
         if self.was_running {
             (self.stopped)();
         }
+    }
+
+    /// Stop-and-copy: pause the guest, send the round that fit and what was dirtied
+    /// since, at full speed, then the machine state.
+    fn stop_and_copy<W: Write>(&mut self, sx: &mut Sender<'a, W>, last: &Round) -> Result<(), Stop> {
+        let vm = self.vm;
+        self.pause_for_switch();
         lock(&self.shared.stats).precopy_bytes = sx.w.bytes() - sx.disk_wire();
         sx.pacer.limited = false;
         sx.send_round(last)?;

@@ -138,18 +138,7 @@ impl<'a> Outgoing<'a> {
     /// `POSTCOPY`. Returns the pages still owed.
     fn switch<W: Write>(&mut self, sx: &mut Sender<'a, W>, last: Round) -> Result<Vec<Bitmap>, Stop> {
         let vm = self.vm;
-        for d in vm.disks() {
-            let _ = lock(&d.backend).flush();
-        }
-        self.downtime_start = Some(Instant::now());
-        let held = vm.hold_run_state();
-        self.was_running = !vm.is_paused();
-        self.hold = Some(held);
-        vm.pause();
-        self.paused_here = true;
-        if self.was_running {
-            (self.stopped)();
-        }
+        self.pause_for_switch();
         sx.flush_xbzrle()?;
         sx.xb = None;
         sx.pacer.limited = false;

@@ -189,7 +189,7 @@ fn late_refusal(e: ReplyError) -> TlsError {
 pub fn accept(a: Accepted, tls: &ServerTls) -> Result<Accepted, TlsError> {
     let sock = a.socket.ok_or(TlsError::NotSocket)?;
     drop((a.input, a.reply));
-    sock::set_read_timeout(&sock, Some(STALL_TIMEOUT));
+    crate::migration::uri::set_read_timeout(&sock, Some(STALL_TIMEOUT));
     if sock::plaintext_stream(&sock) {
         // A godwit source without TLS: tell it why before closing (it reads this when its
         // next write fails), as a destination that gives up on a stream does.
@@ -210,7 +210,7 @@ pub fn accept(a: Accepted, tls: &ServerTls) -> Result<Accepted, TlsError> {
     let told = reply::send(&mut writer, &verdict);
     verdict?;
     told.map_err(TlsError::HandshakeIo)?;
-    sock::set_read_timeout(&sock, None);
+    crate::migration::uri::set_read_timeout(&sock, None);
     Ok(Accepted {
         input: reader,
         reply: Some(writer),
