@@ -5,7 +5,7 @@ mod common;
 
 use common::hmp::{info_field, info_num};
 use common::migrate::{
-    Node, assert_refused_while_migrating, check_moved_after, check_source_ran_on, node, node_with_qmp, tcp_destination, wait_migration,
+    Node, assert_refused_while_migrating, cancel_or_kill, check_moved_after, check_source_ran_on, node, node_with_qmp, tcp_destination,
 };
 use common::qmp::qmp_shell;
 use common::{heartbeats, tmpdir, vm_lock};
@@ -106,12 +106,7 @@ fn a_cancel_or_a_dead_peer_lifts_the_throttle_at_once() {
         assert!(q.contains("\"cpu-throttle-percentage\": "), "{q}");
         assert_refused_while_migrating(&mut src.mon, "migrate_set_capability auto-converge off");
         assert!(beats_in_a_second(&mut src) * 5 < unthrottled, "the guest runs throttled");
-        if kill {
-            dst.g.child.kill().unwrap();
-        } else {
-            assert_eq!(src.mon.cmd("migrate_cancel"), "");
-        }
-        let info = wait_migration(&mut src.mon, T);
+        let info = cancel_or_kill(&mut src, &mut dst, kill);
         let status = info_field(&info, "Migration status").unwrap();
         assert!(status == "cancelled" || status.starts_with("failed ("), "{info}");
         assert_eq!(src.mon.cmd("info status"), "VM status: running\n");

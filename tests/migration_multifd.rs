@@ -7,8 +7,8 @@ mod common;
 
 use common::hmp::{info_field, info_num};
 use common::migrate::{
-    Node, assert_destination_clean, assert_refused_while_migrating, check_moved, check_source_ran_on, incoming_node, json_num, node,
-    node_with_qmp, pattern_hits, tcp_destination, wait_migration,
+    Node, assert_destination_clean, assert_refused_while_migrating, cancel_or_kill, check_moved, check_one_sided_capability_refused,
+    check_source_ran_on, incoming_node, json_num, node, node_with_qmp, pattern_hits, tcp_destination, wait_migration,
 };
 use common::{free_port, tmpdir, vm_lock};
 use std::io::{Read, Write};
@@ -112,17 +112,7 @@ fn multifd_is_refused_for_exec_and_on_one_side_only_with_one_line() {
     assert!(!out.exists());
     for (name, on_src, unix) in [("dst0", true, false), ("dst1", false, true)] {
         let (mut dst, inc) = destination(&dir, name, unix, (!on_src).then_some((2, "zstd")));
-        let set = if on_src { "on" } else { "off" };
-        assert_eq!(src.mon.cmd(&format!("migrate_set_capability multifd {set}")), "");
-        assert_eq!(src.mon.cmd(&format!("migrate -d {inc}")), "");
-        let info = wait_migration(&mut src.mon, T);
-        let (a, b) = if on_src { ("on", "off") } else { ("off", "on") };
-        let want = format!("failed (the destination refused: capability 'multifd' is {a} at the source but {b} here)");
-        assert_eq!(info_field(&info, "Migration status"), Some(want.as_str()), "{info}");
-        assert_eq!(src.mon.cmd("info status"), "VM status: running\n");
-        let _ = dst.g.wait_exit(T);
-        let err = dst.g.stderr();
-        assert_eq!(err.lines().filter(|l| l.contains("multifd")).count(), 1, "{err}");
+        check_one_sided_capability_refused(&mut src, &mut dst, &inc, "multifd", on_src);
     }
     check_source_ran_on(&mut src);
 }
@@ -146,12 +136,7 @@ fn a_cancel_or_a_dead_destination_leaves_a_multifd_source_running() {
         let info = common::migrate::wait_active(&mut src.mon);
         assert!(info_num(&info, "multifd bytes").unwrap_or(0) > 0, "{info}");
         assert_refused_while_migrating(&mut src.mon, "migrate_set_capability multifd off");
-        if kill {
-            dst.g.child.kill().unwrap();
-        } else {
-            assert_eq!(src.mon.cmd("migrate_cancel"), "");
-        }
-        let info = wait_migration(&mut src.mon, T);
+        let info = cancel_or_kill(&mut src, &mut dst, kill);
         let status = info_field(&info, "Migration status").unwrap();
         if kill {
             assert!(status.starts_with("failed ("), "{info}");

@@ -5,7 +5,9 @@
 mod common;
 
 use common::hmp::{Hmp, info_field, info_num};
-use common::migrate::{Node, assert_refused_while_migrating, check_moved, json_num, node, node_with_qmp, tcp_destination};
+use common::migrate::{
+    Node, assert_refused_while_migrating, check_moved, check_one_sided_capability_refused, json_num, node, node_with_qmp, tcp_destination,
+};
 use common::{free_port, heartbeats, tmpdir, vm_lock};
 use std::time::{Duration, Instant};
 
@@ -141,17 +143,7 @@ fn postcopy_ram_on_one_side_only_fails_with_one_line() {
     src.g.wait_for("VERIFY 1 ok", T);
     for (name, on_src) in [("dst0", true), ("dst1", false)] {
         let (mut dst, inc) = destination(&dir, name, !on_src);
-        let set = if on_src { "on" } else { "off" };
-        assert_eq!(src.mon.cmd(&format!("migrate_set_capability postcopy-ram {set}")), "");
-        assert_eq!(src.mon.cmd(&format!("migrate -d {inc}")), "");
-        let (info, _) = wait_end(&mut src.mon, T);
-        let (a, b) = if on_src { ("on", "off") } else { ("off", "on") };
-        let want = format!("failed (the destination refused: capability 'postcopy-ram' is {a} at the source but {b} here)");
-        assert_eq!(info_field(&info, "Migration status"), Some(want.as_str()), "{info}");
-        assert_eq!(src.mon.cmd("info status"), "VM status: running\n");
-        let _ = dst.g.wait_exit(T);
-        let err = dst.g.stderr();
-        assert_eq!(err.lines().filter(|l| l.contains("postcopy-ram")).count(), 1, "{err}");
+        check_one_sided_capability_refused(&mut src, &mut dst, &inc, "postcopy-ram", on_src);
     }
 }
 

@@ -5,7 +5,8 @@ mod common;
 
 use common::hmp::{info_field, info_num};
 use common::migrate::{
-    Node, assert_refused_while_migrating, check_moved, check_source_ran_on, json_num, node, node_with_qmp, tcp_destination, wait_migration,
+    Node, assert_refused_while_migrating, cancel_or_kill, check_moved, check_one_sided_capability_refused, check_source_ran_on, json_num,
+    node, node_with_qmp, tcp_destination, wait_migration,
 };
 use common::qmp::qmp_shell;
 use common::{tmpdir, vm_lock};
@@ -69,17 +70,7 @@ fn xbzrle_on_one_side_only_fails_with_one_line() {
     src.g.wait_for("VERIFY 1 ok", T);
     for (name, on_src) in [("dst0", true), ("dst1", false)] {
         let (mut dst, inc) = destination(&dir, name, !on_src);
-        let set = if on_src { "on" } else { "off" };
-        assert_eq!(src.mon.cmd(&format!("migrate_set_capability xbzrle {set}")), "");
-        assert_eq!(src.mon.cmd(&format!("migrate -d {inc}")), "");
-        let info = wait_migration(&mut src.mon, T);
-        let (a, b) = if on_src { ("on", "off") } else { ("off", "on") };
-        let want = format!("failed (the destination refused: capability 'xbzrle' is {a} at the source but {b} here)");
-        assert_eq!(info_field(&info, "Migration status"), Some(want.as_str()), "{info}");
-        assert_eq!(src.mon.cmd("info status"), "VM status: running\n");
-        let _ = dst.g.wait_exit(T);
-        let err = dst.g.stderr();
-        assert_eq!(err.lines().filter(|l| l.contains("xbzrle")).count(), 1, "{err}");
+        check_one_sided_capability_refused(&mut src, &mut dst, &inc, "xbzrle", on_src);
     }
     src.g.collect_for(Duration::from_millis(300));
     assert!(!src.g.seen.iter().any(|l| l.text.contains("MISMATCH") || l.text.contains("bad=")));
@@ -101,12 +92,7 @@ fn a_cancel_or_a_dead_peer_leaves_an_xbzrle_source_running() {
         assert_refused_while_migrating(&mut src.mon, "migrate_set_capability xbzrle off");
         // The cache size may change: the next sync takes it.
         assert_eq!(src.mon.cmd("migrate_set_parameter xbzrle-cache-size 8m"), "");
-        if kill {
-            dst.g.child.kill().unwrap();
-        } else {
-            assert_eq!(src.mon.cmd("migrate_cancel"), "");
-        }
-        let info = wait_migration(&mut src.mon, T);
+        let info = cancel_or_kill(&mut src, &mut dst, kill);
         let status = info_field(&info, "Migration status").unwrap();
         assert!(status == "cancelled" || status.starts_with("failed ("), "{info}");
         assert_eq!(src.mon.cmd("info status"), "VM status: running\n");

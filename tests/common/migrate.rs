@@ -108,6 +108,35 @@ pub fn check_source_ran_on(src: &mut Node) {
     assert!(!src.g.seen.iter().any(|l| l.text.contains("MISMATCH") || l.text.contains("bad=")));
 }
 
+/// With `cap` on at one end only (`on_src`: at the source, else at `dst`), `migrate -d inc`
+/// fails: the source reports the destination's refusal in its status and runs on, and the
+/// destination exits with one line about `cap` on stderr.
+pub fn check_one_sided_capability_refused(src: &mut Node, dst: &mut Node, inc: &str, cap: &str, on_src: bool) {
+    let t = Duration::from_secs(30);
+    let set = if on_src { "on" } else { "off" };
+    assert_eq!(src.mon.cmd(&format!("migrate_set_capability {cap} {set}")), "");
+    assert_eq!(src.mon.cmd(&format!("migrate -d {inc}")), "");
+    let info = wait_migration(&mut src.mon, t);
+    let (a, b) = if on_src { ("on", "off") } else { ("off", "on") };
+    let want = format!("failed (the destination refused: capability '{cap}' is {a} at the source but {b} here)");
+    assert_eq!(info_field(&info, "Migration status"), Some(want.as_str()), "{info}");
+    assert_eq!(src.mon.cmd("info status"), "VM status: running\n");
+    let _ = dst.g.wait_exit(t);
+    let err = dst.g.stderr();
+    assert_eq!(err.lines().filter(|l| l.contains(cap)).count(), 1, "{err}");
+}
+
+/// Ends a running migration with `migrate_cancel` at the source, or (`kill`) by killing
+/// the destination; waits for the source to see the end and returns its last `info migrate`.
+pub fn cancel_or_kill(src: &mut Node, dst: &mut Node, kill: bool) -> String {
+    if kill {
+        dst.g.child.kill().unwrap();
+    } else {
+        assert_eq!(src.mon.cmd("migrate_cancel"), "");
+    }
+    wait_migration(&mut src.mon, Duration::from_secs(30))
+}
+
 /// Asserts that `cmd` is refused because a migration is in progress.
 pub fn assert_refused_while_migrating(mon: &mut Hmp, cmd: &str) {
     assert_eq!(mon.cmd(cmd), "Error: There's a migration process in progress\n");
