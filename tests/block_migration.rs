@@ -625,6 +625,23 @@ fn two_disks_at_once_and_a_sparse_raw_source_costs_only_its_data() {
     verify_exact(&contents(&a_dst, "qcow2"), 8, w).unwrap();
 }
 
+/// Polls the source's `info migrate` (up to a minute) until the migration leaves
+/// setup/active/postcopy-active; asserts that it completed with pages sent in post-copy.
+fn postcopy_completed(src: &mut Node) {
+    let end = Instant::now() + Duration::from_secs(60);
+    let info = loop {
+        let t = src.mon.cmd("info migrate");
+        let st = info_field(&t, "Migration status").unwrap_or("").to_string();
+        if !["setup", "active", "postcopy-active"].contains(&st.as_str()) {
+            break t;
+        }
+        assert!(Instant::now() < end, "{t}");
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    assert_eq!(info_field(&info, "Migration status"), Some("completed"), "{info}");
+    assert!(info_num(&info, "postcopy ram").unwrap_or(0) > 0, "{info}");
+}
+
 /// Post-copy with shared storage: the image is handed over at the switch, RAM follows on
 /// demand; the guest's writes before and after all land in the image, none lost or
 /// doubled, and its RAM working set checks on the destination.
@@ -645,18 +662,7 @@ fn postcopy_with_shared_storage_hands_the_image_over() {
     src.mon.cmd("migrate_set_speed 8m");
     assert_eq!(src.mon.cmd(&format!("migrate -d {inc}")), "");
     assert_eq!(src.mon.cmd("migrate_start_postcopy"), "");
-    let end = Instant::now() + Duration::from_secs(60);
-    let info = loop {
-        let t = src.mon.cmd("info migrate");
-        let st = info_field(&t, "Migration status").unwrap_or("").to_string();
-        if !["setup", "active", "postcopy-active"].contains(&st.as_str()) {
-            break t;
-        }
-        assert!(Instant::now() < end, "{t}");
-        std::thread::sleep(Duration::from_millis(20));
-    };
-    assert_eq!(info_field(&info, "Migration status"), Some("completed"), "{info}");
-    assert!(info_num(&info, "postcopy ram").unwrap_or(0) > 0, "{info}");
+    postcopy_completed(&mut src);
     assert_eq!(src.mon.cmd("info status"), "VM status: paused (postmigrate)\n");
     destination_keeps_the_image(&mut src, &mut dst, &img);
 }
@@ -681,18 +687,7 @@ fn postcopy_after_a_full_disk_copy() {
     }
     assert_eq!(src.mon.cmd(&format!("migrate -d -b {inc}")), "");
     assert_eq!(src.mon.cmd("migrate_start_postcopy"), "");
-    let end = Instant::now() + Duration::from_secs(60);
-    let info = loop {
-        let t = src.mon.cmd("info migrate");
-        let st = info_field(&t, "Migration status").unwrap_or("").to_string();
-        if !["setup", "active", "postcopy-active"].contains(&st.as_str()) {
-            break t;
-        }
-        assert!(Instant::now() < end, "{t}");
-        std::thread::sleep(Duration::from_millis(20));
-    };
-    assert_eq!(info_field(&info, "Migration status"), Some("completed"), "{info}");
-    assert!(info_num(&info, "postcopy ram").unwrap_or(0) > 0, "{info}");
+    postcopy_completed(&mut src);
     assert!(
         identical(&src_img, "qcow2", &dst_img, "raw"),
         "images differ after -b with post-copy"

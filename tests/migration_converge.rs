@@ -4,9 +4,11 @@
 mod common;
 
 use common::hmp::{info_field, info_num};
-use common::migrate::{Node, node, wait_migration};
+use common::migrate::{
+    Node, assert_refused_while_migrating, cancel_or_kill, check_moved_after, check_source_ran_on, node, node_with_qmp, tcp_destination,
+};
 use common::qmp::qmp_shell;
-use common::{free_port, heartbeats, tmpdir, vm_lock};
+use common::{heartbeats, tmpdir, vm_lock};
 use std::time::{Duration, Instant};
 
 const T: Duration = Duration::from_secs(30);
@@ -45,17 +47,10 @@ fn wait_throttle(src: &mut Node, pct: u64) -> String {
 
 /// The destination runs the guest on from where the source stopped, its pages verified.
 fn check_moved(src: &mut Node, dst: &mut Node) {
-    assert_eq!(src.mon.cmd("info status"), "VM status: paused (postmigrate)\n");
-    src.g.collect_for(Duration::from_millis(300)); // its output up to the switch-over
-    dst.g.wait_for("VERIFY", T);
-    dst.g.collect_for(Duration::from_millis(500));
-    assert_eq!(dst.mon.cmd("info status"), "VM status: running\n");
-    let (src_hb, dst_hb) = (heartbeats(&src.g.seen), heartbeats(&dst.g.seen));
-    let last = *src_hb.last().expect("source heartbeats");
-    assert!(dst_hb[0] == last + 1 || dst_hb[0] == last + 2, "{last} then {:?}", &dst_hb[..3]);
-    for bad in ["MISMATCH", "bad=", "PROBE READY", "FAULT"] {
-        assert!(!dst.g.seen.iter().any(|l| l.text.contains(bad)), "{bad} on the destination");
-    }
+    check_moved_after(src, dst, |g| {
+        g.wait_for("VERIFY", T);
+        g.collect_for(Duration::from_millis(500));
+    });
 }
 
 /// Heartbeats the source prints in one second. The probe catches up on heartbeats up to
@@ -67,8 +62,7 @@ fn beats_in_a_second(n: &mut Node) -> usize {
 }
 
 fn destination(dir: &std::path::Path, name: &str, append: &str) -> (Node, String) {
-    let inc = format!("tcp:127.0.0.1:{}", free_port());
-    (node(dir, name, "1G", "2", append, &["-incoming", &inc]), inc)
+    tcp_destination(dir, name, append, &[])
 }
 
 #[test]
@@ -95,9 +89,7 @@ fn auto_converge_throttles_a_busy_guest_until_it_moves() {
 fn a_cancel_or_a_dead_peer_lifts_the_throttle_at_once() {
     let _l = vm_lock();
     let dir = tmpdir("conv-cancel");
-    let qmp = dir.join("qmp.sock");
-    let qmp_arg = format!("unix:{},server,nowait", qmp.display());
-    let mut src = node(&dir, "src", "1G", "2", BUSY, &["-qmp", &qmp_arg]);
+    let (mut src, qmp) = node_with_qmp(&dir, BUSY);
     src.g.wait_for("VERIFY 2 ok", T);
     let unthrottled = beats_in_a_second(&mut src);
     let out = qmp_shell(
@@ -112,17 +104,9 @@ fn a_cancel_or_a_dead_peer_lifts_the_throttle_at_once() {
         assert!(info.contains("\ncpu throttle percentage: "), "{info}");
         let q = qmp_shell(qmp.to_str().unwrap(), "query-migrate\n");
         assert!(q.contains("\"cpu-throttle-percentage\": "), "{q}");
-        assert_eq!(
-            src.mon.cmd("migrate_set_capability auto-converge off"),
-            "Error: There's a migration process in progress\n"
-        );
+        assert_refused_while_migrating(&mut src.mon, "migrate_set_capability auto-converge off");
         assert!(beats_in_a_second(&mut src) * 5 < unthrottled, "the guest runs throttled");
-        if kill {
-            dst.g.child.kill().unwrap();
-        } else {
-            assert_eq!(src.mon.cmd("migrate_cancel"), "");
-        }
-        let info = wait_migration(&mut src.mon, T);
+        let info = cancel_or_kill(&mut src, &mut dst, kill);
         let status = info_field(&info, "Migration status").unwrap();
         assert!(status == "cancelled" || status.starts_with("failed ("), "{info}");
         assert_eq!(src.mon.cmd("info status"), "VM status: running\n");
@@ -133,10 +117,7 @@ fn a_cancel_or_a_dead_peer_lifts_the_throttle_at_once() {
         );
         let _ = dst.g.wait_exit(T);
     }
-    src.g.collect_for(Duration::from_millis(300));
-    let hb = heartbeats(&src.g.seen);
-    assert!(hb.windows(2).all(|w| w[1] == w[0] + 1), "{hb:?}");
-    assert!(!src.g.seen.iter().any(|l| l.text.contains("MISMATCH") || l.text.contains("bad=")));
+    check_source_ran_on(&mut src);
 }
 
 /// A guest that pre-copy cannot move in time, even throttled (the throttle is held at

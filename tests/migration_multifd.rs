@@ -6,8 +6,11 @@
 mod common;
 
 use common::hmp::{info_field, info_num};
-use common::migrate::{Node, node, pattern_hits, wait_migration};
-use common::{free_port, heartbeats, tmpdir, vm_lock};
+use common::migrate::{
+    Node, assert_destination_clean, assert_refused_while_migrating, cancel_or_kill, check_moved, check_one_sided_capability_refused,
+    check_source_ran_on, incoming_node, json_num, node, node_with_qmp, pattern_hits, tcp_destination, wait_migration,
+};
+use common::{free_port, tmpdir, vm_lock};
 use std::io::{Read, Write};
 use std::net::{Shutdown, TcpListener, TcpStream};
 use std::path::Path;
@@ -25,7 +28,7 @@ fn destination(dir: &Path, name: &str, unix: bool, mf: Option<(u8, &str)>) -> (N
     } else {
         format!("tcp:127.0.0.1:{}", free_port())
     };
-    let mut n = node(dir, name, "1G", "2", DIRTY, &["-incoming", &inc]);
+    let mut n = incoming_node(dir, name, DIRTY, &inc, &[]);
     if let Some((channels, comp)) = mf {
         set_multifd(&mut n, channels, comp);
     }
@@ -37,22 +40,6 @@ fn set_multifd(n: &mut Node, channels: u8, comp: &str) {
     assert!(n.mon.cmd("info migrate_capabilities").contains("\nmultifd: on\n"));
     assert_eq!(n.mon.cmd(&format!("migrate_set_parameter multifd-channels {channels}")), "");
     assert_eq!(n.mon.cmd(&format!("migrate_set_parameter multifd-compression {comp}")), "");
-}
-
-/// The destination runs on from where the source stopped, and two whole passes of the
-/// probe's verifier over the working set find every page right.
-fn check_moved(src: &mut Node, dst: &mut Node) {
-    assert_eq!(src.mon.cmd("info status"), "VM status: paused (postmigrate)\n");
-    src.g.collect_for(Duration::from_millis(300));
-    dst.g.wait_for("VERIFY", T);
-    dst.g.wait_for("VERIFY", T);
-    assert_eq!(dst.mon.cmd("info status"), "VM status: running\n");
-    let (src_hb, dst_hb) = (heartbeats(&src.g.seen), heartbeats(&dst.g.seen));
-    let last = *src_hb.last().expect("source heartbeats");
-    assert!(dst_hb[0] == last + 1 || dst_hb[0] == last + 2, "{last} then {:?}", &dst_hb[..3]);
-    for bad in ["MISMATCH", "bad=", "PROBE READY", "FAULT"] {
-        assert!(!dst.g.seen.iter().any(|l| l.text.contains(bad)), "{bad} on the destination");
-    }
 }
 
 /// One hop of a chain: `src` migrates to a fresh destination with multifd as given; the
@@ -125,22 +112,9 @@ fn multifd_is_refused_for_exec_and_on_one_side_only_with_one_line() {
     assert!(!out.exists());
     for (name, on_src, unix) in [("dst0", true, false), ("dst1", false, true)] {
         let (mut dst, inc) = destination(&dir, name, unix, (!on_src).then_some((2, "zstd")));
-        let set = if on_src { "on" } else { "off" };
-        assert_eq!(src.mon.cmd(&format!("migrate_set_capability multifd {set}")), "");
-        assert_eq!(src.mon.cmd(&format!("migrate -d {inc}")), "");
-        let info = wait_migration(&mut src.mon, T);
-        let (a, b) = if on_src { ("on", "off") } else { ("off", "on") };
-        let want = format!("failed (the destination refused: capability 'multifd' is {a} at the source but {b} here)");
-        assert_eq!(info_field(&info, "Migration status"), Some(want.as_str()), "{info}");
-        assert_eq!(src.mon.cmd("info status"), "VM status: running\n");
-        let _ = dst.g.wait_exit(T);
-        let err = dst.g.stderr();
-        assert_eq!(err.lines().filter(|l| l.contains("multifd")).count(), 1, "{err}");
+        check_one_sided_capability_refused(&mut src, &mut dst, &inc, "multifd", on_src);
     }
-    src.g.collect_for(Duration::from_millis(300));
-    let hb = heartbeats(&src.g.seen);
-    assert!(hb.windows(2).all(|w| w[1] == w[0] + 1), "{hb:?}");
-    assert!(!src.g.seen.iter().any(|l| l.text.contains("MISMATCH") || l.text.contains("bad=")));
+    check_source_ran_on(&mut src);
 }
 
 #[test]
@@ -161,16 +135,8 @@ fn a_cancel_or_a_dead_destination_leaves_a_multifd_source_running() {
         assert_eq!(src.mon.cmd(&format!("migrate -d {inc}")), "");
         let info = common::migrate::wait_active(&mut src.mon);
         assert!(info_num(&info, "multifd bytes").unwrap_or(0) > 0, "{info}");
-        assert_eq!(
-            src.mon.cmd("migrate_set_capability multifd off"),
-            "Error: There's a migration process in progress\n"
-        );
-        if kill {
-            dst.g.child.kill().unwrap();
-        } else {
-            assert_eq!(src.mon.cmd("migrate_cancel"), "");
-        }
-        let info = wait_migration(&mut src.mon, T);
+        assert_refused_while_migrating(&mut src.mon, "migrate_set_capability multifd off");
+        let info = cancel_or_kill(&mut src, &mut dst, kill);
         let status = info_field(&info, "Migration status").unwrap();
         if kill {
             assert!(status.starts_with("failed ("), "{info}");
@@ -180,10 +146,7 @@ fn a_cancel_or_a_dead_destination_leaves_a_multifd_source_running() {
         assert_eq!(src.mon.cmd("info status"), "VM status: running\n");
         let _ = dst.g.wait_exit(T);
     }
-    src.g.collect_for(Duration::from_millis(300));
-    let hb = heartbeats(&src.g.seen);
-    assert!(hb.windows(2).all(|w| w[1] == w[0] + 1), "{hb:?}");
-    assert!(!src.g.seen.iter().any(|l| l.text.contains("MISMATCH") || l.text.contains("bad=")));
+    check_source_ran_on(&mut src);
     // And the next migration goes through, every page verified.
     hop(&dir, &mut src, "dst4", true, 4, "zlib", false);
 }
@@ -293,8 +256,7 @@ fn auto_converge_counts_the_pages_sent_on_the_channels() {
     let lazy = "probe.ws=64 probe.rate=10";
     let mut src = node(&dir, "src", "1G", "2", lazy, &[]);
     src.g.wait_for("VERIFY 1 ok", T);
-    let inc = format!("tcp:127.0.0.1:{}", free_port());
-    let mut dst = node(&dir, "dst", "1G", "2", lazy, &["-incoming", &inc]);
+    let (mut dst, inc) = tcp_destination(&dir, "dst", lazy, &[]);
     set_multifd(&mut dst, 2, "zstd");
     set_multifd(&mut src, 2, "zstd");
     assert_eq!(src.mon.cmd("migrate_set_capability auto-converge on"), "");
@@ -359,18 +321,7 @@ fn a_block_migration_with_multifd_moves_ram_and_disk() {
         assert!(std::time::Instant::now() < end, "no verify passes on the destination");
         dst.g.collect_for(Duration::from_millis(100));
     }
-    for bad in ["MISMATCH", "bad=", "DISK ERROR", "FAULT", "PROBE READY"] {
-        assert!(!dst.g.seen.iter().any(|l| l.text.contains(bad)), "{bad} on the destination");
-    }
-}
-
-/// The first number after `"key": ` in `json`.
-fn json_num(json: &str, key: &str) -> u64 {
-    let at = json.find(&format!("\"{key}\": ")).unwrap_or_else(|| panic!("no {key} in {json}"));
-    let rest = &json[at + key.len() + 4..];
-    rest[..rest.find(|c: char| !c.is_ascii_digit()).unwrap_or(rest.len())]
-        .parse()
-        .unwrap()
+    assert_destination_clean(&dst.g, &["MISMATCH", "bad=", "DISK ERROR", "FAULT", "PROBE READY"]);
 }
 
 /// Through QMP (the real client): capabilities and parameters set and shown, bad values
@@ -379,9 +330,7 @@ fn json_num(json: &str, key: &str) -> u64 {
 fn multifd_through_qmp() {
     let _l = vm_lock();
     let dir = tmpdir("multifd-qmp");
-    let qmp = dir.join("qmp.sock");
-    let qmp_arg = format!("unix:{},server,nowait", qmp.display());
-    let mut src = node(&dir, "src", "1G", "2", DIRTY, &["-qmp", &qmp_arg]);
+    let (mut src, qmp) = node_with_qmp(&dir, DIRTY);
     src.g.wait_for("VERIFY 1 ok", T);
     let (mut dst, inc) = destination(&dir, "dst", true, Some((3, "zstd")));
     let q = |lines: &str| common::qmp::qmp_shell(qmp.to_str().unwrap(), lines);

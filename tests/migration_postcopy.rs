@@ -5,7 +5,9 @@
 mod common;
 
 use common::hmp::{Hmp, info_field, info_num};
-use common::migrate::{Node, node};
+use common::migrate::{
+    Node, assert_refused_while_migrating, check_moved, check_one_sided_capability_refused, json_num, node, node_with_qmp, tcp_destination,
+};
 use common::{free_port, heartbeats, tmpdir, vm_lock};
 use std::time::{Duration, Instant};
 
@@ -13,13 +15,9 @@ const T: Duration = Duration::from_secs(30);
 /// A 64 MiB working set rewritten at 64 MiB/s: more than a capped pre-copy can follow.
 const DIRTY: &str = "probe.ws=64 probe.rate=64";
 
+/// A tcp: destination running the same probe, with post-copy on or not.
 fn destination(dir: &std::path::Path, name: &str, postcopy: bool) -> (Node, String) {
-    let inc = format!("tcp:127.0.0.1:{}", free_port());
-    let mut n = node(dir, name, "1G", "2", DIRTY, &["-incoming", &inc]);
-    if postcopy {
-        assert_eq!(n.mon.cmd("migrate_set_capability postcopy-ram on"), "");
-    }
-    (n, inc)
+    tcp_destination(dir, name, DIRTY, if postcopy { &["postcopy-ram"] } else { &[] })
 }
 
 /// Polls `info migrate` until the migration has ended (post-copy included); returns the
@@ -41,22 +39,6 @@ fn wait_end(mon: &mut Hmp, timeout: Duration) -> (String, Vec<String>) {
         }
         assert!(Instant::now() < end, "migration still running after {timeout:?}: {t}");
         std::thread::sleep(Duration::from_millis(20));
-    }
-}
-
-/// The destination runs on from where the source stopped, and two whole passes of the
-/// probe's verifier over the working set find every page right.
-fn check_moved(src: &mut Node, dst: &mut Node) {
-    assert_eq!(src.mon.cmd("info status"), "VM status: paused (postmigrate)\n");
-    src.g.collect_for(Duration::from_millis(300));
-    dst.g.wait_for("VERIFY", T);
-    dst.g.wait_for("VERIFY", T);
-    assert_eq!(dst.mon.cmd("info status"), "VM status: running\n");
-    let (src_hb, dst_hb) = (heartbeats(&src.g.seen), heartbeats(&dst.g.seen));
-    let last = *src_hb.last().expect("source heartbeats");
-    assert!(dst_hb[0] == last + 1 || dst_hb[0] == last + 2, "{last} then {:?}", &dst_hb[..3]);
-    for bad in ["MISMATCH", "bad=", "PROBE READY", "FAULT"] {
-        assert!(!dst.g.seen.iter().any(|l| l.text.contains(bad)), "{bad} on the destination");
     }
 }
 
@@ -161,17 +143,7 @@ fn postcopy_ram_on_one_side_only_fails_with_one_line() {
     src.g.wait_for("VERIFY 1 ok", T);
     for (name, on_src) in [("dst0", true), ("dst1", false)] {
         let (mut dst, inc) = destination(&dir, name, !on_src);
-        let set = if on_src { "on" } else { "off" };
-        assert_eq!(src.mon.cmd(&format!("migrate_set_capability postcopy-ram {set}")), "");
-        assert_eq!(src.mon.cmd(&format!("migrate -d {inc}")), "");
-        let (info, _) = wait_end(&mut src.mon, T);
-        let (a, b) = if on_src { ("on", "off") } else { ("off", "on") };
-        let want = format!("failed (the destination refused: capability 'postcopy-ram' is {a} at the source but {b} here)");
-        assert_eq!(info_field(&info, "Migration status"), Some(want.as_str()), "{info}");
-        assert_eq!(src.mon.cmd("info status"), "VM status: running\n");
-        let _ = dst.g.wait_exit(T);
-        let err = dst.g.stderr();
-        assert_eq!(err.lines().filter(|l| l.contains("postcopy-ram")).count(), 1, "{err}");
+        check_one_sided_capability_refused(&mut src, &mut dst, &inc, "postcopy-ram", on_src);
     }
 }
 
@@ -302,14 +274,8 @@ fn a_cancel_in_postcopy_leaves_the_source_paused_and_the_destination_recoverable
     let _l = vm_lock();
     let dir = tmpdir("postcopy-cancel");
     let (mut src, mut dst, _link) = slow_postcopy(&dir);
-    assert_eq!(
-        src.mon.cmd("migrate_set_capability postcopy-ram off"),
-        "Error: There's a migration process in progress\n"
-    );
-    assert_eq!(
-        src.mon.cmd("migrate tcp:127.0.0.1:1"),
-        "Error: There's a migration process in progress\n"
-    );
+    assert_refused_while_migrating(&mut src.mon, "migrate_set_capability postcopy-ram off");
+    assert_refused_while_migrating(&mut src.mon, "migrate tcp:127.0.0.1:1");
     src.mon.cmd("migrate_cancel");
     let (info, _) = wait_end(&mut src.mon, T);
     assert_eq!(info_field(&info, "Migration status"), Some("cancelled"), "{info}");
@@ -353,9 +319,7 @@ fn a_dead_destination_pauses_the_postcopy_source() {
 fn postcopy_through_qmp() {
     let _l = vm_lock();
     let dir = tmpdir("postcopy-qmp");
-    let qmp = dir.join("qmp.sock");
-    let qmp_arg = format!("unix:{},server,nowait", qmp.display());
-    let mut src = node(&dir, "src", "1G", "2", DIRTY, &["-qmp", &qmp_arg]);
+    let (mut src, qmp) = node_with_qmp(&dir, DIRTY);
     src.g.wait_for("VERIFY 1 ok", T);
     let dqmp = dir.join("dqmp.sock");
     let dqmp_arg = format!("unix:{},server,nowait", dqmp.display());
@@ -375,13 +339,7 @@ fn postcopy_through_qmp() {
     assert_eq!(info_field(&info, "Migration status"), Some("completed"), "{info} {out}");
     assert!(seen.iter().any(|s| s == "postcopy-active"), "{seen:?}");
     let q = common::qmp::qmp_shell(qmp.to_str().unwrap(), "query-migrate\n");
-    let n = |key: &str| -> u64 {
-        let at = q.find(&format!("\"{key}\": ")).unwrap_or_else(|| panic!("no {key} in {q}"));
-        let rest = &q[at + key.len() + 4..];
-        rest[..rest.find(|c: char| !c.is_ascii_digit()).unwrap_or(rest.len())]
-            .parse()
-            .unwrap()
-    };
+    let n = |key: &str| json_num(&q, key);
     assert_eq!(n("postcopy-requests"), info_num(&info, "postcopy request count").unwrap(), "{q}");
     assert_eq!(n("postcopy-bytes") >> 10, info_num(&info, "postcopy ram").unwrap(), "{q}");
     check_moved(&mut src, &mut dst);

@@ -4,56 +4,28 @@
 mod common;
 
 use common::hmp::{info_field, info_num};
-use common::migrate::{Node, node, wait_migration};
+use common::migrate::{
+    Node, assert_refused_while_migrating, cancel_or_kill, check_moved, check_one_sided_capability_refused, check_source_ran_on, json_num,
+    node, node_with_qmp, tcp_destination, wait_migration,
+};
 use common::qmp::qmp_shell;
-use common::{free_port, heartbeats, tmpdir, vm_lock};
+use common::{tmpdir, vm_lock};
 use std::time::Duration;
 
 const T: Duration = Duration::from_secs(30);
 /// The probe rewriting its working set every two seconds.
 const DIRTY: &str = "probe.ws=8 probe.rate=4";
 
+/// A tcp: destination running the same probe, with xbzrle on or not.
 fn destination(dir: &std::path::Path, name: &str, xbzrle: bool) -> (Node, String) {
-    let inc = format!("tcp:127.0.0.1:{}", free_port());
-    let mut n = node(dir, name, "1G", "2", DIRTY, &["-incoming", &inc]);
-    if xbzrle {
-        assert_eq!(n.mon.cmd("migrate_set_capability xbzrle on"), "");
-    }
-    (n, inc)
-}
-
-/// The destination runs on from where the source stopped, and two whole passes of the
-/// probe's verifier over the working set find every page right.
-fn check_moved(src: &mut Node, dst: &mut Node) {
-    assert_eq!(src.mon.cmd("info status"), "VM status: paused (postmigrate)\n");
-    src.g.collect_for(Duration::from_millis(300));
-    dst.g.wait_for("VERIFY", T);
-    dst.g.wait_for("VERIFY", T);
-    assert_eq!(dst.mon.cmd("info status"), "VM status: running\n");
-    let (src_hb, dst_hb) = (heartbeats(&src.g.seen), heartbeats(&dst.g.seen));
-    let last = *src_hb.last().expect("source heartbeats");
-    assert!(dst_hb[0] == last + 1 || dst_hb[0] == last + 2, "{last} then {:?}", &dst_hb[..3]);
-    for bad in ["MISMATCH", "bad=", "PROBE READY", "FAULT"] {
-        assert!(!dst.g.seen.iter().any(|l| l.text.contains(bad)), "{bad} on the destination");
-    }
-}
-
-/// The first number after `"key": ` in `json`.
-fn json_num(json: &str, key: &str) -> u64 {
-    let at = json.find(&format!("\"{key}\": ")).unwrap_or_else(|| panic!("no {key} in {json}"));
-    let rest = &json[at + key.len() + 4..];
-    rest[..rest.find(|c: char| !c.is_ascii_digit()).unwrap_or(rest.len())]
-        .parse()
-        .unwrap()
+    tcp_destination(dir, name, DIRTY, if xbzrle { &["xbzrle"] } else { &[] })
 }
 
 #[test]
 fn xbzrle_moves_a_dirtying_guest_with_consistent_counters() {
     let _l = vm_lock();
     let dir = tmpdir("xbzrle-move");
-    let qmp = dir.join("qmp.sock");
-    let qmp_arg = format!("unix:{},server,nowait", qmp.display());
-    let mut src = node(&dir, "src", "1G", "2", DIRTY, &["-qmp", &qmp_arg]);
+    let (mut src, qmp) = node_with_qmp(&dir, DIRTY);
     src.g.wait_for("VERIFY 1 ok", T);
     let (mut dst, inc) = destination(&dir, "dst", true);
     let out = qmp_shell(
@@ -98,17 +70,7 @@ fn xbzrle_on_one_side_only_fails_with_one_line() {
     src.g.wait_for("VERIFY 1 ok", T);
     for (name, on_src) in [("dst0", true), ("dst1", false)] {
         let (mut dst, inc) = destination(&dir, name, !on_src);
-        let set = if on_src { "on" } else { "off" };
-        assert_eq!(src.mon.cmd(&format!("migrate_set_capability xbzrle {set}")), "");
-        assert_eq!(src.mon.cmd(&format!("migrate -d {inc}")), "");
-        let info = wait_migration(&mut src.mon, T);
-        let (a, b) = if on_src { ("on", "off") } else { ("off", "on") };
-        let want = format!("failed (the destination refused: capability 'xbzrle' is {a} at the source but {b} here)");
-        assert_eq!(info_field(&info, "Migration status"), Some(want.as_str()), "{info}");
-        assert_eq!(src.mon.cmd("info status"), "VM status: running\n");
-        let _ = dst.g.wait_exit(T);
-        let err = dst.g.stderr();
-        assert_eq!(err.lines().filter(|l| l.contains("xbzrle")).count(), 1, "{err}");
+        check_one_sided_capability_refused(&mut src, &mut dst, &inc, "xbzrle", on_src);
     }
     src.g.collect_for(Duration::from_millis(300));
     assert!(!src.g.seen.iter().any(|l| l.text.contains("MISMATCH") || l.text.contains("bad=")));
@@ -127,26 +89,15 @@ fn a_cancel_or_a_dead_peer_leaves_an_xbzrle_source_running() {
         assert_eq!(src.mon.cmd(&format!("migrate -d {inc}")), "");
         let info = common::migrate::wait_active(&mut src.mon);
         assert!(info.contains("\ncache size: 67108864 bytes\nxbzrle transferred: "), "{info}");
-        assert_eq!(
-            src.mon.cmd("migrate_set_capability xbzrle off"),
-            "Error: There's a migration process in progress\n"
-        );
+        assert_refused_while_migrating(&mut src.mon, "migrate_set_capability xbzrle off");
         // The cache size may change: the next sync takes it.
         assert_eq!(src.mon.cmd("migrate_set_parameter xbzrle-cache-size 8m"), "");
-        if kill {
-            dst.g.child.kill().unwrap();
-        } else {
-            assert_eq!(src.mon.cmd("migrate_cancel"), "");
-        }
-        let info = wait_migration(&mut src.mon, T);
+        let info = cancel_or_kill(&mut src, &mut dst, kill);
         let status = info_field(&info, "Migration status").unwrap();
         assert!(status == "cancelled" || status.starts_with("failed ("), "{info}");
         assert_eq!(src.mon.cmd("info status"), "VM status: running\n");
         let _ = dst.g.wait_exit(T);
         assert_eq!(src.mon.cmd("migrate_set_parameter xbzrle-cache-size 64m"), "");
     }
-    src.g.collect_for(Duration::from_millis(300));
-    let hb = heartbeats(&src.g.seen);
-    assert!(hb.windows(2).all(|w| w[1] == w[0] + 1), "{hb:?}");
-    assert!(!src.g.seen.iter().any(|l| l.text.contains("MISMATCH") || l.text.contains("bad=")));
+    check_source_ran_on(&mut src);
 }

@@ -2,7 +2,7 @@
 #![allow(dead_code)]
 
 use super::hmp::{Hmp, info_field};
-use super::{Guest, probe};
+use super::{Guest, free_port, heartbeats, probe};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
@@ -38,6 +38,117 @@ pub fn node(dir: &Path, name: &str, mem: &str, smp: &str, append: &str, extra: &
     let g = Guest::godwit(&args);
     let mon = Hmp::unix(&sock);
     Node { g, mon, sock }
+}
+
+/// Starts a 1G, 2-vCPU source named `src` with a QMP socket (`dir/qmp.sock`) besides its
+/// monitor; returns it and the QMP socket's path.
+pub fn node_with_qmp(dir: &Path, append: &str) -> (Node, PathBuf) {
+    let qmp = dir.join("qmp.sock");
+    let qmp_arg = format!("unix:{},server,nowait", qmp.display());
+    (node(dir, "src", "1G", "2", append, &["-qmp", &qmp_arg]), qmp)
+}
+
+/// Starts a 1G, 2-vCPU destination on `-incoming inc` and sets each capability in `caps`
+/// on through its monitor.
+pub fn incoming_node(dir: &Path, name: &str, append: &str, inc: &str, caps: &[&str]) -> Node {
+    let mut n = node(dir, name, "1G", "2", append, &["-incoming", inc]);
+    for cap in caps {
+        assert_eq!(n.mon.cmd(&format!("migrate_set_capability {cap} on")), "");
+    }
+    n
+}
+
+/// `incoming_node` on a free local tcp: port; returns the node and its URI.
+pub fn tcp_destination(dir: &Path, name: &str, append: &str, caps: &[&str]) -> (Node, String) {
+    let inc = format!("tcp:127.0.0.1:{}", free_port());
+    (incoming_node(dir, name, append, &inc, caps), inc)
+}
+
+/// What must never show on a destination running a migrated probe: a page or block
+/// wrong, the guest booting again, or a fault.
+pub const BAD_ON_DESTINATION: &[&str] = &["MISMATCH", "bad=", "PROBE READY", "FAULT"];
+
+/// Asserts that none of `bad` shows in the destination's output so far.
+pub fn assert_destination_clean(dst: &Guest, bad: &[&str]) {
+    for bad in bad {
+        assert!(!dst.seen.iter().any(|l| l.text.contains(bad)), "{bad} on the destination");
+    }
+}
+
+/// The migration has moved the guest: the source is paused after it, the destination
+/// (once `settle` has waited on its output) runs the guest on from where the source
+/// stopped, and none of `BAD_ON_DESTINATION` shows there.
+pub fn check_moved_after(src: &mut Node, dst: &mut Node, settle: impl FnOnce(&mut Guest)) {
+    assert_eq!(src.mon.cmd("info status"), "VM status: paused (postmigrate)\n");
+    src.g.collect_for(Duration::from_millis(300)); // its output up to the switch-over
+    settle(&mut dst.g);
+    assert_eq!(dst.mon.cmd("info status"), "VM status: running\n");
+    let (src_hb, dst_hb) = (heartbeats(&src.g.seen), heartbeats(&dst.g.seen));
+    let last = *src_hb.last().expect("source heartbeats");
+    assert!(dst_hb[0] == last + 1 || dst_hb[0] == last + 2, "{last} then {:?}", &dst_hb[..3]);
+    assert_destination_clean(&dst.g, BAD_ON_DESTINATION);
+}
+
+/// `check_moved_after` with two whole passes of the probe's verifier over the working set
+/// on the destination, every page right.
+pub fn check_moved(src: &mut Node, dst: &mut Node) {
+    let t = Duration::from_secs(30);
+    check_moved_after(src, dst, |g| {
+        g.wait_for("VERIFY", t);
+        g.wait_for("VERIFY", t);
+    });
+}
+
+/// After a failed or cancelled migration: the source's guest ran on without a gap in its
+/// heartbeats and its verifier found no page wrong.
+pub fn check_source_ran_on(src: &mut Node) {
+    src.g.collect_for(Duration::from_millis(300));
+    let hb = heartbeats(&src.g.seen);
+    assert!(hb.windows(2).all(|w| w[1] == w[0] + 1), "{hb:?}");
+    assert!(!src.g.seen.iter().any(|l| l.text.contains("MISMATCH") || l.text.contains("bad=")));
+}
+
+/// With `cap` on at one end only (`on_src`: at the source, else at `dst`), `migrate -d inc`
+/// fails: the source reports the destination's refusal in its status and runs on, and the
+/// destination exits with one line about `cap` on stderr.
+pub fn check_one_sided_capability_refused(src: &mut Node, dst: &mut Node, inc: &str, cap: &str, on_src: bool) {
+    let t = Duration::from_secs(30);
+    let set = if on_src { "on" } else { "off" };
+    assert_eq!(src.mon.cmd(&format!("migrate_set_capability {cap} {set}")), "");
+    assert_eq!(src.mon.cmd(&format!("migrate -d {inc}")), "");
+    let info = wait_migration(&mut src.mon, t);
+    let (a, b) = if on_src { ("on", "off") } else { ("off", "on") };
+    let want = format!("failed (the destination refused: capability '{cap}' is {a} at the source but {b} here)");
+    assert_eq!(info_field(&info, "Migration status"), Some(want.as_str()), "{info}");
+    assert_eq!(src.mon.cmd("info status"), "VM status: running\n");
+    let _ = dst.g.wait_exit(t);
+    let err = dst.g.stderr();
+    assert_eq!(err.lines().filter(|l| l.contains(cap)).count(), 1, "{err}");
+}
+
+/// Ends a running migration with `migrate_cancel` at the source, or (`kill`) by killing
+/// the destination; waits for the source to see the end and returns its last `info migrate`.
+pub fn cancel_or_kill(src: &mut Node, dst: &mut Node, kill: bool) -> String {
+    if kill {
+        dst.g.child.kill().unwrap();
+    } else {
+        assert_eq!(src.mon.cmd("migrate_cancel"), "");
+    }
+    wait_migration(&mut src.mon, Duration::from_secs(30))
+}
+
+/// Asserts that `cmd` is refused because a migration is in progress.
+pub fn assert_refused_while_migrating(mon: &mut Hmp, cmd: &str) {
+    assert_eq!(mon.cmd(cmd), "Error: There's a migration process in progress\n");
+}
+
+/// The first number after `"key": ` in `json` (a QMP answer).
+pub fn json_num(json: &str, key: &str) -> u64 {
+    let at = json.find(&format!("\"{key}\": ")).unwrap_or_else(|| panic!("no {key} in {json}"));
+    let rest = &json[at + key.len() + 4..];
+    rest[..rest.find(|c: char| !c.is_ascii_digit()).unwrap_or(rest.len())]
+        .parse()
+        .unwrap()
 }
 
 /// Polls `info migrate` until the status is no longer setup/active/cancelling.
