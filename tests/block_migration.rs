@@ -108,17 +108,7 @@ fn allocated_in_top(img: &Path) -> u64 {
 /// The destination runs the guest to its exit; nothing went wrong on its disk. Returns the
 /// number of writes the guest made in all (before and after the move).
 fn run_to_exit(dst: &mut Node) -> u64 {
-    dst.g.wait_for("PROBE EXIT", Duration::from_secs(60));
-    assert_eq!(dst.g.wait_exit(T).code(), Some(0), "{}", dst.g.stderr());
-    for bad in ["MISMATCH", "bad=", "DISK ERROR", "FAULT"] {
-        assert!(!dst.g.seen.iter().any(|l| l.text.contains(bad)), "{bad}: {:#?}", dst.g.seen);
-    }
-    assert!(
-        dst.g
-            .seen
-            .iter()
-            .any(|l| l.text.starts_with("DISKVERIFY") && l.text.ends_with(" ok"))
-    );
+    common::migrate::run_disk_guest_to_exit(dst);
     writes(&dst.g.seen)
 }
 

@@ -79,6 +79,16 @@ pub fn merge(into: &mut [Bitmap], from: &[Bitmap]) {
     }
 }
 
+/// Test view of per-region bitmaps: each region's dirty runs (start page, pages).
+#[cfg(test)]
+pub fn listed(bms: &[Bitmap], ram: &crate::memory::GuestRam) -> Vec<Vec<(u64, u64)>> {
+    use vm_memory::{GuestMemoryBackend, GuestMemoryRegion};
+    bms.iter()
+        .zip(ram.iter())
+        .map(|(b, r)| runs(b, r.len() / PAGE, 1 << 20).collect())
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -2,7 +2,7 @@
 //! first touches), both ways, and the manual way's bookkeeping on its own.
 
 use super::*;
-use crate::migration::dirty::{count, runs};
+use crate::migration::dirty::{count, listed};
 use vm_memory::{Bytes, GuestAddress};
 
 fn vm_with(ram: &GuestRam) -> VmFd {
@@ -19,13 +19,6 @@ fn sample() -> GuestRam {
     }
     ram.write_obj(1u64, GuestAddress((1 << 32) + PAGE)).unwrap();
     ram
-}
-
-fn listed(bms: &[Bitmap], ram: &GuestRam) -> Vec<Vec<(u64, u64)>> {
-    bms.iter()
-        .zip(ram.iter())
-        .map(|(b, r)| runs(b, r.len() / PAGE, 1 << 20).collect())
-        .collect()
 }
 
 /// Writes `v` at `gpa` straight into the host mapping, as a guest's write lands there

@@ -187,7 +187,7 @@ pub fn touched_by_read(ram: &GuestRam) -> Result<Vec<Bitmap>, DirtyError> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::migration::dirty::runs;
+    use crate::migration::dirty::{listed, runs};
     use vm_memory::{Bytes, GuestAddress};
 
     fn sample() -> GuestRam {
@@ -197,13 +197,6 @@ mod tests {
         }
         ram.write_obj(1u64, GuestAddress((1 << 32) + 3 * PAGE)).unwrap();
         ram
-    }
-
-    fn listed(bms: &[Bitmap], ram: &GuestRam) -> Vec<Vec<(u64, u64)>> {
-        bms.iter()
-            .zip(ram.iter())
-            .map(|(b, r)| runs(b, r.len() / PAGE, 1 << 20).collect())
-            .collect()
     }
 
     #[test]

@@ -75,6 +75,22 @@ pub fn assert_destination_clean(dst: &Guest, bad: &[&str]) {
     }
 }
 
+/// The destination runs its disk-writing guest to the probe's exit (status 0) with at
+/// least one whole disk pass verified and nothing wrong on its RAM or disk.
+pub fn run_disk_guest_to_exit(dst: &mut Node) {
+    dst.g.wait_for("PROBE EXIT", Duration::from_secs(60));
+    assert_eq!(dst.g.wait_exit(Duration::from_secs(30)).code(), Some(0), "{}", dst.g.stderr());
+    for bad in ["MISMATCH", "bad=", "DISK ERROR", "FAULT"] {
+        assert!(!dst.g.seen.iter().any(|l| l.text.contains(bad)), "{bad}: {:#?}", dst.g.seen);
+    }
+    assert!(
+        dst.g
+            .seen
+            .iter()
+            .any(|l| l.text.starts_with("DISKVERIFY") && l.text.ends_with(" ok"))
+    );
+}
+
 /// The migration has moved the guest: the source is paused after it, the destination
 /// (once `settle` has waited on its output) runs the guest on from where the source
 /// stopped, and none of `BAD_ON_DESTINATION` shows there.
